@@ -1,0 +1,143 @@
+"""Reading and writing datasets, with every problem reported as ``FILE:LINE: message``.
+
+Files are streamed line by line so that validating a file larger than memory stays cheap.
+UTF-8 with or without a byte-order mark and CRLF line ends are accepted; other encodings
+are refused with the line where decoding failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import EduloraError
+from .schema import Record, RecordError, record_from_dict
+
+#: One JSONL line above this size is refused before parsing (a JSON parser would hold it all in memory).
+MAX_LINE_BYTES = 1_000_000
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"
+
+
+@dataclass
+class ValidationResult:
+    path: str
+    records: int
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.records > 0
+
+
+def iter_json_lines(path: str | Path) -> Iterator[tuple[int, Any | Problem]]:
+    """Yield ``(line_number, parsed_object)`` per non-blank line, or a ``Problem`` in its place."""
+    name = str(path)
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        raise EduloraError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise EduloraError(f"{name}: is a directory, expected a JSONL file") from None
+    except PermissionError:
+        raise EduloraError(f"{name}: permission denied") from None
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            if len(raw) > MAX_LINE_BYTES:
+                yield number, Problem(name, number, f"line is {len(raw):,} bytes long (limit {MAX_LINE_BYTES:,})")
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                yield number, Problem(name, number, f"not valid UTF-8 (byte {err.start + 1}); save the file as UTF-8")
+                continue
+            text = text.strip()
+            if not text:
+                continue
+            try:
+                yield number, json.loads(text)
+            except json.JSONDecodeError as err:
+                yield number, Problem(name, number, f"invalid JSON: {err.msg} (column {err.colno})")
+            except RecursionError:
+                yield number, Problem(name, number, "invalid JSON: nested too deeply")
+
+
+def iter_records(path: str | Path) -> Iterator[tuple[int, Record | Problem]]:
+    """Yield ``(line_number, Example | Dialogue)`` or one ``Problem`` per problem found on that line."""
+    for number, obj in iter_json_lines(path):
+        if isinstance(obj, Problem):
+            yield number, obj
+            continue
+        try:
+            yield number, record_from_dict(obj)
+        except RecordError as err:
+            for message in err.messages:
+                yield number, Problem(str(path), number, message)
+
+
+def validate_file(path: str | Path) -> ValidationResult:
+    """Check every record of a dataset; never raises for malformed content, only for a missing file."""
+    problems: list[Problem] = []
+    records = 0
+    for number, item in iter_records(path):
+        if isinstance(item, Problem):
+            problems.append(item)
+        else:
+            records += 1
+    if records == 0 and not problems:
+        problems.append(Problem(str(path), 1, "file holds no records"))
+    return ValidationResult(str(path), records, problems)
+
+
+def read_records(path: str | Path, max_problems_shown: int = 20) -> list[Record]:
+    """Load a whole dataset, or raise ``EduloraError`` listing its problems."""
+    records: list[Record] = []
+    problems: list[Problem] = []
+    for _, item in iter_records(path):
+        (problems if isinstance(item, Problem) else records).append(item)
+    if not records and not problems:
+        problems.append(Problem(str(path), 1, "file holds no records"))
+    if problems:
+        shown = "\n".join(str(p) for p in problems[:max_problems_shown])
+        more = f"\n… and {len(problems) - max_problems_shown} more" if len(problems) > max_problems_shown else ""
+        raise EduloraError(f"{shown}{more}\n{len(problems)} problem(s) in {path}; run 'edulora data validate {path}'")
+    return records
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a file so that readers see either the old or the new content, never half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
+    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def write_records(path: str | Path, records: Iterable[Record]) -> None:
+    write_jsonl(path, (r.to_dict() for r in records))

@@ -1,0 +1,9 @@
+"""The one error type for user mistakes.
+
+The CLI turns an ``EduloraError`` into a one-line message and exit code 2; any other
+exception is a bug in edulora and is allowed to show a traceback.
+"""
+
+
+class EduloraError(Exception):
+    """A problem with the user's input, files or settings (not a bug in edulora)."""
