@@ -21,7 +21,81 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="check, convert and inspect datasets")
     data_commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
     cli_data.add_commands(data_commands)
+
+    p = commands.add_parser("demo", help="train a tutor on the packaged model and sample data, show before/after")
+    p.add_argument("--output-dir", default="runs", help="where the run directory is created (default: runs)")
+    p.set_defaults(func=cmd_demo)
+
+    p = commands.add_parser("train", help="train a LoRA adapter from a YAML config")
+    p.add_argument("config", nargs="?", help="YAML config (see configs/); optional with --resume")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set lora.r=8 (repeatable)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty run directory")
+    p.set_defaults(func=cmd_train)
+
+    p = commands.add_parser("generate", help="print a tutor reply to a question")
+    p.add_argument("question")
+    p.add_argument("--adapter", metavar="RUN_OR_DIR", help="run directory or adapter directory (default: base model)")
+    p.add_argument("--base", help="base model (default: the adapter's, or the packaged SmolLM2)")
+    p.add_argument("--context", help="extra context, e.g. what the student tried")
+    p.add_argument("--subject")
+    p.add_argument("--grade-level")
+    p.add_argument("--teaching-style")
+    p.add_argument("--max-new-tokens", type=int, default=200)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--allow-pickle", action="store_true", help="allow loading .bin (pickle) adapter weights")
+    p.set_defaults(func=cmd_generate)
     return parser
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    result = run_demo(args.output_dir)
+    print(result.run_dir)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .training import train
+
+    if args.resume:
+        if args.config or args.overrides:
+            raise EduloraError("--resume continues a run with its saved config; drop CONFIG and --set")
+        result = train(None, resume=args.resume)
+    else:
+        if not args.config and not args.overrides:
+            raise EduloraError("give a config file (e.g. configs/default.yaml) or --set values")
+        result = train(load_config(args.config, args.overrides), overwrite=args.overwrite)
+    s = result.summary
+    print(f"eval loss {s['eval_loss_before']:.4f} -> {s['eval_loss_after']:.4f}; "
+          f"{s['train_tokens_per_s']:.0f} tokens/s; {s['wall_s']:.0f} s")
+    print(result.run_dir)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .data.schema import Metadata, metadata_from_dict
+    from .formatting import question_messages
+    from .generation import GenerationSettings, generate_replies
+    from .modeling import load_tutor
+
+    problems: list[str] = []
+    raw = {"subject": args.subject, "grade_level": args.grade_level, "teaching_style": args.teaching_style}
+    meta = metadata_from_dict({k: v for k, v in raw.items() if v}, problems)
+    if problems:
+        raise EduloraError("; ".join(problems))
+    model, tokenizer, info = load_tutor(args.adapter, args.base, allow_pickle=args.allow_pickle)
+    if meta == Metadata() and args.adapter:
+        meta = metadata_from_dict({k: v for k, v in {"subject": info.subject, "grade_level": info.grade_level,
+                                                      "teaching_style": info.teaching_style}.items() if v}, [])
+    template = info.template if args.adapter else ("chat" if tokenizer.chat_template else "instruction")
+    messages = question_messages(args.question, args.context, meta, with_system=info.system_prompt)
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+    print(generate_replies(model, tokenizer, [messages], template, settings)[0].text)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

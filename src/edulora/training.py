@@ -1,0 +1,372 @@
+"""Train a LoRA tutor: data → model → Trainer → adapter, in that order, top to bottom.
+
+``train()`` is the whole recipe; each step is a short function. The Trainer is Hugging Face's,
+with two changes that matter for speed and correctness: rows are packed (no padding compute),
+and the loss is a token-weighted sum over tutor text only, so gradient accumulation gives the
+same result however examples fall into batches.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from .config import RunConfig, config_from_dict, dump_config
+from .data.io import atomic_write_text, read_records, write_records
+from .data.schema import Record
+from .data.split import fingerprint, split_records
+from .errors import EduloraError
+from .formatting import PackedRow, collate_rows, encode_record, pack_examples, resolve_template
+from .losses import token_loss_sum
+from .modeling import AdapterInfo, attach_lora, choose_dtype, device, load_base_model, save_adapter
+
+CONFIG_FILE = "config.yaml"
+
+
+@dataclass
+class DataSplit:
+    train: list[Record]
+    eval: list[Record]
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summary: dict
+    model: object = None  # the trained PeftModel, kept in memory for callers such as the demo
+    tokenizer: object = None
+    template: str = "chat"
+
+
+# ---------------------------------------------------------------- run directory
+
+
+def new_run_dir(config: RunConfig, overwrite: bool = False) -> Path:
+    name = config.run_name or datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(config.output_dir).expanduser() / name
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise EduloraError(f"{run_dir}: run directory exists and is not empty; pass --overwrite to replace it "
+                               "or --resume to continue it")
+        shutil.rmtree(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise EduloraError(f"{run_dir}: cannot create run directory ({err.strerror})") from None
+    if not os.access(run_dir, os.W_OK):
+        raise EduloraError(f"{run_dir}: run directory is not writable")
+    return run_dir
+
+
+def resume_config(run_dir: Path) -> RunConfig:
+    """The config a run was started with; resuming with other settings would mix two recipes."""
+    import yaml
+
+    snapshot = run_dir / CONFIG_FILE
+    if not snapshot.exists():
+        raise EduloraError(f"{run_dir}: not a run directory (no {CONFIG_FILE}); nothing to resume")
+    return config_from_dict(yaml.safe_load(snapshot.read_text(encoding="utf-8")), str(snapshot))
+
+
+def latest_checkpoint(run_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = run_dir / "checkpoints"
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+# ---------------------------------------------------------------- data
+
+
+def load_data(config: RunConfig) -> DataSplit:
+    """Read, (optionally) scrub and split the data; the fingerprint lets two runs prove they saw the same data."""
+    if not config.data.train_file:
+        raise EduloraError("config: data.train_file is not set (e.g. --set data.train_file=train.jsonl)")
+    records = read_records(config.data.train_file)
+    if config.data.eval_file:
+        train, held_out = records, read_records(config.data.eval_file)
+    else:
+        train, held_out = split_records(records, config.data.eval_fraction, config.data.split_seed)
+    info = {"train_file": config.data.train_file, "eval_file": config.data.eval_file or None,
+            "train_records": len(train), "eval_records": len(held_out),
+            "train_fingerprint": fingerprint(train), "eval_fingerprint": fingerprint(held_out)}
+    if config.data.scrub_pii:
+        from .data.privacy import scrub_records
+
+        train, report = scrub_records(train)
+        held_out, eval_report = scrub_records(held_out)
+        info["pii_scrubbed"] = {"train": report.counts, "eval": eval_report.counts}
+    return DataSplit(train, held_out, info)
+
+
+def encode(records: list[Record], tokenizer, template: str, config: RunConfig, packing: bool) -> tuple[list[PackedRow], dict]:
+    encoded = [encode_record(r, tokenizer, template, config.data.max_length, config.data.system_prompt) for r in records]
+    stats = {"examples": len(encoded), "tokens": sum(len(e.input_ids) for e in encoded),
+             "trainable_tokens": sum(e.trainable_tokens for e in encoded),
+             "truncated": sum(e.truncated for e in encoded)}
+    if encoded and stats["trainable_tokens"] == 0:
+        raise EduloraError("every label is masked: no tutor text is left to learn from (is max_length too small?)")
+    rows = pack_examples(encoded, config.data.max_length, packing)
+    stats["rows"] = len(rows)
+    return rows, stats
+
+
+class RowDataset(torch.utils.data.Dataset):
+    """Packed rows as dicts, the shape the Trainer's length-grouped sampler reads."""
+
+    def __init__(self, rows: list[PackedRow]):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.rows[index]
+        return {"input_ids": row.input_ids, "labels": row.labels, "position_ids": row.position_ids}
+
+
+def make_collator(pad_token_id: int):
+    def collate(items: list[dict]) -> dict:
+        return collate_rows([PackedRow(i["input_ids"], i["labels"], i["position_ids"]) for i in items], pad_token_id)
+
+    return collate
+
+
+# ---------------------------------------------------------------- trainer
+
+
+def _trainer_class():
+    from transformers import Trainer
+
+    class EduloraTrainer(Trainer):
+        """HF Trainer with a token-weighted, tutor-text-only loss and an exact token-weighted eval loss."""
+
+        def __init__(self, *args, response_only_head: bool = True, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.response_only_head = response_only_head
+            # Makes the Trainer count labelled tokens over all accumulated micro-batches (num_items_in_batch),
+            # so each token weighs the same however examples were batched.
+            self.model_accepts_loss_kwargs = True
+            self.tokens_trained = 0
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss_sum, count = token_loss_sum(model, inputs, self.response_only_head)
+            if model.training:
+                self.tokens_trained += int(inputs["real_tokens"])
+            denominator = num_items_in_batch if num_items_in_batch is not None else count.clamp(min=1)
+            loss = loss_sum / denominator
+            if num_items_in_batch is not None and self.args.average_tokens_across_devices and self.args.world_size > 1:
+                loss = loss * self.accelerator.num_processes  # DDP averages gradients; the count was global
+            return (loss, None) if return_outputs else loss
+
+        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+            loss = mean_token_loss(self.model, self.get_eval_dataloader(eval_dataset), self.response_only_head,
+                                   self.accelerator)
+            metrics = {f"{metric_key_prefix}_loss": loss, f"{metric_key_prefix}_perplexity": math.exp(min(loss, 50))}
+            self.log(metrics)
+            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+            return metrics
+
+    return EduloraTrainer
+
+
+@torch.no_grad()
+def mean_token_loss(model, batches, response_only_head: bool = True, accelerator=None) -> float:
+    """Cross-entropy per tutor token over a whole data set (not a mean of batch means)."""
+    was_training = model.training
+    model.eval()
+    total = torch.zeros(2, dtype=torch.float64, device=next(model.parameters()).device)
+    for batch in batches:
+        batch = {k: v.to(total.device) for k, v in batch.items() if torch.is_tensor(v)}
+        loss_sum, count = token_loss_sum(model, batch, response_only_head)
+        total += torch.stack([loss_sum.double(), count.double()])
+    if accelerator is not None and accelerator.num_processes > 1:
+        total = accelerator.reduce(total, reduction="sum")
+    model.train(was_training)
+    return float(total[0] / total[1].clamp(min=1))
+
+
+def _metrics_logger(path: Path):
+    from transformers import TrainerCallback
+
+    class MetricsLog(TrainerCallback):
+        """Appends every logged dict to metrics.jsonl (main process only)."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                with open(path, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+
+    return MetricsLog()
+
+
+def training_arguments(config: RunConfig, run_dir: Path, dtype: torch.dtype):
+    """The guide's arguments, mapped to today's transformers API."""
+    from transformers import TrainingArguments
+
+    t = config.training
+    on_cuda = device().type == "cuda"
+    tensorboard = _has_tensorboard()
+    if tensorboard:
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")  # transformers 5 has no logging_dir
+    return TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_ratio,  # a float < 1 is read as a ratio of the total steps
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps",
+        eval_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        # Weights are already loaded in the chosen dtype; autocast is needed only for CUDA fp16/bf16.
+        bf16=on_cuda and dtype == torch.bfloat16,
+        fp16=on_cuda and dtype == torch.float16,
+        use_cpu=not on_cuda,
+        report_to=["tensorboard"] if tensorboard else [],
+        remove_unused_columns=False,
+        prediction_loss_only=True,
+        dataloader_num_workers=0,
+        seed=t.seed,
+        data_seed=t.seed,
+        save_only_model=False,
+        disable_tqdm=False,
+    )
+
+
+def _has_tensorboard() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None or importlib.util.find_spec("tensorboardX") is not None
+
+
+# ---------------------------------------------------------------- the recipe
+
+
+def train(config: RunConfig | None, resume: str | Path | None = None, overwrite: bool = False) -> RunResult:
+    """Train one adapter and write a complete run directory; returns its path and summary."""
+    started = time.perf_counter()
+    # 1. Where the run lives: a new directory, or the one being resumed (with its own config).
+    if resume is not None:
+        run_dir = Path(resume).expanduser()
+        config = resume_config(run_dir)
+        checkpoint = latest_checkpoint(run_dir)
+        if checkpoint is None:
+            raise EduloraError(f"{run_dir}: no checkpoint to resume from yet; start the run again with --overwrite")
+    else:
+        run_dir, checkpoint = new_run_dir(config, overwrite), None
+        atomic_write_text(run_dir / CONFIG_FILE, dump_config(config))
+
+    # 2. Data: validated records, split, fingerprinted.
+    data = load_data(config)
+    if not data.eval:
+        raise EduloraError("no evaluation records: set data.eval_file or a positive data.eval_fraction")
+    write_records(run_dir / "eval.jsonl", data.eval)
+
+    # 3. Model: base in the precision this hardware suits, LoRA on top.
+    model, tokenizer, base_path = load_base_model(config.model, for_training=True)
+    model.config.use_cache = False  # packed rows stay isolated only without a KV cache
+    template = resolve_template(config.data.template, tokenizer)
+    train_rows, train_stats = encode(data.train, tokenizer, template, config, config.data.packing)
+    eval_rows, eval_stats = encode(data.eval, tokenizer, template, config, config.data.packing)
+    data.info.update({"template": template, "train_tokens": train_stats, "eval_tokens": eval_stats})
+    atomic_write_text(run_dir / "data.json", json.dumps(data.info, indent=2) + "\n")
+    if train_stats["truncated"]:
+        print(f"warning: {train_stats['truncated']} training example(s) longer than data.max_length="
+              f"{config.data.max_length} were cut from the left (their replies kept)", flush=True)
+    model = attach_lora(model, config.lora)
+    dtype = choose_dtype(config.model.precision)
+
+    # 4. Trainer: the guide's arguments, our loss, metrics.jsonl + TensorBoard.
+    torch.manual_seed(config.training.seed)
+    trainer = _trainer_class()(
+        model=model,
+        args=training_arguments(config, run_dir, dtype),
+        train_dataset=RowDataset(train_rows),
+        eval_dataset=RowDataset(eval_rows),
+        data_collator=make_collator(tokenizer.pad_token_id),
+        callbacks=[_metrics_logger(run_dir / "metrics.jsonl")],
+        response_only_head=config.training.response_only_head,
+    )
+
+    # 5. Train, measuring the held-out loss before and after.
+    summary_path = run_dir / "summary.json"
+    previous = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    eval_before = previous.get("eval_loss_before")
+    if eval_before is None:
+        eval_before = trainer.evaluate()["eval_loss"]
+        atomic_write_text(summary_path, json.dumps({"eval_loss_before": eval_before, "status": "training"}) + "\n")
+    train_started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=checkpoint)
+    train_seconds = time.perf_counter() - train_started
+    eval_after = trainer.evaluate()["eval_loss"]
+
+    # 6. Save the adapter with what PEFT cannot hold, then the summary last (its presence means "done").
+    info = AdapterInfo(base_model=config.model.name, subject=config.adapter.subject,
+                       grade_level=config.adapter.grade_level, teaching_style=config.adapter.teaching_style,
+                       description=config.adapter.description, template=template,
+                       system_prompt=config.data.system_prompt, data_fingerprint=data.info["train_fingerprint"],
+                       eval_loss=eval_after)
+    if trainer.is_world_process_zero():
+        save_adapter(trainer.model, tokenizer, run_dir / "adapter", info, model_card(config, info, eval_before, eval_after))
+    summary = {
+        "status": "done",
+        "eval_loss_before": eval_before,
+        "eval_loss_after": eval_after,
+        "eval_loss_drop": (eval_before - eval_after) / eval_before if eval_before else None,
+        "train_loss": output.training_loss,
+        "optimizer_steps": trainer.state.global_step,
+        "train_examples": len(data.train),
+        "eval_examples": len(data.eval),
+        "train_tokens_per_s": trainer.tokens_trained / train_seconds if train_seconds > 0 else None,
+        "train_seconds": train_seconds,
+        "wall_s": time.perf_counter() - started,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "device": device().type,
+        "dtype": str(dtype).removeprefix("torch."),
+        "base_model": config.model.name,
+        "base_model_path": base_path,
+        "template": template,
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "resumed_from": checkpoint,
+    }
+    if trainer.is_world_process_zero():
+        atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
+    return RunResult(run_dir, summary, trainer.model, tokenizer, template)
+
+
+def model_card(config: RunConfig, info: AdapterInfo, eval_before: float, eval_after: float) -> str:
+    lora, t = config.lora, config.training
+    rows = [("Base model", info.base_model), ("Subject", info.subject or "any"),
+            ("Grade level", info.grade_level or "any"), ("Teaching style", info.teaching_style or "any"),
+            ("Prompt template", info.template), ("Data fingerprint (SHA-256)", info.data_fingerprint),
+            ("LoRA", f"r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout}, targets={', '.join(lora.target_modules)}"),
+            ("Training", f"epochs={t.epochs}, batch={t.batch_size}x{t.grad_accum}, lr={t.learning_rate}, "
+                         f"scheduler={t.lr_scheduler}"),
+            ("Eval loss (base → tuned)", f"{eval_before:.4f} → {eval_after:.4f}")]
+    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    return (f"# edulora tutor adapter\n\n{info.description or 'A LoRA adapter trained with edulora.'}\n\n"
+            f"| | |\n|---|---|\n{table}\n\n"
+            "Load it with PEFT:\n\n```python\nfrom peft import PeftModel\n"
+            "model = PeftModel.from_pretrained(base_model, 'path/to/adapter')\n```\n\n"
+            "or with edulora: `edulora generate --adapter path/to/adapter \"your question\"`.\n")

@@ -1,0 +1,51 @@
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from edulora.config import LoraSettings, ModelConfig
+from edulora.errors import EduloraError
+from edulora.modeling import attach_lora, choose_dtype, load_base_model, map_target_modules, resolve_model_path
+
+
+def test_gpt2_names_are_mapped(tiny_gpt2):
+    model = AutoModelForCausalLM.from_pretrained(tiny_gpt2)
+    assert map_target_modules(model, ["q_proj", "k_proj", "v_proj", "o_proj"]) == ["c_attn", "c_proj"]
+    peft_model = attach_lora(model, LoraSettings())
+    assert peft_model.get_nb_trainable_parameters()[0] > 0
+
+
+def test_no_matching_module_is_a_clear_error(tiny_llama):
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    with pytest.raises(EduloraError, match="match no module.*q_proj"):
+        map_target_modules(model, ["attention_of_doom"])
+
+
+def test_lora_freezes_the_base(tiny_llama):
+    model = attach_lora(AutoModelForCausalLM.from_pretrained(tiny_llama), LoraSettings(r=4))
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+
+
+def test_fp16_on_cpu_is_refused_clearly():
+    with pytest.raises(EduloraError, match="fp16 needs a CUDA GPU"):
+        choose_dtype("fp16", torch.device("cpu"))
+
+
+def test_qlora_without_cuda_is_refused_clearly(tiny_llama):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the refusal is for CPU-only machines")
+    with pytest.raises(EduloraError, match="needs a CUDA GPU"):
+        load_base_model(ModelConfig(name=str(tiny_llama), load_in_4bit=True))
+
+
+def test_bad_model_names(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EduloraError, match="no config.json"):
+        resolve_model_path(str(tmp_path / "empty"))
+    with pytest.raises(EduloraError, match="no such GGUF"):
+        resolve_model_path(str(tmp_path / "missing.gguf"))
+
+
+def test_packaged_model_is_cached_as_safetensors(packaged_model_dir):
+    assert (packaged_model_dir / "model.safetensors").exists()
+    assert (packaged_model_dir / "tokenizer.json").exists() or (packaged_model_dir / "tokenizer_config.json").exists()

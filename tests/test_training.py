@@ -1,0 +1,133 @@
+"""Training on a tiny random Llama: behaviour, run directory, adapter reload, resume."""
+
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, Trainer
+
+from edulora.config import RunConfig
+from edulora.errors import EduloraError
+from edulora.training import train
+
+
+def tiny_config(model_dir, data_file, out_dir, **training) -> RunConfig:
+    config = RunConfig()
+    config.model.name = str(model_dir)
+    config.model.precision = "fp32"
+    config.data.train_file = str(data_file)
+    config.data.eval_fraction = 0.25
+    config.data.max_length = 128
+    config.training.batch_size = 2
+    config.training.grad_accum = 2
+    config.training.learning_rate = 3e-2
+    # A random model's frozen embeddings give near-uniform outputs; adapting the MLPs too lets it overfit fast.
+    config.lora.target_modules = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    config.training.max_steps = 12
+    config.training.logging_steps = 2
+    config.training.eval_steps = 6
+    config.training.save_steps = 6
+    config.training.warmup_ratio = 0.0
+    for key, value in training.items():
+        setattr(config.training, key, value)
+    config.adapter.subject = "mathematics"
+    config.output_dir = str(out_dir)
+    config.run_name = "run"
+    return config
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_llama, tmp_path_factory):
+    from conftest import tutoring_rows
+
+    folder = tmp_path_factory.mktemp("train")
+    data = folder / "data.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in tutoring_rows(32)))
+    return train(tiny_config(tiny_llama, data, folder / "runs")), tiny_llama
+
+
+def test_loss_drops_on_a_small_overfit_set(trained):
+    result, _ = trained
+    assert result.summary["eval_loss_after"] < 0.9 * result.summary["eval_loss_before"]
+    assert result.summary["optimizer_steps"] == 12
+
+
+def test_run_directory_is_complete(trained):
+    result, _ = trained
+    run = result.run_dir
+    for name in ("config.yaml", "data.json", "metrics.jsonl", "summary.json", "eval.jsonl",
+                 "adapter/adapter_config.json", "adapter/adapter_model.safetensors", "adapter/edulora.json",
+                 "adapter/README.md"):
+        assert (run / name).exists(), name
+    assert any((run / "tensorboard").iterdir())
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("eval_loss_before", "eval_loss_after", "train_tokens_per_s", "wall_s"):
+        assert isinstance(summary[key], float)
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss" in m for m in metrics) and any("eval_loss" in m for m in metrics)
+    info = json.loads((run / "adapter" / "edulora.json").read_text())
+    assert info["subject"] == "mathematics" and len(info["data_fingerprint"]) == 64
+    assert json.loads((run / "data.json").read_text())["train_tokens"]["trainable_tokens"] > 0
+
+
+def test_adapter_reloads_with_identical_logits(trained):
+    result, base_dir = trained
+    ids = torch.tensor([[1, 50, 60, 70, 80]])
+    result.model.eval()
+    with torch.no_grad():
+        expected = result.model(input_ids=ids).logits
+        base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+        reloaded = PeftModel.from_pretrained(base, str(result.run_dir / "adapter")).eval()
+        assert torch.allclose(reloaded(input_ids=ids).logits, expected, atol=1e-5)
+        assert not torch.allclose(base.get_base_model()(input_ids=ids).logits if hasattr(base, "get_base_model")
+                                  else AutoModelForCausalLM.from_pretrained(base_dir)(input_ids=ids).logits, expected, atol=1e-3)
+
+
+def test_existing_run_directory_is_not_overwritten(trained):
+    result, base_dir = trained
+    config = tiny_config(base_dir, "unused.jsonl", result.run_dir.parent)
+    with pytest.raises(EduloraError, match="--overwrite"):
+        train(config)
+    assert (result.run_dir / "summary.json").exists()
+
+
+def test_all_labels_masked_fails_loudly(tiny_llama, tmp_path, write_jsonl, monkeypatch):
+    from conftest import tutoring_rows
+
+    import edulora.training as training
+    from edulora.formatting import IGNORE_INDEX, EncodedExample
+
+    def prompt_only(*args, **kwargs):  # e.g. a template that renders no tutor text
+        return EncodedExample([1, 2, 3], [IGNORE_INDEX] * 3)
+
+    monkeypatch.setattr(training, "encode_record", prompt_only)
+    config = tiny_config(tiny_llama, write_jsonl(tutoring_rows(8)), tmp_path / "runs")
+    with pytest.raises(EduloraError, match="every label is masked"):
+        train(config)
+
+
+def test_resume_continues_from_the_last_checkpoint(tiny_llama, tmp_path, write_jsonl, monkeypatch):
+    from conftest import tutoring_rows
+
+    data = write_jsonl(tutoring_rows(16))
+    config = tiny_config(tiny_llama, data, tmp_path / "runs", max_steps=6, save_steps=3, eval_steps=3)
+    original = Trainer.training_step
+    calls = {"n": 0}
+
+    def crash_after_four_steps(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 4 * config.training.grad_accum:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", crash_after_four_steps)
+    with pytest.raises(KeyboardInterrupt):
+        train(config)
+    monkeypatch.setattr(Trainer, "training_step", original)
+    run_dir = tmp_path / "runs" / "run"
+    assert (run_dir / "checkpoints" / "checkpoint-3").exists() and not (run_dir / "adapter").exists()
+    result = train(None, resume=run_dir)
+    assert result.summary["optimizer_steps"] == 6
+    assert result.summary["resumed_from"].endswith("checkpoint-3")
+    assert (run_dir / "adapter" / "adapter_model.safetensors").exists()
