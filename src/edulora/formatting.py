@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .data.schema import Dialogue, Example, Metadata, Record
+from .data.schema import Example, Metadata, Record
 from .errors import EduloraError
 
 IGNORE_INDEX = -100  # label value PyTorch's cross-entropy skips

@@ -1,8 +1,13 @@
 """Deterministic, stratified train/eval split.
 
-Each record goes to a split by a hash of its own text, not by its position, so that adding
-records to a file never moves old records across the split. Within each subject × style
-stratum the eval share is kept close to the requested fraction.
+Each record goes to a split by a hash of its own text, not by its position, so reordering
+a file never changes the split. Within each subject × style stratum the eval share is kept
+close to the requested fraction.
+
+Records that would leak across the split are kept together: exact duplicates are dropped
+first, and records asking the same question, or near-duplicates (word-shingle Jaccard
+≥ ``near_threshold``), form one group that goes to one side as a whole. That is the same
+definition of leakage ``edulora data report --eval`` checks, so a split made here passes it.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 
 from .schema import Dialogue, Example, Record
 
@@ -25,6 +31,15 @@ def normalized_text(record: Record) -> str:
     return " ".join(record_text(record).lower().split())
 
 
+def prompt_key(record: Record) -> str:
+    """The normalized student side of a record: instruction + context, or the user turns."""
+    if isinstance(record, Dialogue):
+        text = "\n".join(t.content for t in record.turns if t.role == "user")
+    else:
+        text = f"{record.instruction}\n{record.context or ''}"
+    return " ".join(text.lower().split())
+
+
 def fingerprint(records: list[Record]) -> str:
     """SHA-256 over the records' canonical JSON: equal data gives an equal fingerprint."""
     digest = hashlib.sha256()
@@ -34,19 +49,12 @@ def fingerprint(records: list[Record]) -> str:
     return digest.hexdigest()
 
 
-def _rank(record: Record, seed: int) -> str:
-    return hashlib.sha256(f"{seed}:{normalized_text(record)}".encode()).hexdigest()
+def _rank(text: str, seed: int) -> str:
+    return hashlib.sha256(f"{seed}:{text}".encode()).hexdigest()
 
 
-def split_records(records: list[Record], eval_fraction: float = 0.1, seed: int = 0) -> tuple[list[Record], list[Record]]:
-    """Split into (train, eval), stratified by subject and teaching style.
-
-    Exact duplicates (after whitespace/case normalization) are dropped first, so no record
-    can appear on both sides. Every stratum with at least two records gives at least one
-    to eval when ``eval_fraction > 0``.
-    """
-    if not 0.0 <= eval_fraction < 1.0:
-        raise ValueError("eval_fraction must be in [0, 1)")
+def dedupe(records: list[Record]) -> tuple[list[Record], int]:
+    """Records with exact duplicates (after case/whitespace normalization) dropped; keeps the first."""
     seen: set[str] = set()
     unique: list[Record] = []
     for record in records:
@@ -54,21 +62,84 @@ def split_records(records: list[Record], eval_fraction: float = 0.1, seed: int =
         if key not in seen:
             seen.add(key)
             unique.append(record)
+    return unique, len(records) - len(unique)
+
+
+def leakage_groups(records: list[Record], near_threshold: float | None = 0.8) -> list[int]:
+    """A group id per record: records sharing a prompt or nearly equal share a group."""
+    parent = list(range(len(records)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first_with_prompt: dict[str, int] = {}
+    for index, record in enumerate(records):
+        other = first_with_prompt.setdefault(prompt_key(record), index)
+        parent[find(index)] = find(other)
+    if near_threshold is not None and len(records) > 1:
+        from .quality import similar_pairs  # quality imports this module; import late
+
+        for a, b, _ in similar_pairs([normalized_text(r) for r in records], near_threshold):
+            parent[find(a)] = find(b)
+    return [find(i) for i in range(len(records))]
+
+
+@dataclass
+class SplitStats:
+    train: int
+    eval: int
+    duplicates_dropped: int
+    grouped_records: int  # records that share a leakage group with another record
+
+
+def split_records(records: list[Record], eval_fraction: float = 0.1, seed: int = 0, *,
+                  near_threshold: float | None = 0.8) -> tuple[list[Record], list[Record]]:
+    """Split into (train, eval), stratified by subject and teaching style.
+
+    Exact duplicates (after whitespace/case normalization) are dropped first, so no record
+    can appear on both sides; records with the same prompt or near-duplicate text go to the
+    same side (``near_threshold=None`` groups by prompt only). Every stratum with at least
+    two groups gives at least one to eval when its quota reaches half a record.
+    """
+    train, held_out, _ = split_with_stats(records, eval_fraction, seed, near_threshold=near_threshold)
+    return train, held_out
+
+
+def split_with_stats(records: list[Record], eval_fraction: float = 0.1, seed: int = 0, *,
+                     near_threshold: float | None = 0.8) -> tuple[list[Record], list[Record], SplitStats]:
+    """``split_records`` plus counts of what was dropped and grouped."""
+    if not 0.0 <= eval_fraction < 1.0:
+        raise ValueError("eval_fraction must be in [0, 1)")
+    unique, dropped = dedupe(records)
+    group_of = leakage_groups(unique, near_threshold)
+    members: dict[int, list[int]] = defaultdict(list)
+    for index, group in enumerate(group_of):
+        members[group].append(index)
+    # A group is stratified by its first record and ranked by its first record's text.
     strata: dict[tuple, list[int]] = defaultdict(list)
-    for index, record in enumerate(unique):
-        meta = record.metadata
-        strata[(meta.subject, meta.teaching_style)].append(index)
+    for group, indexes in members.items():
+        meta = unique[indexes[0]].metadata
+        strata[(meta.subject, meta.teaching_style)].append(group)
     eval_ids: set[int] = set()
     carry = 0.0  # fractional eval quota carried across strata keeps the total near the target
     for key in sorted(strata, key=lambda k: (str(k[0]), str(k[1]))):
-        members = sorted(strata[key], key=lambda i: _rank(unique[i], seed))
-        quota = len(members) * eval_fraction + carry
+        groups = sorted(strata[key], key=lambda g: _rank(normalized_text(unique[members[g][0]]), seed))
+        size = sum(len(members[g]) for g in groups)
+        quota = size * eval_fraction + carry
         take = int(quota)
-        if eval_fraction > 0 and take == 0 and len(members) >= 2 and quota >= 0.5:
+        if eval_fraction > 0 and take == 0 and len(groups) >= 2 and quota >= 0.5:
             take = 1
-        take = min(take, len(members) - 1) if len(members) > 1 else take
-        carry = quota - take
-        eval_ids.update(members[:take])
+        taken = 0
+        for group in groups[:-1] if len(groups) > 1 else groups:  # leave train at least one group
+            if taken >= take:
+                break
+            eval_ids.update(members[group])
+            taken += len(members[group])
+        carry = quota - taken
     train = [r for i, r in enumerate(unique) if i not in eval_ids]
     held_out = [r for i, r in enumerate(unique) if i in eval_ids]
-    return train, held_out
+    grouped = sum(len(m) for m in members.values() if len(m) > 1)
+    return train, held_out, SplitStats(len(train), len(held_out), dropped, grouped)

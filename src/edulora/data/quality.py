@@ -1,0 +1,673 @@
+"""Dataset quality report: coverage, misconceptions, lengths, duplicates, leakage, readability.
+
+Every function here is pure: records in, dataclasses out. Printing, HTML and JSON live in
+``report_render``. Records are identified by the line they start on in their file, so each
+finding can be looked up with an editor.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import zlib
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from ..errors import EduloraError
+from .schema import KNOWN_SUBJECTS, Dialogue, Example, GradeLevel, Record, TeachingStyle
+from .split import normalized_text, prompt_key, record_text
+
+NONE_LABEL = "(none)"
+
+
+def _lines(records: Sequence[Record], lines: Sequence[int] | None) -> list[int]:
+    if lines is None:
+        return list(range(1, len(records) + 1))
+    if len(lines) != len(records):
+        raise ValueError("lines must give one line number per record")
+    return list(lines)
+
+
+# --------------------------------------------------------------------------- coverage
+
+
+@dataclass
+class CoverageCell:
+    subject: str
+    grade_level: str
+    teaching_style: str
+    count: int
+
+
+@dataclass
+class CoverageReport:
+    """Counts per subject × grade level × teaching style, with the gaps called out.
+
+    ``empty_cells`` spans the subjects and grade levels that occur in the data × every
+    known teaching style: a K-12 dataset is not nagged about adult learners, but a grade it
+    does teach is checked against every style.
+    """
+
+    cells: list[CoverageCell]
+    subjects: dict[str, int]
+    grade_levels: dict[str, int]
+    teaching_styles: dict[str, int]
+    thin_below: int
+    thin_cells: list[CoverageCell]
+    empty_cells: list[tuple[str, str, str]]
+    missing_metadata: dict[str, int]
+    unknown_subjects: list[str]
+    unseen_subjects: list[str]
+    unseen_grade_levels: list[str]
+    unseen_teaching_styles: list[str]
+
+    def count(self, subject: str, grade_level: str, teaching_style: str) -> int:
+        for cell in self.cells:
+            if (cell.subject, cell.grade_level, cell.teaching_style) == (subject, grade_level, teaching_style):
+                return cell.count
+        return 0
+
+
+def _labels(record: Record) -> tuple[str, str, str]:
+    meta = record.metadata
+    return (
+        meta.subject or NONE_LABEL,
+        meta.grade_level.value if meta.grade_level else NONE_LABEL,
+        meta.teaching_style.value if meta.teaching_style else NONE_LABEL,
+    )
+
+
+def auto_thin_below(counts: Iterable[int]) -> int:
+    """Half the median non-empty cell, at least 2: "thin" means thin for this dataset.
+
+    A fixed number would call every cell of a small dataset thin and none of a large one,
+    which says nothing about which parts are under-represented.
+    """
+    values = sorted(n for n in counts if n > 0)
+    if not values:
+        return 2
+    median = values[len(values) // 2] if len(values) % 2 else (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+    return max(2, math.ceil(median / 2))
+
+
+def coverage(records: Sequence[Record], thin_below: int | None = None) -> CoverageReport:
+    """Coverage matrix; a labelled cell with ``1 <= count < thin_below`` records is thin
+    (``None``: see ``auto_thin_below``)."""
+    counts: Counter[tuple[str, str, str]] = Counter(_labels(r) for r in records)
+    if thin_below is None:
+        thin_below = auto_thin_below(n for cell, n in counts.items() if NONE_LABEL not in cell)
+    subjects: Counter[str] = Counter()
+    grades: Counter[str] = Counter()
+    styles: Counter[str] = Counter()
+    for (s, g, t), n in counts.items():
+        subjects[s] += n
+        grades[g] += n
+        styles[t] += n
+    grade_order = [g.value for g in GradeLevel]
+    style_order = [t.value for t in TeachingStyle]
+    cells = [CoverageCell(s, g, t, n) for (s, g, t), n in sorted(counts.items(), key=lambda kv: _cell_key(kv[0]))]
+    thin = [c for c in cells if c.count < thin_below and NONE_LABEL not in (c.subject, c.grade_level, c.teaching_style)]
+    seen_subjects = sorted(s for s in subjects if s != NONE_LABEL)
+    seen_grades = [g for g in grade_order if g in grades]
+    empty = [(s, g, t) for s in seen_subjects for g in seen_grades for t in style_order if (s, g, t) not in counts]
+    return CoverageReport(
+        cells=cells,
+        subjects=dict(sorted(subjects.items())),
+        grade_levels={g: grades[g] for g in [*grade_order, NONE_LABEL] if g in grades},
+        teaching_styles={t: styles[t] for t in [*style_order, NONE_LABEL] if t in styles},
+        thin_below=thin_below,
+        thin_cells=thin,
+        empty_cells=empty,
+        missing_metadata={"subject": subjects.get(NONE_LABEL, 0), "grade_level": grades.get(NONE_LABEL, 0),
+                          "teaching_style": styles.get(NONE_LABEL, 0)},
+        unknown_subjects=[s for s in seen_subjects if s not in KNOWN_SUBJECTS],
+        unseen_subjects=[s for s in KNOWN_SUBJECTS if s not in subjects],
+        unseen_grade_levels=[g for g in grade_order if g not in grades],
+        unseen_teaching_styles=[t for t in style_order if t not in styles],
+    )
+
+
+_GRADE_RANK = {g.value: i for i, g in enumerate(GradeLevel)}
+_STYLE_RANK = {t.value: i for i, t in enumerate(TeachingStyle)}
+
+
+def _cell_key(cell: tuple[str, str, str]) -> tuple[bool, str, int, int]:
+    s, g, t = cell
+    return (s == NONE_LABEL, s, _GRADE_RANK.get(g, 99), _STYLE_RANK.get(t, 99))
+
+
+# --------------------------------------------------------------------------- misconceptions
+
+#: Phrases by which a tutor reply names a misconception it is addressing.
+_MISCONCEPTION_TEXT = re.compile(
+    r"\bmisconceptions?\b|\bcommon (?:mistake|error|confusion|misunderstanding)s?\b|\bmisunderstand(?:ing|s)?\b"
+    r"|\bmany (?:students|people|learners) (?:think|believe|assume)\b|\ba common (?:myth|belief)\b"
+    r"|\b(?:is|are) (?:a )?myths?\b|\bmistakenly\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class MisconceptionRow:
+    subject: str
+    records: int
+    misconception_records: int
+    by_style: int  # records whose teaching style is misconception_correction
+    by_text: int  # other records whose text or metadata names a misconception
+
+    @property
+    def share(self) -> float:
+        return self.misconception_records / self.records if self.records else 0.0
+
+
+@dataclass
+class MisconceptionReport:
+    rows: list[MisconceptionRow]
+    total: int
+    subjects_without: list[str]
+
+
+def names_misconception(record: Record) -> bool:
+    """True when the record is about a misconception (by style, a metadata key, or its wording)."""
+    meta = record.metadata
+    if meta.teaching_style is TeachingStyle.MISCONCEPTION_CORRECTION:
+        return True
+    if meta.extra.get("misconception"):
+        return True
+    return bool(_MISCONCEPTION_TEXT.search(record_text(record)))
+
+
+def misconceptions(records: Sequence[Record]) -> MisconceptionReport:
+    per: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for record in records:
+        row = per[record.metadata.subject or NONE_LABEL]
+        row[0] += 1
+        if record.metadata.teaching_style is TeachingStyle.MISCONCEPTION_CORRECTION:
+            row[1] += 1
+        elif names_misconception(record):
+            row[2] += 1
+    rows = [MisconceptionRow(s, n, a + b, a, b) for s, (n, a, b) in sorted(per.items(), key=lambda kv: (kv[0] == NONE_LABEL, kv[0]))]
+    return MisconceptionReport(
+        rows=rows,
+        total=sum(r.misconception_records for r in rows),
+        subjects_without=[r.subject for r in rows if r.misconception_records == 0 and r.subject != NONE_LABEL],
+    )
+
+
+# --------------------------------------------------------------------------- lengths
+
+
+class TokenCounter(Protocol):
+    name: str
+    estimate: bool
+
+    def count(self, record: Record) -> int: ...
+
+
+def _chat_messages(record: Record) -> list[dict[str, str]]:
+    if isinstance(record, Example):
+        prompt = record.instruction if not record.context else f"{record.instruction}\n\n{record.context}"
+        return [{"role": "user", "content": prompt}, {"role": "assistant", "content": record.response}]
+    return [{"role": t.role, "content": t.content} for t in record.turns]
+
+
+class EstimateCounter:
+    """Cheap token estimate: the larger of characters/4 and words×1.3, typical of English BPE
+    vocabularies. Labelled as an estimate everywhere it is shown."""
+
+    name = "estimate (max of chars/4, words×1.3)"
+    estimate = True
+
+    def count(self, record: Record) -> int:
+        text = record_text(record)
+        return math.ceil(max(len(text) / 4, len(text.split()) * 1.3))
+
+
+class _FastTokenizerCounter:
+    """A ``tokenizers`` tokenizer.json: exact token counts of the record's text, no chat template."""
+
+    estimate = False
+
+    def __init__(self, path: Path):
+        from tokenizers import Tokenizer
+
+        self.name = f"{path} (plain text, no chat template)"
+        self._tok = Tokenizer.from_file(str(path))
+
+    def count(self, record: Record) -> int:
+        return len(self._tok.encode(record_text(record)).ids)
+
+
+class _HFTokenizerCounter:
+    """A transformers tokenizer; uses its chat template when it has one, as training would."""
+
+    estimate = False
+
+    def __init__(self, spec: str):
+        from transformers import AutoTokenizer
+
+        local = Path(spec).exists()
+        self._tok = AutoTokenizer.from_pretrained(spec, local_files_only=True) if not local else AutoTokenizer.from_pretrained(spec)
+        self._chat = bool(getattr(self._tok, "chat_template", None))
+        self.name = f"{spec} ({'chat template' if self._chat else 'plain text'})"
+
+    def count(self, record: Record) -> int:
+        if self._chat:
+            ids = self._tok.apply_chat_template(_chat_messages(record), tokenize=True)
+            if isinstance(ids, dict) or hasattr(ids, "keys"):
+                ids = ids["input_ids"]
+            return len(ids)
+        return len(self._tok(record_text(record))["input_ids"])
+
+
+def load_token_counter(spec: str | None) -> TokenCounter:
+    """``None`` → the estimate; a tokenizer.json file or a directory → that tokenizer;
+    anything else is tried as a Hugging Face id from the local cache (nothing is downloaded)."""
+    if spec is None:
+        return EstimateCounter()
+    path = Path(spec).expanduser()
+    if not path.exists() and (path.is_absolute() or spec.startswith((".", "~")) or path.suffix == ".json"):
+        raise EduloraError(f"cannot load tokenizer {spec!r}: no such file or directory")
+    try:
+        if path.is_file() and path.suffix == ".json":
+            return _FastTokenizerCounter(path)
+        if path.is_dir() and (path / "tokenizer.json").is_file() and not _has_chat_template(path):
+            return _FastTokenizerCounter(path / "tokenizer.json")
+        return _HFTokenizerCounter(spec)
+    except ImportError as err:
+        raise EduloraError(f"cannot load tokenizer {spec}: {err}") from None
+    except Exception as err:  # tokenizer libraries raise many kinds; all mean "cannot use this"
+        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise EduloraError(f"cannot load tokenizer {spec!r}: {reason}") from None
+
+
+def _has_chat_template(directory: Path) -> bool:
+    if (directory / "chat_template.jinja").is_file() or (directory / "chat_template.json").is_file():
+        return True
+    config = directory / "tokenizer_config.json"
+    if not config.is_file():
+        return False
+    try:
+        return bool(json.loads(config.read_text(encoding="utf-8")).get("chat_template"))
+    except (OSError, ValueError):
+        return False
+
+
+@dataclass
+class LengthReport:
+    tokenizer: str
+    estimate: bool
+    count: int
+    min: int
+    max: int
+    mean: float
+    percentiles: dict[str, int]
+    max_length: int | None
+    truncated: list[tuple[int, int]]  # (line, tokens) of records longer than max_length
+    lengths: list[int] = field(repr=False, default_factory=list)
+
+
+def lengths(records: Sequence[Record], lines: Sequence[int] | None = None, counter: TokenCounter | None = None,
+            max_length: int | None = None) -> LengthReport:
+    counter = counter or EstimateCounter()
+    at = _lines(records, lines)
+    values = [counter.count(r) for r in records]
+    ordered = sorted(values)
+
+    def pct(p: float) -> int:
+        return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))] if ordered else 0
+
+    truncated = [(line, n) for line, n in zip(at, values) if max_length is not None and n > max_length]
+    return LengthReport(
+        tokenizer=counter.name, estimate=counter.estimate, count=len(values),
+        min=ordered[0] if ordered else 0, max=ordered[-1] if ordered else 0,
+        mean=sum(values) / len(values) if values else 0.0,
+        percentiles={f"p{p}": pct(p) for p in (50, 90, 95, 99)},
+        max_length=max_length, truncated=truncated, lengths=values,
+    )
+
+
+# --------------------------------------------------------------------------- duplicates
+
+
+_WORD = re.compile(r"\w+")
+_BANDS, _ROWS = 20, 5  # 100 MinHash values; pairs at Jaccard 0.8 collide in some band with p > 0.999
+_STAR_BUCKET = 100  # beyond this many members a bucket is compared against its first member only
+
+
+def shingles(text: str, k: int = 3) -> set[int]:
+    """Hashes of the text's k-word shingles (lower-cased words, punctuation ignored)."""
+    words = _WORD.findall(text.lower())
+    if len(words) <= k:
+        return {zlib.crc32(" ".join(words).encode())} if words else set()
+    return {zlib.crc32(" ".join(words[i:i + k]).encode()) for i in range(len(words) - k + 1)}
+
+
+def jaccard(a: set[int], b: set[int]) -> float:
+    if not a and not b:
+        return 1.0
+    return len(a & b) / len(a | b)
+
+
+def similar_pairs(texts: Sequence[str], threshold: float = 0.8, k: int = 3, seed: int = 0) -> list[tuple[int, int, float]]:
+    """Index pairs ``(i, j, jaccard)`` with word-shingle Jaccard ≥ ``threshold``.
+
+    MinHash with LSH banding finds candidate pairs in about linear time; each candidate is
+    then checked with the exact Jaccard, so no reported pair is a false positive.
+    """
+    import numpy as np
+
+    sets = [shingles(t, k) for t in texts]
+    rng = np.random.default_rng(seed)
+    perms = _BANDS * _ROWS
+    mul = rng.integers(1, 2**63 - 1, size=perms, dtype=np.uint64) | np.uint64(1)
+    add = rng.integers(0, 2**63 - 1, size=perms, dtype=np.uint64)
+    buckets: dict[tuple[int, bytes], list[int]] = defaultdict(list)
+    for index, items in enumerate(sets):
+        if not items:
+            continue
+        values = np.fromiter(items, dtype=np.uint64, count=len(items))
+        # Multiply-add-shift hashing: uint64 arithmetic wraps, the high 32 bits are the hash.
+        signature = ((values[:, None] * mul[None, :] + add[None, :]) >> np.uint64(32)).min(axis=0)
+        for band in range(_BANDS):
+            buckets[(band, signature[band * _ROWS:(band + 1) * _ROWS].tobytes())].append(index)
+    checked: set[tuple[int, int]] = set()
+    found: list[tuple[int, int, float]] = []
+    for members in buckets.values():
+        if len(members) < 2:
+            continue
+        if len(members) > _STAR_BUCKET:
+            pairs: Iterable[tuple[int, int]] = ((members[0], m) for m in members[1:])
+        else:
+            pairs = ((a, b) for n, a in enumerate(members) for b in members[n + 1:])
+        for a, b in pairs:
+            if (a, b) in checked:
+                continue
+            checked.add((a, b))
+            score = jaccard(sets[a], sets[b])
+            if score >= threshold:
+                found.append((a, b, score))
+    return sorted(found)
+
+
+@dataclass
+class NearDuplicateGroup:
+    lines: list[int]
+    min_similarity: float
+
+
+@dataclass
+class DuplicateReport:
+    exact_groups: list[list[int]]  # lines of records with the same normalized text
+    near_groups: list[NearDuplicateGroup]
+    near_threshold: float
+
+    @property
+    def exact_extra_records(self) -> int:
+        """Records that could be dropped: all but one of each exact group."""
+        return sum(len(g) - 1 for g in self.exact_groups)
+
+
+def _groups(n: int, pairs: Iterable[tuple[int, int, float]]) -> list[tuple[list[int], float]]:
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    lowest: dict[int, float] = {}
+    scored = list(pairs)
+    for a, b, _ in scored:
+        parent[find(a)] = find(b)
+    members: dict[int, list[int]] = defaultdict(list)
+    for a, b, score in scored:
+        root = find(a)
+        lowest[root] = min(lowest.get(root, 1.0), score)
+    for i in range(n):
+        members[find(i)].append(i)
+    return [(sorted(m), lowest[root]) for root, m in members.items() if len(m) > 1]
+
+
+def duplicates(records: Sequence[Record], lines: Sequence[int] | None = None, near_threshold: float = 0.8) -> DuplicateReport:
+    """Exact duplicates (same normalized text) and near-duplicate groups among the rest."""
+    at = _lines(records, lines)
+    by_text: dict[str, list[int]] = defaultdict(list)
+    for line, record in zip(at, records):
+        by_text[normalized_text(record)].append(line)
+    exact = [g for g in by_text.values() if len(g) > 1]
+    texts = list(by_text)  # one representative per exact group
+    first_line = [by_text[t][0] for t in texts]
+    near = [
+        NearDuplicateGroup([first_line[i] for i in members], round(score, 3))
+        for members, score in _groups(len(texts), similar_pairs(texts, near_threshold))
+    ]
+    near.sort(key=lambda g: g.lines[0])
+    return DuplicateReport(exact_groups=sorted(exact), near_groups=near, near_threshold=near_threshold)
+
+
+# --------------------------------------------------------------------------- train/eval leakage
+
+
+@dataclass
+class LeakPair:
+    eval_line: int
+    train_line: int
+    kind: str  # "exact" | "same_prompt" | "near"
+    similarity: float
+
+
+@dataclass
+class LeakageReport:
+    eval_path: str
+    eval_records: int
+    pairs: list[LeakPair]
+
+    @property
+    def leaked_eval_lines(self) -> list[int]:
+        return sorted({p.eval_line for p in self.pairs})
+
+    def by_kind(self, kind: str) -> list[LeakPair]:
+        return [p for p in self.pairs if p.kind == kind]
+
+
+def leakage(train: Sequence[Record], eval_records: Sequence[Record], train_lines: Sequence[int] | None = None,
+            eval_lines: Sequence[int] | None = None, eval_path: str = "", near_threshold: float = 0.8) -> LeakageReport:
+    """Eval records that also occur in train: exactly, with the same prompt, or nearly.
+
+    Each eval record is reported once, under the strongest kind found.
+    """
+    t_at, e_at = _lines(train, train_lines), _lines(eval_records, eval_lines)
+    train_text = {}
+    train_prompt = {}
+    for line, record in zip(t_at, train):
+        train_text.setdefault(normalized_text(record), line)
+        train_prompt.setdefault(prompt_key(record), line)
+    pairs: list[LeakPair] = []
+    remaining: list[int] = []
+    for index, (line, record) in enumerate(zip(e_at, eval_records)):
+        hit = train_text.get(normalized_text(record))
+        if hit is not None:
+            pairs.append(LeakPair(line, hit, "exact", 1.0))
+            continue
+        hit = train_prompt.get(prompt_key(record))
+        if hit is not None:
+            pairs.append(LeakPair(line, hit, "same_prompt", 1.0))
+            continue
+        remaining.append(index)
+    if remaining:
+        texts = [normalized_text(r) for r in train] + [normalized_text(eval_records[i]) for i in remaining]
+        best: dict[int, tuple[float, int]] = {}
+        for a, b, score in similar_pairs(texts, near_threshold):
+            if a < len(train) <= b:
+                e_index = remaining[b - len(train)]
+                if score > best.get(e_index, (0.0, 0))[0]:
+                    best[e_index] = (score, t_at[a])
+        for e_index, (score, train_line) in sorted(best.items()):
+            pairs.append(LeakPair(e_at[e_index], train_line, "near", round(score, 3)))
+    pairs.sort(key=lambda p: p.eval_line)
+    return LeakageReport(eval_path=eval_path, eval_records=len(eval_records), pairs=pairs)
+
+
+# --------------------------------------------------------------------------- readability
+
+#: US school grades each declared level is written for; None = open-ended.
+GRADE_BANDS: dict[GradeLevel, tuple[float | None, float | None]] = {
+    GradeLevel.ELEMENTARY: (None, 5),
+    GradeLevel.MIDDLE_SCHOOL: (6, 8),
+    GradeLevel.HIGH_SCHOOL: (9, 12),
+    GradeLevel.COLLEGE: (13, None),
+}
+#: Flesch-Kincaid swings by several grades on short texts, so those are not scored.
+MIN_WORDS_FOR_READABILITY = 15
+
+
+@dataclass
+class ReadabilityRow:
+    grade_level: str
+    expected: str
+    scored: int
+    mean: float
+    min: float
+    max: float
+    mismatches: int
+
+
+@dataclass
+class ReadabilityMismatch:
+    line: int
+    grade_level: str
+    fk_grade: float
+    expected: str
+    direction: str  # "too hard" | "too easy"
+
+
+@dataclass
+class ReadabilityReport:
+    tolerance: float
+    rows: list[ReadabilityRow]
+    mismatches: list[ReadabilityMismatch]
+    too_short: int
+    no_grade_level: int
+    scores: list[tuple[int, str, float]] = field(repr=False, default_factory=list)  # (line, grade, fk)
+
+
+def tutor_text(record: Record) -> str:
+    """What the tutor says: the response, or every assistant turn."""
+    if isinstance(record, Example):
+        return record.response
+    return "\n".join(t.content for t in record.turns if t.role == "assistant")
+
+
+def _band_label(band: tuple[float | None, float | None]) -> str:
+    low, high = band
+    if low is None:
+        return f"≤ {high:g}"
+    if high is None:
+        return f"≥ {low:g}"
+    return f"{low:g}–{high:g}"
+
+
+def readability(records: Sequence[Record], lines: Sequence[int] | None = None, tolerance: float = 2.0) -> ReadabilityReport:
+    """Flesch-Kincaid grade of each tutor reply vs its declared grade level.
+
+    A reply is flagged when its grade lies more than ``tolerance`` grades outside the band.
+    """
+    import textstat
+
+    at = _lines(records, lines)
+    too_short = no_grade = 0
+    scores: list[tuple[int, str, float]] = []
+    mismatches: list[ReadabilityMismatch] = []
+    for line, record in zip(at, records):
+        grade = record.metadata.grade_level
+        if grade is None:
+            no_grade += 1
+            continue
+        text = tutor_text(record)
+        if len(text.split()) < MIN_WORDS_FOR_READABILITY:
+            too_short += 1
+            continue
+        fk = round(float(textstat.flesch_kincaid_grade(text)), 1)
+        scores.append((line, grade.value, fk))
+        band = GRADE_BANDS.get(grade)
+        if band is None:
+            continue
+        low, high = band
+        if high is not None and fk > high + tolerance:
+            mismatches.append(ReadabilityMismatch(line, grade.value, fk, _band_label(band), "too hard"))
+        elif low is not None and fk < low - tolerance:
+            mismatches.append(ReadabilityMismatch(line, grade.value, fk, _band_label(band), "too easy"))
+    rows = []
+    for grade in GradeLevel:
+        values = [fk for _, g, fk in scores if g == grade.value]
+        if not values:
+            continue
+        band = GRADE_BANDS.get(grade)
+        rows.append(ReadabilityRow(
+            grade_level=grade.value, expected=_band_label(band) if band else "any",
+            scored=len(values), mean=round(sum(values) / len(values), 1), min=min(values), max=max(values),
+            mismatches=sum(1 for m in mismatches if m.grade_level == grade.value),
+        ))
+    return ReadabilityReport(tolerance, rows, mismatches, too_short, no_grade, scores)
+
+
+# --------------------------------------------------------------------------- the whole report
+
+
+@dataclass
+class DatasetReport:
+    path: str
+    records: int
+    examples: int
+    dialogues: int
+    coverage: CoverageReport
+    misconceptions: MisconceptionReport
+    lengths: LengthReport
+    duplicates: DuplicateReport
+    readability: ReadabilityReport
+    leakage: LeakageReport | None = None
+
+
+def build_report(
+    records: Sequence[Record],
+    lines: Sequence[int] | None = None,
+    *,
+    path: str = "",
+    eval_records: Sequence[Record] | None = None,
+    eval_lines: Sequence[int] | None = None,
+    eval_path: str = "",
+    counter: TokenCounter | None = None,
+    max_length: int | None = None,
+    thin_below: int | None = None,
+    near_threshold: float = 0.8,
+    readability_tolerance: float = 2.0,
+) -> DatasetReport:
+    """Every section of the report for ``records`` (and train/eval leakage when ``eval_records`` is given)."""
+    return DatasetReport(
+        path=path,
+        records=len(records),
+        examples=sum(isinstance(r, Example) for r in records),
+        dialogues=sum(isinstance(r, Dialogue) for r in records),
+        coverage=coverage(records, thin_below),
+        misconceptions=misconceptions(records),
+        lengths=lengths(records, lines, counter, max_length),
+        duplicates=duplicates(records, lines, near_threshold),
+        readability=readability(records, lines, readability_tolerance),
+        leakage=None if eval_records is None else leakage(
+            records, eval_records, lines, eval_lines, eval_path, near_threshold),
+    )
+
+
+__all__ = [
+    "CoverageCell", "CoverageReport", "DatasetReport", "DuplicateReport", "EstimateCounter", "GRADE_BANDS",
+    "LeakPair", "LeakageReport", "LengthReport", "MisconceptionReport", "MisconceptionRow", "NearDuplicateGroup",
+    "ReadabilityMismatch", "ReadabilityReport", "ReadabilityRow", "TokenCounter", "auto_thin_below", "build_report", "coverage",
+    "duplicates", "jaccard", "leakage", "lengths", "load_token_counter", "misconceptions", "names_misconception",
+    "readability", "shingles", "similar_pairs", "tutor_text",
+]

@@ -1,0 +1,1 @@
+"""Pedagogical evaluation of tutor replies: pure metrics, sentence embeddings and MRBench calibration."""

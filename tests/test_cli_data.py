@@ -1,0 +1,266 @@
+"""``edulora data …`` end to end: exit codes, FILE:LINE messages on stderr, files written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edulora.cli import main
+
+GUIDE = {"instruction": "What is 3 x 4?", "response": "Think of 3 rows of 4 apples. Count them all: 12.",
+         "metadata": {"subject": "math", "grade_level": "grade 3", "teaching_style": "step_by_step"}}
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def guide_rows(n: int) -> list[dict]:
+    subjects, styles = ("math", "biology", "history"), ("socratic", "step_by_step", "analogy")
+    return [{"instruction": f"Question {i}: why does thing {i} happen when we try it at home?",
+             "response": f"Let us think about thing {i} together, step by step, and see what you notice first.",
+             "metadata": {"subject": subjects[i % 3], "grade_level": "middle school", "teaching_style": styles[i % 3]}}
+            for i in range(n)]
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def test_validate_ok(tmp_path, capsys):
+    path = jsonl(tmp_path / "d.jsonl", [GUIDE, GUIDE])
+    assert run(capsys, "data", "validate", path) == (0, f"{path}: 2 records, no problems\n", "")
+
+
+BAD_INPUTS = {
+    "empty": (b"", ["{p}:1: file holds no records"]),
+    "invalid_json": (b'{"instruction": "q", "response": "a"}\n{"instruction": \n',
+                     ["{p}:2: invalid JSON: Expecting value (column 16)"]),
+    "missing_field": (b'{"instruction": "q"}\n', ["{p}:1: missing field 'response'"]),
+    "empty_field": (b'{"instruction": "", "response": "a"}\n', ["{p}:1: field 'instruction' is empty"]),
+    "wrong_type": (b'{"instruction": 3, "response": "a"}\n', ["{p}:1: field 'instruction' must be a string, got int"]),
+    "bad_metadata": (b'{"instruction": "q", "response": "a", "metadata": {"grade_level": "toddler"}}\n',
+                     ["{p}:1: metadata: unknown grade_level 'toddler'"]),
+    "latin1": (b'{"instruction": "caf\xe9", "response": "a"}\n', ["{p}:1: not valid UTF-8 (byte 21)"]),
+    "utf16": ('{"instruction": "q", "response": "a"}\n'.encode("utf-16"), ["{p}:1: file is UTF-16 encoded"]),
+    "too_long": (json.dumps({"instruction": "q", "response": "x" * 30_000}).encode(),
+                 ["{p}:1: field 'response' is 30,000 characters long (limit 20,000)"]),
+    "array_truncated": (b'[\n  {"instruction": "q", "output": "a"},\n  {"instruction": "q2", "out',
+                        ["{p}:3: JSON array ends inside this element"]),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_INPUTS))
+def test_validate_reports_each_malformed_kind(tmp_path, capsys, kind):
+    data, expected = BAD_INPUTS[kind]
+    path = tmp_path / ("d.json" if kind.startswith("array") else "d.jsonl")
+    path.write_bytes(data)
+    code, out, err = run(capsys, "data", "validate", path)
+    assert code == 2 and out == ""
+    lines = err.splitlines()
+    for prefix, line in zip(expected, lines):
+        assert line.startswith(prefix.format(p=path)), (line, prefix)
+    assert lines[-1].startswith(f"{path}: ") and "problem(s)" in lines[-1]
+    assert "Traceback" not in err
+
+
+def test_validate_csv_missing_columns_and_map(tmp_path, capsys):
+    path = tmp_path / "d.csv"
+    path.write_text("question,answer,grade\nWhat is 2+2?,4,grade 1\n", encoding="utf-8")
+    code, _, err = run(capsys, "data", "validate", path)
+    assert code == 2 and err.startswith(f"{path}:1: CSV header has no column 'instruction', 'response'")
+    code, out, _ = run(capsys, "data", "validate", path, "--map", "instruction=question", "--map", "response=answer",
+                       "--map", "grade_level=grade")
+    assert code == 0 and out == f"{path}: 1 records, no problems\n"
+    code, _, err = run(capsys, "data", "validate", path, "--map", "bogus")
+    assert code == 2 and err == "edulora: error: --map expects FIELD=COLUMN (e.g. instruction=question), got 'bogus'\n"
+
+
+def test_missing_file_is_one_line(tmp_path, capsys):
+    code, _, err = run(capsys, "data", "validate", tmp_path / "nope.jsonl")
+    assert code == 2 and err == f"edulora: error: {tmp_path / 'nope.jsonl'}: no such file\n"
+
+
+def test_real_entry_point_exits_2_without_traceback(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b'{"instruction": "caf\xe9", "response": "a"}\n')
+    proc = subprocess.run([sys.executable, "-m", "edulora", "data", "validate", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines()[0] == f"{path}:1: not valid UTF-8 (byte 21); save the file as UTF-8"
+
+
+# --------------------------------------------------------------------------- convert
+
+
+def test_convert_alpaca_array_sharegpt_and_csv(tmp_path, capsys):
+    alpaca = tmp_path / "a.json"
+    alpaca.write_text(json.dumps([{"instruction": "Define area.", "input": "", "output": "Space inside a shape."}]))
+    out = tmp_path / "out" / "a.jsonl"
+    assert run(capsys, "data", "convert", alpaca, out)[:2] == (0, f"wrote 1 records to {out}\n")
+    assert read_jsonl(out) == [{"instruction": "Define area.", "response": "Space inside a shape."}]
+
+    share = jsonl(tmp_path / "s.jsonl", [{"conversations": [{"from": "human", "value": "hi"},
+                                                              {"from": "gpt", "value": "hello"}]}])
+    assert run(capsys, "data", "convert", share, tmp_path / "s_out.jsonl")[0] == 0
+    assert read_jsonl(tmp_path / "s_out.jsonl") == [
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}]
+
+    csv_path = tmp_path / "d.csv"
+    csv_path.write_text("q,a,subject\nWhat is 2+2?,Count on: 3 then 4.,Maths\n", encoding="utf-8")
+    code, _, _ = run(capsys, "data", "convert", csv_path, tmp_path / "c.jsonl", "--map", "instruction=q",
+                     "--map", "response=a")
+    assert code == 0 and read_jsonl(tmp_path / "c.jsonl") == [
+        {"instruction": "What is 2+2?", "response": "Count on: 3 then 4.", "metadata": {"subject": "mathematics"}}]
+    # The converted file validates as our own format.
+    assert run(capsys, "data", "validate", tmp_path / "c.jsonl", "--from", "edulora")[0] == 0
+
+
+def test_convert_with_problems_writes_nothing(tmp_path, capsys):
+    src = jsonl(tmp_path / "d.jsonl", [GUIDE, {"instruction": "x"}, GUIDE, {"response": "y"}])
+    out = tmp_path / "out.jsonl"
+    code, stdout, err = run(capsys, "data", "convert", src, out)
+    assert code == 2 and stdout == "" and not out.exists()
+    assert err.splitlines() == [f"{src}:2: missing field 'response'", f"{src}:4: missing field 'instruction'",
+                                f"{src}: 2 problem(s); nothing written"]
+    assert not list(tmp_path.glob(".out.jsonl.*"))  # the temporary file is gone too
+
+
+def test_convert_refuses_same_file_and_bad_format(tmp_path, capsys):
+    src = jsonl(tmp_path / "d.jsonl", [GUIDE])
+    code, _, err = run(capsys, "data", "convert", src, src)
+    assert code == 2 and "is the input file" in err
+    code, _, err = run(capsys, "data", "convert", src, tmp_path / "o.jsonl", "--from", "xml")
+    assert code == 2 and err.startswith("edulora: error: unknown format 'xml'")
+
+
+# --------------------------------------------------------------------------- report
+
+
+def test_report_text_json_html_and_eval(tmp_path, capsys):
+    rows = guide_rows(12)
+    train = jsonl(tmp_path / "train.jsonl", rows + [rows[0]])
+    evals = jsonl(tmp_path / "eval.jsonl", [rows[1], guide_rows(20)[15]])
+    html_out, json_out = tmp_path / "r.html", tmp_path / "r.json"
+    code, out, err = run(capsys, "data", "report", train, "--eval", evals, "--html", html_out, "--json", json_out,
+                         "--max-length", "20")
+    assert code == 0 and err == ""
+    assert "Length in ESTIMATED tokens" in out and "exact: 1 group(s): 1+13 (lines)" in out
+    assert "same record: 1: eval 1=train 2" in out
+    data = json.loads(json_out.read_text())
+    assert data["records"] == 13 and data["leakage"]["leaked_eval_lines"] == [1]
+    assert len(data["lengths"]["truncated"]) == 13
+    page = html_out.read_text()
+    assert page.count("data:image/png;base64,") == 4 and "<script" not in page
+
+    code, out, _ = run(capsys, "data", "report", train, "--json", "-")
+    assert code == 0 and json.loads(out)["records"] == 13
+
+
+def test_report_with_tokenizer(tmp_path, capsys):
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+
+    tokenizer = Tokenizer(WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = Whitespace()
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    path = jsonl(tmp_path / "d.jsonl", [GUIDE])
+    code, out, _ = run(capsys, "data", "report", path, "--tokenizer", tmp_path / "tokenizer.json")
+    assert code == 0 and "Length in tokens" in out and "ESTIMATED" not in out
+
+
+def test_report_user_errors(tmp_path, capsys):
+    path = jsonl(tmp_path / "d.jsonl", [GUIDE, {"instruction": 1, "response": "a"}])
+    code, _, err = run(capsys, "data", "report", path)
+    assert code == 2 and err.startswith(f"edulora: error: {path}:2: field 'instruction' must be a string")
+    good = jsonl(tmp_path / "g.jsonl", [GUIDE])
+    code, _, err = run(capsys, "data", "report", good, "--max-length", "0")
+    assert code == 2 and "--max-length" in err
+    code, _, err = run(capsys, "data", "report", good, "--tokenizer", tmp_path / "no-such-dir")
+    assert code == 2 and err.startswith("edulora: error: cannot load tokenizer") and len(err.splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- scrub
+
+
+def test_scrub_writes_placeholders_and_reports_lines_only(tmp_path, capsys):
+    roster = tmp_path / "names.txt"
+    roster.write_text("Maria Gonzalez\n", encoding="utf-8")
+    rows = [GUIDE, {"instruction": "Hi, I'm Tom. My email is tom@home.net and Maria helps me.",
+                    "response": "Welcome Tom! What is 345 * 12?"}]
+    src = jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "out.jsonl"
+    code, stdout, err = run(capsys, "data", "scrub", src, out, "--roster", roster, "--report-json", tmp_path / "r.json")
+    assert code == 0 and err == ""
+    assert read_jsonl(out)[1] == {"instruction": "Hi, I'm [NAME]. My email is [EMAIL] and [NAME] helps me.",
+                                  "response": "Welcome [NAME]! What is 345 * 12?"}
+    assert read_jsonl(out)[0]["instruction"] == GUIDE["instruction"]
+    assert stdout.splitlines()[:2] == ["replaced 4 value(s) in 1 of 2 record(s): EMAIL 1, NAME 3",
+                                       "  line 2: EMAIL 1, NAME 3"]
+    for secret in ("Tom", "tom@", "home.net", "Maria"):
+        assert secret not in stdout and secret not in (tmp_path / "r.json").read_text()
+    assert json.loads((tmp_path / "r.json").read_text())["by_line"] == {"2": {"NAME": 3, "EMAIL": 1}}
+
+
+def test_scrub_in_place_rules(tmp_path, capsys):
+    src = jsonl(tmp_path / "in.jsonl", [{"instruction": "call me Ana", "response": "ok"}])
+    code, _, err = run(capsys, "data", "scrub", src, src)
+    assert code == 2 and "--in-place" in err and "Ana" in src.read_text()
+    code, _, err = run(capsys, "data", "scrub", src)
+    assert code == 2 and "give an OUT file" in err
+    assert run(capsys, "data", "scrub", src, "--in-place")[0] == 0
+    assert read_jsonl(src) == [{"instruction": "call me [NAME]", "response": "ok"}]
+
+
+def test_scrub_bad_input_writes_nothing(tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b'{"instruction": "I am Jos\xe9", "response": "a"}\n')
+    code, _, err = run(capsys, "data", "scrub", src, tmp_path / "out.jsonl")
+    assert code == 2 and not (tmp_path / "out.jsonl").exists()
+    assert err.splitlines()[0].startswith(f"{src}:1: not valid UTF-8")
+
+
+# --------------------------------------------------------------------------- split
+
+
+def test_split_command(tmp_path, capsys):
+    rows = guide_rows(60)
+    src = jsonl(tmp_path / "d.jsonl", rows + rows[:5])
+    train, evals = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
+    args = ["data", "split", src, "--eval-fraction", "0.2", "--seed", "3", "--train-out", train, "--eval-out", evals]
+    code, out, _ = run(capsys, *args)
+    assert code == 0 and "dropped 5 exact duplicate record(s)" in out
+    train_rows, eval_rows = read_jsonl(train), read_jsonl(evals)
+    assert len(train_rows) + len(eval_rows) == 60 and 9 <= len(eval_rows) <= 15
+    assert not {json.dumps(r, sort_keys=True) for r in train_rows} & {json.dumps(r, sort_keys=True) for r in eval_rows}
+    first = (train.read_text(), evals.read_text())
+    assert run(capsys, *args)[0] == 0 and (train.read_text(), evals.read_text()) == first
+    # The result passes the leakage check of the report.
+    code, out, _ = run(capsys, "data", "report", train, "--eval", evals)
+    assert code == 0 and "none found" in out
+
+
+def test_split_user_errors(tmp_path, capsys):
+    src = jsonl(tmp_path / "d.jsonl", [GUIDE])
+    code, _, err = run(capsys, "data", "split", src, "--eval-fraction", "1.5", "--train-out", tmp_path / "a",
+                       "--eval-out", tmp_path / "b")
+    assert code == 2 and "--eval-fraction" in err
+    code, _, err = run(capsys, "data", "split", src, "--train-out", src, "--eval-out", tmp_path / "b")
+    assert code == 2 and "is the input file" in err
+    code, _, err = run(capsys, "data", "split", src, "--train-out", tmp_path / "a", "--eval-out", tmp_path / "a")
+    assert code == 2 and "must be different" in err

