@@ -6,10 +6,9 @@ User mistakes arrive here as ``EduloraError`` and leave as one line on stderr wi
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from . import __version__, cli_data
+from . import __version__, cli_data, cli_eval
 from .errors import EduloraError
 
 
@@ -21,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="check, convert and inspect datasets")
     data_commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
     cli_data.add_commands(data_commands)
+    cli_eval.add_commands(commands)
 
     p = commands.add_parser("demo", help="train a tutor on the packaged model and sample data, show before/after")
     p.add_argument("--output-dir", default="runs", help="where the run directory is created (default: runs)")

@@ -47,8 +47,11 @@ class DataConfig:
     max_length: int = 1024
     #: Pack several examples per row (attention never crosses examples) instead of padding each one.
     packing: bool = True
-    #: Replace e-mails, phone numbers, names … with placeholders before training (see ``edulora data scrub``).
-    scrub_pii: bool = False
+    #: Replace e-mails, phone numbers, names … with placeholders before training (see ``edulora data scrub``):
+    #: ``auto`` does it for dialogue data (real student turns), ``true`` always, ``false`` never.
+    scrub_pii: str = "auto"
+    #: Repeat records of thin teaching-style × grade-level cells up to this count (0: off).
+    balance_floor: int = 0
 
 
 @dataclass
@@ -131,7 +134,9 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             except ValueError:
                 pass
     elif annotation is str or origin == "str":
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        if isinstance(value, bool):  # YAML reads on/off switches such as scrub_pii: true as booleans
+            return str(value).lower()
+        if isinstance(value, (str, int, float)):
             return str(value)
     elif origin.startswith("list"):
         if isinstance(value, str):
@@ -217,6 +222,8 @@ def validate_config(config: RunConfig) -> None:
         (0.0 <= config.data.eval_fraction < 1.0, "data.eval_fraction must be in [0, 1)"),
         (config.data.max_length >= 16, "data.max_length must be at least 16"),
         (config.data.template in ("auto", "chat", "instruction"), "data.template must be auto, chat or instruction"),
+        (config.data.scrub_pii in ("auto", "true", "false"), "data.scrub_pii must be auto, true or false"),
+        (config.data.balance_floor >= 0, "data.balance_floor must be 0 (off) or positive"),
         (config.model.precision in ("auto", "bf16", "fp16", "fp32"), "model.precision must be auto, bf16, fp16 or fp32"),
     ]
     for ok, message in checks:

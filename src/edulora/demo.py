@@ -8,9 +8,11 @@ from datetime import datetime
 from pathlib import Path
 
 from .config import RunConfig, validate_config
-from .data.io import read_records, validate_file
+from .data.formats import load_records
+from .data.io import validate_file
 from .data.schema import Example
 from .errors import EduloraError
+from .evaluation.runner import evaluate_trained
 from .formatting import question_messages
 from .generation import GenerationSettings, generate_replies
 from .training import RunResult, train
@@ -95,9 +97,13 @@ def run_demo(output_dir: str = "runs") -> RunResult:
           f"({100 * summary['eval_loss_drop']:.0f}% lower)")
     print(f"Training: {summary['optimizer_steps']} steps, {summary['train_tokens_per_s']:.0f} tokens/s, "
           f"{summary['train_seconds']:.0f} s on {summary['device']} ({summary['dtype']})")
-    held_out = [r for r in read_records(result.run_dir / "eval.jsonl") if isinstance(r, Example)]
+    held_out = [r for r in load_records(result.run_dir / "eval.jsonl") if isinstance(r, Example)]
     picks = _pick_varied(held_out, 3)
     show_before_after(result, picks, width)
+    print("Scoring base vs tuned replies on the held-out records (pedagogy metrics, report)…", flush=True)
+    reports = evaluate_trained(result.model, result.tokenizer, result.template, held_out, result.run_dir,
+                               system_prompt=config.data.system_prompt)
+    print(f"Report: {reports['html']}")
     return result
 
 

@@ -21,8 +21,9 @@ from pathlib import Path
 import torch
 
 from .config import RunConfig, config_from_dict, dump_config
-from .data.io import atomic_write_text, read_records, write_records
-from .data.schema import Record
+from .data.formats import load_records
+from .data.io import atomic_write_text, write_records
+from .data.schema import Dialogue, Record
 from .data.split import fingerprint, split_records
 from .errors import EduloraError
 from .formatting import PackedRow, collate_rows, encode_record, pack_examples, resolve_template
@@ -89,24 +90,39 @@ def latest_checkpoint(run_dir: Path) -> str | None:
 
 
 def load_data(config: RunConfig) -> DataSplit:
-    """Read, (optionally) scrub and split the data; the fingerprint lets two runs prove they saw the same data."""
+    """Read (any supported format), split, scrub and balance the data; the fingerprints let two
+    runs prove they saw the same data."""
     if not config.data.train_file:
         raise EduloraError("config: data.train_file is not set (e.g. --set data.train_file=train.jsonl)")
-    records = read_records(config.data.train_file)
+    records = load_records(config.data.train_file)
     if config.data.eval_file:
-        train, held_out = records, read_records(config.data.eval_file)
+        train, held_out = records, load_records(config.data.eval_file)
     else:
         train, held_out = split_records(records, config.data.eval_fraction, config.data.split_seed)
-    info = {"train_file": config.data.train_file, "eval_file": config.data.eval_file or None,
-            "train_records": len(train), "eval_records": len(held_out),
-            "train_fingerprint": fingerprint(train), "eval_fingerprint": fingerprint(held_out)}
-    if config.data.scrub_pii:
+    info: dict = {"train_file": config.data.train_file, "eval_file": config.data.eval_file or None}
+    if should_scrub(config.data.scrub_pii, train + held_out):
         from .data.privacy import scrub_records
 
         train, report = scrub_records(train)
         held_out, eval_report = scrub_records(held_out)
-        info["pii_scrubbed"] = {"train": report.counts, "eval": eval_report.counts}
+        # Counts only: the original values must never reach a log or a run directory.
+        info["pii_scrubbed"] = {"train": report.to_dict()["counts"], "eval": eval_report.to_dict()["counts"]}
+    if config.data.balance_floor > 0:
+        from .data.balance import balance_records
+
+        before = len(train)
+        train = balance_records(train, config.data.balance_floor, config.data.split_seed)
+        info["balanced"] = {"floor": config.data.balance_floor, "added_copies": len(train) - before}
+    info.update({"train_records": len(train), "eval_records": len(held_out),
+                 "train_fingerprint": fingerprint(train), "eval_fingerprint": fingerprint(held_out)})
     return DataSplit(train, held_out, info)
+
+
+def should_scrub(setting: str, records: list[Record]) -> bool:
+    """``auto`` scrubs dialogue data (real student turns), not authored single-turn examples."""
+    if setting == "auto":
+        return any(isinstance(r, Dialogue) for r in records)
+    return setting == "true"
 
 
 def encode(records: list[Record], tokenizer, template: str, config: RunConfig, packing: bool) -> tuple[list[PackedRow], dict]:

@@ -105,21 +105,6 @@ def validate_file(path: str | Path) -> ValidationResult:
     return ValidationResult(str(path), records, problems)
 
 
-def read_records(path: str | Path, max_problems_shown: int = 20) -> list[Record]:
-    """Load a whole dataset, or raise ``EduloraError`` listing its problems."""
-    records: list[Record] = []
-    problems: list[Problem] = []
-    for _, item in iter_records(path):
-        (problems if isinstance(item, Problem) else records).append(item)
-    if not records and not problems:
-        problems.append(Problem(str(path), 1, "file holds no records"))
-    if problems:
-        shown = "\n".join(str(p) for p in problems[:max_problems_shown])
-        more = f"\n… and {len(problems) - max_problems_shown} more" if len(problems) > max_problems_shown else ""
-        raise EduloraError(f"{shown}{more}\n{len(problems)} problem(s) in {path}; run 'edulora data validate {path}'")
-    return records
-
-
 @contextmanager
 def atomic_text_writer(path: str | Path) -> Iterator[IO[str]]:
     """A text handle whose content replaces ``path`` only if the block finishes without error.

@@ -1,0 +1,264 @@
+"""An LLM judge for MRBench's eight tutor dimensions, over any OpenAI-compatible endpoint.
+
+One request per reply asks for all eight labels at once, with MRBench's label sets in the
+rubric. Replies from judges are messy (code fences, prose around the JSON, "Dimension: label"
+lines instead of JSON), so parsing accepts all of those and maps loose wordings onto the exact
+labels. Results are cached on disk under a hash of the judge model and the full prompt: a rerun
+of the same evaluation costs no requests. Only the standard library is used (urllib).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import EduloraError
+
+YES_SCALE = ("Yes", "To some extent", "No")
+
+#: MRBench's dimensions: labels (best first for a tutor, except revealing) and the rubric question.
+DIMENSIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "mistake_identification": (YES_SCALE, "Has the tutor identified a mistake in the student's response?"),
+    "mistake_location": (YES_SCALE, "Does the tutor's response accurately point to a genuine mistake and its location?"),
+    "revealing_of_the_answer": (
+        ("Yes (and the answer is correct)", "Yes (but the answer is incorrect)", "No"),
+        "Does the tutor reveal the final answer (whether correct or not)?"),
+    "providing_guidance": (YES_SCALE, ("Does the tutor offer correct and relevant guidance, such as an "
+                                       "explanation, elaboration, hint, or examples?")),
+    "actionability": (YES_SCALE, "Is it clear from the tutor's feedback what the student should do next?"),
+    "coherence": (YES_SCALE, "Is the tutor's response logically consistent with the student's previous response?"),
+    "tutor_tone": (("Encouraging", "Neutral", "Offensive"), "Is the tutor's response encouraging, neutral, or offensive?"),
+    "human_likeness": (YES_SCALE, "Does the tutor's response sound natural, rather than robotic or artificial?"),
+}
+
+#: Label → score in [0, 1]. For revealing, 1 means the answer was given away (as ``answer_revealing``).
+_SCORES: dict[str, float] = {
+    "Yes": 1.0, "To some extent": 0.5, "No": 0.0,
+    "Yes (and the answer is correct)": 1.0, "Yes (but the answer is incorrect)": 1.0,
+    "Encouraging": 1.0, "Neutral": 0.5, "Offensive": 0.0,
+}
+
+_ALIASES = {
+    "mistake_identification": ("identification", "mistake_identified", "identifying_the_mistake"),
+    "mistake_location": ("location", "locating_the_mistake", "mistake_localization"),
+    "revealing_of_the_answer": ("revealing_the_answer", "answer_revealing", "revealing", "reveals_answer",
+                                "reveal_answer", "revealing_answer"),
+    "providing_guidance": ("guidance", "provides_guidance"),
+    "actionability": ("actionable",),
+    "coherence": ("coherent",),
+    "tutor_tone": ("tone",),
+    "human_likeness": ("humanlikeness", "human_like", "humanlike", "naturalness"),
+}
+
+
+def _key(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+_KEY_TO_DIMENSION = {_key(alias): dim for dim, aliases in _ALIASES.items() for alias in (dim, *aliases)}
+
+
+def normalize_label(dimension: str, value: object) -> str | None:
+    """The exact MRBench label a judge meant, or None when the value fits none of them."""
+    if isinstance(value, dict):  # {"label": "Yes", "reason": "…"}
+        value = next((value[k] for k in ("label", "value", "answer", "rating") if k in value), None)
+    if isinstance(value, bool):
+        value = "Yes" if value else "No"
+    if not isinstance(value, str):
+        return None
+    text = value.strip().strip("\"'*`.").lower()
+    labels = DIMENSIONS[dimension][0]
+    for label in labels:
+        if text == label.lower():
+            return label
+    if dimension == "tutor_tone":
+        return next((label for label in labels if text.startswith(label.lower())), None)
+    if re.match(r"(to some extent|partially|partly|somewhat|some)\b", text):
+        return None if dimension == "revealing_of_the_answer" else "To some extent"
+    if re.match(r"yes\b", text):
+        if dimension == "revealing_of_the_answer":
+            return labels[1] if re.search(r"\bincorrect|\bwrong|\bnot correct", text) else labels[0]
+        return "Yes"
+    if re.match(r"no\b", text):
+        return "No"
+    return None
+
+
+def _json_objects(text: str) -> list[dict]:
+    """Every JSON object embedded in ``text`` (code fences and surrounding prose ignored)."""
+    decoder = json.JSONDecoder()
+    found = []
+    for start in [i for i, ch in enumerate(text) if ch == "{"]:
+        try:
+            value, _ = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            found.append(value)
+    return found
+
+
+# One "Dimension: label" per line; [ \t] rather than \s so a match never runs into the next line.
+_LINE = re.compile(r"^[ \t>*#\-\d.)]*([A-Za-z][A-Za-z _\-]+?)[ \t]*\**[ \t]*(?::|=|[ \t][-–][ \t])[ \t]*\**[ \t]*(.+?)[ \t]*$",
+                   re.MULTILINE)
+
+
+def parse_judgment(text: str) -> dict[str, str | None]:
+    """Labels for the eight dimensions from a judge's reply: a JSON object anywhere in the text
+    (possibly nested under one key), else "Dimension: label" lines. Missing ones are None."""
+    labels: dict[str, str | None] = {dim: None for dim in DIMENSIONS}
+
+    def take(key: str, value: object) -> None:
+        dim = _KEY_TO_DIMENSION.get(_key(key))
+        if dim is not None and labels[dim] is None:
+            labels[dim] = normalize_label(dim, value)
+
+    for obj in _json_objects(text):
+        nested = [v for v in obj.values() if isinstance(v, dict) and any(_key(k) in _KEY_TO_DIMENSION for k in v)]
+        for candidate in [obj, *nested]:
+            for key, value in candidate.items():
+                take(key, value)
+    if all(v is None for v in labels.values()):
+        for found in _LINE.finditer(text):
+            take(found.group(1), found.group(2))
+    return labels
+
+
+def label_score(dimension: str, label: str | None) -> float | None:
+    return None if label is None else _SCORES.get(label)
+
+
+def judge_means(judgments: Sequence[dict[str, str | None]]) -> dict[str, float | None]:
+    """Mean score per dimension, as ``judge_<dimension>`` metrics (None where nothing was labelled)."""
+    out: dict[str, float | None] = {}
+    for dim in DIMENSIONS:
+        scores = [s for j in judgments if (s := label_score(dim, j.get(dim))) is not None]
+        out[f"judge_{dim}"] = sum(scores) / len(scores) if scores else None
+    return out
+
+
+SYSTEM_PROMPT = (
+    "You are an expert evaluator of AI tutors. You read a tutoring conversation and the tutor's next "
+    "response, and rate the response on eight pedagogical dimensions (MRBench). Answer with one JSON "
+    "object and nothing else."
+)
+
+
+def build_messages(history: Sequence[tuple[str, str]], reply: str, reference: str | None = None) -> list[dict[str, str]]:
+    """The rubric prompt for one reply."""
+    conversation = "\n".join(f"{'Tutor' if role == 'tutor' else 'Student'}: {text}" for role, text in history)
+    rubric = "\n".join(f'- "{dim}": {question} Labels: {" | ".join(labels)}'
+                       for dim, (labels, question) in DIMENSIONS.items())
+    parts = [f"Conversation so far:\n{conversation or '(none)'}"]
+    if reference:
+        parts.append(f"A reference tutor response (for context only; do not rate it):\n{reference}")
+    parts += [f"Tutor response to rate:\n{reply or '(empty response)'}",
+              f"Rate the tutor response on each dimension, choosing exactly one of its labels:\n{rubric}",
+              ("Reply with a JSON object mapping each dimension name to its label, e.g. "
+               '{"mistake_identification": "Yes", "tutor_tone": "Neutral", ...}.')]
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "\n\n".join(parts)}]
+
+
+def chat_url(url: str) -> str:
+    """Accept a server root, a …/v1 base or the full …/chat/completions address."""
+    url = url.rstrip("/")
+    if url.endswith("/chat/completions"):
+        return url
+    if not url.startswith(("http://", "https://")):
+        raise EduloraError(f"--judge {url!r}: expected an http(s) URL of an OpenAI-compatible server")
+    return url + ("/chat/completions" if url.endswith("/v1") else "/v1/chat/completions")
+
+
+def default_cache_dir() -> Path:
+    from ..modeling import cache_dir
+
+    return cache_dir() / "judge"
+
+
+@dataclass
+class Judge:
+    """Scores replies with an OpenAI-compatible chat endpoint; see ``judge_reply``."""
+
+    url: str
+    model: str = "gpt-4o-mini"
+    api_key: str | None = None
+    timeout_s: float = 60.0
+    retries: int = 3
+    cache_dir: Path | None = None
+    #: First wait before a retry, doubled each time (capped at 8 s).
+    backoff_s: float = 0.5
+    #: Requests actually sent (cache hits excluded): lets callers and tests see that reruns are free.
+    requests: int = 0
+
+    def __post_init__(self) -> None:
+        self.endpoint = chat_url(self.url)
+        if self.api_key is None:
+            self.api_key = os.environ.get("EDULORA_JUDGE_KEY") or os.environ.get("OPENAI_API_KEY")
+        self.cache_dir = Path(self.cache_dir) if self.cache_dir else default_cache_dir()
+
+    def judge_reply(self, history: Sequence[tuple[str, str]], reply: str,
+                    reference: str | None = None) -> dict[str, str | None]:
+        """MRBench labels for ``reply`` (None for any dimension the judge did not answer)."""
+        messages = build_messages(history, reply, reference)
+        key = hashlib.sha256(json.dumps({"model": self.model, "messages": messages}, sort_keys=True).encode()).hexdigest()
+        cached = self.cache_dir / key[:2] / f"{key}.json"
+        if cached.is_file():
+            try:
+                return json.loads(cached.read_text(encoding="utf-8"))["labels"]
+            except (OSError, ValueError, KeyError):
+                pass  # a damaged cache entry is simply asked again
+        labels: dict[str, str | None] = {dim: None for dim in DIMENSIONS}
+        text = ""
+        # A malformed judgment is usually a sampling accident: ask again before giving up.
+        for _ in range(max(1, self.retries)):
+            text = self._complete(messages)
+            labels = parse_judgment(text)
+            if any(v is not None for v in labels.values()):
+                break
+        if any(v is not None for v in labels.values()):
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"model": self.model, "labels": labels, "raw": text}), encoding="utf-8")
+            os.replace(tmp, cached)
+        return labels
+
+    def _complete(self, messages: list[dict[str, str]]) -> str:
+        """The assistant text of one chat completion; connection errors and 429/5xx are retried."""
+        body = json.dumps({"model": self.model, "messages": messages, "temperature": 0}).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        problem = ""
+        for attempt in range(max(1, self.retries)):
+            if attempt:
+                time.sleep(min(self.backoff_s * 2 ** (attempt - 1), 8.0))
+            request = urllib.request.Request(self.endpoint, data=body, headers=headers, method="POST")
+            self.requests += 1
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                    payload = json.loads(response.read().decode("utf-8"))
+            except urllib.error.HTTPError as err:
+                problem = f"HTTP {err.code} {err.reason}"
+                if err.code == 429 or err.code >= 500:
+                    continue
+                raise EduloraError(f"judge {self.endpoint} refused the request: {problem}") from None
+            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
+                problem = str(getattr(err, "reason", err))
+                continue
+            except ValueError:
+                problem = "the response is not JSON"
+                continue
+            try:
+                return str(payload["choices"][0]["message"]["content"] or "")
+            except (KeyError, IndexError, TypeError):
+                problem = "the response has no choices[0].message.content"
+                continue
+        raise EduloraError(f"judge unreachable at {self.endpoint} after {max(1, self.retries)} attempt(s): {problem}")

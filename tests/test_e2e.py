@@ -1,0 +1,74 @@
+"""End to end on the real packaged SmolLM2-135M-Instruct: train a few steps, reload, generate."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+
+from edulora.config import RunConfig
+from edulora.data.schema import Metadata, parse_grade_level
+from edulora.formatting import question_messages
+from edulora.generation import GenerationSettings, generate_replies
+from edulora.modeling import load_tutor
+from edulora.training import train
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory, packaged_model_dir):
+    from conftest import REPO
+
+    folder = tmp_path_factory.mktemp("e2e")
+    lines = (REPO / "examples" / "data" / "tutoring.jsonl").read_text().splitlines()[:40]
+    data = folder / "train.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    config = RunConfig()
+    config.data.train_file = str(data)
+    config.data.eval_fraction = 0.2
+    config.data.max_length = 256
+    config.training.max_steps = 3
+    config.training.batch_size = 2
+    config.training.grad_accum = 1
+    config.training.learning_rate = 1e-3
+    config.training.eval_steps = 3
+    config.training.save_steps = 3
+    config.adapter.subject = "mathematics"
+    config.output_dir = str(folder / "runs")
+    config.run_name = "real"
+    return train(config)
+
+
+def test_real_model_trains_and_the_adapter_reloads_exactly(real_run, packaged_model_dir):
+    summary = real_run.summary
+    assert summary["optimizer_steps"] == 3 and summary["eval_loss_after"] < summary["eval_loss_before"]
+    ids = torch.tensor([[1, 504, 3152, 314, 253, 2006, 30]])
+    trained = real_run.model.eval()
+    with torch.no_grad():
+        expected = trained(input_ids=ids).logits.float()
+        base = AutoModelForCausalLM.from_pretrained(packaged_model_dir, dtype=trained.get_base_model().dtype)
+        reloaded = PeftModel.from_pretrained(base, str(real_run.run_dir / "adapter")).eval()
+        assert torch.allclose(reloaded(input_ids=ids).logits.float(), expected, atol=1e-3)
+
+
+def test_tuned_tutor_generates_and_stops(real_run):
+    model, tokenizer, info = load_tutor(real_run.run_dir)
+    assert info.subject == "mathematics" and info.template == "chat"
+    meta = Metadata(subject="mathematics", grade_level=parse_grade_level("grade 4"))
+    reply = generate_replies(model, tokenizer, [question_messages("What is 6 times 7?", metadata=meta)], info.template,
+                             GenerationSettings(max_new_tokens=60))[0]
+    assert reply.text and 0 < reply.new_tokens <= 60
+    assert "<|im_end|>" not in reply.text and "<|im_start|>" not in reply.text
+
+
+def test_generate_command_prints_a_reply(real_run):
+    result = subprocess.run([sys.executable, "-m", "edulora", "generate", "--adapter", str(real_run.run_dir),
+                             "--max-new-tokens", "30", "What is a fraction?"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+    summary = json.loads((real_run.run_dir / "summary.json").read_text())
+    assert summary["status"] == "done"
