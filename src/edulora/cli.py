@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import __version__, cli_data, cli_eval
+from . import __version__, cli_data, cli_eval, cli_export
 from .errors import EduloraError
 
 
@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--allow-pickle", action="store_true", help="allow loading .bin (pickle) adapter weights")
     p.set_defaults(func=cmd_generate)
+
+    cli_export.add_commands(commands)
     return parser
 
 

@@ -48,8 +48,15 @@ def token_loss_sum(model, batch: dict, response_only_head: bool = True) -> tuple
     count = mask.sum()
     if response_only_head and supports_response_only_head(model):
         lm = _causal_lm(model)
-        hidden = lm.get_decoder()(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
-                                  use_cache=False).last_hidden_state
+        if hasattr(model, "module"):
+            # DDP / FSDP / DeepSpeed sync gradients (or gather shards) only in their own forward; calling the
+            # decoder inside them would train each process on its own shard. logits_to_keep=1 keeps the
+            # full-vocabulary head off every position but the last.
+            hidden = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False,
+                           output_hidden_states=True, logits_to_keep=1).hidden_states[-1]
+        else:
+            hidden = lm.get_decoder()(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                                      use_cache=False).last_hidden_state
         logits = lm.get_output_embeddings()(hidden[mask])
     else:
         logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[mask]

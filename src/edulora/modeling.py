@@ -108,7 +108,10 @@ def resolve_model_path(name: str) -> str:
 
 
 def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """This process's device: under a distributed launcher each process owns the GPU of its LOCAL_RANK."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -174,7 +177,7 @@ def load_base_model(settings: ModelConfig, for_training: bool = False):
     try:
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=dtype, quantization_config=quant, trust_remote_code=settings.trust_remote_code,
-            use_safetensors=None if quant else True, **({"device_map": {"": 0}} if quant else {}))
+            use_safetensors=None if quant else True, **({"device_map": {"": device().index or 0}} if quant else {}))
     except OSError as err:
         raise EduloraError(f"cannot load model {settings.name!r}: {str(err).splitlines()[0]}") from None
     if quant is None:

@@ -13,6 +13,8 @@ import math
 import os
 import resource
 import shutil
+import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,9 +54,20 @@ class RunResult:
 # ---------------------------------------------------------------- run directory
 
 
+def is_main_process() -> bool:
+    """True in a single-process run and on rank 0 of a distributed one.
+
+    Read from the launcher's environment (torchrun, accelerate, deepspeed all set RANK) because
+    the run directory is prepared before the Trainer initializes torch.distributed.
+    """
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def new_run_dir(config: RunConfig, overwrite: bool = False) -> Path:
     name = config.run_name or datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(config.output_dir).expanduser() / name
+    if not is_main_process():
+        return run_dir  # rank 0 checks and creates it; here it may already hold rank 0's files
     if run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
             raise EduloraError(f"{run_dir}: run directory exists and is not empty; pass --overwrite to replace it "
@@ -80,10 +93,18 @@ def resume_config(run_dir: Path) -> RunConfig:
 
 
 def latest_checkpoint(run_dir: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest complete checkpoint.
 
+    The Trainer writes trainer_state.json last, so a folder without it was cut off mid-save
+    (a crash or kill); resuming from it would fail or load half-written weights.
+    """
     folder = run_dir / "checkpoints"
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    steps = {}
+    for path in folder.glob("checkpoint-*") if folder.is_dir() else []:
+        step = path.name.removeprefix("checkpoint-")
+        if step.isdigit() and (path / "trainer_state.json").is_file():
+            steps[int(step)] = path
+    return str(steps[max(steps)]) if steps else None
 
 
 # ---------------------------------------------------------------- data
@@ -226,6 +247,55 @@ def _metrics_logger(path: Path):
     return MetricsLog()
 
 
+def _graceful_stop():
+    """On SIGINT / SIGTERM, finish the current optimizer step, save a checkpoint and stop.
+
+    The HF Trainer saves nothing on Ctrl-C or on a scheduler's SIGTERM (preemption), losing up to
+    ``save_steps`` of work. A second signal aborts at once.
+    """
+    import contextlib
+    import threading
+
+    from transformers import TrainerCallback
+
+    class GracefulStop(TrainerCallback):
+        def __init__(self):
+            self.requested: int | None = None
+
+        def _handle(self, signum, frame):
+            if self.requested is not None:
+                raise KeyboardInterrupt
+            self.requested = signum
+            print(f"edulora: {signal.Signals(signum).name}: saving a checkpoint after this step "
+                  "(send it again to abort)", file=sys.stderr, flush=True)
+
+        @contextlib.contextmanager
+        def installed(self):
+            """Handlers only while training, restored even when training fails (signals need the main thread)."""
+            if threading.current_thread() is not threading.main_thread():
+                yield self
+                return
+            previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield self
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if args.world_size > 1 and torch.distributed.is_initialized():
+                # A signal may reach only some processes; stopping alone would hang the others' next all-reduce.
+                flag = torch.tensor([float(self.requested is not None)], device=args.device)
+                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                if flag.item() and self.requested is None:
+                    self.requested = signal.SIGTERM
+            if self.requested is not None:
+                control.should_save = True
+                control.should_training_stop = True
+
+    return GracefulStop()
+
+
 def training_arguments(config: RunConfig, run_dir: Path, dtype: torch.dtype):
     """The guide's arguments, mapped to today's transformers API."""
     from transformers import TrainingArguments
@@ -291,13 +361,15 @@ def train(config: RunConfig | None, resume: str | Path | None = None, overwrite:
             raise EduloraError(f"{run_dir}: no checkpoint to resume from yet; start the run again with --overwrite")
     else:
         run_dir, checkpoint = new_run_dir(config, overwrite), None
-        atomic_write_text(run_dir / CONFIG_FILE, dump_config(config))
+        if is_main_process():
+            atomic_write_text(run_dir / CONFIG_FILE, dump_config(config))
 
     # 2. Data: validated records, split, fingerprinted.
     data = load_data(config)
     if not data.eval:
         raise EduloraError("no evaluation records: set data.eval_file or a positive data.eval_fraction")
-    write_records(run_dir / "eval.jsonl", data.eval)
+    if is_main_process():
+        write_records(run_dir / "eval.jsonl", data.eval)
 
     # 3. Model: base in the precision this hardware suits, LoRA on top.
     model, tokenizer, base_path = load_base_model(config.model, for_training=True)
@@ -306,22 +378,24 @@ def train(config: RunConfig | None, resume: str | Path | None = None, overwrite:
     train_rows, train_stats = encode(data.train, tokenizer, template, config, config.data.packing)
     eval_rows, eval_stats = encode(data.eval, tokenizer, template, config, config.data.packing)
     data.info.update({"template": template, "train_tokens": train_stats, "eval_tokens": eval_stats})
-    atomic_write_text(run_dir / "data.json", json.dumps(data.info, indent=2) + "\n")
+    if is_main_process():
+        atomic_write_text(run_dir / "data.json", json.dumps(data.info, indent=2) + "\n")
     if train_stats["truncated"]:
         print(f"warning: {train_stats['truncated']} training example(s) longer than data.max_length="
               f"{config.data.max_length} were cut from the left (their replies kept)", flush=True)
+    torch.manual_seed(config.training.seed)  # before attach_lora: the LoRA init is part of the recipe
     model = attach_lora(model, config.lora)
     dtype = choose_dtype(config.model.precision)
 
     # 4. Trainer: the guide's arguments, our loss, metrics.jsonl + TensorBoard.
-    torch.manual_seed(config.training.seed)
+    stop = _graceful_stop()
     trainer = _trainer_class()(
         model=model,
         args=training_arguments(config, run_dir, dtype),
         train_dataset=RowDataset(train_rows),
         eval_dataset=RowDataset(eval_rows),
         data_collator=make_collator(tokenizer.pad_token_id),
-        callbacks=[_metrics_logger(run_dir / "metrics.jsonl")],
+        callbacks=[_metrics_logger(run_dir / "metrics.jsonl"), stop],
         response_only_head=config.training.response_only_head,
     )
 
@@ -331,10 +405,16 @@ def train(config: RunConfig | None, resume: str | Path | None = None, overwrite:
     eval_before = previous.get("eval_loss_before")
     if eval_before is None:
         eval_before = trainer.evaluate()["eval_loss"]
-        atomic_write_text(summary_path, json.dumps({"eval_loss_before": eval_before, "status": "training"}) + "\n")
+        if trainer.is_world_process_zero():
+            atomic_write_text(summary_path, json.dumps({"eval_loss_before": eval_before, "status": "training"}) + "\n")
     train_started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=checkpoint)
+    with stop.installed():
+        output = trainer.train(resume_from_checkpoint=checkpoint)
     train_seconds = time.perf_counter() - train_started
+    if stop.requested is not None:
+        print(f"edulora: checkpoint saved at step {trainer.state.global_step}; continue with: "
+              f"edulora train --resume {run_dir}", file=sys.stderr, flush=True)
+        raise KeyboardInterrupt
     eval_after = trainer.evaluate()["eval_loss"]
 
     # 6. Save the adapter with what PEFT cannot hold, then the summary last (its presence means "done").
