@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import __version__, cli_data, cli_eval, cli_export
+from . import __version__, cli_data, cli_eval, cli_export, cli_serve
 from .errors import EduloraError
 
 
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     cli_export.add_commands(commands)
+    cli_serve.add_commands(commands)
     return parser
 
 

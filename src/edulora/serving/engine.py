@@ -1,0 +1,483 @@
+"""The inference engine: one base model, several LoRA adapters, one thread that owns them.
+
+HTTP handlers (or the terminal chat) call :meth:`Engine.submit` and read text deltas from the
+returned :class:`Generation`. The engine thread takes whatever is waiting (up to ``max_batch``)
+and decodes it as one batch, token by token with a KV cache, even when the requests are for
+different adapters: PEFT's ``adapter_names`` argument applies each row's own LoRA weights
+inside the same forward pass. Rows leave the batch as soon as they finish, so a short answer
+never pays for a long neighbour. Requests that arrive while a batch is decoding wait for the
+next one (static batching: simple, and correct with PEFT's mixed-adapter forward).
+
+Everything that decides a row's tokens (repetition penalty, temperature, top-p, seed) is
+computed per row from that row's own tokens only, never from padding, so an answer does not
+depend on what else was in its batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..config import ModelConfig
+from ..data.schema import metadata_from_dict
+from ..errors import EduloraError
+from ..formatting import Message, render_prompt, resolve_template, system_prompt
+from ..generation import stop_token_ids
+from ..modeling import AdapterInfo, adapter_dir, load_base_model, read_adapter_info
+
+log = logging.getLogger(__name__)
+
+#: PEFT's reserved name for "no adapter" in a mixed-adapter batch.
+PEFT_BASE = "__base__"
+#: Adapter names travel in URLs, JSON and the web page; keep them plain.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+#: Names with another meaning in the API.
+RESERVED_NAMES = {"auto", "base", PEFT_BASE}
+
+
+class QueueFull(Exception):
+    """Too many requests are waiting; the caller should retry later."""
+
+
+class ContextTooLong(ValueError):
+    """Prompt plus requested reply do not fit the model's context window."""
+
+
+class EngineStopped(Exception):
+    """The engine is shutting down and takes no more work."""
+
+
+class GenerationFailed(Exception):
+    """Decoding failed inside the engine (not the caller's fault)."""
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """One adapter the engine serves, with where it came from."""
+
+    name: str
+    folder: Path
+    info: AdapterInfo
+    #: The training run directory when the adapter sits in one (its ``eval.jsonl`` helps routing).
+    run_dir: Path | None = None
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return {k: v for k, v in (("subject", self.info.subject), ("grade_level", self.info.grade_level),
+                                  ("teaching_style", self.info.teaching_style)) if v}
+
+
+@dataclass
+class SamplingParams:
+    max_tokens: int | None = None
+    #: 0 is greedy decoding; the engine's default keeps tutors deterministic unless asked otherwise.
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    repetition_penalty: float = 1.1
+
+
+def validate_name(name: str) -> str:
+    if not NAME_PATTERN.fullmatch(name) or name in (".", "..") or name in RESERVED_NAMES:
+        raise EduloraError(f"adapter name {name!r}: use letters, digits, '_', '.' or '-' "
+                           f"(and not {', '.join(sorted(RESERVED_NAMES))})")
+    return name
+
+
+def parse_adapter_arg(text: str) -> tuple[str | None, str]:
+    """``NAME=PATH`` or a bare ``PATH`` (the name then comes from the adapter's subject or folder)."""
+    name, sep, path = text.partition("=")
+    if sep and NAME_PATTERN.fullmatch(name) and not Path(text).exists():
+        return validate_name(name), path
+    return None, text
+
+
+def find_adapter(path: str | Path, name: str | None = None, allow_pickle: bool = False) -> AdapterSpec:
+    folder = adapter_dir(path)
+    if not (folder / "adapter_model.safetensors").exists() and not allow_pickle:
+        raise EduloraError(f"{folder}: no adapter_model.safetensors; pickle weights (.bin) can run code and are "
+                           "refused unless you pass --allow-pickle")
+    info = read_adapter_info(folder)
+    if name is None:
+        name = re.sub(r"[^A-Za-z0-9_.-]", "-", info.subject or (folder.parent.name if folder.name == "adapter"
+                                                                 else folder.name)) or "adapter"
+    run_dir = folder.parent if folder.name == "adapter" and (folder.parent / "eval.jsonl").exists() else None
+    return AdapterSpec(validate_name(name), folder, info, run_dir)
+
+
+def _same_model(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
+
+
+def display_name(base_model: str) -> str:
+    """The id the API shows for the base model: a local folder's name, else the hub id / packaged name."""
+    path = Path(base_model).expanduser()
+    return path.name if path.exists() else base_model
+
+
+def load_engine(adapters: Sequence[tuple[str | None, str | Path]], base: str | None = None, precision: str = "auto",
+                allow_pickle: bool = False, **engine_options) -> Engine:
+    """Load the base model once and every adapter beside it (no merging); all must share that base."""
+    from peft import PeftModel
+
+    specs = [find_adapter(path, name, allow_pickle) for name, path in adapters]
+    names = [s.name for s in specs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise EduloraError(f"adapter name used twice: {', '.join(duplicates)}; name them with --adapter NAME=RUN")
+    base_model = base or (specs[0].info.base_model if specs else None) or ModelConfig().name
+    if base is None:
+        for spec in specs[1:]:
+            if not _same_model(spec.info.base_model, base_model):
+                raise EduloraError(
+                    f"adapters need one shared base model: {specs[0].name!r} was trained on {base_model!r} but "
+                    f"{spec.name!r} on {spec.info.base_model!r}; serve them separately (or force one with --base)")
+    model, tokenizer, _ = load_base_model(ModelConfig(name=base_model, precision=precision))
+    for i, spec in enumerate(specs):
+        if i == 0:
+            model = PeftModel.from_pretrained(model, str(spec.folder), adapter_name=spec.name, is_trainable=False)
+        else:
+            model.load_adapter(str(spec.folder), adapter_name=spec.name, is_trainable=False)
+    model.eval()
+    return Engine(model, tokenizer, display_name(base_model), {s.name: s for s in specs}, **engine_options)
+
+
+class Generation:
+    """One request's handle: the engine pushes events, the caller iterates text deltas."""
+
+    def __init__(self, target: str | None, prompt_ids: list[int], params: SamplingParams, max_tokens: int):
+        self.id = f"chatcmpl-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+        #: Adapter name, or None for the base model.
+        self.target = target
+        self.prompt_ids = prompt_ids
+        self.params = params
+        self.max_tokens = max_tokens
+        self.finish_reason: str | None = None
+        self.completion_tokens = 0
+        self._events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+        self._cancelled = threading.Event()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def cancel(self) -> None:
+        """Stop decoding this row (e.g. the client went away); its batch neighbours go on."""
+        self._cancelled.set()
+
+    def deltas(self, timeout: float | None = None) -> Iterator[str]:
+        """Text pieces as they are decoded; ends when the reply is complete."""
+        while True:
+            kind, value = self._events.get(timeout=timeout)
+            if kind == "text":
+                yield value
+            elif kind == "done":
+                return
+            else:
+                raise GenerationFailed(value)
+
+    def text(self, timeout: float | None = None) -> str:
+        return "".join(self.deltas(timeout))
+
+    # Engine side.
+    def _emit(self, text: str) -> None:
+        if text:
+            self._events.put(("text", text))
+
+    def _finish(self, reason: str) -> None:
+        self.finish_reason = reason
+        self._events.put(("done", reason))
+
+    def _fail(self, message: str) -> None:
+        self.finish_reason = "error"
+        self._events.put(("error", message))
+
+
+class _Row:
+    """Decoding state of one request inside a batch."""
+
+    def __init__(self, gen: Generation, engine: Engine, on: torch.device):
+        self.gen = gen
+        self.engine = engine
+        self.tokens: list[int] = []
+        self.emitted = 0
+        self.params = gen.params
+        self.seen = torch.tensor(sorted(set(gen.prompt_ids)), dtype=torch.long, device=on)
+        self._seen_set = set(gen.prompt_ids)
+        self.generator: torch.Generator | None = None
+        if self.params.temperature > 0:
+            self.generator = torch.Generator(device=on)
+            self.generator.manual_seed(self.params.seed if self.params.seed is not None
+                                       else int.from_bytes(uuid.uuid4().bytes[:8], "little"))
+
+    def choose(self, logits: torch.Tensor) -> int:
+        penalty = self.params.repetition_penalty
+        if penalty != 1.0 and len(self.seen):
+            # Same rule as transformers' RepetitionPenaltyLogitsProcessor, over this row's real tokens only.
+            score = logits[self.seen]
+            logits[self.seen] = torch.where(score < 0, score * penalty, score / penalty)
+        if self.generator is None:
+            return int(torch.argmax(logits))
+        probs = torch.softmax(logits / self.params.temperature, dim=-1)
+        if self.params.top_p < 1.0:
+            sorted_probs, order = torch.sort(probs, descending=True)
+            outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > self.params.top_p
+            sorted_probs[outside] = 0.0
+            probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
+        return int(torch.multinomial(probs, 1, generator=self.generator))
+
+    def advance(self, token: int) -> bool:
+        """Take one decoded token; emit the text that is now certain; True when the row is finished."""
+        gen = self.gen
+        if gen.cancelled:
+            gen._finish("cancelled")
+            return True
+        if token in self.engine.stop_ids:
+            return self._done(self._text(), "stop")
+        self.tokens.append(token)
+        gen.completion_tokens = len(self.tokens)
+        if token not in self._seen_set:
+            self._seen_set.add(token)
+            self.seen = torch.cat([self.seen, self.seen.new_tensor([token])])
+        text = self._text()
+        hits = [i for i in (text.find(s) for s in self.params.stop) if i >= 0]
+        if hits:
+            return self._done(text[: min(hits)], "stop")
+        if len(self.tokens) >= gen.max_tokens:
+            return self._done(text, "length")
+        # Hold back what may still change: a half-decoded UTF-8 character, or the start of a stop string.
+        safe = len(text.rstrip("\ufffd"))
+        hold = max((k for s in self.params.stop for k in range(1, len(s)) if text[:safe].endswith(s[:k])), default=0)
+        self._send(text, safe - hold)
+        return False
+
+    def _text(self) -> str:
+        return self.engine.decode(self.tokens)
+
+    def _send(self, text: str, upto: int) -> None:
+        start = max(self.emitted, len(text) - len(text.lstrip()))  # a reply never starts with blank space
+        if upto > start and text.strip():
+            self.gen._emit(text[start:upto])
+            self.emitted = upto
+
+    def _done(self, text: str, reason: str) -> bool:
+        self._send(text, len(text))
+        self.gen._finish(reason)
+        return True
+
+
+@dataclass
+class EngineStats:
+    batches: int = 0
+    rows: int = 0
+    largest_batch: int = 0
+    #: Batches whose rows used more than one adapter (or an adapter and the base model).
+    mixed_batches: int = 0
+    generated_tokens: int = 0
+    busy_seconds: float = 0.0
+    rejected: int = 0
+    by_target: dict[str, int] = field(default_factory=dict)
+
+
+class Engine:
+    """Owns the model; runs a single decoding thread fed by a bounded queue."""
+
+    def __init__(self, model, tokenizer, base_id: str, adapters: dict[str, AdapterSpec], *, max_batch: int = 8,
+                 max_queue: int = 64, gather_seconds: float = 0.005, default_max_tokens: int = 256,
+                 repetition_penalty: float = 1.1):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.base_id = base_id
+        self.adapters = adapters
+        self.max_batch = max(1, max_batch)
+        self.gather_seconds = gather_seconds
+        self.default_max_tokens = default_max_tokens
+        self.repetition_penalty = repetition_penalty
+        self.stop_ids = set(stop_token_ids(tokenizer))
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.device = next(model.parameters()).device
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.context_limit = int(getattr(base.config, "max_position_embeddings", None) or 2048)
+        self.base_template = "chat" if getattr(tokenizer, "chat_template", None) else "instruction"
+        self.stats = EngineStats()
+        self._peft = hasattr(model, "peft_config")
+        import inspect
+
+        accepted = inspect.signature(base.forward).parameters
+        self._logits_to_keep = "logits_to_keep" in accepted
+        # transformers 5.x renamed ``past_key_values`` to ``cache``; older architectures keep the old name.
+        self._cache_arg = "cache" if "cache" in accepted else "past_key_values"
+        self._queue: queue.Queue[Generation] = queue.Queue(max(1, max_queue))
+        # Fast tokenizers raise "Already borrowed" when used from several threads at once.
+        self._tokenizer_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ----- caller side -------------------------------------------------------------------------
+    def start(self) -> Engine:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="edulora-engine", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the batch in flight, fail what is still queued, and end the thread."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._drain("the server is shutting down")
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def template(self, target: str | None) -> str:
+        if target is None:
+            return self.base_template
+        return resolve_template(self.adapters[target].info.template or "auto", self.tokenizer)
+
+    def persona(self, target: str | None) -> str | None:
+        """The system prompt the adapter was trained with (subject, grade level, teaching style)."""
+        if target is None or not self.adapters[target].info.system_prompt:
+            return None
+        return system_prompt(metadata_from_dict(self.adapters[target].metadata, []))
+
+    def prompt_messages(self, messages: Sequence[Message], target: str | None) -> list[Message]:
+        """The conversation as the adapter saw it in training: its persona first unless the caller set one."""
+        out = [dict(m) for m in messages]
+        persona = self.persona(target)
+        if persona and not any(m["role"] == "system" for m in out):
+            out.insert(0, {"role": "system", "content": persona})
+        return out
+
+    def encode(self, messages: Sequence[Message], target: str | None) -> list[int]:
+        prompt = render_prompt(self.prompt_messages(messages, target), self.tokenizer, self.template(target))
+        with self._tokenizer_lock:
+            return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+    def decode(self, tokens: list[int]) -> str:
+        with self._tokenizer_lock:
+            return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    def submit(self, messages: Sequence[Message], target: str | None, params: SamplingParams | None = None) -> Generation:
+        """Queue a reply to ``messages`` (ending with a user turn) from adapter ``target`` (None: base model)."""
+        if self._stopping.is_set():
+            raise EngineStopped("the server is shutting down")
+        if target is not None and target not in self.adapters:
+            raise KeyError(target)
+        params = params or SamplingParams(repetition_penalty=self.repetition_penalty)
+        prompt_ids = self.encode(messages, target)
+        room = self.context_limit - len(prompt_ids)
+        if room < 1 or (params.max_tokens is not None and params.max_tokens > room):
+            asked = params.max_tokens or 1
+            raise ContextTooLong(
+                f"this model's context is {self.context_limit} tokens; the prompt has {len(prompt_ids)} and "
+                f"{asked} more were requested. Shorten the conversation or lower max_tokens")
+        gen = Generation(target, prompt_ids, params, params.max_tokens or min(self.default_max_tokens, room))
+        try:
+            self._queue.put_nowait(gen)
+        except queue.Full:
+            self.stats.rejected += 1
+            raise QueueFull(f"{self._queue.maxsize} requests are already waiting; retry shortly") from None
+        return gen
+
+    # ----- engine thread -----------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                first = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            batch = [first]
+            # A few milliseconds' wait lets requests sent together share one batch.
+            deadline = time.monotonic() + self.gather_seconds
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                except queue.Empty:
+                    break
+            batch = [g for g in batch if not g.cancelled]
+            if not batch:
+                continue
+            began = time.perf_counter()
+            try:
+                self._decode(batch)
+            except Exception as err:  # one bad batch must not kill the server
+                log.exception("decoding failed")
+                for gen in batch:
+                    if gen.finish_reason is None:
+                        gen._fail(f"generation failed: {type(err).__name__}: {err}")
+            self.stats.busy_seconds += time.perf_counter() - began
+        self._drain("the server is shutting down")
+
+    def _drain(self, message: str) -> None:
+        while True:
+            try:
+                self._queue.get_nowait()._fail(message)
+            except queue.Empty:
+                return
+
+    def _record(self, batch: list[Generation]) -> None:
+        s = self.stats
+        targets = {g.target or PEFT_BASE for g in batch}
+        s.batches += 1
+        s.rows += len(batch)
+        s.largest_batch = max(s.largest_batch, len(batch))
+        s.mixed_batches += len(targets) > 1
+        for g in batch:
+            key = g.target or self.base_id
+            s.by_target[key] = s.by_target.get(key, 0) + 1
+
+    @torch.inference_mode()
+    def _decode(self, batch: list[Generation]) -> None:
+        self._record(batch)
+        on = self.device
+        width = max(len(g.prompt_ids) for g in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long, device=on)
+        mask = torch.zeros((len(batch), width), dtype=torch.long, device=on)
+        for i, g in enumerate(batch):
+            ids[i, width - len(g.prompt_ids):] = torch.tensor(g.prompt_ids, device=on)
+            mask[i, width - len(g.prompt_ids):] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift real positions
+        rows = [_Row(g, self, on) for g in batch]
+        cache = None
+        while rows:
+            extra: dict = {"logits_to_keep": 1} if self._logits_to_keep else {}
+            if self._peft:
+                extra["adapter_names"] = [r.gen.target or PEFT_BASE for r in rows]
+            extra[self._cache_arg] = cache
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra)
+            cache = getattr(out, self._cache_arg)
+            logits = out.logits[:, -1, :].float()
+            keep, tokens = [], []
+            for i, row in enumerate(rows):
+                token = row.choose(logits[i])
+                if not row.advance(token):
+                    keep.append(i)
+                    tokens.append(token)
+            self.stats.generated_tokens += len(rows)
+            last = positions[:, -1:]
+            if len(keep) < len(rows):
+                if not keep:
+                    break
+                index = torch.tensor(keep, device=on)
+                cache.batch_select_indices(index)
+                mask, last = mask[index], last[index]
+                rows = [rows[i] for i in keep]
+            ids = torch.tensor(tokens, device=on).unsqueeze(1)
+            mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
+            positions = last + 1

@@ -1,0 +1,245 @@
+"""The OpenAI-compatible API, exercised with the official ``openai`` client on a loopback port."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+openai = pytest.importorskip("openai")
+
+from test_serving_support import tiny_engine, tiny_runs  # noqa: E402,F401  (fixtures)
+
+from edulora.errors import EduloraError  # noqa: E402
+from edulora.serving.api import App, make_server, run_in_thread  # noqa: E402
+from edulora.serving.engine import Engine  # noqa: E402
+from edulora.serving.feedback import FeedbackStore  # noqa: E402
+from edulora.serving.router import Router  # noqa: E402
+
+KEY = "test-key-123"
+QUESTION = [{"role": "user", "content": "What is 7 times 8?"}]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_engine, tmp_path_factory):
+    db = tmp_path_factory.mktemp("feedback") / "feedback.sqlite3"
+    app = App(tiny_engine, Router(list(tiny_engine.adapters.values())), FeedbackStore(db), api_key=KEY)
+    httpd = make_server(app, "127.0.0.1", 0)
+    run_in_thread(httpd)
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key=KEY, max_retries=0, timeout=60)
+
+
+def raw(server, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+    host, port = server.server_address[:2]
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    conn.request(method, path, body=body, headers={"Authorization": f"Bearer {KEY}", **(headers or {})})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, json.loads(data) if data else None
+
+
+def ask(client, model: str, messages=QUESTION, **kw):
+    return client.chat.completions.create(model=model, messages=messages, max_tokens=kw.pop("max_tokens", 8), **kw)
+
+
+def test_non_streaming_reply_names_its_adapter(client):
+    response = client.chat.completions.with_raw_response.create(model="math", messages=QUESTION, max_tokens=8)
+    assert response.headers["x-edulora-adapter"] == "math"
+    completion = response.parse()
+    assert completion.model == "math"
+    assert completion.object == "chat.completion"
+    choice = completion.choices[0]
+    assert choice.message.role == "assistant" and choice.message.content.strip()
+    assert choice.finish_reason in ("stop", "length")
+    assert 0 < completion.usage.completion_tokens <= 8 and completion.usage.prompt_tokens > 0
+    info = completion.model_extra["edulora"]
+    assert (info["subject"], info["grade_level"], info["teaching_style"]) == ("mathematics", "middle_school",
+                                                                             "socratic")
+
+
+def test_adapters_and_base_answer_differently(client, tiny_engine):
+    answers = {m: ask(client, m).choices[0].message.content for m in ("math", "bio", tiny_engine.base_id)}
+    assert len(set(answers.values())) == 3
+
+
+def test_streaming_matches_non_streaming(client):
+    full = ask(client, "bio", max_tokens=10).choices[0].message.content
+    stream = ask(client, "bio", max_tokens=10, stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[0].model_extra["edulora"]["adapter"] == "bio"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == full
+    finals = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finals in (["length"], ["stop"])
+    assert chunks[-1].usage.completion_tokens > 0 and all(c.model == "bio" for c in chunks)
+
+
+def test_stream_ends_with_done(server):
+    host, port = server.server_address[:2]
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    body = json.dumps({"model": "math", "messages": QUESTION, "max_tokens": 4, "stream": True})
+    conn.request("POST", "/v1/chat/completions", body=body,
+                 headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    response = conn.getresponse()
+    assert response.getheader("Content-Type").startswith("text/event-stream")
+    events = [line for line in response.read().decode().split("\n\n") if line]
+    assert events[-1] == "data: [DONE]" and all(e.startswith("data: ") for e in events)
+
+
+def test_model_listing_carries_metadata(client, tiny_engine):
+    models = {m.id: m for m in client.models.list()}
+    assert set(models) == {tiny_engine.base_id, "math", "bio", "auto"}
+    bio = models["bio"].model_extra
+    assert (bio["subject"], bio["grade_level"], bio["teaching_style"]) == ("biology", "high_school", "step_by_step")
+    assert models[tiny_engine.base_id].model_extra["kind"] == "base"
+    assert client.models.retrieve("math").model_extra["subject"] == "mathematics"
+
+
+def test_stop_sequence_cuts_the_reply(client):
+    full = ask(client, "math", max_tokens=12).choices[0].message.content
+    stop = full[6:9]
+    cut = ask(client, "math", max_tokens=12, stop=[stop])
+    assert cut.choices[0].message.content == full[: full.find(stop)]
+    assert cut.choices[0].finish_reason == "stop"
+
+
+def test_seed_makes_sampling_repeatable(client):
+    def sample(seed):
+        return ask(client, "bio", max_tokens=8, temperature=1.0, top_p=0.9, seed=seed).choices[0].message.content
+
+    assert sample(7) == sample(7)
+    assert len({sample(s) for s in (1, 2, 3)}) > 1
+
+
+def test_auto_routes_by_subject(client):
+    def route(question):
+        completion = ask(client, "auto", [{"role": "user", "content": question}], max_tokens=2)
+        assert completion.model_extra["edulora"]["routed"] is True
+        return completion.model
+
+    assert route("How do plants use photosynthesis to turn sunlight into sugar?") == "bio"
+    assert route("What is 12 times 12? Show me how to multiply.") == "math"
+
+
+@pytest.mark.parametrize(("kwargs", "param"), [
+    ({"temperature": "hot"}, "temperature"),
+    ({"temperature": 3}, "temperature"),
+    ({"top_p": 0}, "top_p"),
+    ({"max_tokens": 0}, "max_tokens"),
+    ({"max_tokens": 10**9}, "max_tokens"),
+    ({"stop": [1, 2]}, "stop"),
+    ({"n": 2}, "n"),
+    ({"messages": []}, "messages"),
+    ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
+    ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}, "messages"),
+    ({"messages": [{"role": "user", "content": 42}]}, "messages[0].content"),
+])
+def test_bad_parameters_are_400_with_openai_error_body(client, kwargs, param):
+    messages = kwargs.pop("messages", QUESTION)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="math", messages=messages, **kwargs)
+    error = caught.value.body
+    assert error["param"] == param and error["message"] and error["type"] == "invalid_request_error"
+
+
+def test_unknown_model_is_404(client):
+    with pytest.raises(openai.NotFoundError) as caught:
+        ask(client, "../../etc/passwd")
+    assert caught.value.body["code"] == "model_not_found"
+
+
+def test_prompt_over_the_context_limit_is_400(client, tiny_engine):
+    long = "1," * tiny_engine.context_limit  # digits and commas are a token each
+    with pytest.raises(openai.BadRequestError) as caught:
+        ask(client, "bio", [{"role": "user", "content": long}])
+    assert caught.value.body["code"] == "context_length_exceeded"
+    with pytest.raises(openai.BadRequestError):  # fits, but not with the reply asked for
+        ask(client, "bio", max_tokens=tiny_engine.context_limit)
+
+
+def test_malformed_requests_get_json_errors_and_the_server_lives(server, client):
+    for body, headers in [(b"{not json", {}), (b"[1, 2]", {}), (b"\xff\xfe", {}),
+                          (b'{"model": "math", "messages": "hi"}', {})]:
+        status, payload = raw(server, "POST", "/v1/chat/completions", body, headers)
+        assert status == 400 and set(payload["error"]) == {"message", "type", "param", "code"}
+    # Refused from the header alone: a huge body is never read into memory.
+    status, payload = raw(server, "POST", "/v1/chat/completions", b"{}", {"Content-Length": str(2 << 20)})
+    assert status == 413 and payload["error"]["code"] == "body_too_large"
+    assert raw(server, "GET", "/v1/nothing")[0] == 404
+    assert raw(server, "DELETE", "/v1/models")[0] == 404
+    assert ask(client, "math").choices[0].message.content  # still serving
+
+
+def test_api_key_is_required(server):
+    wrong = openai.OpenAI(base_url=f"{server.url}/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        wrong.models.list()
+    status, payload = raw(server, "GET", "/v1/models", headers={"Authorization": ""})
+    assert status == 401 and payload["error"]["code"] == "invalid_api_key"
+    status, health = raw(server, "GET", "/health", headers={"Authorization": ""})
+    assert status == 200 and health["status"] == "ok"
+
+
+def test_non_loopback_host_needs_a_key(tiny_engine):
+    with pytest.raises(EduloraError, match="--api-key"):
+        make_server(App(tiny_engine, Router([])), "0.0.0.0", 0)
+
+
+def test_full_queue_answers_429(tiny_engine):
+    # An engine that is never started keeps its queue full: back-pressure, not unbounded growth.
+    stalled = Engine(tiny_engine.model, tiny_engine.tokenizer, tiny_engine.base_id, tiny_engine.adapters, max_queue=1)
+    httpd = make_server(App(stalled, Router([])), "127.0.0.1", 0)
+    run_in_thread(httpd)
+    try:
+        stalled.submit(QUESTION, "math")  # takes the only slot
+        client = openai.OpenAI(base_url=f"{httpd.url}/v1", api_key="unused", max_retries=0, timeout=10)
+        with pytest.raises(openai.RateLimitError) as caught:
+            ask(client, "math")
+        assert caught.value.response.headers["retry-after"] == "1"
+    finally:
+        stalled.stop(timeout=1)
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_parallel_requests_across_adapters_match_solo_answers(client, tiny_engine):
+    questions = ["What is 7 times 8?", "Why do leaves change colour?", "Explain long division.",
+                 "What is a cell membrane?", "How many sides does a hexagon have?", "What do enzymes do?"]
+    jobs = [(model, q) for q in questions for model in ("math", "bio", tiny_engine.base_id)]
+    solo = {job: ask(client, job[0], [{"role": "user", "content": job[1]}], max_tokens=10).choices[0].message.content
+            for job in jobs}
+    before = tiny_engine.stats.mixed_batches
+    work = jobs * 2  # 36 requests in flight at once
+
+    def run(job):
+        completion = ask(client, job[0], [{"role": "user", "content": job[1]}], max_tokens=10)
+        return completion.model, completion.choices[0].message.content
+
+    with ThreadPoolExecutor(len(work)) as pool:
+        results = list(pool.map(run, work))
+    for job, (model, text) in zip(work, results):
+        assert model == job[0] and text == solo[job], job
+    assert tiny_engine.stats.mixed_batches > before  # different adapters really shared forward passes
+
+
+def test_engine_matches_transformers_generate(tiny_engine, tiny_runs):
+    from edulora.generation import GenerationSettings, generate_replies
+    from edulora.modeling import load_tutor
+
+    model, tokenizer, _ = load_tutor(tiny_runs["math"], precision="fp32")
+    messages = tiny_engine.prompt_messages(QUESTION, "math")
+    expected = generate_replies(model, tokenizer, [messages], "chat", GenerationSettings(max_new_tokens=12))[0].text
+    from edulora.serving.engine import SamplingParams
+
+    assert tiny_engine.submit(QUESTION, "math", SamplingParams(max_tokens=12)).text().strip() == expected

@@ -1,0 +1,95 @@
+"""``edulora serve`` and ``edulora chat`` as a user runs them: real processes, real signals, piped stdin."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from test_serving_support import tiny_engine, tiny_runs  # noqa: F401  (fixtures)
+
+from edulora.cli_serve import main
+from edulora.errors import EduloraError
+from edulora.serving.engine import SamplingParams, load_engine, parse_adapter_arg, validate_name
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+
+
+def test_serve_answers_then_stops_cleanly_on_sigterm(tiny_runs, tmp_path):
+    openai = pytest.importorskip("openai")
+    command = [sys.executable, "-m", "edulora.cli_serve", "serve", "--adapter", f"math={tiny_runs['math']}",
+               "--port", "0", "--precision", "fp32", "--max-tokens", "4", "--feedback-db", str(tmp_path / "fb.db")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+    try:
+        url, lines, deadline = None, [], time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("Teacher page:"):
+                url = line.split()[2].rstrip("/")
+        assert url, "".join(lines)
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=30)
+        assert client.chat.completions.create(model="math", messages=[{"role": "user", "content": "hi"}]).model == "math"
+        process.send_signal(signal.SIGTERM)
+        rest, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, rest
+    assert "Stopped." in rest and "Traceback" not in rest
+    assert (tmp_path / "fb.db").exists()
+
+
+def test_serve_refuses_a_public_host_without_a_key(capsys):
+    assert main(["serve", "--host", "0.0.0.0", "--port", "0"]) == 2
+    assert "--api-key" in capsys.readouterr().err
+
+
+def test_adapters_must_share_a_base_model(tiny_runs, tmp_path):
+    other = tmp_path / "other-run"
+    shutil.copytree(tiny_runs["bio"], other)
+    meta = other / "adapter" / "edulora.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "base_model": "some-other-model"}))
+    with pytest.raises(EduloraError, match="shared base model"):
+        load_engine([("math", tiny_runs["math"]), ("other", other)])
+
+
+def test_adapter_names_are_plain(tiny_runs):
+    for bad in ("../etc", "a/b", "auto", "..", "x y", ""):
+        with pytest.raises(EduloraError):
+            validate_name(bad)
+    assert parse_adapter_arg(f"math={tiny_runs['math']}") == ("math", str(tiny_runs["math"]))
+    assert parse_adapter_arg(str(tiny_runs["bio"])) == (None, str(tiny_runs["bio"]))
+    with pytest.raises(EduloraError, match="used twice"):
+        load_engine([("same", tiny_runs["math"]), ("same", tiny_runs["bio"])])
+
+
+def test_chat_streams_switches_and_resets(tiny_runs, tiny_engine):
+    command = [sys.executable, "-m", "edulora.cli_serve", "chat", "--adapter", str(tiny_runs["math"]),
+               "--adapter", f"bio={tiny_runs['bio']}", "--precision", "fp32", "--max-tokens", "6"]
+    script = "What is 2+2?\n/adapter bio\nWhy?\n/adapter nope\n/adapters\n/reset\nHello\n/quit\n"
+    done = subprocess.run(command, input=script, capture_output=True, text=True, timeout=120, env=_env())
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    # The bare path was named after its subject; replies match what the engine says to the same history.
+    first = tiny_engine.submit([{"role": "user", "content": "What is 2+2?"}], "math", SamplingParams(max_tokens=6))
+    first_text = first.text()
+    assert f"mathematics> {first_text}\n" in out
+    history = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": first_text},
+               {"role": "user", "content": "Why?"}]
+    second = tiny_engine.submit(history, "bio", SamplingParams(max_tokens=6)).text()
+    assert f"bio> {second}\n" in out
+    assert "now talking to bio (biology, high school, step by step)" in out
+    assert "unknown adapter 'nope'" in out and "conversation cleared" in out
+    fresh = tiny_engine.submit([{"role": "user", "content": "Hello"}], "bio", SamplingParams(max_tokens=6)).text()
+    assert f"bio> {fresh}\n" in out  # /reset really forgot the history
