@@ -3,7 +3,7 @@ from transformers import AutoTokenizer
 
 from edulora.data.schema import Dialogue, Example, Metadata, Turn, example_from_dict
 from edulora.errors import EduloraError
-from edulora.formatting import (IGNORE_INDEX, EncodedExample, collate_rows, encode_record, pack_examples,
+from edulora.formatting import (IGNORE_INDEX, EncodedExample, collate_examples, encode_record,
                                 question_messages, record_messages, render_prompt, resolve_template)
 
 
@@ -83,19 +83,20 @@ def test_auto_template_follows_the_tokenizer(tokenizer):
         resolve_template("chat", Plain())
 
 
-def test_packing_restarts_positions_and_pads_separately():
-    rows = pack_examples([EncodedExample([1, 2, 3], [-100, 2, 3]), EncodedExample([4, 5], [-100, 5]),
-                          EncodedExample([6, 7, 8, 9], [-100, -100, 8, 9])], max_length=6)
-    assert sorted(len(r) for r in rows) == [3, 6]
-    batch = collate_rows(rows, pad_token_id=0)
-    long_row = [r for r in rows if len(r) == 6][0]
-    assert long_row.position_ids == [0, 1, 2, 3, 0, 1]
-    assert batch["position_ids"][1].tolist() == [0, 1, 2, 0, 1, 2]  # padding is its own run
-    assert batch["labels"][1, 3:].tolist() == [IGNORE_INDEX] * 3
-    assert batch["shift_labels"][:, -1].tolist() == [IGNORE_INDEX, IGNORE_INDEX]
+def test_packing_lays_a_batch_end_to_end_with_restarting_positions():
+    examples = [EncodedExample([1, 2, 3], [-100, 2, 3]), EncodedExample([4, 5], [-100, 5]),
+                EncodedExample([6, 7, 8, 9], [-100, -100, 8, 9])]
+    batch = collate_examples(examples, pad_token_id=0)
+    assert batch["input_ids"].tolist() == [[1, 2, 3, 4, 5, 6, 7, 8, 9]]  # one row, no padding
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1, 0, 1, 2, 3]]
+    # the last token of one example never learns to predict the next example's first token
+    assert batch["shift_labels"].tolist() == [[2, 3, -100, 5, -100, -100, 8, 9, -100]]
     assert int(batch["real_tokens"]) == 9
 
 
-def test_unpacked_mode_gives_one_row_per_example():
-    examples = [EncodedExample([1, 2], [-100, 2]), EncodedExample([3], [3])]
-    assert len(pack_examples(examples, 100, packing=False)) == 2
+def test_unpacked_mode_pads_each_example_as_its_own_run():
+    batch = collate_examples([EncodedExample([1, 2, 3], [-100, 2, 3]), EncodedExample([4], [4])], 0, packing=False)
+    assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 0, 0]]
+    assert batch["position_ids"][1].tolist() == [0, 0, 1]  # padding is a separate run nothing attends to
+    assert batch["labels"][1].tolist() == [4, IGNORE_INDEX, IGNORE_INDEX]
+    assert int(batch["real_tokens"]) == 4

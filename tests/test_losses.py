@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from edulora.formatting import EncodedExample, collate_rows, pack_examples
+from edulora.formatting import EncodedExample, collate_examples
 from edulora.losses import token_loss_sum
 
 
@@ -21,8 +21,8 @@ def examples(vocab: int):
 def test_packed_losses_equal_per_example_losses(kind, request):
     model = AutoModelForCausalLM.from_pretrained(request.getfixturevalue(kind), dtype=torch.float32).eval()
     exs = examples(model.config.vocab_size)
-    separate = [token_loss_sum(model, collate_rows(pack_examples([e], 64), 0), response_only_head=False) for e in exs]
-    packed = collate_rows(pack_examples(exs, 64), 0)
+    separate = [token_loss_sum(model, collate_examples([e], 0), response_only_head=False) for e in exs]
+    packed = collate_examples(exs, 0)
     assert packed["input_ids"].shape[0] == 1  # all four share one row
     fast_sum, fast_count = token_loss_sum(model, packed, response_only_head=True)
     plain_sum, plain_count = token_loss_sum(model, packed, response_only_head=False)
@@ -35,7 +35,7 @@ def test_fast_and_plain_paths_give_the_same_gradients(tiny_llama):
     grads = []
     for fast in (True, False):
         model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
-        batch = collate_rows(pack_examples(examples(model.config.vocab_size), 32), 0)
+        batch = collate_examples(examples(model.config.vocab_size), 0)
         loss_sum, count = token_loss_sum(model, batch, response_only_head=fast)
         (loss_sum / count).backward()
         grads.append(model.model.layers[0].self_attn.q_proj.weight.grad.clone())
@@ -46,7 +46,7 @@ def test_loss_does_not_depend_on_batching(tiny_llama):
     """Token-weighted: the sum over two half-batches equals the whole batch's sum."""
     model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32).eval()
     exs = examples(model.config.vocab_size)
-    whole = token_loss_sum(model, collate_rows(pack_examples(exs, 64, packing=False), 0))
-    halves = [token_loss_sum(model, collate_rows(pack_examples(part, 64, packing=False), 0)) for part in (exs[:1], exs[1:])]
+    whole = token_loss_sum(model, collate_examples(exs, 0, packing=False))
+    halves = [token_loss_sum(model, collate_examples(part, 0, packing=False)) for part in (exs[:1], exs[1:])]
     assert torch.allclose(whole[0], halves[0][0] + halves[1][0], rtol=1e-5)
     assert whole[1] == halves[0][1] + halves[1][1]

@@ -138,51 +138,30 @@ def encode_record(record: Record, tokenizer, template: str, max_length: int, wit
     return EncodedExample(ids, labels, truncated)
 
 
-@dataclass
-class PackedRow:
-    input_ids: list[int]
-    labels: list[int]
-    #: Restart at 0 for each example: the model uses them to keep examples from attending to each other.
-    position_ids: list[int]
+def collate_examples(examples: Sequence[EncodedExample], pad_token_id: int, packing: bool = True) -> dict:
+    """One micro-batch as tensors.
 
-    def __len__(self) -> int:
-        return len(self.input_ids)
+    With ``packing`` the examples are laid end to end in a single row: no padding is computed
+    at all, and a micro-batch holds as many examples (and about as many tokens) as the guide's
+    padded batch, so memory and optimizer semantics stay those of ``batch_size`` examples.
+    Without it, each example gets its own right-padded row (the guide's layout).
 
-
-def pack_examples(examples: Sequence[EncodedExample], max_length: int, packing: bool = True) -> list[PackedRow]:
-    """Place examples into rows of at most ``max_length`` tokens (first-fit, longest first).
-
-    With ``packing=False`` every example gets a row of its own (the guide's padded layout).
+    ``position_ids`` restart at 0 for each example; with no attention mask and no KV cache,
+    transformers turns them into a block-diagonal causal mask, so examples never attend to
+    each other. Padding forms a run of its own the same way, and its labels are ignored.
     """
-    order = sorted(range(len(examples)), key=lambda i: -len(examples[i].input_ids)) if packing else range(len(examples))
-    rows: list[PackedRow] = []
-    for index in order:
-        example = examples[index]
-        n = len(example.input_ids)
-        target = None
-        if packing:
-            target = next((row for row in rows if len(row) + n <= max_length), None)
-        if target is None:
-            target = PackedRow([], [], [])
-            rows.append(target)
-        target.input_ids += example.input_ids
-        target.labels += example.labels
-        target.position_ids += list(range(n))
-    return rows
-
-
-def collate_rows(rows: Sequence[PackedRow], pad_token_id: int) -> dict:
-    """Right-pad rows to the longest one. Padding gets its own position run starting at 0, so it
-    forms a separate 'example' that no real token attends to, and its labels are ignored."""
     import torch
 
-    width = max(len(row) for row in rows)
+    groups = [list(examples)] if packing else [[e] for e in examples]
+    rows = [(sum((e.input_ids for e in g), []), sum((e.labels for e in g), []),
+             sum((list(range(len(e.input_ids))) for e in g), [])) for g in groups]
+    width = max(len(ids) for ids, _, _ in rows)
     input_ids, labels, positions = [], [], []
-    for row in rows:
-        pad = width - len(row)
-        input_ids.append(row.input_ids + [pad_token_id] * pad)
-        labels.append(row.labels + [IGNORE_INDEX] * pad)
-        positions.append(row.position_ids + list(range(pad)))
+    for ids, labs, pos in rows:
+        pad = width - len(ids)
+        input_ids.append(ids + [pad_token_id] * pad)
+        labels.append(labs + [IGNORE_INDEX] * pad)
+        positions.append(pos + list(range(pad)))
     labels_t = torch.tensor(labels)
     # Labels shifted here once, so the loss and the Trainer's token count agree on what is predicted.
     shift = torch.full_like(labels_t, IGNORE_INDEX)
@@ -192,5 +171,5 @@ def collate_rows(rows: Sequence[PackedRow], pad_token_id: int) -> dict:
         "position_ids": torch.tensor(positions),
         "labels": labels_t,
         "shift_labels": shift,
-        "real_tokens": torch.tensor(sum(len(row) for row in rows)),  # for throughput: padding is not work done
+        "real_tokens": torch.tensor(sum(len(ids) for ids, _, _ in rows)),  # throughput: padding is not work done
     }

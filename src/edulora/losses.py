@@ -39,7 +39,7 @@ def supports_response_only_head(model) -> bool:
 def token_loss_sum(model, batch: dict, response_only_head: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed cross-entropy over labelled positions and their count.
 
-    ``batch`` comes from ``formatting.collate_rows``: ``shift_labels[i]`` is the token that
+    ``batch`` comes from ``formatting.collate_examples``: ``shift_labels[i]`` is the token that
     position ``i`` must predict. Packed rows are kept apart by ``position_ids`` (no attention
     mask, no cache), which transformers turns into a block-diagonal causal mask.
     """

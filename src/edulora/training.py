@@ -28,7 +28,7 @@ from .data.io import atomic_write_text, write_records
 from .data.schema import Dialogue, Record
 from .data.split import fingerprint, split_records
 from .errors import EduloraError
-from .formatting import PackedRow, collate_rows, encode_record, pack_examples, resolve_template
+from .formatting import EncodedExample, collate_examples, encode_record, resolve_template
 from .losses import token_loss_sum
 from .modeling import AdapterInfo, attach_lora, choose_dtype, device, load_base_model, save_adapter
 
@@ -146,35 +146,33 @@ def should_scrub(setting: str, records: list[Record]) -> bool:
     return setting == "true"
 
 
-def encode(records: list[Record], tokenizer, template: str, config: RunConfig, packing: bool) -> tuple[list[PackedRow], dict]:
+def encode(records: list[Record], tokenizer, template: str, config: RunConfig) -> tuple[list[EncodedExample], dict]:
     encoded = [encode_record(r, tokenizer, template, config.data.max_length, config.data.system_prompt) for r in records]
     stats = {"examples": len(encoded), "tokens": sum(len(e.input_ids) for e in encoded),
              "trainable_tokens": sum(e.trainable_tokens for e in encoded),
              "truncated": sum(e.truncated for e in encoded)}
     if encoded and stats["trainable_tokens"] == 0:
         raise EduloraError("every label is masked: no tutor text is left to learn from (is max_length too small?)")
-    rows = pack_examples(encoded, config.data.max_length, packing)
-    stats["rows"] = len(rows)
-    return rows, stats
+    return encoded, stats
 
 
-class RowDataset(torch.utils.data.Dataset):
-    """Packed rows as dicts, the shape the Trainer's length-grouped sampler reads."""
+class ExampleDataset(torch.utils.data.Dataset):
+    """Encoded examples as dicts, the shape the Trainer's length-grouped sampler reads."""
 
-    def __init__(self, rows: list[PackedRow]):
-        self.rows = rows
+    def __init__(self, examples: list[EncodedExample]):
+        self.examples = examples
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.examples)
 
     def __getitem__(self, index: int) -> dict:
-        row = self.rows[index]
-        return {"input_ids": row.input_ids, "labels": row.labels, "position_ids": row.position_ids}
+        example = self.examples[index]
+        return {"input_ids": example.input_ids, "labels": example.labels}
 
 
-def make_collator(pad_token_id: int):
+def make_collator(pad_token_id: int, packing: bool):
     def collate(items: list[dict]) -> dict:
-        return collate_rows([PackedRow(i["input_ids"], i["labels"], i["position_ids"]) for i in items], pad_token_id)
+        return collate_examples([EncodedExample(i["input_ids"], i["labels"]) for i in items], pad_token_id, packing)
 
     return collate
 
@@ -375,8 +373,8 @@ def train(config: RunConfig | None, resume: str | Path | None = None, overwrite:
     model, tokenizer, base_path = load_base_model(config.model, for_training=True)
     model.config.use_cache = False  # packed rows stay isolated only without a KV cache
     template = resolve_template(config.data.template, tokenizer)
-    train_rows, train_stats = encode(data.train, tokenizer, template, config, config.data.packing)
-    eval_rows, eval_stats = encode(data.eval, tokenizer, template, config, config.data.packing)
+    train_examples, train_stats = encode(data.train, tokenizer, template, config)
+    eval_examples, eval_stats = encode(data.eval, tokenizer, template, config)
     data.info.update({"template": template, "train_tokens": train_stats, "eval_tokens": eval_stats})
     if is_main_process():
         atomic_write_text(run_dir / "data.json", json.dumps(data.info, indent=2) + "\n")
@@ -392,9 +390,9 @@ def train(config: RunConfig | None, resume: str | Path | None = None, overwrite:
     trainer = _trainer_class()(
         model=model,
         args=training_arguments(config, run_dir, dtype),
-        train_dataset=RowDataset(train_rows),
-        eval_dataset=RowDataset(eval_rows),
-        data_collator=make_collator(tokenizer.pad_token_id),
+        train_dataset=ExampleDataset(train_examples),
+        eval_dataset=ExampleDataset(eval_examples),
+        data_collator=make_collator(tokenizer.pad_token_id, config.data.packing),
         callbacks=[_metrics_logger(run_dir / "metrics.jsonl"), stop],
         response_only_head=config.training.response_only_head,
     )

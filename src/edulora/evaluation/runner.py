@@ -6,7 +6,7 @@
 several named adapters, with the base reached through ``disable_adapter``), so comparing N
 adapters costs one base load, not N.
 
-Loss is measured exactly as training measures it (``encode_record`` → ``pack_examples`` →
+Loss is measured exactly as training measures it (``encode_record`` → ``collate_examples`` →
 ``mean_token_loss``), so the numbers here and in a run's summary.json are comparable.
 """
 
@@ -68,7 +68,7 @@ class EvalSettings:
     generation_batch_size: int = 8
     #: Token budget of one record / packed row for the loss, as in training (``data.max_length``).
     max_length: int = 1024
-    loss_batch_rows: int = 4
+    loss_batch_examples: int = 4
     bootstrap_resamples: int = 1000
     seed: int = 0
     confidence: float = 0.95
@@ -317,13 +317,12 @@ def _adapter_state(mut: ModelUnderTest) -> Iterator[Any]:
 def eval_loss(model, tokenizer, records: Sequence[Record], template: str, system_prompt: bool,
               settings: EvalSettings) -> tuple[float, int]:
     """Mean per-token loss on the reference replies, and the number of tutor tokens it covers."""
-    from ..formatting import collate_rows, encode_record, pack_examples
+    from ..formatting import collate_examples, encode_record
     from ..training import mean_token_loss
 
     encoded = [encode_record(r, tokenizer, template, settings.max_length, system_prompt) for r in records]
-    rows = pack_examples(encoded, settings.max_length)
-    step = settings.loss_batch_rows
-    batches = (collate_rows(rows[i : i + step], tokenizer.pad_token_id) for i in range(0, len(rows), step))
+    step = settings.loss_batch_examples
+    batches = (collate_examples(encoded[i : i + step], tokenizer.pad_token_id) for i in range(0, len(encoded), step))
     return mean_token_loss(model, batches), sum(e.trainable_tokens for e in encoded)
 
 
