@@ -16,7 +16,7 @@ from edulora.generation import GenerationSettings, generate_replies
 from edulora.modeling import load_tutor
 from edulora.training import train
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
 
 @pytest.fixture(scope="module")

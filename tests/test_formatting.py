@@ -94,9 +94,10 @@ def test_packing_lays_a_batch_end_to_end_with_restarting_positions():
     assert int(batch["real_tokens"]) == 9
 
 
-def test_unpacked_mode_pads_each_example_as_its_own_run():
+def test_unpacked_mode_right_pads_each_example():
     batch = collate_examples([EncodedExample([1, 2, 3], [-100, 2, 3]), EncodedExample([4], [4])], 0, packing=False)
     assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 0, 0]]
-    assert batch["position_ids"][1].tolist() == [0, 0, 1]  # padding is a separate run nothing attends to
+    # one causal run per row: real tokens never see the padding after them, so no mask is needed
+    assert batch["position_ids"][1].tolist() == [0, 1, 2]
     assert batch["labels"][1].tolist() == [4, IGNORE_INDEX, IGNORE_INDEX]
     assert int(batch["real_tokens"]) == 4

@@ -42,6 +42,14 @@ def test_fast_and_plain_paths_give_the_same_gradients(tiny_llama):
     assert torch.allclose(grads[0], grads[1], atol=1e-6, rtol=1e-4)
 
 
+def test_padded_rows_give_the_same_losses_as_packed_rows(tiny_llama):
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32).eval()
+    exs = examples(model.config.vocab_size)
+    packed = token_loss_sum(model, collate_examples(exs, 0, packing=True))
+    padded = token_loss_sum(model, collate_examples(exs, 0, packing=False))
+    assert packed[1] == padded[1] and torch.allclose(packed[0], padded[0], rtol=1e-5)
+
+
 def test_loss_does_not_depend_on_batching(tiny_llama):
     """Token-weighted: the sum over two half-batches equals the whole batch's sum."""
     model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32).eval()

@@ -148,7 +148,10 @@ def collate_examples(examples: Sequence[EncodedExample], pad_token_id: int, pack
 
     ``position_ids`` restart at 0 for each example; with no attention mask and no KV cache,
     transformers turns them into a block-diagonal causal mask, so examples never attend to
-    each other. Padding forms a run of its own the same way, and its labels are ignored.
+    each other. Padded rows need no mask at all: padding sits after the real tokens, which a
+    causal model never lets them see, and its labels are ignored. Rows without a mask keep
+    PyTorch's fused causal attention kernel, which on a CPU is faster than a packed row's
+    materialized block mask (docs/benchmarks.md).
     """
     import torch
 
@@ -161,7 +164,7 @@ def collate_examples(examples: Sequence[EncodedExample], pad_token_id: int, pack
         pad = width - len(ids)
         input_ids.append(ids + [pad_token_id] * pad)
         labels.append(labs + [IGNORE_INDEX] * pad)
-        positions.append(pos + list(range(pad)))
+        positions.append(pos + list(range(len(pos), len(pos) + pad)))  # one causal run: no mask needed
     labels_t = torch.tensor(labels)
     # Labels shifted here once, so the loss and the Trainer's token count agree on what is predicted.
     shift = torch.full_like(labels_t, IGNORE_INDEX)

@@ -9,6 +9,8 @@ is tested against.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import torch
 import torch.nn.functional as F
 
@@ -36,6 +38,29 @@ def supports_response_only_head(model) -> bool:
         return False
 
 
+def _mixed_precision(model, stack: ExitStack) -> None:
+    """bf16 base weights + fp32 LoRA weights on a CPU: run the LoRA matmuls in bf16 under autocast.
+
+    PEFT otherwise casts every LoRA input to fp32 (a copy per adapted module), applies dropout in fp32
+    and adds the fp32 update to the bf16 output, which promotes the sum to fp32 and casts it back:
+    three dtype copies per module per pass, and fp32 activations saved for backward. Under autocast
+    with PEFT's input cast switched off, x stays bf16 and the fp32 LoRA weights (the optimizer's
+    master copy) are cast to bf16 for the matmul, as in any mixed-precision training.
+    """
+    try:
+        param = next(p for p in model.parameters() if not p.requires_grad)
+    except StopIteration:
+        return
+    if param.device.type != "cpu" or param.dtype != torch.bfloat16:
+        return
+    if torch.is_autocast_enabled("cpu"):
+        return  # the caller already chose
+    from peft.helpers import disable_input_dtype_casting
+
+    stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
+    stack.enter_context(disable_input_dtype_casting(model))
+
+
 def token_loss_sum(model, batch: dict, response_only_head: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed cross-entropy over labelled positions and their count.
 
@@ -46,19 +71,21 @@ def token_loss_sum(model, batch: dict, response_only_head: bool = True) -> tuple
     targets = batch["shift_labels"]
     mask = targets != IGNORE_INDEX
     count = mask.sum()
-    if response_only_head and supports_response_only_head(model):
-        lm = _causal_lm(model)
-        if hasattr(model, "module"):
-            # DDP / FSDP / DeepSpeed sync gradients (or gather shards) only in their own forward; calling the
-            # decoder inside them would train each process on its own shard. logits_to_keep=1 keeps the
-            # full-vocabulary head off every position but the last.
-            hidden = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False,
-                           output_hidden_states=True, logits_to_keep=1).hidden_states[-1]
+    with ExitStack() as stack:
+        _mixed_precision(model, stack)
+        if response_only_head and supports_response_only_head(model):
+            lm = _causal_lm(model)
+            if hasattr(model, "module"):
+                # DDP / FSDP / DeepSpeed sync gradients (or gather shards) only in their own forward; calling the
+                # decoder inside them would train each process on its own shard. logits_to_keep=1 keeps the
+                # full-vocabulary head off every position but the last.
+                hidden = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False,
+                               output_hidden_states=True, logits_to_keep=1).hidden_states[-1]
+            else:
+                hidden = lm.get_decoder()(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                                          use_cache=False).last_hidden_state
+            logits = lm.get_output_embeddings()(hidden[mask])
         else:
-            hidden = lm.get_decoder()(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
-                                      use_cache=False).last_hidden_state
-        logits = lm.get_output_embeddings()(hidden[mask])
-    else:
-        logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[mask]
+            logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[mask]
     loss_sum = F.cross_entropy(logits.float(), targets[mask], reduction="sum")
     return loss_sum, count

@@ -322,6 +322,10 @@ def training_arguments(config: RunConfig, run_dir: Path, dtype: torch.dtype):
         save_strategy="steps",
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
+        load_best_model_at_end=t.keep_best,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        neftune_noise_alpha=t.neftune_noise_alpha or None,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         # Weights are already loaded in the chosen dtype; autocast is needed only for CUDA fp16/bf16.
         bf16=on_cuda and dtype == torch.bfloat16,
