@@ -131,3 +131,19 @@ def test_resume_continues_from_the_last_checkpoint(tiny_llama, tmp_path, write_j
     assert result.summary["optimizer_steps"] == 6
     assert result.summary["resumed_from"].endswith("checkpoint-3")
     assert (run_dir / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_trains_on_the_sample_dialogues_with_scrubbing_recorded(tiny_llama, tmp_path):
+    from conftest import REPO
+
+    config = tiny_config(tiny_llama, REPO / "examples" / "data" / "dialogues.jsonl", tmp_path / "runs",
+                         max_steps=2, eval_steps=2, save_steps=2)
+    config.data.max_length = 512
+    result = train(config)
+    info = json.loads((result.run_dir / "data.json").read_text())
+    assert info["train_tokens"]["truncated"] == 0 and info["train_tokens"]["trainable_tokens"] > 0
+    # dialogue data is scrubbed by default; the sample's self-introductions are counted, never logged
+    scrubbed = info["pii_scrubbed"]
+    assert scrubbed["train"]["NAME"] + scrubbed["eval"]["NAME"] > 0
+    assert "Sam" not in (result.run_dir / "data.json").read_text()
+    assert result.summary["optimizer_steps"] == 2
