@@ -97,7 +97,7 @@ def run_demo(output_dir: str = "runs") -> RunResult:
     print()
     print(f"Eval loss (held-out {summary['eval_examples']} records): "
           f"{summary['eval_loss_before']:.3f} before → {summary['eval_loss_after']:.3f} after "
-          f"({100 * summary['eval_loss_drop']:.0f}% lower)")
+          f"({100 * summary['eval_loss_drop']:.1f}% lower)")
     print(f"Training: {summary['optimizer_steps']} steps, {summary['train_tokens_per_s']:.0f} tokens/s, "
           f"{summary['train_seconds']:.0f} s on {summary['device']} ({summary['dtype']})")
     held_out = [r for r in load_records(result.run_dir / "eval.jsonl") if isinstance(r, Example)]
