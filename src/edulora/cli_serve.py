@@ -26,7 +26,7 @@ def _model_options(p: argparse.ArgumentParser, adapter_help: str) -> None:
     p.add_argument("--adapter", dest="adapters", action="append", default=[], metavar="NAME=RUN", help=adapter_help)
     p.add_argument("--base", help="base model (default: the one the adapters were trained on)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="weight precision (default: auto, bf16 where the hardware is fast at it)")
+                   help="weight precision (default: auto: fp32 on a CPU, bf16/fp16 on a GPU)")
     p.add_argument("--allow-pickle", action="store_true", help="allow loading .bin (pickle) adapter weights")
 
 

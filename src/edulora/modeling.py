@@ -306,15 +306,21 @@ def save_adapter(model, tokenizer, path: Path, info: AdapterInfo, model_card: st
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def inference_precision(precision: str) -> str:
+    """``auto`` for generation: fp32 on a CPU, where decoding one token at a time is matrix-vector
+    work and fp32 beats bf16 (measured: 30 vs 18 tokens/s single-stream); bf16 pays only for
+    training's large matmuls."""
+    if precision == "auto" and device().type == "cpu":
+        return "fp32"
+    return precision
+
+
 def load_tutor(adapter: str | Path | None = None, base: str | None = None, precision: str = "auto",
                allow_pickle: bool = False):
     """Base model (+ adapter when given) ready for generation; returns (model, tokenizer, info)."""
     from peft import PeftModel
 
-    if precision == "auto" and device().type == "cpu":
-        # Decoding one token at a time is matrix-vector work, where fp32 beats bf16 on a CPU
-        # (measured: 30 vs 18 tokens/s single-stream); bf16 pays only for training's big matmuls.
-        precision = "fp32"
+    precision = inference_precision(precision)
 
     if adapter is None:
         info = AdapterInfo(base_model=base or DEFAULT_MODEL)

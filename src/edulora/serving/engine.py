@@ -32,7 +32,7 @@ from ..data.schema import metadata_from_dict
 from ..errors import EduloraError
 from ..formatting import Message, render_prompt, resolve_template, system_prompt
 from ..generation import stop_token_ids
-from ..modeling import AdapterInfo, adapter_dir, load_base_model, read_adapter_info
+from ..modeling import AdapterInfo, adapter_dir, inference_precision, load_base_model, read_adapter_info
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def load_engine(adapters: Sequence[tuple[str | None, str | Path]], base: str | N
                 raise EduloraError(
                     f"adapters need one shared base model: {specs[0].name!r} was trained on {base_model!r} but "
                     f"{spec.name!r} on {spec.info.base_model!r}; serve them separately (or force one with --base)")
-    model, tokenizer, _ = load_base_model(ModelConfig(name=base_model, precision=precision))
+    model, tokenizer, _ = load_base_model(ModelConfig(name=base_model, precision=inference_precision(precision)))
     for i, spec in enumerate(specs):
         if i == 0:
             model = PeftModel.from_pretrained(model, str(spec.folder), adapter_name=spec.name, is_trainable=False)
