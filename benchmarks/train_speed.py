@@ -53,11 +53,8 @@ BATCH, ACCUM, LR = 4, 4, 2e-4
 
 
 def read_records(path):
-    """Records from a data file, whichever module currently provides the reader."""
-    try:
-        from edulora.data.formats import load_records
-    except ImportError:  # older layout
-        from edulora.data.io import read_records as load_records
+    from edulora.data.formats import load_records
+
     return load_records(path)
 
 

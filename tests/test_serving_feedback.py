@@ -6,7 +6,7 @@ import json
 import sqlite3
 
 from edulora.cli_serve import main
-from edulora.data.io import validate_file
+from edulora.data.formats import validate_any
 from edulora.serving.feedback import FeedbackItem, FeedbackStore
 
 QUESTION = [{"role": "user", "content": "What is 3 times 4?"}]
@@ -52,7 +52,7 @@ def test_export_writes_schema_records_and_preference_pairs(tmp_path, capsys):
     assert records[0] == {"instruction": "What is 3 times 4?", "response": "It is 12.", "metadata": META}
     assert records[1]["response"] == "What is 3 + 3 + 3 + 3?"  # the teacher's correction, not the model's reply
     assert records[2]["messages"][-1] == {"role": "assistant", "content": "Cells divide."}
-    assert validate_file(out).ok  # our own data checker accepts the export
+    assert validate_any(out).ok  # our own data checker accepts the export
     exported = [json.loads(line) for line in pairs.read_text().splitlines()]
     chosen_rejected = {(p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in exported}
     assert chosen_rejected == {("What is 3 + 3 + 3 + 3?", "Maybe 10?"), ("It is 12.", "It is 7.")}

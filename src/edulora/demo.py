@@ -8,8 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .config import RunConfig, validate_config
-from .data.formats import load_records
-from .data.io import validate_file
+from .data.formats import load_records, validate_any
 from .data.schema import Example
 from .errors import EduloraError
 from .evaluation.runner import evaluate_trained
@@ -88,7 +87,7 @@ def show_before_after(result: RunResult, examples: list[Example], width: int) ->
 def run_demo(output_dir: str = "runs") -> RunResult:
     config = demo_config(output_dir)
     width = min(shutil.get_terminal_size((120, 40)).columns, 140)
-    check = validate_file(config.data.train_file)
+    check = validate_any(config.data.train_file)
     if not check.ok:
         raise EduloraError("\n".join(str(p) for p in check.problems[:20]))
     print(f"Sample data: {config.data.train_file} — {check.records} records, no problems", flush=True)

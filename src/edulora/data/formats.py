@@ -619,7 +619,7 @@ def iter_format_records(
 
 
 def validate_any(path: str | Path, fmt: str | None = None, column_map: Mapping[str, str] | None = None) -> ValidationResult:
-    """Like ``io.validate_file`` for any supported format; streams, so memory stays flat."""
+    """Check every record of a file in any supported format; streams, so memory stays flat."""
     problems: list[Problem] = []
     records = 0
     for _, item in iter_format_records(path, fmt, column_map):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import EduloraError
-from .schema import Record, RecordError, record_from_dict
+from .schema import Record
 
 #: One JSONL line above this size is refused before parsing (a JSON parser would hold it all in memory).
 MAX_LINE_BYTES = 1_000_000
@@ -76,33 +76,6 @@ def iter_json_lines(path: str | Path) -> Iterator[tuple[int, Any | Problem]]:
                 yield number, Problem(name, number, f"invalid JSON: {err.msg} (column {err.colno})")
             except RecursionError:
                 yield number, Problem(name, number, "invalid JSON: nested too deeply")
-
-
-def iter_records(path: str | Path) -> Iterator[tuple[int, Record | Problem]]:
-    """Yield ``(line_number, Example | Dialogue)`` or one ``Problem`` per problem found on that line."""
-    for number, obj in iter_json_lines(path):
-        if isinstance(obj, Problem):
-            yield number, obj
-            continue
-        try:
-            yield number, record_from_dict(obj)
-        except RecordError as err:
-            for message in err.messages:
-                yield number, Problem(str(path), number, message)
-
-
-def validate_file(path: str | Path) -> ValidationResult:
-    """Check every record of a dataset; never raises for malformed content, only for a missing file."""
-    problems: list[Problem] = []
-    records = 0
-    for number, item in iter_records(path):
-        if isinstance(item, Problem):
-            problems.append(item)
-        else:
-            records += 1
-    if records == 0 and not problems:
-        problems.append(Problem(str(path), 1, "file holds no records"))
-    return ValidationResult(str(path), records, problems)
 
 
 @contextmanager

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..data.io import iter_records
+from ..data.formats import iter_format_records
 from ..data.schema import SUBJECT_ALIASES, Example
 from ..errors import EduloraError
 from ..formatting import Message
@@ -60,7 +60,7 @@ def training_questions(spec: AdapterSpec, limit: int = CENTROID_QUESTIONS) -> li
         return []
     questions: list[str] = []
     try:
-        for _, record in iter_records(spec.run_dir / "eval.jsonl"):
+        for _, record in iter_format_records(spec.run_dir / "eval.jsonl"):
             if isinstance(record, Example):
                 questions.append(record.instruction)
             elif hasattr(record, "turns"):
