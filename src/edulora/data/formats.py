@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import EduloraError
-from .io import MAX_LINE_BYTES, Problem, ValidationResult, iter_json_lines
+from .io import MAX_LINE_BYTES, Problem, ValidationResult, iter_json_lines, open_data_file
 from .schema import (
     MAX_FIELD_CHARS,
     Dialogue,
@@ -73,18 +73,6 @@ def normalize_format_name(name: str) -> str:
 # --------------------------------------------------------------------------- files and bytes
 
 
-def _open_binary(path: str | Path) -> IO[bytes]:
-    name = str(path)
-    try:
-        return open(path, "rb")
-    except FileNotFoundError:
-        raise EduloraError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise EduloraError(f"{name}: is a directory, expected a data file") from None
-    except PermissionError:
-        raise EduloraError(f"{name}: permission denied") from None
-
-
 def _encoding_problem(head: bytes) -> str | None:
     """A message when the first bytes show an encoding other than UTF-8, else None.
 
@@ -101,7 +89,7 @@ def _encoding_problem(head: bytes) -> str | None:
 
 
 def _sniff(path: str | Path) -> bytes:
-    with _open_binary(path) as handle:
+    with open_data_file(path) as handle:
         head = handle.read(4096)
     return head[3:] if head.startswith(codecs.BOM_UTF8) else head
 
@@ -129,7 +117,7 @@ class _ArrayScanner:
 
     def __init__(self, path: str | Path):
         self.name = str(path)
-        self.handle = _open_binary(path)
+        self.handle = open_data_file(path)
         self.decoder = codecs.getincrementaldecoder("utf-8")()
         self.buf = ""
         self.line = 1  # line number of buf[0]
@@ -509,7 +497,7 @@ def iter_csv_records(path: str | Path, column_map: Mapping[str, str] | None = No
     if column_map:
         mapping.update(column_map)
     bad_lines: set[int] = set()
-    with _open_binary(path) as handle:
+    with open_data_file(path) as handle:
         text_lines = _decoded_lines(handle, bad_lines)
         reader = csv.reader(text_lines, delimiter=delimiter)
         try:

@@ -44,17 +44,22 @@ class ValidationResult:
         return not self.problems and self.records > 0
 
 
+def open_data_file(path: str | Path) -> IO[bytes]:
+    """Open a dataset for reading bytes; a missing, unreadable or folder path is a user error."""
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise EduloraError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise EduloraError(f"{path}: is a directory, expected a data file") from None
+    except PermissionError:
+        raise EduloraError(f"{path}: permission denied") from None
+
+
 def iter_json_lines(path: str | Path) -> Iterator[tuple[int, Any | Problem]]:
     """Yield ``(line_number, parsed_object)`` per non-blank line, or a ``Problem`` in its place."""
     name = str(path)
-    try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
-        raise EduloraError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise EduloraError(f"{name}: is a directory, expected a JSONL file") from None
-    except PermissionError:
-        raise EduloraError(f"{name}: permission denied") from None
+    handle = open_data_file(path)
     with handle:
         for number, raw in enumerate(handle, start=1):
             if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
