@@ -264,3 +264,22 @@ def test_split_user_errors(tmp_path, capsys):
     assert code == 2 and "is the input file" in err
     code, _, err = run(capsys, "data", "split", src, "--train-out", tmp_path / "a", "--eval-out", tmp_path / "a")
     assert code == 2 and "must be different" in err
+
+
+def test_full_disk_is_one_line_and_keeps_the_old_file(tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+
+    src = jsonl(tmp_path / "d.jsonl", [GUIDE])
+    out = tmp_path / "out.jsonl"
+    out.write_text("the user's earlier file\n")
+
+    def full(source, target):
+        raise OSError(errno.ENOSPC, "No space left on device", str(source))
+
+    monkeypatch.setattr(os, "replace", full)
+    code, _, err = run(capsys, "data", "convert", src, out)
+    assert code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("edulora: error: ") and "No space left on device" in err
+    assert out.read_text() == "the user's earlier file\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl", "out.jsonl"]  # no temporary left behind

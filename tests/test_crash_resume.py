@@ -106,3 +106,34 @@ def test_sigint_saves_a_checkpoint_and_resumes(tiny_llama, data, tmp_path):
 
     summary = _resume(run)
     assert summary["resumed_from"] == str(checkpoints[0])
+
+
+def test_disk_full_mid_run_is_a_clear_error_and_resume_finishes(tiny_llama, data, tmp_path, monkeypatch, capsys):
+    import errno
+
+    import torch
+
+    from edulora.cli import main
+    from edulora.training import latest_checkpoint
+
+    real_save = torch.save
+
+    def fills_up_at_the_second_checkpoint(obj, f, *args, **kwargs):
+        if "checkpoint-20" in str(f):
+            raise OSError(errno.ENOSPC, "No space left on device", str(f))
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", fills_up_at_the_second_checkpoint)
+    argv = _command(tiny_llama, data, tmp_path, save_steps=10)[3:]
+    assert main(argv) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "edulora" in line]
+    assert len(err) == 1 and err[0].startswith("edulora: error: ") and "Traceback" not in err[0]
+    assert "no space left on device" in err[0] and "edulora train --resume" in err[0] and "checkpoint-20" in err[0]
+    run = tmp_path / "run"
+    assert latest_checkpoint(run).endswith("checkpoint-10")  # the half-written one is not trusted
+    assert not (run / "summary.json").exists() or json.loads((run / "summary.json").read_text())["status"] != "done"
+
+    monkeypatch.setattr(torch, "save", real_save)  # space freed
+    assert main(["train", "--resume", str(run)]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "done" and summary["optimizer_steps"] == MAX_STEPS

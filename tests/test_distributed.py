@@ -88,3 +88,37 @@ def test_shipped_accelerate_configs_parse(name, kind):
 
     config = load_config_from_file(str(REPO / "configs" / "accelerate" / f"{name}.yaml"))
     assert config.distributed_type.name == kind and config.num_processes >= 2 and not config.use_cpu
+
+
+@pytest.mark.parametrize("variable, name", [("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")])
+def test_sharded_launch_without_a_gpu_is_a_clear_error(variable, name, tiny_llama, tmp_path, monkeypatch):
+    from edulora.config import RunConfig
+    from edulora.errors import EduloraError
+    from edulora.training import train
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the sharded launch would be allowed")
+    monkeypatch.setenv(variable, "true")
+    config = RunConfig()
+    config.model.name = str(tiny_llama)
+    config.output_dir = str(tmp_path / "runs")
+    with pytest.raises(EduloraError, match=f"{name} runs on GPUs only.*ddp.yaml"):
+        train(config)
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
+
+
+def test_adapter_is_saved_from_the_gathered_state_when_given(tiny_llama, tmp_path):
+    """Under FSDP the model's own parameters are one shard; the gathered state dict is what is saved."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from edulora.config import LoraSettings
+    from edulora.modeling import AdapterInfo, attach_lora, save_adapter
+
+    model = attach_lora(AutoModelForCausalLM.from_pretrained(tiny_llama), LoraSettings(r=4, target_modules=["q_proj"]))
+    gathered = {k: (torch.full_like(v, 0.25) if "lora_B" in k else v) for k, v in model.state_dict().items()}
+    save_adapter(model, AutoTokenizer.from_pretrained(tiny_llama), tmp_path / "adapter", AdapterInfo(base_model="tiny"),
+                 "# card\n", state_dict=gathered)
+    saved = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    lora_b = [w for k, w in saved.items() if "lora_B" in k]
+    assert lora_b and all(bool((w == 0.25).all()) for w in lora_b)
+    assert all(float(w.detach().abs().max()) == 0 for n, w in model.named_parameters() if "lora_B" in n)

@@ -72,3 +72,34 @@ def test_generate_command_prints_a_reply(real_run):
     assert result.stdout.strip()
     summary = json.loads((real_run.run_dir / "summary.json").read_text())
     assert summary["status"] == "done"
+
+
+def test_packaged_model_served_by_edulora_judges_an_eval(real_run, tmp_path):
+    """The judge path end to end: `edulora serve` on the packaged model is the judge of `edulora eval`."""
+    server = subprocess.Popen([sys.executable, "-m", "edulora", "serve", "--port", "0", "--no-feedback"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        url = None
+        for line in server.stdout:
+            if "API: " in line:
+                url = line.split("API: ")[1].strip()
+                break
+        assert url, "edulora serve did not start"
+        out = tmp_path / "report.json"
+        result = subprocess.run(
+            [sys.executable, "-m", "edulora", "eval", str(real_run.run_dir), "--limit", "2", "--max-new-tokens", "40",
+             "--resamples", "50", "--judge", url, "--judge-model", "smollm2-135m-instruct",
+             "--judge-max-tokens", "48", "--judge-cache", str(tmp_path / "cache"), "--json", str(out)],
+            capture_output=True, text=True, timeout=600)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    (model,) = report["models"]
+    labelled = [label for reply in model["replies"] for label in reply["judge"].values() if label is not None]
+    # A 135M judge is no good rater, but asked one dimension at a time it does answer with labels.
+    assert len(labelled) >= 8
+    assert any(model["metrics"][f"judge_{dim}"] is not None for dim in
+               ("mistake_identification", "providing_guidance", "coherence", "human_likeness"))
+    assert len(list((tmp_path / "cache").rglob("*.json"))) == 2

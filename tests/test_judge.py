@@ -17,6 +17,7 @@ from edulora.evaluation.judge import (
     judge_means,
     label_score,
     parse_judgment,
+    parse_single,
 )
 
 GOOD = {"mistake_identification": "Yes", "mistake_location": "To some extent",
@@ -147,17 +148,38 @@ def test_judges_and_caches_on_disk(fake, tmp_path):
     assert len(server.calls) == 2
 
 
-def test_malformed_replies_are_retried_then_left_unlabelled_and_uncached(fake, tmp_path):
-    server = fake("I refuse.", "Tutor tone: Neutral")
-    labels = _judge(server.url, tmp_path).judge_reply([], "Hi")
-    assert labels["tutor_tone"] == "Neutral" and len(server.calls) == 2
+def test_unlabelled_dimensions_are_asked_one_at_a_time(fake, tmp_path):
+    # The eight-label reply only gives the tone; the seven others are asked separately, in order.
+    singles = ["Yes, the tutor spots it.", "**No**", "Yes, but the answer is wrong.", "To some extent.",
+               '{"actionability": "no"}', "I think the answer is: yes", "Sounds natural, so Yes."]
+    server = fake("Tutor tone: Neutral", *singles)
+    labels = _judge(server.url, tmp_path).judge_reply([("student", "Is it 7?")], "How many groups are there?")
+    assert labels == {"mistake_identification": "Yes", "mistake_location": "No",
+                      "revealing_of_the_answer": "Yes (but the answer is incorrect)",
+                      "providing_guidance": "To some extent", "actionability": "No", "coherence": "Yes",
+                      "tutor_tone": "Neutral", "human_likeness": "Yes"}
+    assert len(server.calls) == 8
+    first, second = server.calls[0]["body"], server.calls[1]["body"]
+    assert first["max_tokens"] == 400 and second["max_tokens"] == 16
+    assert "mistake in the student's response" in second["messages"][1]["content"]
+    assert "Answer with exactly one of: Yes | To some extent | No." in second["messages"][1]["content"]
+    assert "tutor_tone" not in json.dumps([c["body"] for c in server.calls[1:]])
 
-    server = fake("no judgement here")
+
+def test_single_answers_name_a_label_anywhere_in_the_first_line():
+    assert parse_single("tutor_tone", "The tone is encouraging overall.\nNeutral") == "Encouraging"
+    assert parse_single("revealing_of_the_answer", "No, it does not.") == "No"
+    assert parse_single("coherence", "Excellent job! Great work.") is None
+    assert parse_single("coherence", "") is None
+
+
+def test_a_judge_that_never_answers_leaves_labels_empty_and_uncached(fake, tmp_path):
+    server = fake("I cannot judge this.")
     judge = _judge(server.url, tmp_path)
     assert judge.judge_reply([], "Hello") == {dim: None for dim in DIMENSIONS}
-    assert len(server.calls) == 3
+    assert len(server.calls) == 1 + len(DIMENSIONS)
     judge.judge_reply([], "Hello")
-    assert len(server.calls) == 6  # nothing was cached
+    assert len(server.calls) == 2 * (1 + len(DIMENSIONS))  # nothing was cached
 
 
 def test_server_errors_are_retried(fake, tmp_path):

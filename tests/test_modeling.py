@@ -49,3 +49,45 @@ def test_bad_model_names(tmp_path):
 def test_packaged_model_is_cached_as_safetensors(packaged_model_dir):
     assert (packaged_model_dir / "model.safetensors").exists()
     assert (packaged_model_dir / "tokenizer.json").exists() or (packaged_model_dir / "tokenizer_config.json").exists()
+
+
+def test_qlora_config_wiring(tiny_llama, monkeypatch):
+    """On CUDA, load_in_4bit asks transformers for NF4 + double quantization with the chosen compute
+    dtype, places the model on the GPU, and runs PEFT's k-bit preparation before LoRA is attached.
+    (The 4-bit kernels themselves need a GPU; here the loader is observed, not run.)"""
+    import importlib.util
+
+    import peft
+    from transformers import AutoModelForCausalLM
+
+    from edulora import modeling
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "bitsandbytes" else real_find_spec(name, *a))
+    quant = modeling.quantization_config(ModelConfig(load_in_4bit=True), torch.bfloat16)
+    assert quant.load_in_4bit and not quant.load_in_8bit
+    assert quant.bnb_4bit_quant_type == "nf4" and quant.bnb_4bit_use_double_quant
+    assert quant.bnb_4bit_compute_dtype == torch.bfloat16
+
+    seen = {}
+    real_from_pretrained = AutoModelForCausalLM.from_pretrained
+
+    def from_pretrained(path, **kwargs):
+        seen["kwargs"] = kwargs
+        return real_from_pretrained(path, dtype=torch.float32)
+
+    def prepare(model, use_gradient_checkpointing=True):
+        seen["prepared"] = use_gradient_checkpointing
+        return model
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", from_pretrained)
+    monkeypatch.setattr(peft, "prepare_model_for_kbit_training", prepare)
+    monkeypatch.setattr(modeling, "choose_dtype", lambda precision: torch.bfloat16)
+    modeling.load_base_model(ModelConfig(name=str(tiny_llama), load_in_4bit=True), for_training=True)
+    assert seen["kwargs"]["quantization_config"].bnb_4bit_quant_type == "nf4"
+    assert seen["kwargs"]["device_map"] == {"": 0} and seen["prepared"] is True
+    seen.clear()
+    modeling.load_base_model(ModelConfig(name=str(tiny_llama), load_in_4bit=True), for_training=False)
+    assert "prepared" not in seen  # inference needs no k-bit training preparation

@@ -6,6 +6,7 @@ User mistakes arrive here as ``EduloraError`` and leave as one line on stderr wi
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from . import __version__, cli_data, cli_eval, cli_export, cli_serve
@@ -110,8 +111,28 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except EduloraError as err:
+        _close_progress_bars()
         print(f"edulora: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _close_progress_bars()
         print("edulora: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:
+        # A full disk or a read-only folder is the user's to fix; anything else is our bug: traceback.
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            raise
+        _close_progress_bars()
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"edulora: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
+
+
+def _close_progress_bars() -> None:
+    """End any progress bar an error cut short, so the message starts on its own line."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", None) or ()):
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001 - a broken bar must not hide the real error
+            pass

@@ -30,6 +30,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--judge-model", default="gpt-4o-mini", metavar="NAME")
     p.add_argument("--judge-key", metavar="KEY", help="API key (default: $EDULORA_JUDGE_KEY or $OPENAI_API_KEY)")
     p.add_argument("--judge-cache", metavar="DIR", help="where judgments are cached (default: the edulora cache)")
+    p.add_argument("--judge-max-tokens", type=int, default=400, metavar="N",
+                   help="reply budget of the judge's eight-label answer (default 400)")
     p.set_defaults(func=cmd_eval)
 
 
@@ -46,7 +48,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
 
     for value, flag in ((args.limit, "--limit"), (args.max_new_tokens, "--max-new-tokens"),
-                        (args.max_length, "--max-length"), (args.resamples, "--resamples")):
+                        (args.max_length, "--max-length"), (args.resamples, "--resamples"),
+                        (args.judge_max_tokens, "--judge-max-tokens")):
         if value is not None and value < 1:
             raise EduloraError(f"{flag} must be at least 1")
     for source in args.models:
@@ -60,7 +63,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.judge:
         from .evaluation.judge import Judge
 
-        judge = Judge(args.judge, args.judge_model, args.judge_key, cache_dir=args.judge_cache)
+        judge = Judge(args.judge, args.judge_model, args.judge_key, cache_dir=args.judge_cache,
+                      max_tokens=args.judge_max_tokens)
     run_dir = run_dir_of(args.models)
     settings = EvalSettings(max_new_tokens=args.max_new_tokens, limit=args.limit,
                             max_length=args.max_length or run_max_length(run_dir),

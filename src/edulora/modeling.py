@@ -75,7 +75,7 @@ def convert_gguf(gguf_path: Path, destination: Path) -> Path:
         if getattr(model, "hf_quantizer", None) is not None:
             model.hf_quantizer.remove_quantization_config(model)
         model.config.name_or_path = gguf_path.stem
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
         try:
             os.rename(tmp, destination)
@@ -288,14 +288,19 @@ def read_adapter_info(path: Path) -> AdapterInfo:
     return AdapterInfo(base_model=peft_config.get("base_model_name_or_path") or DEFAULT_MODEL)
 
 
-def save_adapter(model, tokenizer, path: Path, info: AdapterInfo, model_card: str) -> None:
-    """A standard PEFT directory (safetensors) + ``edulora.json`` + a README model card, written atomically."""
+def save_adapter(model, tokenizer, path: Path, info: AdapterInfo, model_card: str,
+                 state_dict: dict | None = None) -> None:
+    """A standard PEFT directory (safetensors) + ``edulora.json`` + a README model card, written atomically.
+
+    ``state_dict`` is the full (gathered) state when the model's own parameters are only this
+    process's shard, as under FSDP.
+    """
     from .data.io import atomic_write_text
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
         atomic_write_text(tmp / ADAPTER_META_FILE, json.dumps(asdict(info), indent=2) + "\n")
         atomic_write_text(tmp / "README.md", model_card)

@@ -8,6 +8,8 @@ same result however examples fall into batches.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
@@ -354,6 +356,7 @@ def _has_tensorboard() -> bool:
 def train(config: RunConfig | None, resume: str | Path | None = None, overwrite: bool = False) -> RunResult:
     """Train one adapter and write a complete run directory; returns its path and summary."""
     started = time.perf_counter()
+    _check_launcher()
     # 1. Where the run lives: a new directory, or the one being resumed (with its own config).
     if resume is not None:
         run_dir = Path(resume).expanduser()
@@ -389,68 +392,121 @@ def train(config: RunConfig | None, resume: str | Path | None = None, overwrite:
     model = attach_lora(model, config.lora)
     dtype = choose_dtype(config.model.precision)
 
-    # 4. Trainer: the guide's arguments, our loss, metrics.jsonl + TensorBoard.
-    stop = _graceful_stop()
-    trainer = _trainer_class()(
-        model=model,
-        args=training_arguments(config, run_dir, dtype),
-        train_dataset=ExampleDataset(train_examples),
-        eval_dataset=ExampleDataset(eval_examples),
-        data_collator=make_collator(tokenizer.pad_token_id, config.data.packing),
-        callbacks=[_metrics_logger(run_dir / "metrics.jsonl"), stop],
-        response_only_head=config.training.response_only_head,
-    )
+    with _out_of_space_is_a_user_error(run_dir):
+        # 4. Trainer: the guide's arguments, our loss, metrics.jsonl + TensorBoard.
+        stop = _graceful_stop()
+        trainer = _trainer_class()(
+            model=model,
+            args=training_arguments(config, run_dir, dtype),
+            train_dataset=ExampleDataset(train_examples),
+            eval_dataset=ExampleDataset(eval_examples),
+            data_collator=make_collator(tokenizer.pad_token_id, config.data.packing),
+            callbacks=[_metrics_logger(run_dir / "metrics.jsonl"), stop],
+            response_only_head=config.training.response_only_head,
+        )
 
-    # 5. Train, measuring the held-out loss before and after.
-    summary_path = run_dir / "summary.json"
-    previous = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    eval_before = previous.get("eval_loss_before")
-    if eval_before is None:
-        eval_before = trainer.evaluate()["eval_loss"]
+        # 5. Train, measuring the held-out loss before and after.
+        summary_path = run_dir / "summary.json"
+        previous = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+        eval_before = previous.get("eval_loss_before")
+        if eval_before is None:
+            eval_before = trainer.evaluate()["eval_loss"]
+            if trainer.is_world_process_zero():
+                atomic_write_text(summary_path, json.dumps({"eval_loss_before": eval_before, "status": "training"}) + "\n")
+        train_started = time.perf_counter()
+        with stop.installed():
+            output = trainer.train(resume_from_checkpoint=checkpoint)
+        train_seconds = time.perf_counter() - train_started
+        if stop.requested is not None:
+            print(f"edulora: checkpoint saved at step {trainer.state.global_step}; continue with: "
+                  f"edulora train --resume {run_dir}", file=sys.stderr, flush=True)
+            raise KeyboardInterrupt
+        eval_after = trainer.evaluate()["eval_loss"]
+
+        # 6. Save the adapter with what PEFT cannot hold, then the summary last (its presence means "done").
+        info = AdapterInfo(base_model=config.model.name, subject=config.adapter.subject,
+                           grade_level=config.adapter.grade_level, teaching_style=config.adapter.teaching_style,
+                           description=config.adapter.description, template=template,
+                           system_prompt=config.data.system_prompt, data_fingerprint=data.info["train_fingerprint"],
+                           eval_loss=eval_after)
+        # Under FSDP each process holds a shard: gathering is collective, so every rank takes part.
+        full_state = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None
         if trainer.is_world_process_zero():
-            atomic_write_text(summary_path, json.dumps({"eval_loss_before": eval_before, "status": "training"}) + "\n")
-    train_started = time.perf_counter()
-    with stop.installed():
-        output = trainer.train(resume_from_checkpoint=checkpoint)
-    train_seconds = time.perf_counter() - train_started
-    if stop.requested is not None:
-        print(f"edulora: checkpoint saved at step {trainer.state.global_step}; continue with: "
-              f"edulora train --resume {run_dir}", file=sys.stderr, flush=True)
-        raise KeyboardInterrupt
-    eval_after = trainer.evaluate()["eval_loss"]
+            save_adapter(trainer.model, tokenizer, run_dir / "adapter", info,
+                         model_card(config, info, eval_before, eval_after), state_dict=full_state)
+        summary = {
+            "status": "done",
+            "eval_loss_before": eval_before,
+            "eval_loss_after": eval_after,
+            "eval_loss_drop": (eval_before - eval_after) / eval_before if eval_before else None,
+            "train_loss": output.training_loss,
+            "optimizer_steps": trainer.state.global_step,
+            "train_examples": len(data.train),
+            "eval_examples": len(data.eval),
+            "train_tokens_per_s": trainer.tokens_trained / train_seconds if train_seconds > 0 else None,
+            "train_seconds": train_seconds,
+            "wall_s": time.perf_counter() - started,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "device": device().type,
+            "dtype": str(dtype).removeprefix("torch."),
+            "base_model": config.model.name,
+            "base_model_path": base_path,
+            "template": template,
+            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "resumed_from": checkpoint,
+        }
+        if trainer.is_world_process_zero():
+            atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
+        return RunResult(run_dir, summary, trainer.model, tokenizer, template)
 
-    # 6. Save the adapter with what PEFT cannot hold, then the summary last (its presence means "done").
-    info = AdapterInfo(base_model=config.model.name, subject=config.adapter.subject,
-                       grade_level=config.adapter.grade_level, teaching_style=config.adapter.teaching_style,
-                       description=config.adapter.description, template=template,
-                       system_prompt=config.data.system_prompt, data_fingerprint=data.info["train_fingerprint"],
-                       eval_loss=eval_after)
-    if trainer.is_world_process_zero():
-        save_adapter(trainer.model, tokenizer, run_dir / "adapter", info, model_card(config, info, eval_before, eval_after))
-    summary = {
-        "status": "done",
-        "eval_loss_before": eval_before,
-        "eval_loss_after": eval_after,
-        "eval_loss_drop": (eval_before - eval_after) / eval_before if eval_before else None,
-        "train_loss": output.training_loss,
-        "optimizer_steps": trainer.state.global_step,
-        "train_examples": len(data.train),
-        "eval_examples": len(data.eval),
-        "train_tokens_per_s": trainer.tokens_trained / train_seconds if train_seconds > 0 else None,
-        "train_seconds": train_seconds,
-        "wall_s": time.perf_counter() - started,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "device": device().type,
-        "dtype": str(dtype).removeprefix("torch."),
-        "base_model": config.model.name,
-        "base_model_path": base_path,
-        "template": template,
-        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "resumed_from": checkpoint,
-    }
-    if trainer.is_world_process_zero():
-        atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
-    return RunResult(run_dir, summary, trainer.model, tokenizer, template)
+
+def _check_launcher() -> None:
+    """FSDP and DeepSpeed come from ``accelerate launch --config_file``; Accelerate builds them only
+    for GPUs (and DeepSpeed needs its package), so say that before a traceback from every rank."""
+    sharded = [name for name, var in (("FSDP", "ACCELERATE_USE_FSDP"), ("DeepSpeed", "ACCELERATE_USE_DEEPSPEED"))
+               if os.environ.get(var, "").lower() in ("1", "true", "yes")]
+    if not sharded:
+        return
+    if not torch.cuda.is_available():
+        raise EduloraError(f"{sharded[0]} runs on GPUs only (Accelerate has no CPU backend for it); on CPUs launch "
+                           "with configs/accelerate/ddp.yaml, which trains the same adapter")
+    if sharded[0] == "DeepSpeed":
+        import importlib.util
+
+        if importlib.util.find_spec("deepspeed") is None:
+            raise EduloraError("the DeepSpeed config needs the deepspeed package: pip install deepspeed")
+
+
+@contextlib.contextmanager
+def _out_of_space_is_a_user_error(run_dir: Path):
+    """A full disk mid-run is the user's to fix, not a crash: say so, and how to continue.
+
+    Checkpoints are complete only once their trainer_state.json exists, so the one being written
+    when space ran out is skipped by ``--resume``; nothing earlier is lost.
+    """
+    try:
+        yield
+    except (OSError, RuntimeError) as err:
+        if not _is_out_of_space(err, run_dir):
+            raise
+        where = getattr(err, "filename", None) or run_dir
+        raise EduloraError(f"{where}: no space left on device; free some space, then continue with: "
+                           f"edulora train --resume {run_dir}") from None
+
+
+def _is_out_of_space(err: BaseException, run_dir: Path) -> bool:
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(err)
+    if "No space left on device" in text or "Disk quota exceeded" in text:
+        return True
+    # torch.save reports only "file write failed"; a nearly empty disk tells what happened.
+    if "write failed" in text:
+        try:
+            return shutil.disk_usage(run_dir).free < 64 * 2**20
+        except OSError:
+            return False
+    return False
 
 
 def model_card(config: RunConfig, info: AdapterInfo, eval_before: float, eval_after: float) -> str:

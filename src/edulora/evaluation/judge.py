@@ -3,7 +3,9 @@
 One request per reply asks for all eight labels at once, with MRBench's label sets in the
 rubric. Replies from judges are messy (code fences, prose around the JSON, "Dimension: label"
 lines instead of JSON), so parsing accepts all of those and maps loose wordings onto the exact
-labels. Results are cached on disk under a hash of the judge model and the full prompt: a rerun
+labels. Small judges (a local 135M model behind ``edulora serve``) rarely manage the eight-label
+JSON but do answer one short question, so every dimension the first reply left unlabelled is
+asked again on its own. Results are cached on disk under a hash of the judge model and the full prompt: a rerun
 of the same evaluation costs no requests. Only the standard library is used (urllib).
 """
 
@@ -132,6 +134,22 @@ def parse_judgment(text: str) -> dict[str, str | None]:
     return labels
 
 
+def parse_single(dimension: str, text: str) -> str | None:
+    """The label in a reply to one dimension's question: "Yes, because …", "**Neutral**", a
+    JSON object, or a label named somewhere in the first line."""
+    found = parse_judgment(text)[dimension]
+    if found is not None:
+        return found
+    first = next((line for line in text.strip().splitlines() if line.strip()), "")
+    found = normalize_label(dimension, first)
+    if found is not None:
+        return found
+    # "The tutor's tone is encouraging." → the label mentioned first, as a whole word.
+    hits = [(m.start(), label) for label in DIMENSIONS[dimension][0]
+            if (m := re.search(rf"(?<!\w){re.escape(label)}(?!\w)", first, re.IGNORECASE))]
+    return min(hits)[1] if hits else None
+
+
 def label_score(dimension: str, label: str | None) -> float | None:
     return None if label is None else _SCORES.get(label)
 
@@ -152,19 +170,37 @@ SYSTEM_PROMPT = (
 )
 
 
-def build_messages(history: Sequence[tuple[str, str]], reply: str, reference: str | None = None) -> list[dict[str, str]]:
-    """The rubric prompt for one reply."""
+SINGLE_SYSTEM_PROMPT = ("You are an expert evaluator of AI tutors. You read a tutoring conversation and the "
+                        "tutor's next response and answer one question about it with one label only.")
+
+
+def _situation(history: Sequence[tuple[str, str]], reply: str, reference: str | None) -> list[str]:
     conversation = "\n".join(f"{'Tutor' if role == 'tutor' else 'Student'}: {text}" for role, text in history)
-    rubric = "\n".join(f'- "{dim}": {question} Labels: {" | ".join(labels)}'
-                       for dim, (labels, question) in DIMENSIONS.items())
     parts = [f"Conversation so far:\n{conversation or '(none)'}"]
     if reference:
         parts.append(f"A reference tutor response (for context only; do not rate it):\n{reference}")
-    parts += [f"Tutor response to rate:\n{reply or '(empty response)'}",
-              f"Rate the tutor response on each dimension, choosing exactly one of its labels:\n{rubric}",
-              ("Reply with a JSON object mapping each dimension name to its label, e.g. "
-               '{"mistake_identification": "Yes", "tutor_tone": "Neutral", ...}.')]
+    parts.append(f"Tutor response to rate:\n{reply or '(empty response)'}")
+    return parts
+
+
+def build_messages(history: Sequence[tuple[str, str]], reply: str, reference: str | None = None) -> list[dict[str, str]]:
+    """The rubric prompt for one reply: all eight dimensions, answered as one JSON object."""
+    rubric = "\n".join(f'- "{dim}": {question} Labels: {" | ".join(labels)}'
+                       for dim, (labels, question) in DIMENSIONS.items())
+    parts = _situation(history, reply, reference) + [
+        f"Rate the tutor response on each dimension, choosing exactly one of its labels:\n{rubric}",
+        ("Reply with a JSON object mapping each dimension name to its label, e.g. "
+         '{"mistake_identification": "Yes", "tutor_tone": "Neutral", ...}.')]
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "\n\n".join(parts)}]
+
+
+def build_single_messages(dimension: str, history: Sequence[tuple[str, str]], reply: str,
+                          reference: str | None = None) -> list[dict[str, str]]:
+    """One dimension's question alone, for judges that cannot produce the eight-label JSON."""
+    labels, question = DIMENSIONS[dimension]
+    parts = _situation(history, reply, reference) + [
+        f"Question: {question}\nAnswer with exactly one of: {' | '.join(labels)}."]
+    return [{"role": "system", "content": SINGLE_SYSTEM_PROMPT}, {"role": "user", "content": "\n\n".join(parts)}]
 
 
 def chat_url(url: str) -> str:
@@ -195,6 +231,9 @@ class Judge:
     cache_dir: Path | None = None
     #: First wait before a retry, doubled each time (capped at 8 s).
     backoff_s: float = 0.5
+    #: Reply budget of the eight-label request; a one-dimension question gets ``single_max_tokens``.
+    max_tokens: int = 400
+    single_max_tokens: int = 16
     #: Requests actually sent (cache hits excluded): lets callers and tests see that reruns are free.
     requests: int = 0
 
@@ -215,24 +254,25 @@ class Judge:
                 return json.loads(cached.read_text(encoding="utf-8"))["labels"]
             except (OSError, ValueError, KeyError):
                 pass  # a damaged cache entry is simply asked again
-        labels: dict[str, str | None] = {dim: None for dim in DIMENSIONS}
-        text = ""
-        # A malformed judgment is usually a sampling accident: ask again before giving up.
-        for _ in range(max(1, self.retries)):
-            text = self._complete(messages)
-            labels = parse_judgment(text)
-            if any(v is not None for v in labels.values()):
-                break
+        text = self._complete(messages, self.max_tokens)
+        labels = parse_judgment(text)
+        raw = {"all": text}
+        for dim in [d for d, label in labels.items() if label is None]:
+            answer = self._complete(build_single_messages(dim, history, reply, reference), self.single_max_tokens)
+            labels[dim] = parse_single(dim, answer)
+            raw[dim] = answer
+        # Nothing parsed is not worth keeping: a rerun (perhaps with a better judge model) asks again.
         if any(v is not None for v in labels.values()):
             cached.parent.mkdir(parents=True, exist_ok=True)
             tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"model": self.model, "labels": labels, "raw": text}), encoding="utf-8")
+            tmp.write_text(json.dumps({"model": self.model, "labels": labels, "raw": raw}), encoding="utf-8")
             os.replace(tmp, cached)
         return labels
 
-    def _complete(self, messages: list[dict[str, str]]) -> str:
+    def _complete(self, messages: list[dict[str, str]], max_tokens: int) -> str:
         """The assistant text of one chat completion; connection errors and 429/5xx are retried."""
-        body = json.dumps({"model": self.model, "messages": messages, "temperature": 0}).encode()
+        body = json.dumps({"model": self.model, "messages": messages, "temperature": 0,
+                           "max_tokens": max_tokens}).encode()
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
