@@ -50,6 +50,20 @@ def test_padded_rows_give_the_same_losses_as_packed_rows(tiny_llama):
     assert packed[1] == padded[1] and torch.allclose(packed[0], padded[0], rtol=1e-5)
 
 
+def test_rounding_row_width_up_changes_no_loss(tiny_llama):
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32).eval()
+    exs = examples(model.config.vocab_size)
+    tight = collate_examples(exs, 0, packing=False)
+    rounded = collate_examples(exs, 0, packing=False, pad_to_multiple_of=32)
+    assert tight["input_ids"].shape == (4, 14) and rounded["input_ids"].shape == (4, 32)
+    assert rounded["real_tokens"] == tight["real_tokens"] == 40  # padding is not counted as work
+    a, b = token_loss_sum(model, tight), token_loss_sum(model, rounded)
+    assert a[1] == b[1] and torch.allclose(a[0], b[0], rtol=1e-5)
+    packed = collate_examples(exs, 0, packing=True, pad_to_multiple_of=32)
+    assert packed["input_ids"].shape == (1, 64)
+    assert torch.allclose(token_loss_sum(model, packed)[0], a[0], rtol=1e-5)
+
+
 def test_loss_does_not_depend_on_batching(tiny_llama):
     """Token-weighted: the sum over two half-batches equals the whole batch's sum."""
     model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32).eval()

@@ -49,6 +49,10 @@ class DataConfig:
     #: instead of padding each one. Pays with varlen attention kernels (GPUs); on a CPU, padded
     #: rows grouped by length are faster because they keep the fused causal kernel.
     packing: bool = False
+    #: Pad each batch's rows to a multiple of this many tokens (1: to the longest row only). A few
+    #: distinct widths let oneDNN (CPU) and cuBLAS reuse their kernels for every batch instead of
+    #: building new ones for each length: on the 2-core CPU, 32 cut peak memory by 15% at equal speed.
+    pad_to_multiple_of: int = 32
     #: Replace e-mails, phone numbers, names … with placeholders before training (see ``edulora data scrub``):
     #: ``auto`` does it for dialogue data (real student turns), ``true`` always, ``false`` never.
     scrub_pii: str = "auto"
@@ -230,6 +234,7 @@ def validate_config(config: RunConfig) -> None:
          "training.keep_best needs save_steps to be a multiple of eval_steps (a checkpoint at each kept eval)"),
         (0.0 <= config.data.eval_fraction < 1.0, "data.eval_fraction must be in [0, 1)"),
         (config.data.max_length >= 16, "data.max_length must be at least 16"),
+        (config.data.pad_to_multiple_of >= 1, "data.pad_to_multiple_of must be at least 1"),
         (config.data.template in ("auto", "chat", "instruction"), "data.template must be auto, chat or instruction"),
         (config.data.scrub_pii in ("auto", "true", "false"), "data.scrub_pii must be auto, true or false"),
         (config.data.balance_floor >= 0, "data.balance_floor must be 0 (off) or positive"),

@@ -138,7 +138,8 @@ def encode_record(record: Record, tokenizer, template: str, max_length: int, wit
     return EncodedExample(ids, labels, truncated)
 
 
-def collate_examples(examples: Sequence[EncodedExample], pad_token_id: int, packing: bool = True) -> dict:
+def collate_examples(examples: Sequence[EncodedExample], pad_token_id: int, packing: bool = True,
+                     pad_to_multiple_of: int = 1) -> dict:
     """One micro-batch as tensors.
 
     With ``packing`` the examples are laid end to end in a single row: no padding is computed
@@ -151,7 +152,8 @@ def collate_examples(examples: Sequence[EncodedExample], pad_token_id: int, pack
     each other. Padded rows need no mask at all: padding sits after the real tokens, which a
     causal model never lets them see, and its labels are ignored. Rows without a mask keep
     PyTorch's fused causal attention kernel, which on a CPU is faster than a packed row's
-    materialized block mask (docs/benchmarks.md).
+    materialized block mask (docs/benchmarks.md). ``pad_to_multiple_of`` rounds the row width up,
+    so batches share a few shapes and the math libraries reuse their compiled kernels.
     """
     import torch
 
@@ -159,6 +161,7 @@ def collate_examples(examples: Sequence[EncodedExample], pad_token_id: int, pack
     rows = [(sum((e.input_ids for e in g), []), sum((e.labels for e in g), []),
              sum((list(range(len(e.input_ids))) for e in g), [])) for g in groups]
     width = max(len(ids) for ids, _, _ in rows)
+    width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
     input_ids, labels, positions = [], [], []
     for ids, labs, pos in rows:
         pad = width - len(ids)

@@ -172,9 +172,10 @@ class ExampleDataset(torch.utils.data.Dataset):
         return {"input_ids": example.input_ids, "labels": example.labels}
 
 
-def make_collator(pad_token_id: int, packing: bool):
+def make_collator(pad_token_id: int, packing: bool, pad_to_multiple_of: int = 1):
     def collate(items: list[dict]) -> dict:
-        return collate_examples([EncodedExample(i["input_ids"], i["labels"]) for i in items], pad_token_id, packing)
+        return collate_examples([EncodedExample(i["input_ids"], i["labels"]) for i in items], pad_token_id, packing,
+                                pad_to_multiple_of)
 
     return collate
 
@@ -296,6 +297,36 @@ def _graceful_stop():
     return GracefulStop()
 
 
+def _release_freed_memory():
+    """Hand freed heap memory back to the OS after every optimizer step and evaluation.
+
+    Each step allocates activations of a different shape (rows grouped by length), and glibc keeps
+    the freed blocks in fragmented arenas, so a CPU run's resident memory creeps up step after
+    step. ``malloc_trim`` returns it; it costs a few milliseconds per step (see docs/benchmarks.md).
+    None where the C library has no ``malloc_trim`` (macOS, musl) or on GPUs, whose memory it is not.
+    """
+    import ctypes
+    import ctypes.util
+
+    from transformers import TrainerCallback
+
+    if device().type != "cpu":
+        return None
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+    class ReleaseMemory(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            trim(0)
+
+        def on_evaluate(self, args, state, control, **kwargs):
+            trim(0)
+
+    return ReleaseMemory()
+
+
 def training_arguments(config: RunConfig, run_dir: Path, dtype: torch.dtype):
     """The guide's arguments, mapped to today's transformers API."""
     from transformers import TrainingArguments
@@ -400,8 +431,8 @@ def train(config: RunConfig | None, resume: str | Path | None = None, overwrite:
             args=training_arguments(config, run_dir, dtype),
             train_dataset=ExampleDataset(train_examples),
             eval_dataset=ExampleDataset(eval_examples),
-            data_collator=make_collator(tokenizer.pad_token_id, config.data.packing),
-            callbacks=[_metrics_logger(run_dir / "metrics.jsonl"), stop],
+            data_collator=make_collator(tokenizer.pad_token_id, config.data.packing, config.data.pad_to_multiple_of),
+            callbacks=[c for c in (_metrics_logger(run_dir / "metrics.jsonl"), stop, _release_freed_memory()) if c],
             response_only_head=config.training.response_only_head,
         )
 
