@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -103,3 +104,19 @@ def test_packaged_model_served_by_edulora_judges_an_eval(real_run, tmp_path):
     assert any(model["metrics"][f"judge_{dim}"] is not None for dim in
                ("mistake_identification", "providing_guidance", "coherence", "human_likeness"))
     assert len(list((tmp_path / "cache").rglob("*.json"))) == 2
+
+
+def test_packaged_gguf_converts_into_an_empty_cache(tmp_path, monkeypatch, packaged_model_dir):
+    """What `make demo` does first on a fresh machine: GGUF → safetensors in the user cache, once."""
+    from safetensors.torch import load_file
+
+    from edulora.modeling import resolve_model_path
+
+    monkeypatch.setenv("EDULORA_CACHE", str(tmp_path / "cache"))
+    converted = Path(resolve_model_path("smollm2-135m-instruct"))
+    assert converted.is_relative_to(tmp_path / "cache")
+    assert (converted / "config.json").exists() and (converted / "tokenizer.json").exists()
+    assert not [p for p in converted.parent.iterdir() if p.name.startswith(".")]  # no temporary folder left
+    fresh, cached = load_file(converted / "model.safetensors"), load_file(Path(packaged_model_dir) / "model.safetensors")
+    assert fresh.keys() == cached.keys() and all(torch.equal(fresh[k], cached[k]) for k in fresh)
+    assert resolve_model_path("smollm2-135m-instruct") == str(converted)  # the second call converts nothing

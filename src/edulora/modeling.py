@@ -75,7 +75,7 @@ def convert_gguf(gguf_path: Path, destination: Path) -> Path:
         if getattr(model, "hf_quantizer", None) is not None:
             model.hf_quantizer.remove_quantization_config(model)
         model.config.name_or_path = gguf_path.stem
-        model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
+        model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         try:
             os.rename(tmp, destination)
