@@ -79,6 +79,8 @@ def tutoring_rows(n: int = 24) -> list[dict]:
     return rows
 
 
-@pytest.fixture
-def tutoring_file(write_jsonl) -> Path:
-    return write_jsonl(tutoring_rows())
+def write_tutoring_file(folder: Path, n: int = 24) -> Path:
+    """``tutoring_rows(n)`` as ``folder/data.jsonl`` (for module-scoped fixtures, which cannot use write_jsonl)."""
+    path = folder / "data.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in tutoring_rows(n)), encoding="utf-8")
+    return path

@@ -34,14 +34,13 @@ def fake_embed(texts):
 
 @pytest.fixture(scope="module")
 def trained_run(tiny_llama, tmp_path_factory):
-    from conftest import tutoring_rows
+    from conftest import write_tutoring_file
     from test_training import tiny_config
 
     from edulora.training import train
 
     folder = tmp_path_factory.mktemp("evalrun")
-    data = folder / "data.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in tutoring_rows(32)))
+    data = write_tutoring_file(folder, 32)
     return train(tiny_config(tiny_llama, data, folder / "runs", max_steps=8, eval_steps=4, save_steps=8))
 
 

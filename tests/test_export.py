@@ -21,12 +21,11 @@ SAMPLE = "<|im_start|>user\nWhat is 12 times 34?  Show   me.<|im_end|>\n<|im_sta
 
 @pytest.fixture(scope="module")
 def run_dir(tiny_llama, tmp_path_factory):
-    from conftest import tutoring_rows
+    from conftest import write_tutoring_file
     from test_training import tiny_config
 
     folder = tmp_path_factory.mktemp("export")
-    data = folder / "data.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in tutoring_rows(16)))
+    data = write_tutoring_file(folder, 16)
     config = tiny_config(tiny_llama, data, folder / "runs", max_steps=4, save_steps=4, eval_steps=4)
     return train(config).run_dir
 

@@ -39,11 +39,10 @@ def tiny_config(model_dir, data_file, out_dir, **training) -> RunConfig:
 
 @pytest.fixture(scope="module")
 def trained(tiny_llama, tmp_path_factory):
-    from conftest import tutoring_rows
+    from conftest import write_tutoring_file
 
     folder = tmp_path_factory.mktemp("train")
-    data = folder / "data.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in tutoring_rows(32)))
+    data = write_tutoring_file(folder, 32)
     return train(tiny_config(tiny_llama, data, folder / "runs")), tiny_llama
 
 

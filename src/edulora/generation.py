@@ -12,14 +12,20 @@ from .formatting import Message, render_prompt
 
 
 @dataclass
-class GenerationSettings:
-    max_new_tokens: int = 200
+class Sampling:
+    """How the next token is chosen; shared by offline generation and the server's requests."""
+
     #: 0 means greedy decoding (deterministic); above 0, sampling with ``top_p``.
     temperature: float = 0.0
     top_p: float = 1.0
     #: Small models loop without it; 1.1 is mild enough not to distort explanations.
     repetition_penalty: float = 1.1
     seed: int | None = None
+
+
+@dataclass
+class GenerationSettings(Sampling):
+    max_new_tokens: int = 200
 
 
 @dataclass

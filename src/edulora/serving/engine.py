@@ -31,7 +31,7 @@ from ..config import ModelConfig
 from ..data.schema import metadata_from_dict
 from ..errors import EduloraError
 from ..formatting import Message, render_prompt, resolve_template, system_prompt
-from ..generation import stop_token_ids
+from ..generation import Sampling, stop_token_ids
 from ..modeling import AdapterInfo, adapter_dir, inference_precision, load_base_model, read_adapter_info
 
 log = logging.getLogger(__name__)
@@ -77,14 +77,11 @@ class AdapterSpec:
 
 
 @dataclass
-class SamplingParams:
+class SamplingParams(Sampling):
+    """One request's sampling, as the OpenAI API names it; ``max_tokens`` None: the engine's default."""
+
     max_tokens: int | None = None
-    #: 0 is greedy decoding; the engine's default keeps tutors deterministic unless asked otherwise.
-    temperature: float = 0.0
-    top_p: float = 1.0
     stop: tuple[str, ...] = ()
-    seed: int | None = None
-    repetition_penalty: float = 1.1
 
 
 def validate_name(name: str) -> str:
