@@ -84,3 +84,17 @@ def write_tutoring_file(folder: Path, n: int = 24) -> Path:
     path = folder / "data.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in tutoring_rows(n)), encoding="utf-8")
     return path
+
+
+def short_examples(vocab: int):
+    """Four short token sequences, the first half of each a prompt (label -100)."""
+    import torch
+
+    from edulora.formatting import EncodedExample
+
+    torch.manual_seed(1)
+    out = []
+    for n in (9, 14, 6, 11):
+        ids = torch.randint(5, vocab, (n,)).tolist()
+        out.append(EncodedExample(ids, [-100] * (n // 2) + ids[n // 2:]))
+    return out

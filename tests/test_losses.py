@@ -4,17 +4,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from edulora.formatting import EncodedExample, collate_examples
+from conftest import short_examples as examples
+
+from edulora.formatting import collate_examples
 from edulora.losses import token_loss_sum
 
 
-def examples(vocab: int):
-    torch.manual_seed(1)
-    out = []
-    for n in (9, 14, 6, 11):
-        ids = torch.randint(5, vocab, (n,)).tolist()
-        out.append(EncodedExample(ids, [-100] * (n // 2) + ids[n // 2:]))
-    return out
 
 
 @pytest.mark.parametrize("kind", ["tiny_llama", "tiny_gpt2"])
@@ -72,3 +67,30 @@ def test_loss_does_not_depend_on_batching(tiny_llama):
     halves = [token_loss_sum(model, collate_examples(part, 0, packing=False)) for part in (exs[:1], exs[1:])]
     assert torch.allclose(whole[0], halves[0][0] + halves[1][0], rtol=1e-5)
     assert whole[1] == halves[0][1] + halves[1][1]
+
+
+def test_frozen_head_loss_equals_full_logits_in_chunks(monkeypatch):
+    from edulora import losses
+
+    monkeypatch.setattr(losses._FrozenHeadCrossEntropy, "ROWS", 7)  # several chunks and a ragged last one
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 50, bias=False).requires_grad_(False)
+    hidden = torch.randn(20, 16, requires_grad=True)
+    targets = torch.randint(0, 50, (20,))
+    plain = torch.nn.functional.cross_entropy(head(hidden), targets, reduction="sum")
+    (plain_grad,) = torch.autograd.grad(plain * 0.5, hidden)
+    fused = losses.head_loss_sum(hidden, head, targets)
+    (fused_grad,) = torch.autograd.grad(fused * 0.5, hidden)
+    assert torch.allclose(fused, plain, rtol=1e-6)
+    assert torch.allclose(fused_grad, plain_grad, atol=1e-6)
+    with torch.no_grad():
+        assert torch.allclose(losses.head_loss_sum(hidden, head, targets), plain, rtol=1e-6)
+
+
+def test_trainable_head_takes_the_plain_path_and_gets_its_gradient():
+    from edulora.losses import head_loss_sum
+
+    head = torch.nn.Linear(16, 50, bias=False)
+    loss = head_loss_sum(torch.randn(5, 16), head, torch.randint(0, 50, (5,)))
+    loss.backward()
+    assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0

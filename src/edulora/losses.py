@@ -84,8 +84,52 @@ def token_loss_sum(model, batch: dict, response_only_head: bool = True) -> tuple
             else:
                 hidden = lm.get_decoder()(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
                                           use_cache=False).last_hidden_state
-            logits = lm.get_output_embeddings()(hidden[mask])
-        else:
-            logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[mask]
-    loss_sum = F.cross_entropy(logits.float(), targets[mask], reduction="sum")
-    return loss_sum, count
+            return head_loss_sum(hidden[mask], lm.get_output_embeddings(), targets[mask]), count
+        logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[mask]
+    return F.cross_entropy(logits.float(), targets[mask], reduction="sum"), count
+
+
+def head_loss_sum(hidden: torch.Tensor, head: torch.nn.Module, targets: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy of ``head(hidden)`` against ``targets``, without keeping the logits when the head is frozen."""
+    weight = getattr(head, "weight", None)
+    if (type(head) is torch.nn.Linear and head.bias is None and not weight.requires_grad
+            and weight.device.type == "cpu"):
+        return _FrozenHeadCrossEntropy.apply(hidden, weight, targets, torch.is_grad_enabled() and hidden.requires_grad)
+    return F.cross_entropy(head(hidden).float(), targets, reduction="sum")
+
+
+class _FrozenHeadCrossEntropy(torch.autograd.Function):
+    """Head matmul + cross-entropy in row chunks, the hidden-state gradient computed on the way.
+
+    With a 49k-word vocabulary the plain path keeps bf16 logits, their fp32 copy and the fp32
+    log-probabilities of every labelled position until backward (~0.5 MB per token), and its
+    backward zero-fills and rereads them. Here each chunk's logits live only inside the loop:
+    softmax minus one-hot is the logits' gradient, so the hidden-state gradient is one more
+    matmul and backward only scales it. The head is frozen (tied embeddings), so no weight gradient.
+    """
+
+    ROWS = 256  # 256 × 49k fp32 logits = 50 MB per chunk
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, need_grad):
+        grad = torch.empty_like(hidden, dtype=weight.dtype) if need_grad else None
+        ctx.hidden_dtype = hidden.dtype
+        hidden = hidden.to(weight.dtype)
+        total = hidden.new_zeros((), dtype=torch.float32)
+        for start in range(0, hidden.shape[0], _FrozenHeadCrossEntropy.ROWS):
+            rows = slice(start, start + _FrozenHeadCrossEntropy.ROWS)
+            logits = (hidden[rows] @ weight.t()).float()
+            target = targets[rows].unsqueeze(1)
+            norm = torch.logsumexp(logits, dim=1, keepdim=True)
+            total += (norm - logits.gather(1, target)).sum()
+            if grad is not None:
+                probs = logits.sub_(norm).exp_()
+                probs.scatter_add_(1, target, torch.full_like(target, -1, dtype=probs.dtype))
+                torch.mm(probs.to(weight.dtype), weight, out=grad[rows])
+        ctx.save_for_backward(grad)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (grad,) = ctx.saved_tensors
+        return (grad * grad_output.to(grad.dtype)).to(ctx.hidden_dtype), None, None, None

@@ -1,0 +1,91 @@
+"""Generation speed of the packaged model: base, base + LoRA adapter (unmerged), adapter merged.
+
+Greedy decoding with a KV cache, every row forced to the same number of new tokens so the three
+forms do identical work; prompts are questions from the sample data, rendered as in training.
+Reports new tokens per second (all rows of a batch together) per form and batch size, as the
+median over repetitions. Without ``--adapter`` a fresh LoRA (the guide's r=16 on q/k/v/o, B
+randomised so it is not a no-op) is used: speed does not depend on what the adapter learned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from edulora.config import LoraSettings  # noqa: E402
+from edulora.data.formats import load_records  # noqa: E402
+from edulora.formatting import record_messages, render_prompt, resolve_template  # noqa: E402
+from edulora.modeling import AdapterInfo, attach_lora, load_tutor, save_adapter  # noqa: E402
+
+
+def fresh_adapter(folder: Path, precision: str) -> Path:
+    model, tokenizer, _ = load_tutor(precision=precision)
+    torch.manual_seed(0)
+    model = attach_lora(model, LoraSettings())
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.01)
+    save_adapter(model, tokenizer, folder, AdapterInfo(base_model="smollm2-135m-instruct"), "benchmark adapter\n")
+    return folder
+
+
+def tokens_per_second(model, tokenizer, prompts: list[str], new_tokens: int) -> float:
+    tokenizer.padding_side = "left"
+    encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    began = time.perf_counter()
+    with torch.no_grad():
+        out = model.generate(**encoded, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                             top_k=None, top_p=None, temperature=None, pad_token_id=tokenizer.pad_token_id,
+                             use_cache=True)
+    seconds = time.perf_counter() - began
+    assert out.shape[1] - encoded["input_ids"].shape[1] == new_tokens
+    return len(prompts) * new_tokens / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--adapter", help="a run or adapter folder (default: a fresh untrained LoRA)")
+    parser.add_argument("--precision", default="auto", help="auto = fp32 on CPUs, as edulora generate uses")
+    parser.add_argument("--batch-sizes", default="1,8")
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+
+    records = load_records(REPO / "examples" / "data" / "tutoring.jsonl")
+    with tempfile.TemporaryDirectory() as tmp:
+        adapter = Path(args.adapter) if args.adapter else fresh_adapter(Path(tmp) / "adapter", args.precision)
+        base, tokenizer, _ = load_tutor(precision=args.precision)
+        tutor, _, info = load_tutor(adapter, precision=args.precision)
+        template = resolve_template(info.template or "auto", tokenizer)
+        prompts = [render_prompt(record_messages(r)[:-1], tokenizer, template) for r in records[:64]]
+        batches = [int(b) for b in args.batch_sizes.split(",")]
+        results = []
+        for form in ("base", "adapter (unmerged)", "merged"):
+            if form == "merged":
+                tutor = tutor.merge_and_unload()
+            model = base if form == "base" else tutor
+            for batch in batches:
+                rates = [tokens_per_second(model, tokenizer, prompts[i * batch:(i + 1) * batch], args.new_tokens)
+                         for i in range(args.repeats + 1)][1:]  # the first call warms up
+                row = {"form": form, "batch": batch, "tokens_per_s": statistics.median(rates),
+                       "dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
+                results.append(row)
+                print(f"{form:20s} batch {batch:2d}: {row['tokens_per_s']:6.1f} new tokens/s ({row['dtype']})",
+                      flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
