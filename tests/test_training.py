@@ -70,6 +70,16 @@ def test_run_directory_is_complete(trained):
     assert json.loads((run / "data.json").read_text())["train_tokens"]["trainable_tokens"] > 0
 
 
+def test_the_final_evaluation_is_not_repeated(trained):
+    """The Trainer evaluates after its last step; train() reports that loss instead of a second pass."""
+    result, _ = trained
+    metrics = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    evals = [m for m in metrics if "eval_loss" in m]
+    assert [m["step"] for m in evals] == [0, 6, 12]
+    assert result.summary["eval_loss_after"] == evals[-1]["eval_loss"]
+    assert 0 < result.summary["eval_seconds"] < result.summary["wall_s"]
+
+
 def test_adapter_reloads_with_identical_logits(trained):
     result, base_dir = trained
     ids = torch.tensor([[1, 50, 60, 70, 80]])

@@ -118,12 +118,11 @@ class _FrozenHeadCrossEntropy(torch.autograd.Function):
         total = hidden.new_zeros((), dtype=torch.float32)
         for start in range(0, hidden.shape[0], _FrozenHeadCrossEntropy.ROWS):
             rows = slice(start, start + _FrozenHeadCrossEntropy.ROWS)
-            logits = (hidden[rows] @ weight.t()).float()
+            log_probs = torch.log_softmax(hidden[rows] @ weight.t(), dim=1, dtype=torch.float32)
             target = targets[rows].unsqueeze(1)
-            norm = torch.logsumexp(logits, dim=1, keepdim=True)
-            total += (norm - logits.gather(1, target)).sum()
+            total -= log_probs.gather(1, target).sum()
             if grad is not None:
-                probs = logits.sub_(norm).exp_()
+                probs = log_probs.exp_()
                 probs.scatter_add_(1, target, torch.full_like(target, -1, dtype=probs.dtype))
                 torch.mm(probs.to(weight.dtype), weight, out=grad[rows])
         ctx.save_for_backward(grad)

@@ -196,6 +196,8 @@ def _trainer_class():
             # so each token weighs the same however examples were batched.
             self.model_accepts_loss_kwargs = True
             self.tokens_trained = 0
+            self.eval_seconds = 0.0  # kept out of the training tokens/s
+            self.eval_losses: dict[int, float] = {}  # global step -> held-out loss
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             loss_sum, count = token_loss_sum(model, inputs, self.response_only_head)
@@ -208,8 +210,12 @@ def _trainer_class():
             return (loss, None) if return_outputs else loss
 
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+            began = time.perf_counter()
             loss = mean_token_loss(self.model, self.get_eval_dataloader(eval_dataset), self.response_only_head,
                                    self.accelerator)
+            self.eval_seconds += time.perf_counter() - began
+            if eval_dataset is None:
+                self.eval_losses[self.state.global_step] = loss
             metrics = {f"{metric_key_prefix}_loss": loss, f"{metric_key_prefix}_perplexity": math.exp(min(loss, 50))}
             self.log(metrics)
             self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
@@ -444,15 +450,15 @@ def train(config: RunConfig | None, resume: str | Path | None = None, overwrite:
             eval_before = trainer.evaluate()["eval_loss"]
             if trainer.is_world_process_zero():
                 atomic_write_text(summary_path, json.dumps({"eval_loss_before": eval_before, "status": "training"}) + "\n")
-        train_started = time.perf_counter()
+        train_started, eval_seconds = time.perf_counter(), trainer.eval_seconds
         with stop.installed():
             output = trainer.train(resume_from_checkpoint=checkpoint)
-        train_seconds = time.perf_counter() - train_started
+        train_seconds = time.perf_counter() - train_started - (trainer.eval_seconds - eval_seconds)
         if stop.requested is not None:
             print(f"edulora: checkpoint saved at step {trainer.state.global_step}; continue with: "
                   f"edulora train --resume {run_dir}", file=sys.stderr, flush=True)
             raise KeyboardInterrupt
-        eval_after = trainer.evaluate()["eval_loss"]
+        eval_after = _final_eval_loss(trainer, config.training.keep_best)
 
         # 6. Save the adapter with what PEFT cannot hold, then the summary last (its presence means "done").
         info = AdapterInfo(base_model=config.model.name, subject=config.adapter.subject,
@@ -476,6 +482,7 @@ def train(config: RunConfig | None, resume: str | Path | None = None, overwrite:
             "eval_examples": len(data.eval),
             "train_tokens_per_s": trainer.tokens_trained / train_seconds if train_seconds > 0 else None,
             "train_seconds": train_seconds,
+            "eval_seconds": trainer.eval_seconds,
             "wall_s": time.perf_counter() - started,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "device": device().type,
@@ -489,6 +496,21 @@ def train(config: RunConfig | None, resume: str | Path | None = None, overwrite:
         if trainer.is_world_process_zero():
             atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
         return RunResult(run_dir, summary, trainer.model, tokenizer, template)
+
+
+def _final_eval_loss(trainer, keep_best: bool) -> float:
+    """Held-out loss of the model training ended with, reusing the Trainer's end-of-training evaluation.
+
+    The Trainer evaluates after the last step; evaluating again would cost a full pass over the
+    held-out set. With ``keep_best`` the model is the best checkpoint's, which is the last step's
+    only when that checkpoint won; otherwise the loaded model is evaluated afresh.
+    """
+    step = trainer.state.global_step
+    last = trainer.eval_losses.get(step)
+    best = trainer.state.best_model_checkpoint
+    if last is not None and (not keep_best or (best and Path(best).name == f"checkpoint-{step}")):
+        return last
+    return trainer.evaluate()["eval_loss"]
 
 
 def _check_launcher() -> None:
