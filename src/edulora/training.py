@@ -304,12 +304,13 @@ def _graceful_stop():
 
 
 def _release_freed_memory():
-    """Hand freed heap memory back to the OS after every optimizer step and evaluation.
+    """Hand freed heap memory back to the OS after each evaluation.
 
-    Each step allocates activations of a different shape (rows grouped by length), and glibc keeps
-    the freed blocks in fragmented arenas, so a CPU run's resident memory creeps up step after
-    step. ``malloc_trim`` returns it; it costs a few milliseconds per step (see docs/benchmarks.md).
-    None where the C library has no ``malloc_trim`` (macOS, musl) or on GPUs, whose memory it is not.
+    Evaluation allocates batches of other shapes than training, and glibc keeps the freed blocks
+    in fragmented arenas, so a CPU run's resident memory creeps up. ``malloc_trim`` returns them.
+    Not after every optimizer step: the next step then page-faults all its activations back in,
+    which cost 15% of the training speed (see docs/benchmarks.md). None where the C library has no
+    ``malloc_trim`` (macOS, musl) or on GPUs, whose memory it is not.
     """
     import ctypes
     import ctypes.util
@@ -324,9 +325,6 @@ def _release_freed_memory():
         return None
 
     class ReleaseMemory(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            trim(0)
-
         def on_evaluate(self, args, state, control, **kwargs):
             trim(0)
 
