@@ -64,10 +64,11 @@ def _forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     """PEFT's ``lora.Linear.forward`` for training with one unmerged vanilla adapter; PEFT's own otherwise.
 
     Outside training PEFT's forward runs, so a tuned model answers exactly as it will after
-    ``PeftModel.from_pretrained`` (in bf16 the fused update rounds at other points).
+    ``PeftModel.from_pretrained`` (in bf16 the fused update rounds at other points). On GPUs PEFT's
+    forward runs too: the fusion targets per-op costs measured on CPUs, and CUDA keeps its tested path.
     """
     active = self.active_adapters
-    if (not self.training or self.disable_adapters or self.merged or kwargs.get("adapter_names") is not None or len(active) != 1
+    if (not self.training or x.device.type != "cpu" or self.disable_adapters or self.merged or kwargs.get("adapter_names") is not None or len(active) != 1
             or active[0] not in self.lora_A or active[0] in self.lora_variant):
         return type(self).forward(self, x, *args, **kwargs)
     name = active[0]
