@@ -3,8 +3,8 @@
 Greedy decoding with a KV cache, every row forced to the same number of new tokens so the three
 forms do identical work; prompts are questions from the sample data, rendered as in training.
 Reports new tokens per second (all rows of a batch together) per form and batch size, as the
-median over repetitions. Without ``--adapter`` a fresh LoRA (the guide's r=16 on q/k/v/o, B
-randomised so it is not a no-op) is used: speed does not depend on what the adapter learned.
+median over repetitions. Without ``--adapter`` an untrained LoRA with the guide's settings (r=16
+on q/k/v/o, the server benchmark's) is used: speed does not depend on what the adapter learned.
 """
 
 from __future__ import annotations
@@ -22,21 +22,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from edulora.config import LoraSettings  # noqa: E402
 from edulora.data.formats import load_records  # noqa: E402
 from edulora.formatting import record_messages, render_prompt, resolve_template  # noqa: E402
-from edulora.modeling import AdapterInfo, attach_lora, load_tutor, save_adapter  # noqa: E402
-
-
-def fresh_adapter(folder: Path, precision: str) -> Path:
-    model, tokenizer, _ = load_tutor(precision=precision)
-    torch.manual_seed(0)
-    model = attach_lora(model, LoraSettings())
-    for name, param in model.named_parameters():
-        if "lora_B" in name:
-            torch.nn.init.normal_(param, std=0.01)
-    save_adapter(model, tokenizer, folder, AdapterInfo(base_model="smollm2-135m-instruct"), "benchmark adapter\n")
-    return folder
+from edulora.modeling import load_tutor  # noqa: E402
+from edulora.serving.bench import benchmark_adapters  # noqa: E402
 
 
 def tokens_per_second(model, tokenizer, prompts: list[str], new_tokens: int) -> float:
@@ -64,7 +53,7 @@ def main() -> None:
 
     records = load_records(REPO / "examples" / "data" / "tutoring.jsonl")
     with tempfile.TemporaryDirectory() as tmp:
-        adapter = Path(args.adapter) if args.adapter else fresh_adapter(Path(tmp) / "adapter", args.precision)
+        adapter = Path(args.adapter) if args.adapter else benchmark_adapters("smollm2-135m-instruct", Path(tmp))[0][1]
         base, tokenizer, _ = load_tutor(precision=args.precision)
         tutor, _, info = load_tutor(adapter, precision=args.precision)
         template = resolve_template(info.template or "auto", tokenizer)

@@ -10,7 +10,7 @@ import errno
 import sys
 
 from . import __version__, cli_data, cli_eval, cli_export, cli_serve
-from .errors import EduloraError
+from .errors import OUT_OF_SPACE, EduloraError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except OSError as err:
         # A full disk or a read-only folder is the user's to fix; anything else is our bug: traceback.
-        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+        if err.errno not in OUT_OF_SPACE | {errno.EROFS, errno.EACCES}:
             raise
         _close_progress_bars()
         where = f"{err.filename}: " if err.filename else ""

@@ -4,6 +4,11 @@ The CLI turns an ``EduloraError`` into a one-line message and exit code 2; any o
 exception is a bug in edulora and is allowed to show a traceback.
 """
 
+import errno
+
+#: OS errors that mean the disk is full (a quota counts): the user's to fix, not a bug.
+OUT_OF_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
 
 class EduloraError(Exception):
     """A problem with the user's input, files or settings (not a bug in edulora)."""

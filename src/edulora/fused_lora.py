@@ -68,7 +68,8 @@ def _forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     forward runs too: the fusion targets per-op costs measured on CPUs, and CUDA keeps its tested path.
     """
     active = self.active_adapters
-    if (not self.training or x.device.type != "cpu" or self.disable_adapters or self.merged or kwargs.get("adapter_names") is not None or len(active) != 1
+    if (not self.training or x.device.type != "cpu" or self.disable_adapters or self.merged
+            or kwargs.get("adapter_names") is not None or len(active) != 1
             or active[0] not in self.lora_A or active[0] in self.lora_variant):
         return type(self).forward(self, x, *args, **kwargs)
     name = active[0]
@@ -77,13 +78,10 @@ def _forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     return _LoraUpdate.apply(result, x, self.lora_A[name].weight, self.lora_B[name].weight, self.scaling[name], p)
 
 
-def install(model: torch.nn.Module) -> int:
-    """Route every plain LoRA linear layer of a PEFT model through the fused update; returns how many."""
+def install(model: torch.nn.Module) -> None:
+    """Route every plain LoRA linear layer of a PEFT model through the fused update."""
     from peft.tuners.lora.layer import Linear
 
-    count = 0
     for module in model.modules():
         if type(module) is Linear and type(module.base_layer) is torch.nn.Linear:
             module.forward = types.MethodType(_forward, module)
-            count += 1
-    return count

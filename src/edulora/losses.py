@@ -91,10 +91,10 @@ def token_loss_sum(model, batch: dict, response_only_head: bool = True) -> tuple
 
 def head_loss_sum(hidden: torch.Tensor, head: torch.nn.Module, targets: torch.Tensor) -> torch.Tensor:
     """Summed cross-entropy of ``head(hidden)`` against ``targets``, without keeping the logits when the head is frozen."""
-    weight = getattr(head, "weight", None)
-    if (type(head) is torch.nn.Linear and head.bias is None and not weight.requires_grad
-            and weight.device.type == "cpu"):
-        return _FrozenHeadCrossEntropy.apply(hidden, weight, targets, torch.is_grad_enabled() and hidden.requires_grad)
+    if (type(head) is torch.nn.Linear and head.bias is None and not head.weight.requires_grad
+            and head.weight.device.type == "cpu"):
+        need_grad = torch.is_grad_enabled() and hidden.requires_grad
+        return _FrozenHeadCrossEntropy.apply(hidden, head.weight, targets, need_grad)
     return F.cross_entropy(head(hidden).float(), targets, reduction="sum")
 
 

@@ -9,7 +9,6 @@ same result however examples fall into batches.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import math
 import os
@@ -29,7 +28,7 @@ from .data.formats import load_records
 from .data.io import atomic_write_text, write_records
 from .data.schema import Dialogue, Record
 from .data.split import fingerprint, split_records
-from .errors import EduloraError
+from .errors import OUT_OF_SPACE, EduloraError
 from .formatting import EncodedExample, collate_examples, encode_record, resolve_template
 from .losses import token_loss_sum
 from .modeling import AdapterInfo, attach_lora, choose_dtype, device, load_base_model, save_adapter
@@ -197,7 +196,7 @@ def _trainer_class():
             self.model_accepts_loss_kwargs = True
             self.tokens_trained = 0
             self.eval_seconds = 0.0  # kept out of the training tokens/s
-            self.eval_losses: dict[int, float] = {}  # global step -> held-out loss
+            self.last_eval: tuple[int, float] | None = None  # (global step, held-out loss)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             loss_sum, count = token_loss_sum(model, inputs, self.response_only_head)
@@ -215,7 +214,7 @@ def _trainer_class():
                                    self.accelerator)
             self.eval_seconds += time.perf_counter() - began
             if eval_dataset is None:
-                self.eval_losses[self.state.global_step] = loss
+                self.last_eval = (self.state.global_step, loss)
             metrics = {f"{metric_key_prefix}_loss": loss, f"{metric_key_prefix}_perplexity": math.exp(min(loss, 50))}
             self.log(metrics)
             self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
@@ -504,10 +503,10 @@ def _final_eval_loss(trainer, keep_best: bool) -> float:
     only when that checkpoint won; otherwise the loaded model is evaluated afresh.
     """
     step = trainer.state.global_step
-    last = trainer.eval_losses.get(step)
     best = trainer.state.best_model_checkpoint
-    if last is not None and (not keep_best or (best and Path(best).name == f"checkpoint-{step}")):
-        return last
+    if (trainer.last_eval is not None and trainer.last_eval[0] == step
+            and (not keep_best or (best and Path(best).name == f"checkpoint-{step}"))):
+        return trainer.last_eval[1]
     return trainer.evaluate()["eval_loss"]
 
 
@@ -546,7 +545,7 @@ def _out_of_space_is_a_user_error(run_dir: Path):
 
 
 def _is_out_of_space(err: BaseException, run_dir: Path) -> bool:
-    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+    if isinstance(err, OSError) and err.errno in OUT_OF_SPACE:
         return True
     text = str(err)
     if "No space left on device" in text or "Disk quota exceeded" in text:

@@ -22,7 +22,8 @@ QUESTIONS = ["Explain why the sky is blue to a ten-year-old.", "How do I find th
              "Explain fractions using pizza.", "Why did the Roman Empire fall?"]
 
 
-def _adapters(base: str, folder: Path) -> list[tuple[str, Path]]:
+def benchmark_adapters(base: str, folder: Path) -> list[tuple[str, Path]]:
+    """Two untrained adapters (default LoRA settings) saved as runs under ``folder``: [(name, run folder)]."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     from .router import Router
 
     with tempfile.TemporaryDirectory() as tmp:
-        engine = load_engine(_adapters(args.base, Path(tmp)), precision=args.precision, max_batch=args.clients,
+        engine = load_engine(benchmark_adapters(args.base, Path(tmp)), precision=args.precision, max_batch=args.clients,
                              max_queue=4 * args.clients).start()
         server = make_server(App(engine, Router([], use_embeddings=False), max_tokens_cap=args.max_tokens),
                              "127.0.0.1", 0)
