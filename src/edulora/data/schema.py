@@ -8,6 +8,7 @@ here; a value we cannot place is reported to the user instead of being dropped.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from enum import Enum
@@ -25,6 +26,22 @@ class GradeLevel(str, Enum):
     def label(self) -> str:
         return _GRADE_LABELS[self]
 
+    @property
+    def band(self) -> tuple[float, float]:
+        """US school grades (0 = kindergarten) this level is written for; the one table every module uses.
+
+        Adult learners read at any level, so their band is open: nothing is too easy or too hard.
+        """
+        return _GRADE_BANDS[self]
+
+
+_GRADE_BANDS: dict[GradeLevel, tuple[float, float]] = {
+    GradeLevel.ELEMENTARY: (0, 5),
+    GradeLevel.MIDDLE_SCHOOL: (6, 8),
+    GradeLevel.HIGH_SCHOOL: (9, 12),
+    GradeLevel.COLLEGE: (13, 16),
+    GradeLevel.ADULT: (0, math.inf),
+}
 
 _GRADE_LABELS = {
     GradeLevel.ELEMENTARY: "elementary school",
@@ -148,6 +165,12 @@ class Metadata:
     def answer(self) -> str | None:
         """The final answer the student should reach, when the record carries one."""
         value = self.extra.get("answer")
+        return None if value is None else str(value)
+
+    @property
+    def solution(self) -> str | None:
+        """A worked solution from the teacher's key, when the record carries one."""
+        value = self.extra.get("solution")
         return None if value is None else str(value)
 
 
