@@ -83,7 +83,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _print_summary(result) -> None:
-    from .evaluation.runner import METRICS
+    from .evaluation.results import METRICS
 
     width = max(len(r.name) for r in result.models)
     print(f"{'model':<{width}}  eval loss  tokens/s  " + "  ".join(m[:10] for m in METRICS))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.io import atomic_write_text
-from .runner import GROUP_KEYS, LOWER_IS_BETTER, METRICS, EvalResult
+from .results import GROUP_KEYS, LOWER_IS_BETTER, METRICS, EvalResult
 
 METRIC_LABELS = {
     "clarity": "Explanation clarity", "grade_fit": "Grade-level fit", "concept_coverage": "Concept coverage",

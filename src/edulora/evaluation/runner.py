@@ -26,17 +26,7 @@ from typing import Any
 from ..data.schema import Example, Record
 from ..errors import EduloraError
 from . import metrics as m
-
-#: Educational metrics scored on every reply, in report order. ``None`` where a record lacks
-#: what the metric needs (no grade level, no teaching style).
-METRICS = (
-    "clarity", "grade_fit", "concept_coverage", "outcome_alignment", "engagement",
-    "style_adherence", "answer_revealing", "guidance",
-)
-#: Metrics where a lower value is better: revealing the answer is what a tutor should avoid.
-LOWER_IS_BETTER = frozenset({"answer_revealing"})
-GROUP_KEYS = ("subject", "grade_level", "teaching_style")
-
+from .results import GROUP_KEYS, LOWER_IS_BETTER, METRICS, Delta, EvalResult, ModelResult, RecordInfo, ReplyResult
 
 @dataclass
 class ModelUnderTest:
@@ -74,77 +64,6 @@ class EvalSettings:
     confidence: float = 0.95
     #: Sentence embedder for outcome alignment; None loads MiniLM (``embeddings.embed``).
     embed: Callable[[list[str]], Sequence[Sequence[float]]] | None = None
-
-
-@dataclass
-class RecordInfo:
-    index: int
-    prompt: str
-    reference: str
-    subject: str | None
-    grade_level: str | None
-    teaching_style: str | None
-
-
-@dataclass
-class ReplyResult:
-    record: int
-    text: str
-    new_tokens: int
-    seconds: float
-    metrics: dict[str, float | None]
-    #: MRBench labels from an LLM judge, when one was used.
-    judge: dict[str, str | None] | None = None
-
-
-@dataclass
-class ModelResult:
-    name: str
-    source: str
-    is_base: bool
-    eval_loss: float | None
-    perplexity: float | None
-    eval_tokens: int
-    tokens_per_s: float | None
-    mean_latency_s: float | None
-    generation_seconds: float
-    #: Peak resident memory of the process so far (MB); it includes everything loaded before.
-    peak_rss_mb: float
-    metrics: dict[str, float | None]
-    replies: list[ReplyResult]
-
-
-@dataclass
-class Delta:
-    """Mean paired difference ``model − reference`` on one metric, with a bootstrap interval."""
-
-    model: str
-    reference: str
-    metric: str
-    mean: float
-    low: float
-    high: float
-    n: int
-
-
-@dataclass
-class EvalResult:
-    records: list[RecordInfo]
-    models: list[ModelResult]
-    #: ``groups[key][value][model][metric]`` = mean; ``[key][value]["n"]`` = records in the group.
-    groups: dict[str, dict[str, dict[str, Any]]]
-    deltas: list[Delta]
-    settings: dict[str, Any]
-    #: Rows of the run's metrics.jsonl (step, loss, eval_loss, …), for the loss curves.
-    training_log: list[dict[str, Any]] = field(default_factory=list)
-    run_dir: str | None = None
-    judge_model: str | None = None
-
-    def model(self, name: str) -> ModelResult:
-        return next(r for r in self.models if r.name == name)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # --------------------------------------------------------------------------------------------
