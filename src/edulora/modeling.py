@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 
-from . import fused_lora
 from .config import DEFAULT_MODEL, LoraSettings, ModelConfig
 from .errors import EduloraError
 
@@ -212,14 +211,20 @@ def map_target_modules(model, wanted: list[str]) -> list[str]:
 
 
 def attach_lora(model, lora: LoraSettings):
-    """Wrap ``model`` in a trainable PEFT LoRA model (base weights frozen)."""
-    from peft import LoraConfig, TaskType, get_peft_model
+    """Wrap ``model`` in a trainable PEFT LoRA model (base weights frozen).
+
+    Its LoRA linear layers are ``fused_lora.FusedLinear`` (PEFT's layer with a fused CPU training
+    update), built by PEFT through the config and checked afterwards; the saved adapter is plain PEFT.
+    """
+    from peft import TaskType, get_peft_model
+
+    from . import fused_lora  # imports PEFT, which commands that never train should not pay for
 
     targets = map_target_modules(model, lora.target_modules)
-    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
-                        bias=lora.bias, task_type=TaskType.CAUSAL_LM)
+    config = fused_lora.lora_config(model, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                    target_modules=targets, bias=lora.bias, task_type=TaskType.CAUSAL_LM)
     peft_model = get_peft_model(model, config)
-    fused_lora.install(peft_model)
+    fused_lora.check(peft_model)
     return peft_model
 
 
