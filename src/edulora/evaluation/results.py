@@ -7,6 +7,7 @@ neither imports the other.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 #: Educational metrics scored on every reply, in report order. ``None`` where a record lacks
@@ -102,3 +103,10 @@ class EvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def write_reports(self, out_dir: str | Path | None = None, **paths: str | Path | None) -> dict[str, Path]:
+        """report.html / report.md / report.json into ``out_dir`` (or to ``html_path=``, ``json_path=``,
+        ``markdown_path=``); returns what was written."""
+        from .report import write_reports  # the report renders results; importing it here keeps them apart
+
+        return write_reports(self, out_dir, **paths)
