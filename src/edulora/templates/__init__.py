@@ -30,6 +30,4 @@ def _environment():
 
 def render(name: str, **context: Any) -> str:
     """The page of template ``name`` filled with ``context``."""
-    from .. import __version__
-
-    return _environment().get_template(name).render(version=__version__, **context)
+    return _environment().get_template(name).render(**context)
