@@ -162,7 +162,7 @@ def test_judge_labels_become_metrics_and_reach_the_report(trained_run, tmp_path)
 
     server = FakeJudge([json.dumps(GOOD)])
     try:
-        judge = Judge(server.url, "fake", cache_dir=tmp_path / "cache", backoff_s=0)
+        judge = Judge(server.url, "fake", cache_dir=tmp_path / "cache")
         models = load_models([trained_run.run_dir], include_base=True, precision="fp32")
         records = load_records(trained_run.run_dir / "eval.jsonl")
         settings = EvalSettings(max_new_tokens=4, limit=2, embed=fake_embed, bootstrap_resamples=20, max_length=128)

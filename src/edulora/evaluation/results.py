@@ -104,9 +104,13 @@ class EvalResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def write_reports(self, out_dir: str | Path | None = None, **paths: str | Path | None) -> dict[str, Path]:
-        """report.html / report.md / report.json into ``out_dir`` (or to ``html_path=``, ``json_path=``,
-        ``markdown_path=``); returns what was written."""
-        from .report import write_reports  # the report renders results; importing it here keeps them apart
+    def write_reports(self, out_dir: str | Path | None = None, html_path: str | Path | None = None,
+                      json_path: str | Path | None = None, markdown_path: str | Path | None = None) -> dict[str, Path]:
+        """Write report.html / report.md / report.json into ``out_dir`` (or only to the paths given).
 
-        return write_reports(self, out_dir, **paths)
+        Returns ``{"html" | "json" | "markdown": path}`` for what was written.
+        """
+        # Imported here: the report module imports this one for the result types.
+        from .report import write_reports
+
+        return write_reports(self, out_dir, html_path=html_path, json_path=json_path, markdown_path=markdown_path)
