@@ -13,10 +13,11 @@ openai = pytest.importorskip("openai")
 from test_serving_support import tiny_engine, tiny_runs  # noqa: E402,F401  (fixtures)
 
 from edulora.errors import EduloraError  # noqa: E402
-from edulora.serving.api import App, make_server, run_in_thread  # noqa: E402
 from edulora.serving.engine import Engine  # noqa: E402
 from edulora.serving.feedback import FeedbackStore  # noqa: E402
 from edulora.serving.router import Router  # noqa: E402
+from edulora.serving.server import TutorServer  # noqa: E402
+from edulora.serving.service import TutorService  # noqa: E402
 
 KEY = "test-key-123"
 QUESTION = [{"role": "user", "content": "What is 7 times 8?"}]
@@ -25,12 +26,10 @@ QUESTION = [{"role": "user", "content": "What is 7 times 8?"}]
 @pytest.fixture(scope="module")
 def server(tiny_engine, tmp_path_factory):
     db = tmp_path_factory.mktemp("feedback") / "feedback.sqlite3"
-    app = App(tiny_engine, Router(list(tiny_engine.adapters.values())), FeedbackStore(db), api_key=KEY)
-    httpd = make_server(app, "127.0.0.1", 0)
-    run_in_thread(httpd)
+    service = TutorService(tiny_engine, Router(list(tiny_engine.adapters.values())), FeedbackStore(db), api_key=KEY)
+    httpd = TutorServer(service, "127.0.0.1", 0).start()
     yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    httpd.stop()
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +38,7 @@ def client(server):
 
 
 def raw(server, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-    host, port = server.server_address[:2]
+    host, port = server.address
     conn = http.client.HTTPConnection(host, port, timeout=30)
     conn.request(method, path, body=body, headers={"Authorization": f"Bearer {KEY}", **(headers or {})})
     response = conn.getresponse()
@@ -86,7 +85,7 @@ def test_streaming_matches_non_streaming(client):
 
 
 def test_stream_ends_with_done(server):
-    host, port = server.server_address[:2]
+    host, port = server.address
     conn = http.client.HTTPConnection(host, port, timeout=30)
     body = json.dumps({"model": "math", "messages": QUESTION, "max_tokens": 4, "stream": True})
     conn.request("POST", "/v1/chat/completions", body=body,
@@ -193,14 +192,13 @@ def test_api_key_is_required(server):
 
 def test_non_loopback_host_needs_a_key(tiny_engine):
     with pytest.raises(EduloraError, match="--api-key"):
-        make_server(App(tiny_engine, Router([])), "0.0.0.0", 0)
+        TutorServer(TutorService(tiny_engine, Router([])), "0.0.0.0", 0)
 
 
 def test_full_queue_answers_429(tiny_engine):
     # An engine that is never started keeps its queue full: back-pressure, not unbounded growth.
     stalled = Engine(tiny_engine.model, tiny_engine.tokenizer, tiny_engine.base_id, tiny_engine.adapters, max_queue=1)
-    httpd = make_server(App(stalled, Router([])), "127.0.0.1", 0)
-    run_in_thread(httpd)
+    httpd = TutorServer(TutorService(stalled, Router([])), "127.0.0.1", 0).start()
     try:
         stalled.submit(QUESTION, "math")  # takes the only slot
         client = openai.OpenAI(base_url=f"{httpd.url}/v1", api_key="unused", max_retries=0, timeout=10)
@@ -209,8 +207,7 @@ def test_full_queue_answers_429(tiny_engine):
         assert caught.value.response.headers["retry-after"] == "1"
     finally:
         stalled.stop(timeout=1)
-        httpd.shutdown()
-        httpd.server_close()
+        httpd.stop()
 
 
 def test_parallel_requests_across_adapters_match_solo_answers(client, tiny_engine):

@@ -14,7 +14,7 @@ import pytest
 
 from test_serving_support import tiny_engine, tiny_runs  # noqa: F401  (fixtures)
 
-from edulora.cli_serve import main
+from edulora.cli import main
 from edulora.errors import EduloraError
 from edulora.serving.engine import load_engine, parse_adapter_arg, validate_name
 
@@ -25,7 +25,7 @@ def _env() -> dict[str, str]:
 
 def test_serve_answers_then_stops_cleanly_on_sigterm(tiny_runs, tmp_path):
     openai = pytest.importorskip("openai")
-    command = [sys.executable, "-m", "edulora.cli_serve", "serve", "--adapter", f"math={tiny_runs['math']}",
+    command = [sys.executable, "-m", "edulora", "serve", "--adapter", f"math={tiny_runs['math']}",
                "--port", "0", "--precision", "fp32", "--max-tokens", "4", "--feedback-db", str(tmp_path / "fb.db")]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
     try:
@@ -75,7 +75,7 @@ def test_adapter_names_are_plain(tiny_runs):
 
 
 def test_chat_streams_switches_and_resets(tiny_runs, tiny_engine):
-    command = [sys.executable, "-m", "edulora.cli_serve", "chat", "--adapter", str(tiny_runs["math"]),
+    command = [sys.executable, "-m", "edulora", "chat", "--adapter", str(tiny_runs["math"]),
                "--adapter", f"bio={tiny_runs['bio']}", "--precision", "fp32", "--max-tokens", "6"]
     script = "What is 2+2?\n/adapter bio\nWhy?\n/adapter nope\n/adapters\n/reset\nHello\n/quit\n"
     done = subprocess.run(command, input=script, capture_output=True, text=True, timeout=120, env=_env())

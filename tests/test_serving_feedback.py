@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from edulora.cli_serve import main
+from edulora.cli import main
 from edulora.data.formats import validate_any
 from edulora.serving.feedback import FeedbackItem, FeedbackStore
 

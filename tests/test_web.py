@@ -10,9 +10,10 @@ import pytest
 
 from test_serving_support import tiny_engine, tiny_runs  # noqa: F401  (fixtures)
 
-from edulora.serving.api import App, make_server, run_in_thread
 from edulora.serving.feedback import FeedbackStore
 from edulora.serving.router import Router
+from edulora.serving.server import TutorServer
+from edulora.serving.service import TutorService
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -21,16 +22,15 @@ CHROMIUM = "/usr/bin/chromium"
 def page_server(tiny_engine, tmp_path_factory):
     db = tmp_path_factory.mktemp("web") / "feedback.sqlite3"
     store = FeedbackStore(db)
-    httpd = make_server(App(tiny_engine, Router(list(tiny_engine.adapters.values())), store), "127.0.0.1", 0)
-    run_in_thread(httpd)
+    service = TutorService(tiny_engine, Router(list(tiny_engine.adapters.values())), store)
+    httpd = TutorServer(service, "127.0.0.1", 0).start()
     yield httpd, db
-    httpd.shutdown()
-    httpd.server_close()
+    httpd.stop()
     store.close()
 
 
 def fetch(server, path: str):
-    conn = http.client.HTTPConnection(*server.server_address[:2], timeout=10)
+    conn = http.client.HTTPConnection(*server.address, timeout=10)
     conn.request("GET", path)
     response = conn.getresponse()
     return response, response.read()

@@ -15,6 +15,7 @@ answer does not depend on what else was in its batch, and a served reply equals 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import queue
@@ -22,7 +23,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 #: Names with another meaning in the API.
 RESERVED_NAMES = {"auto", "base", PEFT_BASE}
+#: Stop strings per request and their length (OpenAI allows 4): every new token is checked against each.
+MAX_STOPS = 4
+MAX_STOP_CHARS = 100
 
 
 class QueueFull(Exception):
@@ -142,7 +146,11 @@ def load_engine(adapters: Sequence[tuple[str | None, str | Path]], base: str | N
 
 
 class Generation(Request):
-    """One request's handle: the engine pushes events, the caller iterates text deltas."""
+    """One request's handle: the engine pushes events, the caller iterates text deltas.
+
+    A thread reads them with :meth:`deltas`; an asyncio task with :meth:`adeltas`, which waits
+    without holding a thread, so a burst of HTTP clients costs no thread per waiting client.
+    """
 
     def __init__(self, target: str | None, prompt_ids: list[int], sampling: Sampling):
         super().__init__(prompt_ids, sampling, adapter=target or PEFT_BASE)
@@ -152,6 +160,7 @@ class Generation(Request):
         self.target = target
         self._events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
         self._cancelled = threading.Event()
+        self._wake: Callable[[], None] | None = None
 
     @property
     def completion_tokens(self) -> int:
@@ -169,28 +178,60 @@ class Generation(Request):
         """Text pieces as they are decoded; ends when the reply is complete."""
         while True:
             kind, value = self._events.get(timeout=timeout)
-            if kind == "text":
-                yield value
-            elif kind == "done":
+            if kind == "done":
                 return
-            else:
-                raise GenerationFailed(value)
+            yield self._value(kind, value)
 
     def text(self, timeout: float | None = None) -> str:
         return "".join(self.deltas(timeout))
 
+    async def adeltas(self, timeout: float | None = None) -> AsyncIterator[str]:
+        """``deltas`` for asyncio; raises ``TimeoutError`` when nothing arrives for ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        ready = asyncio.Event()
+        self._wake = lambda: loop.call_soon_threadsafe(ready.set)
+        while True:
+            try:
+                kind, value = self._events.get_nowait()
+            except queue.Empty:
+                # Events put before ``_wake`` was set are seen by get_nowait; later ones set ``ready``.
+                await asyncio.wait_for(ready.wait(), timeout)
+                ready.clear()
+                continue
+            if kind == "done":
+                return
+            yield self._value(kind, value)
+
+    async def atext(self, timeout: float | None = None) -> str:
+        return "".join([piece async for piece in self.adeltas(timeout)])
+
+    @staticmethod
+    def _value(kind: str, value: str) -> str:
+        if kind == "error":
+            raise GenerationFailed(value)
+        return value
+
     # Engine side.
+    def _put(self, kind: str, value: str) -> None:
+        self._events.put((kind, value))
+        wake = self._wake
+        if wake is not None:
+            try:
+                wake()
+            except RuntimeError:  # the waiting event loop has closed: nobody is listening any more
+                pass
+
     def emit(self, text: str) -> None:
         if text:
-            self._events.put(("text", text))
+            self._put("text", text)
 
     def finish(self, reason: str) -> None:
         self.finish_reason = reason
-        self._events.put(("done", reason))
+        self._put("done", reason)
 
     def _fail(self, message: str) -> None:
         self.finish_reason = "error"
-        self._events.put(("error", message))
+        self._put("error", message)
 
 
 @dataclass
@@ -203,6 +244,8 @@ class EngineStats:
     generated_tokens: int = 0
     busy_seconds: float = 0.0
     rejected: int = 0
+    #: Requests whose client went away before the reply was complete.
+    cancelled: int = 0
     by_target: dict[str, int] = field(default_factory=dict)
 
 
@@ -288,6 +331,8 @@ class Engine:
         if target is not None and target not in self.adapters:
             raise KeyError(target)
         sampling = sampling or Sampling(repetition_penalty=self.repetition_penalty)
+        if len(sampling.stop) > MAX_STOPS or any(len(s) > MAX_STOP_CHARS for s in sampling.stop):
+            raise ValueError(f"at most {MAX_STOPS} stop strings of at most {MAX_STOP_CHARS} characters each")
         prompt_ids = self.encode(messages, target, key)
         room = self.context_limit - len(prompt_ids)
         if room < 1 or (max_tokens is not None and max_tokens > room):
@@ -318,6 +363,9 @@ class Engine:
                     batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
                 except queue.Empty:
                     break
+            for gone in [g for g in batch if g.cancelled]:  # its client left while it waited
+                self.stats.cancelled += 1
+                gone.finish("cancelled")
             batch = [g for g in batch if not g.cancelled]
             if not batch:
                 continue
@@ -354,3 +402,4 @@ class Engine:
         self._record(batch)
         decode(self.model, self.tokenizer, batch, decode_text=self.decode)
         self.stats.generated_tokens += sum(g.tokens for g in batch)
+        self.stats.cancelled += sum(g.finish_reason == "cancelled" for g in batch)
