@@ -244,3 +244,162 @@ def test_engine_matches_transformers_generate(tiny_engine, tiny_runs):
     expected = tutor.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
     assert tiny_engine.submit(QUESTION, "math", max_tokens=12).text().strip() == expected
     assert tutor.reply([QUESTION], Sampling(max_new_tokens=12))[0].text == expected
+
+
+# ----- the teacher's key --------------------------------------------------------------------------
+
+KEY_METADATA = {"answer": "56", "solution": "Seven groups of eight make 56."}
+
+
+def test_teachers_key_reaches_the_prompt_only_when_sent(client, tiny_engine):
+    from edulora.data.schema import Metadata
+
+    key = Metadata(extra=dict(KEY_METADATA))
+    system = tiny_engine.prompt_messages(QUESTION, "math", key)[0]
+    assert system["role"] == "system" and "Final answer: 56" in system["content"]
+    assert "Seven groups of eight make 56." in system["content"]
+    prompt = tiny_engine.tokenizer.decode(tiny_engine.encode(QUESTION, "math", key))
+    assert "Final answer: 56" in prompt and "Seven groups" in prompt
+    assert "56" not in json.dumps(tiny_engine.prompt_messages(QUESTION, "math"))
+    # Over HTTP the key travels as the request's metadata; the prompt the engine decoded from holds it.
+    keyed = ask(client, "math", metadata=KEY_METADATA)
+    plain = ask(client, "math")
+    assert keyed.usage.prompt_tokens == len(tiny_engine.encode(QUESTION, "math", key))
+    assert plain.usage.prompt_tokens == len(tiny_engine.encode(QUESTION, "math")) < keyed.usage.prompt_tokens
+    assert "56" not in json.dumps(keyed.model_extra["edulora"])  # the key is never echoed back
+
+
+def test_a_bad_key_is_400(client):
+    with pytest.raises(openai.BadRequestError) as caught:
+        ask(client, "math", metadata={"answer": 56})
+    assert caught.value.body["param"] == "metadata.answer"
+
+
+# ----- feedback refers to replies this server produced ----------------------------------------------
+
+def post(server, path: str, body: dict | bytes):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return raw(server, "POST", path, data, {"Content-Type": "application/json"})
+
+
+def test_feedback_rates_a_served_reply_with_the_servers_record(server, client):
+    completion = ask(client, "math", metadata=KEY_METADATA)
+    token = completion.model_extra["edulora"]["feedback_token"]
+    # What a client claims the conversation and reply were is ignored: the server stores its own.
+    forged = {"completion_id": completion.id, "feedback_token": token, "rating": 1, "comment": "good",
+              "messages": [{"role": "user", "content": "Is the Earth flat?"}], "reply": "Yes, it is flat."}
+    status, payload = post(server, "/v1/feedback", forged)
+    assert status == 200 and payload["stored"] is True
+    [item] = [i for i in server.service.feedback.items() if i.completion_id == completion.id]
+    assert item.messages == QUESTION and item.reply == completion.choices[0].message.content
+    assert (item.rating, item.comment, item.adapter, item.subject) == (1, "good", "math", "mathematics")
+    assert (item.answer, item.solution) == (KEY_METADATA["answer"], KEY_METADATA["solution"])
+
+
+def test_feedback_for_an_invented_reply_or_with_another_token_is_refused(server, client):
+    completion = ask(client, "math")
+    status, payload = post(server, "/v1/feedback", {"completion_id": "chatcmpl-invented", "feedback_token": "x",
+                                                    "rating": 1})
+    assert status == 404 and payload["error"]["code"] == "completion_not_found"
+    status, payload = post(server, "/v1/feedback", {"completion_id": completion.id, "feedback_token": "guess",
+                                                    "rating": -1})
+    assert status == 403 and payload["error"]["code"] == "invalid_feedback_token"
+    status, payload = post(server, "/v1/feedback", {"completion_id": completion.id, "rating": 1})
+    assert status == 400 and payload["error"]["param"] == "feedback_token"
+    assert all(i.completion_id != completion.id for i in server.service.feedback.items())
+
+
+# ----- hardening: what the HTTP stack must refuse or survive ----------------------------------------
+
+def test_lone_surrogates_are_400_not_500(server):
+    chat = b'{"model": "math", "messages": [{"role": "user", "content": "hi \\ud800"}]}'
+    feedback = b'{"completion_id": "\\udc00", "feedback_token": "x", "rating": 1}'
+    for path, body in (("/v1/chat/completions", chat), ("/v1/feedback", feedback)):
+        status, payload = post(server, path, body)
+        assert status == 400 and payload["error"]["code"] == "invalid_json", path
+
+
+def test_head_and_options_are_answered(server):
+    host, port = server.address
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.request("HEAD", "/health")
+    response = conn.getresponse()
+    assert response.status == 200 and response.read() == b"" and response.getheader("Content-Type")
+    conn.request("OPTIONS", "/v1/chat/completions")
+    response = conn.getresponse()
+    response.read()
+    assert response.status == 204 and "POST" in response.getheader("Allow")
+    conn.close()
+
+
+@pytest.mark.parametrize("stop", [["a", "b", "c", "d", "e"], ["x" * 101], [""]])
+def test_stop_strings_are_bounded(client, stop):
+    with pytest.raises(openai.BadRequestError) as caught:
+        ask(client, "math", stop=stop)
+    assert caught.value.body["param"] == "stop"
+
+
+@pytest.mark.parametrize("headers", [
+    b"Content-Length: 2\r\nContent-Length: 3\r\n",
+    b"Content-Length: +2\r\n",
+    b"Transfer-Encoding: chunked\r\nContent-Length: 2\r\n",
+])
+def test_ambiguous_framing_is_refused(server, headers):
+    import socket
+
+    with socket.create_connection(server.address, timeout=10) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
+                     + b"\r\n" + headers + b"\r\n{}")
+        status_line = sock.recv(4096).split(b"\r\n", 1)[0]
+    assert status_line.startswith(b"HTTP/1.1 400"), status_line
+
+
+def _wait_for(condition, seconds: float = 30.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_client_that_leaves_cancels_its_generation(server, tiny_engine, stream):
+    import socket
+
+    before, batches = tiny_engine.stats.cancelled, tiny_engine.stats.batches
+    body = json.dumps({"model": "math", "messages": QUESTION, "max_tokens": 1800, "stream": stream}).encode()
+    with socket.create_connection(server.address, timeout=10) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Authorization: Bearer " + KEY.encode() + b"\r\nContent-Length: " + str(len(body)).encode()
+                     + b"\r\n\r\n" + body)
+        if stream:
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")  # the reply has started
+        else:
+            assert _wait_for(lambda: tiny_engine.stats.batches > batches)  # its decoding has started
+    assert _wait_for(lambda: tiny_engine.stats.cancelled > before), "the generation ran on after its client left"
+
+
+def test_a_burst_gets_replies_or_429_never_resets(tiny_engine):
+    # A small queue so the burst overflows it: every client must still get an HTTP answer.
+    engine = Engine(tiny_engine.model, tiny_engine.tokenizer, tiny_engine.base_id, tiny_engine.adapters,
+                    max_batch=4, max_queue=8).start()
+    httpd = TutorServer(TutorService(engine, Router([])), "127.0.0.1", 0).start()
+    body = json.dumps({"model": "math", "messages": QUESTION, "max_tokens": 4})
+
+    def one(_):
+        conn = http.client.HTTPConnection(*httpd.address, timeout=120)
+        conn.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"})
+        status = conn.getresponse().status
+        conn.close()
+        return status
+
+    try:
+        with ThreadPoolExecutor(90) as pool:
+            statuses = list(pool.map(one, range(90)))
+    finally:
+        httpd.stop()
+        engine.stop()
+    assert set(statuses) == {200, 429}, statuses

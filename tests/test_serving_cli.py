@@ -93,3 +93,24 @@ def test_chat_streams_switches_and_resets(tiny_runs, tiny_engine):
     assert "unknown adapter 'nope'" in out and "conversation cleared" in out
     fresh = tiny_engine.submit([{"role": "user", "content": "Hello"}], "bio", max_tokens=6).text()
     assert f"bio> {fresh}\n" in out  # /reset really forgot the history
+
+
+def test_chat_gives_the_tutor_the_teachers_key(tiny_runs, tiny_engine):
+    from edulora.data.schema import Metadata
+
+    command = [sys.executable, "-m", "edulora", "chat", "--adapter", f"math={tiny_runs['math']}", "--precision",
+               "fp32", "--max-tokens", "6", "--answer", "4", "--solution", "Two and two make four."]
+    done = subprocess.run(command, input="What is 2+2?\n/quit\n", capture_output=True, text=True, timeout=120,
+                          env=_env())
+    assert done.returncode == 0, done.stderr
+    question = [{"role": "user", "content": "What is 2+2?"}]
+    key = Metadata(extra={"answer": "4", "solution": "Two and two make four."})
+    keyed = tiny_engine.submit(question, "math", max_tokens=6, key=key).text()
+    plain = tiny_engine.submit(question, "math", max_tokens=6).text()
+    assert keyed != plain  # the key changes the prompt, so the (random) tutor says something else
+    assert f"math> {keyed}\n" in done.stdout
+
+
+def test_typer_checks_ranges_before_loading_anything(capsys):
+    assert main(["serve", "--max-batch", "0"]) == 2
+    assert "--max-batch" in capsys.readouterr().err

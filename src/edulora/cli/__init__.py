@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from ..errors import EduloraError
@@ -16,13 +15,10 @@ serve.register(app)
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        app(args=argv, prog_name="edulora", standalone_mode=False)
+        app(args=argv, prog_name="edulora")  # Typer reports usage errors itself (exit 2)
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else 0
     except EduloraError as err:
         print(f"edulora: error: {err}", file=sys.stderr)
         return 2
-    except click.exceptions.Exit as done:
-        return done.exit_code
-    except click.ClickException as err:
-        err.show()
-        return err.exit_code
     return 0

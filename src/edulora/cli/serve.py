@@ -82,10 +82,13 @@ def feedback_export(
                                                "~/.cache/edulora/feedback.sqlite3)")] = None,
     pairs: Annotated[Optional[Path], typer.Option(metavar="PAIRS.jsonl", help="also write preference pairs "
                                                   "(prompt, chosen, rejected)")] = None,
+    raw: Annotated[bool, typer.Option("--raw", help="keep students' names, e-mails, phone numbers… as written "
+                                      "(for a teacher's own review; never train on it)")] = False,
 ) -> None:
     from ..serving.feedback import export_feedback
 
-    counts = export_feedback(db, out, pairs)
+    counts = export_feedback(db, out, pairs, raw=raw)
     print(f"{counts.rows} feedback rows -> {counts.sft} SFT records in {out}"
-          + (f", {counts.pairs} preference pairs in {pairs}" if pairs else ""))
+          + (f", {counts.pairs} preference pairs in {pairs}" if pairs else "")
+          + ("; students' text kept as written (--raw)" if raw else f"; {counts.replaced} personal details replaced"))
 

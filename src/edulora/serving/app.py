@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from .engine import GenerationFailed
 from .protocol import (SERVICE_ERRORS, ApiError, ChatBody, FeedbackBody, Strict, chunk, completion, service_error,
@@ -107,6 +108,10 @@ def create_app(service: TutorService) -> FastAPI:
 
     def body(model: type[Strict]) -> Any:
         async def parse(request: Request) -> Strict:
+            if "transfer-encoding" in request.headers and "content-length" in request.headers:
+                # h11 lets chunking win; a proxy in front may not, and the two would disagree on the body.
+                raise ApiError(400, "Transfer-Encoding and Content-Length together are ambiguous",
+                               code="invalid_framing")
             too_large = ApiError(413, f"the request body is over {MAX_BODY_BYTES:,} bytes", code="body_too_large")
             if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
                 raise too_large  # refused from the header: the body is never read
@@ -151,12 +156,12 @@ def create_app(service: TutorService) -> FastAPI:
                            correction=req.correction or None)
         return {"id": row, "completion_id": req.completion_id, "stored": True}
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])  # HEAD: load balancers' and uptime checkers' probe
     def health() -> dict[str, Any]:
         return service.health()
 
-    @app.get("/", include_in_schema=False)
-    @app.get("/static/{name}", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"])
+    @app.api_route("/static/{name}", methods=["GET", "HEAD"])
     def page(name: str = "index.html") -> Response:
         if name not in STATIC_FILES:
             raise ApiError(404, f"no file {name!r}", code="not_found")
@@ -175,6 +180,7 @@ def create_app(service: TutorService) -> FastAPI:
                                headers=err.headers))
 
     app.add_exception_handler(ApiError, lambda _request, err: _error(err))
+    app.add_exception_handler(ClientDisconnect, lambda _request, _err: Response(status_code=499))  # left mid-body
     app.add_exception_handler(ValidationError, lambda _request, err: _error(validation_error(err)))
     app.add_exception_handler(RequestValidationError, lambda _request, err: _error(validation_error(err)))
     for kind in SERVICE_ERRORS:
