@@ -403,3 +403,14 @@ def test_a_burst_gets_replies_or_429_never_resets(tiny_engine):
         httpd.stop()
         engine.stop()
     assert set(statuses) == {200, 429}, statuses
+
+
+def test_the_key_is_checked_before_the_body_is_read(server):
+    import socket
+
+    with socket.create_connection(server.address, timeout=10) as sock:
+        # Headers promise a body that never comes: only a server that has not waited for it can answer.
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100000\r\n\r\n")
+        status_line = sock.recv(4096).split(b"\r\n", 1)[0]
+    assert status_line.startswith(b"HTTP/1.1 401"), status_line

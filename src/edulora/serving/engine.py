@@ -332,7 +332,7 @@ class Engine:
             raise KeyError(target)
         sampling = sampling or Sampling(repetition_penalty=self.repetition_penalty)
         if len(sampling.stop) > MAX_STOPS or any(len(s) > MAX_STOP_CHARS for s in sampling.stop):
-            raise ValueError(f"at most {MAX_STOPS} stop strings of at most {MAX_STOP_CHARS} characters each")
+            raise EduloraError(f"stop: at most {MAX_STOPS} strings of at most {MAX_STOP_CHARS} characters each")
         prompt_ids = self.encode(messages, target, key)
         room = self.context_limit - len(prompt_ids)
         if room < 1 or (max_tokens is not None and max_tokens > room):
