@@ -111,6 +111,7 @@ def test_convert_alpaca_array_sharegpt_and_csv(tmp_path, capsys):
     alpaca = tmp_path / "a.json"
     alpaca.write_text(json.dumps([{"instruction": "Define area.", "input": "", "output": "Space inside a shape."}]))
     out = tmp_path / "out" / "a.jsonl"
+    out.parent.mkdir()  # data outputs go into existing folders only (see test_writers_refuse_…)
     assert run(capsys, "data", "convert", alpaca, out)[:2] == (0, f"wrote 1 records to {out}\n")
     assert read_jsonl(out) == [{"instruction": "Define area.", "response": "Space inside a shape."}]
 

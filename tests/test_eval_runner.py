@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
 
 import pytest
 
+from edulora.cli import main
 from edulora.errors import EduloraError
 from edulora.evaluation.runner import (
     METRICS,
@@ -113,12 +113,15 @@ def test_evaluate_trained_writes_reports_into_the_run(trained_run, tmp_path):
     assert len(report["records"]) == 3
 
 
-def _parser():
-    from edulora import cli_eval
+def _cli(argv: list[str]):
+    """The command line without ``main``'s error mapping, so a user mistake arrives as its EduloraError."""
+    import typer
 
-    parser = argparse.ArgumentParser(prog="edulora")
-    cli_eval.add_commands(parser.add_subparsers(dest="command"))
-    return parser
+    from edulora.cli import app
+
+    command = typer.main.get_command(app)
+    with command.make_context("edulora", argv) as ctx:
+        return command.invoke(ctx)
 
 
 def test_cli_uses_the_runs_eval_split(trained_run, tmp_path, monkeypatch):
@@ -126,9 +129,9 @@ def test_cli_uses_the_runs_eval_split(trained_run, tmp_path, monkeypatch):
 
     monkeypatch.setattr(embeddings, "embed", fake_embed)
     out = tmp_path / "out.json"
-    args = _parser().parse_args(["eval", str(trained_run.run_dir), "--base", "--json", str(out), "--limit", "2",
-                                 "--max-new-tokens", "4", "--precision", "fp32", "--resamples", "50"])
-    assert args.func(args) == 0
+    argv = ["eval", str(trained_run.run_dir), "--base", "--json", str(out), "--limit", "2",
+            "--max-new-tokens", "4", "--precision", "fp32", "--resamples", "50"]
+    assert main(argv) == 0
     summary = json.loads(out.read_text())["summary"]
     assert set(summary) == {"base", "run"}
     for figures in summary.values():
@@ -143,9 +146,8 @@ def test_cli_uses_the_runs_eval_split(trained_run, tmp_path, monkeypatch):
 ])
 def test_cli_user_mistakes_are_edulora_errors(argv, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    args = _parser().parse_args(argv)
     with pytest.raises(EduloraError, match=message):
-        args.func(args)
+        _cli(argv)
 
 
 def test_nothing_to_evaluate_is_an_error():

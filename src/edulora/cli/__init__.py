@@ -1,0 +1,96 @@
+"""The ``edulora`` command line: a thin Typer skin over the Python API (``import edulora``).
+
+Each command parses, calls the API and prints. ``main`` maps errors once for all of them: a user
+mistake (``EduloraError``, a usage error, a full disk or a read-only folder) is one line on stderr
+and exit code 2, Ctrl-C is 130; anything else is a bug in edulora and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib.util
+import sys
+from typing import Annotated
+
+import typer
+
+from .. import __version__
+from ..data.pipelines import DataProblems
+from ..errors import OUT_OF_SPACE, EduloraError
+from . import data, evaluate, export, train
+
+app = typer.Typer(name="edulora", add_completion=False, rich_markup_mode=None,
+                  pretty_exceptions_enable=False, context_settings={"help_option_names": ["-h", "--help"]})
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"edulora {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="print the version and exit")] = False) -> None:
+    """LoRA fine-tuning for educational AI tutors."""
+
+
+for _group in (data, train, evaluate, export):
+    _group.register(app)
+
+if importlib.util.find_spec(f"{__name__}.serve") is not None:
+    from . import serve
+
+    serve.register(app)
+else:
+    # ---- TEMPORARY until cli/serve.py lands (swapped at merge): `serve`, `chat` and `feedback` are
+    # forwarded, options and --help included, to the argparse commands of edulora.cli_serve.
+    def _cli_serve(ctx: typer.Context) -> int:
+        from .. import cli_serve
+
+        try:
+            return cli_serve.main([ctx.info_name or "", *ctx.args])
+        except SystemExit as stop:  # argparse's --help and usage errors
+            return stop.code if isinstance(stop.code, int) else 2
+
+    for _name, _help in (("serve", "serve tutors: OpenAI-compatible API + teacher page"),
+                         ("chat", "chat with a tutor in the terminal"), ("feedback", "teachers' feedback")):
+        app.command(_name, help=_help, add_help_option=False,
+                    context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(_cli_serve)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command line (default: ``sys.argv[1:]``); returns the exit code."""
+    command = typer.main.get_command(app)
+    try:
+        with command.make_context("edulora", list(sys.argv[1:] if argv is None else argv)) as ctx:
+            return int(command.invoke(ctx) or 0)
+    except typer.Exit as done:  # --help, --version
+        return done.exit_code
+    except typer.TyperException as err:  # click's usage errors: unknown option, missing argument, out of range
+        hint = f" (see '{err.ctx.command_path} --help')" if getattr(err, "ctx", None) else ""
+        return _fail(f"edulora: error: {err.format_message()}{hint}")
+    except DataProblems as err:  # FILE:LINE: message per problem, as `data validate` prints them
+        return _fail(str(err))
+    except EduloraError as err:
+        return _fail(f"edulora: error: {err}")
+    except KeyboardInterrupt:
+        return _fail("edulora: interrupted", 130)
+    except OSError as err:
+        # A full disk or a read-only folder is the user's to fix; anything else is our bug: traceback.
+        if err.errno not in OUT_OF_SPACE | {errno.EROFS, errno.EACCES}:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        return _fail(f"edulora: error: {where}{err.strerror or err}")
+
+
+def _fail(message: str, code: int = 2) -> int:
+    """End any progress bar an error cut short (so the message starts its own line), print, return ``code``."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", None) or ()):
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001 - a broken bar must not hide the real error
+            pass
+    print(message, file=sys.stderr)
+    return code
