@@ -1,16 +1,16 @@
 """The ``edulora`` command line: a thin Typer skin over the Python API (``import edulora``).
 
-Each command parses, calls the API and prints. ``main`` maps errors once for all of them: a user
-mistake (``EduloraError``, a usage error, a full disk or a read-only folder) is one line on stderr
-and exit code 2, Ctrl-C is 130; anything else is a bug in edulora and keeps its traceback.
+Commands parse, call the API and print. ``main`` maps errors once for all: a user mistake (``EduloraError``,
+a usage error, a full disk or read-only folder) is one line on stderr and exit 2, Ctrl-C is 130; anything
+else is a bug in edulora and keeps its traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib.util
 import sys
-from typing import Annotated
 
 import typer
 
@@ -19,8 +19,8 @@ from ..data.pipelines import DataProblems
 from ..errors import OUT_OF_SPACE, EduloraError
 from . import data, evaluate, export, train
 
-app = typer.Typer(name="edulora", add_completion=False, rich_markup_mode=None,
-                  pretty_exceptions_enable=False, context_settings={"help_option_names": ["-h", "--help"]})
+app = typer.Typer(name="edulora", add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]})
 
 
 def _version(value: bool) -> None:
@@ -30,13 +30,13 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                                help="print the version and exit")] = False) -> None:
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print it")) -> None:
     """LoRA fine-tuning for educational AI tutors."""
 
 
-for _group in (data, train, evaluate, export):
-    _group.register(app)
+for _group in (train, evaluate, export):
+    app.add_typer(_group.app)
+app.add_typer(data.app, name="data")
 
 if importlib.util.find_spec(f"{__name__}.serve") is not None:
     from . import serve
@@ -70,10 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     except typer.TyperException as err:  # click's usage errors: unknown option, missing argument, out of range
         hint = f" (see '{err.ctx.command_path} --help')" if getattr(err, "ctx", None) else ""
         return _fail(f"edulora: error: {err.format_message()}{hint}")
-    except DataProblems as err:  # FILE:LINE: message per problem, as `data validate` prints them
-        return _fail(str(err))
-    except EduloraError as err:
-        return _fail(f"edulora: error: {err}")
+    except EduloraError as err:  # DataProblems: FILE:LINE: message per bad record, as `data validate` prints them
+        return _fail(str(err) if isinstance(err, DataProblems) else f"edulora: error: {err}")
     except KeyboardInterrupt:
         return _fail("edulora: interrupted", 130)
     except OSError as err:
@@ -86,11 +84,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _fail(message: str, code: int = 2) -> int:
     """End any progress bar an error cut short (so the message starts its own line), print, return ``code``."""
-    tqdm = sys.modules.get("tqdm")
-    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", None) or ()):
-        try:
+    for bar in list(getattr(getattr(sys.modules.get("tqdm"), "tqdm", None), "_instances", None) or ()):
+        with contextlib.suppress(Exception):  # a broken bar must not hide the real error
             bar.close()
-        except Exception:  # noqa: BLE001 - a broken bar must not hide the real error
-            pass
     print(message, file=sys.stderr)
     return code

@@ -12,11 +12,7 @@ from ..data.formats import parse_column_map
 from .options import ColumnMap, InputFormat
 
 app = typer.Typer(help="check, convert and inspect datasets")
-Out = Annotated[str, typer.Argument(metavar="OUT", help="edulora JSONL to write")]
-
-
-def register(root: typer.Typer) -> None:
-    root.add_typer(app, name="data")
+In = Annotated[str, typer.Argument(metavar="IN")]
 
 
 def _map(pairs: list[str] | None) -> dict[str, str] | None:
@@ -37,55 +33,42 @@ def validate(file: str, fmt: InputFormat = None, column_map: ColumnMap = None) -
 
 
 @app.command()
-def convert(src: Annotated[str, typer.Argument(metavar="IN")], out: Out, fmt: InputFormat = None,
+def convert(src: In, out: Annotated[str, typer.Argument(metavar="OUT")], fmt: InputFormat = None,
             column_map: ColumnMap = None) -> None:
-    """Convert Alpaca, ShareGPT, OpenAI chat, CSV (any --from format) to edulora JSONL."""
-    count = data.convert(src, out, fmt=fmt, column_map=_map(column_map))
-    print(f"wrote {count} records to {out}")
+    """Convert Alpaca, ShareGPT, OpenAI chat, CSV… (see --from) to edulora JSONL."""
+    print(f"wrote {data.convert(src, out, fmt=fmt, column_map=_map(column_map))} records to {out}")
 
 
 @app.command()
-def report(
-    file: str,
-    eval_file: Annotated[str | None, typer.Option("--eval", metavar="FILE", help="eval set to check for leakage")] = None,
-    html: Annotated[str | None, typer.Option(metavar="OUT", help="also write an HTML page with charts")] = None,
-    json_out: Annotated[str | None, typer.Option(
-        "--json", metavar="OUT", help="also write the report as JSON ('-' prints it instead of the tables)")] = None,
-    tokenizer: Annotated[str | None, typer.Option(metavar="PATH_OR_ID", help=(
-        "count tokens with this tokenizer (tokenizer.json, folder or cached Hugging Face id); default: an estimate"))] = None,
-    max_length: Annotated[int | None, typer.Option(min=1, metavar="N", help="list records longer than N tokens")] = None,
-    thin: Annotated[int | None, typer.Option(min=1, metavar="N", help=(
-        "call cells with fewer than N records thin (default: half the median cell, at least 2)"))] = None,
-    near_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, metavar="J", help=(
-        "word-shingle Jaccard at which two records are near-duplicates"))] = 0.8,
-    readability_tolerance: Annotated[float, typer.Option(
-        metavar="GRADES", help="flag replies more than this many grades outside their level's band")] = 2.0,
-    fmt: InputFormat = None, column_map: ColumnMap = None,
-) -> None:
+def report(file: str, eval_file: str | None = typer.Option(None, "--eval", help="eval set to check for leakage"),
+           html: str | None = typer.Option(None, help="also write an HTML page with charts"),
+           json_out: str | None = typer.Option(None, "--json", help="also write it as JSON ('-': print JSON only)"),
+           tokenizer: str | None = typer.Option(None, help="tokenizer.json, folder or HF id (default: estimate)"),
+           max_length: int | None = typer.Option(None, min=1, help="list records longer than this many tokens"),
+           thin: int | None = typer.Option(None, min=1, help="cells with fewer records are thin (default: auto)"),
+           near_threshold: float = typer.Option(0.8, min=0.0, max=1.0, help="Jaccard of near-duplicates"),
+           readability_tolerance: float = typer.Option(2.0, help="grades off the level's band to flag"),
+           fmt: InputFormat = None, column_map: ColumnMap = None) -> None:
     """Coverage, misconceptions, lengths, duplicates, leakage and readability."""
     from ..data.report_render import render_json, render_text
 
-    to_stdout = json_out == "-"
+    only_json = json_out == "-"
     result = data.report(file, eval_path=eval_file, fmt=fmt, column_map=_map(column_map), tokenizer=tokenizer,
-                         max_length=max_length, thin=thin, near_threshold=near_threshold,
-                         readability_tolerance=readability_tolerance, html_out=html,
-                         json_out=None if to_stdout else json_out)
-    sys.stdout.write(render_json(result) if to_stdout else render_text(result))
-    if json_out and not to_stdout:
+                         max_length=max_length, thin=thin, near_threshold=near_threshold, html_out=html,
+                         readability_tolerance=readability_tolerance, json_out=None if only_json else json_out)
+    sys.stdout.write(render_json(result) if only_json else render_text(result))
+    if json_out and not only_json:
         print(f"wrote {json_out}")
     if html:
-        print(f"wrote {html}", file=sys.stderr if to_stdout else sys.stdout)
+        print(f"wrote {html}", file=sys.stderr if only_json else sys.stdout)
 
 
 @app.command()
-def scrub(
-    src: Annotated[str, typer.Argument(metavar="IN")],
-    out: Annotated[str | None, typer.Argument(metavar="OUT", help="output JSONL (required unless --in-place)")] = None,
-    roster: Annotated[str | None, typer.Option(metavar="FILE", help="names to remove, one per line")] = None,
-    in_place: Annotated[bool, typer.Option("--in-place", help="allow OUT to be IN (or omit OUT)")] = False,
-    report_json: Annotated[str | None, typer.Option(metavar="FILE", help="write counts per type and line as JSON")] = None,
-    fmt: InputFormat = None, column_map: ColumnMap = None,
-) -> None:
+def scrub(src: In, out: str | None = typer.Argument(None, help="output JSONL (required unless --in-place)"),
+          roster: str | None = typer.Option(None, help="names to remove, one per line"),
+          in_place: bool = typer.Option(False, "--in-place", help="allow OUT to be IN (or omit OUT)"),
+          report_json: str | None = typer.Option(None, help="write counts per type and line as JSON"),
+          fmt: InputFormat = None, column_map: ColumnMap = None) -> None:
     """Replace emails, phones, URLs, addresses, student IDs and names by placeholders."""
     result = data.scrub_file(src, out, roster=roster, in_place=in_place, report_json=report_json, fmt=fmt,
                              column_map=_map(column_map))
@@ -94,17 +77,10 @@ def scrub(
 
 
 @app.command()
-def split(
-    file: str,
-    train_out: Annotated[str, typer.Option(metavar="FILE")],
-    eval_out: Annotated[str, typer.Option(metavar="FILE")],
-    eval_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, metavar="F",
-                                                 help="share of records for eval")] = 0.1,
-    seed: int = 0,
-    near_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, metavar="J", help=(
-        "keep records at least this similar on one side; 0 disables near-duplicate grouping"))] = 0.8,
-    fmt: InputFormat = None, column_map: ColumnMap = None,
-) -> None:
+def split(file: str, train_out: str = typer.Option(...), eval_out: str = typer.Option(...),
+          eval_fraction: float = typer.Option(0.1, min=0.0, max=1.0, help="share of records for eval"), seed: int = 0,
+          near_threshold: float = typer.Option(0.8, min=0.0, max=1.0, help="near-duplicates stay together; 0: off"),
+          fmt: InputFormat = None, column_map: ColumnMap = None) -> None:
     """Deterministic stratified train/eval split without leakage."""
     stats = data.split_file(file, train_out=train_out, eval_out=eval_out, eval_fraction=eval_fraction, seed=seed,
                             near_threshold=near_threshold, fmt=fmt, column_map=_map(column_map))

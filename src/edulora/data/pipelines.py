@@ -91,8 +91,9 @@ def convert(src: PathLike, out: PathLike, *, fmt: str | None = None, column_map:
     return _write_clean(src, check_output_file(out), fmt, column_map)
 
 
-def scrub_file(src: PathLike, out: PathLike | None = None, *, roster: PathLike | None = None, in_place: bool = False,
-               report_json: PathLike | None = None, fmt: str | None = None, column_map: ColumnMap = None) -> ScrubReport:
+def scrub_file(src: PathLike, out: PathLike | None = None, *, roster: PathLike | None = None,
+               in_place: bool = False, report_json: PathLike | None = None, fmt: str | None = None,
+               column_map: ColumnMap = None) -> ScrubReport:
     """Replace e-mails, phones, URLs, addresses, student IDs and names by placeholders, ``src`` → ``out``.
 
     ``in_place`` allows ``out`` to be ``src`` (or omitted). ``report_json`` gets the counts per type and
