@@ -410,3 +410,18 @@ def test_json_array_streams(tmp_path):
     code, big_mb, summary = _peak_rss_mb(big)
     assert code == 0 and summary.endswith("200000 records, no problems")
     assert big_mb - small_mb < 30, (small_mb, big_mb)
+
+
+# --------------------------------------------------------------------------- the packaged samples
+
+
+def test_sample_data_ships_inside_the_package():
+    from edulora.data import sample_data_path
+
+    path = sample_data_path()
+    assert path.name == "tutoring.jsonl" and path.parent.name == "sample_data" and path.parent.parent.name == "edulora"
+    assert validate_any(path).ok and validate_any(sample_data_path("dialogues.jsonl")).ok
+    checkout = Path(__file__).resolve().parents[1] / "examples" / "data"
+    assert (checkout / "tutoring.jsonl").resolve() == path  # the checkout's examples/data points at it
+    with pytest.raises(EduloraError, match="unknown sample dataset 'nope.jsonl'"):
+        sample_data_path("nope.jsonl")
