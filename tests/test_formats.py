@@ -425,3 +425,17 @@ def test_sample_data_ships_inside_the_package():
     assert (checkout / "tutoring.jsonl").resolve() == path  # the checkout's examples/data points at it
     with pytest.raises(EduloraError, match="unknown sample dataset 'nope.jsonl'"):
         sample_data_path("nope.jsonl")
+
+
+def test_sample_keys_agree_with_their_worked_solutions():
+    import re
+
+    from edulora.data import sample_data_path
+
+    records = load_records_with_lines(sample_data_path())[0] + load_records_with_lines(sample_data_path("dialogues.jsonl"))[0]
+    keyed = [r.metadata for r in records if r.metadata.answer is not None]
+    assert len(keyed) > len(records) / 3
+    for meta in keyed:
+        number = re.search(r"-?\d+(?:[.,/]\d+)*", meta.answer)
+        if number and meta.solution:  # a worked solution reaches the key's value
+            assert number.group() in meta.solution, (meta.answer, meta.solution)
