@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .config import RunConfig, validate_config
+from .data import sample_data_path
 from .data.formats import validate_any
 from .data.schema import Example
 from .errors import EduloraError
@@ -16,15 +17,6 @@ from .evaluation.runner import evaluate_trained
 from .generation import Sampling
 from .training import RunResult, train
 from .tutor import Tutor
-
-SAMPLE_DATA = Path(__file__).resolve().parents[2] / "examples" / "data" / "tutoring.jsonl"
-
-
-def sample_data_path() -> Path:
-    if not SAMPLE_DATA.exists():
-        raise EduloraError(f"{SAMPLE_DATA}: sample dataset not found; run the demo from a checkout of edulora")
-    return SAMPLE_DATA
-
 
 def demo_config(output_dir: str = "runs") -> RunConfig:
     """The guide's default LoRA preset (r=16, alpha=32, dropout 0.05, q/k/v/o) on our sample data.
@@ -37,7 +29,7 @@ def demo_config(output_dir: str = "runs") -> RunConfig:
     that tells is worse than one with a slightly higher loss.
     """
     config = RunConfig()
-    config.data.train_file = str(sample_data_path())
+    config.data.train_file = str(sample_data_path("tutoring.jsonl"))
     config.data.eval_fraction = 0.1
     config.training.epochs = 2
     config.training.batch_size = 8
