@@ -371,3 +371,16 @@ def test_pipeline_problems_carry_every_bad_line_and_write_nothing(tmp_path):
     assert [p.line for p in data.validate(src).problems] == [2, 3]
     with pytest.raises(EduloraError, match="not a regular file"):
         data.convert(jsonl(tmp_path / "ok.jsonl", [GUIDE]), _refusals(tmp_path)[1][1])
+
+
+def test_importer_formats_and_options_pass_through(tmp_path, capsys):
+    from test_importers import MATHDIAL
+
+    src = jsonl(tmp_path / "mathdial.jsonl", [MATHDIAL])
+    out = tmp_path / "out.jsonl"
+    assert run(capsys, "data", "convert", src, out, "--from", "mathdial", "--exclude-telling")[:2] == (
+        0, f"wrote 1 records to {out}\n")
+    messages = read_jsonl(out)[0]["messages"]
+    assert [m.get("train", True) for m in messages if m["role"] == "assistant"] == [True, True, False, False]
+    code, _, err = run(capsys, "data", "validate", src, "--from", "alpaca", "--exclude-telling")
+    assert code == 2 and err.startswith("edulora: error: exclude_telling applies to MathDial input only")

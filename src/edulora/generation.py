@@ -86,7 +86,8 @@ class Request:
         self.prompt_ids = list(prompt_ids)
         self.sampling = sampling
         self.adapter = adapter
-        self.text = ""
+        #: The reply so far (what ``emit`` received).
+        self.output = ""
         self.tokens = 0
         self.finish_reason: str | None = None
 
@@ -96,7 +97,7 @@ class Request:
 
     def emit(self, text: str) -> None:
         """Text that is now certain (never taken back by a later token or stop string)."""
-        self.text += text
+        self.output += text
 
     def finish(self, reason: str) -> None:
         self.finish_reason = reason
@@ -239,6 +240,6 @@ def generate(model, tokenizer, prompts: Sequence[str], sampling: Sampling | None
         began = time.perf_counter()
         decode(model, tokenizer, requests)
         seconds = time.perf_counter() - began
-        replies += [Reply(r.text.strip(), r.tokens, seconds, r.finish_reason or "stop") for r in requests]
+        replies += [Reply(r.output.strip(), r.tokens, seconds, r.finish_reason or "stop") for r in requests]
     return replies
 

@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from .. import data
 from ..data.formats import parse_column_map
-from .options import ColumnMap, InputFormat
+from .options import ColumnMap, ExcludeTelling, InputFormat
 
 app = typer.Typer(help="check, convert and inspect datasets")
 In = Annotated[str, typer.Argument(metavar="IN")]
 
 
-def _map(pairs: list[str] | None) -> dict[str, str] | None:
-    return parse_column_map(pairs or []) or None
+def _reading(from_format: str | None, column_map: list[str] | None, exclude_telling: bool) -> dict[str, Any]:
+    """The input options all data commands share, as ``edulora.data`` takes them."""
+    return {"from_format": from_format, "column_map": parse_column_map(column_map or []) or None,
+            "exclude_telling": exclude_telling}
 
 
 @app.command()
-def validate(file: str, fmt: InputFormat = None, column_map: ColumnMap = None) -> int:
+def validate(file: str, from_format: InputFormat = None, column_map: ColumnMap = None,
+             exclude_telling: ExcludeTelling = False) -> int:
     """Check a dataset; every problem is printed as FILE:LINE: message."""
-    result = data.validate(file, fmt, _map(column_map))
+    result = data.validate(file, **_reading(from_format, column_map, exclude_telling))
     for problem in result.problems:
         print(problem, file=sys.stderr)
     if result.ok:
@@ -33,10 +36,11 @@ def validate(file: str, fmt: InputFormat = None, column_map: ColumnMap = None) -
 
 
 @app.command()
-def convert(src: In, out: Annotated[str, typer.Argument(metavar="OUT")], fmt: InputFormat = None,
-            column_map: ColumnMap = None) -> None:
-    """Convert Alpaca, ShareGPT, OpenAI chat, CSV… (see --from) to edulora JSONL."""
-    print(f"wrote {data.convert(src, out, fmt=fmt, column_map=_map(column_map))} records to {out}")
+def convert(src: In, out: Annotated[str, typer.Argument(metavar="OUT")], from_format: InputFormat = None,
+            column_map: ColumnMap = None, exclude_telling: ExcludeTelling = False) -> None:
+    """Convert Alpaca, ShareGPT, OpenAI chat, CSV, MathDial… (see --from) to edulora JSONL."""
+    count = data.convert(src, out, **_reading(from_format, column_map, exclude_telling))
+    print(f"wrote {count} records to {out}")
 
 
 @app.command()
@@ -48,14 +52,16 @@ def report(file: str, eval_file: str | None = typer.Option(None, "--eval", help=
            thin: int | None = typer.Option(None, min=1, help="cells with fewer records are thin (default: auto)"),
            near_threshold: float = typer.Option(0.8, min=0.0, max=1.0, help="Jaccard of near-duplicates"),
            readability_tolerance: float = typer.Option(2.0, help="grades off the level's band to flag"),
-           fmt: InputFormat = None, column_map: ColumnMap = None) -> None:
+           from_format: InputFormat = None, column_map: ColumnMap = None,
+           exclude_telling: ExcludeTelling = False) -> None:
     """Coverage, misconceptions, lengths, duplicates, leakage and readability."""
     from ..data.report_render import render_json, render_text
 
     only_json = json_out == "-"
-    result = data.report(file, eval_path=eval_file, fmt=fmt, column_map=_map(column_map), tokenizer=tokenizer,
-                         max_length=max_length, thin=thin, near_threshold=near_threshold, html_out=html,
-                         readability_tolerance=readability_tolerance, json_out=None if only_json else json_out)
+    result = data.report(file, eval_path=eval_file, tokenizer=tokenizer, max_length=max_length, thin=thin,
+                         near_threshold=near_threshold, readability_tolerance=readability_tolerance, html_out=html,
+                         json_out=None if only_json else json_out,
+                         **_reading(from_format, column_map, exclude_telling))
     sys.stdout.write(render_json(result) if only_json else render_text(result))
     if json_out and not only_json:
         print(f"wrote {json_out}")
@@ -68,10 +74,11 @@ def scrub(src: In, out: str | None = typer.Argument(None, help="output JSONL (re
           roster: str | None = typer.Option(None, help="names to remove, one per line"),
           in_place: bool = typer.Option(False, "--in-place", help="allow OUT to be IN (or omit OUT)"),
           report_json: str | None = typer.Option(None, help="write counts per type and line as JSON"),
-          fmt: InputFormat = None, column_map: ColumnMap = None) -> None:
+          from_format: InputFormat = None, column_map: ColumnMap = None,
+          exclude_telling: ExcludeTelling = False) -> None:
     """Replace emails, phones, URLs, addresses, student IDs and names by placeholders."""
-    result = data.scrub_file(src, out, roster=roster, in_place=in_place, report_json=report_json, fmt=fmt,
-                             column_map=_map(column_map))
+    result = data.scrub_file(src, out, roster=roster, in_place=in_place, report_json=report_json,
+                             **_reading(from_format, column_map, exclude_telling))
     print("\n".join(result.summary_lines()))
     print(f"wrote {result.records} records to {out or src}")
 
@@ -80,10 +87,11 @@ def scrub(src: In, out: str | None = typer.Argument(None, help="output JSONL (re
 def split(file: str, train_out: str = typer.Option(...), eval_out: str = typer.Option(...),
           eval_fraction: float = typer.Option(0.1, min=0.0, max=1.0, help="share of records for eval"), seed: int = 0,
           near_threshold: float = typer.Option(0.8, min=0.0, max=1.0, help="near-duplicates stay together; 0: off"),
-          fmt: InputFormat = None, column_map: ColumnMap = None) -> None:
+          from_format: InputFormat = None, column_map: ColumnMap = None,
+          exclude_telling: ExcludeTelling = False) -> None:
     """Deterministic stratified train/eval split without leakage."""
     stats = data.split_file(file, train_out=train_out, eval_out=eval_out, eval_fraction=eval_fraction, seed=seed,
-                            near_threshold=near_threshold, fmt=fmt, column_map=_map(column_map))
+                            near_threshold=near_threshold, **_reading(from_format, column_map, exclude_telling))
     print(f"train: {stats.train} records -> {train_out}\neval: {stats.eval} records -> {eval_out}")
     if stats.duplicates_dropped:
         print(f"dropped {stats.duplicates_dropped} exact duplicate record(s)")

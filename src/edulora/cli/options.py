@@ -14,5 +14,7 @@ Precision = Annotated[Literal["auto", "fp32", "bf16", "fp16"], typer.Option(help
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="replace an existing output")]
 InputFormat = Annotated[str | None, typer.Option(
     "--from", metavar="FORMAT", help=f"input format: {', '.join(FORMATS)}, … (default: detected from the file)")]
+ExcludeTelling = Annotated[bool, typer.Option(
+    "--exclude-telling", help="MathDial: keep 'telling' turns as context, out of the training targets")]
 ColumnMap = Annotated[list[str] | None, typer.Option("--map", metavar="FIELD=COLUMN", help=(
     "CSV: read FIELD (instruction, context, response, subject, grade_level, teaching_style, metadata.X) from COLUMN"))]

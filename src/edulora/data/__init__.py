@@ -1,4 +1,4 @@
-"""Tutoring datasets: the record schema, the formats read, quality checks, PII scrubbing, splits.
+"""Datasets: formats and importers, validation, reports, privacy scrubbing, splits, the packaged samples.
 
 The whole-file pipelines behind ``edulora data …`` are importable from here::
 
@@ -6,5 +6,7 @@ The whole-file pipelines behind ``edulora data …`` are importable from here::
 """
 
 from .pipelines import DataProblems, check_output_file, convert, report, scrub_file, split_file, validate
+from .samples import sample_data_path
 
-__all__ = ["DataProblems", "check_output_file", "convert", "report", "scrub_file", "split_file", "validate"]
+__all__ = ["DataProblems", "check_output_file", "convert", "report", "sample_data_path", "scrub_file", "split_file",
+           "validate"]

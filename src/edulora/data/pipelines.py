@@ -1,7 +1,8 @@
 """Whole-file dataset pipelines: validate, convert, scrub, split and report, as typed calls.
 
-``edulora data …`` only prints what these return. Input may be in any supported format (``fmt``
-names it, else it is detected; ``column_map`` maps CSV columns to fields). Outputs are written
+``edulora data …`` only prints what these return. Input may be in any supported format (``from_format``
+names it, else it is detected; ``column_map`` maps CSV columns to fields, ``exclude_telling`` keeps
+MathDial's "telling" turns out of the training targets). Outputs are written
 atomically, only when the whole input is clean, and only to a regular file in an existing folder:
 an output that is a device, a FIFO or a folder is refused, because replacing ``/dev/null`` with a
 file (as root) breaks the machine, and a mistyped folder should not silently appear.
@@ -13,7 +14,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import EduloraError
 from .formats import iter_format_records, load_records_with_lines, same_file, validate_any, write_record_line
@@ -27,6 +28,11 @@ if TYPE_CHECKING:  # the modules behind them load only when their pipeline runs
 
 PathLike = str | os.PathLike
 ColumnMap = Mapping[str, str] | None
+
+
+def _reading(from_format: str | None, column_map: ColumnMap, exclude_telling: bool) -> dict[str, Any]:
+    """How ``edulora.data.formats`` is told to read an input."""
+    return {"format": from_format, "column_map": column_map, "exclude_telling": exclude_telling}
 
 
 class DataProblems(EduloraError):
@@ -50,9 +56,10 @@ def check_output_file(path: PathLike) -> Path:
     return path
 
 
-def validate(path: PathLike, fmt: str | None = None, column_map: ColumnMap = None) -> ValidationResult:
+def validate(path: PathLike, from_format: str | None = None, column_map: ColumnMap = None, *,
+             exclude_telling: bool = False) -> ValidationResult:
     """Check every record of a file (streamed); ``.ok`` is False when it has problems or no records."""
-    return validate_any(path, fmt, column_map)
+    return validate_any(path, **_reading(from_format, column_map, exclude_telling))
 
 
 def _refuse_same(src: PathLike, out: PathLike, what: str) -> None:
@@ -60,7 +67,7 @@ def _refuse_same(src: PathLike, out: PathLike, what: str) -> None:
         raise EduloraError(f"{what}: {out} is the input file; choose another output")
 
 
-def _write_clean(src: PathLike, out: PathLike, fmt: str | None, column_map: ColumnMap,
+def _write_clean(src: PathLike, out: PathLike, reading: dict[str, Any],
                  transform: Callable[[int, Record], Record] | None = None) -> int:
     """Stream ``src``'s records (through ``transform(line, record)``) into ``out``; returns their number.
 
@@ -70,7 +77,7 @@ def _write_clean(src: PathLike, out: PathLike, fmt: str | None, column_map: Colu
     count = 0
     # The output is only swapped in at the end, so reading IN while writing OUT is safe.
     with atomic_text_writer(out) as handle:
-        for line, item in iter_format_records(src, fmt, column_map):
+        for line, item in iter_format_records(src, **reading):
             if isinstance(item, Problem):
                 problems.append(item)
                 continue
@@ -85,15 +92,16 @@ def _write_clean(src: PathLike, out: PathLike, fmt: str | None, column_map: Colu
     return count
 
 
-def convert(src: PathLike, out: PathLike, *, fmt: str | None = None, column_map: ColumnMap = None) -> int:
+def convert(src: PathLike, out: PathLike, *, from_format: str | None = None, column_map: ColumnMap = None,
+            exclude_telling: bool = False) -> int:
     """Write ``src`` (any supported format) as edulora JSONL to ``out``; returns the number of records."""
     _refuse_same(src, out, "convert")
-    return _write_clean(src, check_output_file(out), fmt, column_map)
+    return _write_clean(src, check_output_file(out), _reading(from_format, column_map, exclude_telling))
 
 
 def scrub_file(src: PathLike, out: PathLike | None = None, *, roster: PathLike | None = None,
-               in_place: bool = False, report_json: PathLike | None = None, fmt: str | None = None,
-               column_map: ColumnMap = None) -> ScrubReport:
+               in_place: bool = False, report_json: PathLike | None = None, from_format: str | None = None,
+               column_map: ColumnMap = None, exclude_telling: bool = False) -> ScrubReport:
     """Replace e-mails, phones, URLs, addresses, student IDs and names by placeholders, ``src`` → ``out``.
 
     ``in_place`` allows ``out`` to be ``src`` (or omitted). ``report_json`` gets the counts per type and
@@ -117,14 +125,15 @@ def scrub_file(src: PathLike, out: PathLike | None = None, *, roster: PathLike |
         report.add(line, counts)
         return clean
 
-    _write_clean(src, target, fmt, column_map, scrub)
+    _write_clean(src, target, _reading(from_format, column_map, exclude_telling), scrub)
     if report_json:
         atomic_write_text(report_json, json.dumps(report.to_dict(), indent=2) + "\n")
     return report
 
 
 def split_file(src: PathLike, *, train_out: PathLike, eval_out: PathLike, eval_fraction: float = 0.1, seed: int = 0,
-               near_threshold: float = 0.8, fmt: str | None = None, column_map: ColumnMap = None) -> SplitStats:
+               near_threshold: float = 0.8, from_format: str | None = None, column_map: ColumnMap = None,
+               exclude_telling: bool = False) -> SplitStats:
     """Deterministic stratified train/eval split without leakage (see ``edulora.data.split``).
 
     ``near_threshold`` 0 groups records by prompt only (no near-duplicate grouping).
@@ -140,17 +149,18 @@ def split_file(src: PathLike, *, train_out: PathLike, eval_out: PathLike, eval_f
         check_output_file(out)
     if Path(train_out).resolve() == Path(eval_out).resolve():
         raise EduloraError("split: --train-out and --eval-out must be different files")
-    records, _ = load_records_with_lines(src, fmt, column_map)
+    records, _ = load_records_with_lines(src, **_reading(from_format, column_map, exclude_telling))
     train, held_out, stats = split_with_stats(records, eval_fraction, seed, near_threshold=near_threshold or None)
     for path, part in ((train_out, train), (eval_out, held_out)):
         atomic_write_text(path, "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in part))
     return stats
 
 
-def report(path: PathLike, *, eval_path: PathLike | None = None, fmt: str | None = None, column_map: ColumnMap = None,
-           tokenizer: str | None = None, max_length: int | None = None, thin: int | None = None,
-           near_threshold: float = 0.8, readability_tolerance: float = 2.0, html_out: PathLike | None = None,
-           json_out: PathLike | None = None) -> DatasetReport:
+def report(path: PathLike, *, eval_path: PathLike | None = None, tokenizer: str | None = None,
+           max_length: int | None = None, thin: int | None = None, near_threshold: float = 0.8,
+           readability_tolerance: float = 2.0, html_out: PathLike | None = None, json_out: PathLike | None = None,
+           from_format: str | None = None, column_map: ColumnMap = None,
+           exclude_telling: bool = False) -> DatasetReport:
     """Coverage, misconceptions, lengths, duplicates, readability (and leakage into ``eval_path``).
 
     ``tokenizer`` (a tokenizer.json, a folder or a cached Hugging Face id) counts exact tokens instead of
@@ -169,10 +179,11 @@ def report(path: PathLike, *, eval_path: PathLike | None = None, fmt: str | None
     for out in (json_out, html_out):
         if out is not None:
             check_output_file(out)
-    records, lines = load_records_with_lines(path, fmt, column_map)
+    reading = _reading(from_format, column_map, exclude_telling)
+    records, lines = load_records_with_lines(path, **reading)
     eval_records = eval_lines = None
     if eval_path:
-        eval_records, eval_lines = load_records_with_lines(eval_path, fmt, column_map)
+        eval_records, eval_lines = load_records_with_lines(eval_path, **reading)
     result = build_report(
         records, lines, path=str(path), eval_records=eval_records, eval_lines=eval_lines,
         eval_path=str(eval_path or ""), counter=load_token_counter(tokenizer), max_length=max_length,
