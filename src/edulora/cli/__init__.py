@@ -30,7 +30,7 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print it")) -> None:
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="show it")) -> None:
     """LoRA fine-tuning for educational AI tutors."""
 
 

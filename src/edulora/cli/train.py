@@ -9,7 +9,6 @@ import edulora as el
 from ..errors import EduloraError
 from .options import AllowPickle, Base, Precision
 
-
 app = typer.Typer()
 
 
