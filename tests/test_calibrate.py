@@ -12,7 +12,10 @@ import pytest
 from edulora.evaluation import calibrate as c
 from edulora.errors import EduloraError
 
-MRBENCH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mrbench" / "mrbench_v2_part.json"
+_PART = Path("shared", "data", "mrbench", "mrbench_v2_part.json")
+# The shared data folder sits beside the checkout, or beside the folder of worktrees holding it.
+MRBENCH = next((p / _PART for p in Path(__file__).resolve().parents[2:4] if (p / _PART).is_file()),
+               Path(__file__).resolve().parents[2] / _PART)
 
 # A made-up dialogue in MRBench V2 format (not taken from MRBench).
 _TOY = [

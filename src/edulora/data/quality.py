@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Protocol
 
 from ..errors import EduloraError
 from .schema import KNOWN_SUBJECTS, Dialogue, Example, GradeLevel, Record, TeachingStyle
-from .split import normalized_text, prompt_key, record_text
+from .similarity import jaccard, normalized_text, prompt_key, record_text, shingles, similar_pairs
 
 NONE_LABEL = "(none)"
 
@@ -334,66 +333,6 @@ def lengths(records: Sequence[Record], lines: Sequence[int] | None = None, count
 # --------------------------------------------------------------------------- duplicates
 
 
-_WORD = re.compile(r"\w+")
-_BANDS, _ROWS = 20, 5  # 100 MinHash values; pairs at Jaccard 0.8 collide in some band with p > 0.999
-_STAR_BUCKET = 100  # beyond this many members a bucket is compared against its first member only
-
-
-def shingles(text: str, k: int = 3) -> set[int]:
-    """Hashes of the text's k-word shingles (lower-cased words, punctuation ignored)."""
-    words = _WORD.findall(text.lower())
-    if len(words) <= k:
-        return {zlib.crc32(" ".join(words).encode())} if words else set()
-    return {zlib.crc32(" ".join(words[i:i + k]).encode()) for i in range(len(words) - k + 1)}
-
-
-def jaccard(a: set[int], b: set[int]) -> float:
-    if not a and not b:
-        return 1.0
-    return len(a & b) / len(a | b)
-
-
-def similar_pairs(texts: Sequence[str], threshold: float = 0.8, k: int = 3, seed: int = 0) -> list[tuple[int, int, float]]:
-    """Index pairs ``(i, j, jaccard)`` with word-shingle Jaccard ≥ ``threshold``.
-
-    MinHash with LSH banding finds candidate pairs in about linear time; each candidate is
-    then checked with the exact Jaccard, so no reported pair is a false positive.
-    """
-    import numpy as np
-
-    sets = [shingles(t, k) for t in texts]
-    rng = np.random.default_rng(seed)
-    perms = _BANDS * _ROWS
-    mul = rng.integers(1, 2**63 - 1, size=perms, dtype=np.uint64) | np.uint64(1)
-    add = rng.integers(0, 2**63 - 1, size=perms, dtype=np.uint64)
-    buckets: dict[tuple[int, bytes], list[int]] = defaultdict(list)
-    for index, items in enumerate(sets):
-        if not items:
-            continue
-        values = np.fromiter(items, dtype=np.uint64, count=len(items))
-        # Multiply-add-shift hashing: uint64 arithmetic wraps, the high 32 bits are the hash.
-        signature = ((values[:, None] * mul[None, :] + add[None, :]) >> np.uint64(32)).min(axis=0)
-        for band in range(_BANDS):
-            buckets[(band, signature[band * _ROWS:(band + 1) * _ROWS].tobytes())].append(index)
-    checked: set[tuple[int, int]] = set()
-    found: list[tuple[int, int, float]] = []
-    for members in buckets.values():
-        if len(members) < 2:
-            continue
-        if len(members) > _STAR_BUCKET:
-            pairs: Iterable[tuple[int, int]] = ((members[0], m) for m in members[1:])
-        else:
-            pairs = ((a, b) for n, a in enumerate(members) for b in members[n + 1:])
-        for a, b in pairs:
-            if (a, b) in checked:
-                continue
-            checked.add((a, b))
-            score = jaccard(sets[a], sets[b])
-            if score >= threshold:
-                found.append((a, b, score))
-    return sorted(found)
-
-
 @dataclass
 class NearDuplicateGroup:
     lines: list[int]
@@ -516,12 +455,18 @@ def leakage(train: Sequence[Record], eval_records: Sequence[Record], train_lines
 
 # --------------------------------------------------------------------------- readability
 
-#: US school grades each declared level is written for; None = open-ended.
+def _open_ends(band: tuple[float, float]) -> tuple[float | None, float | None]:
+    """``GradeLevel.band`` with its open ends as None: a text cannot read below kindergarten
+    (grade 0), and an infinite top means no text is too hard."""
+    low, high = band
+    return (low if low > 0 else None, high if math.isfinite(high) else None)
+
+
+#: US school grades each declared level is written for (None = open-ended), from ``GradeLevel.band``,
+#: the one grade-band table, so this report and ``edulora eval`` judge a level alike. A level open
+#: at both ends (adult) has no band: every reading grade suits it.
 GRADE_BANDS: dict[GradeLevel, tuple[float | None, float | None]] = {
-    GradeLevel.ELEMENTARY: (None, 5),
-    GradeLevel.MIDDLE_SCHOOL: (6, 8),
-    GradeLevel.HIGH_SCHOOL: (9, 12),
-    GradeLevel.COLLEGE: (13, None),
+    grade: _open_ends(grade.band) for grade in GradeLevel if _open_ends(grade.band) != (None, None)
 }
 #: Flesch-Kincaid swings by several grades on short texts, so those are not scored.
 MIN_WORDS_FOR_READABILITY = 15
