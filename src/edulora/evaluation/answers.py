@@ -10,9 +10,10 @@ metrics in ``metrics.py`` build on these.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from .numbers import find_numbers, parse_number, question_answer, same_number
-from .text import STOPWORDS, History, clauses, is_question, parse_history, split_sentences, words
+from .text import STOPWORDS, History, clauses, is_question, lemma, parse_history, split_sentences, words
 
 _NOT_AVAILABLE = {"", "n/a", "na", "none", "not available", "unknown", "-"}
 
@@ -216,3 +217,150 @@ def student_answer(turns: list[tuple[str, str]]) -> str | None:
         return students[-1][numbers[-1].start : numbers[-1].end]
     content = [w for w in words(students[-1]) if w not in STOPWORDS]
     return " ".join(content) if 0 < len(content) <= 3 else None
+
+
+# --------------------------------------------------------------------------------------------
+# Final answers a reply asserts, right or wrong
+# --------------------------------------------------------------------------------------------
+
+# Words that end the noun phrase after "how many" / "what is the": verbs, prepositions, pronouns.
+_PHRASE_END = STOPWORDS | {"total", "altogether", "left", "now", "today", "each", "per", "be"}
+# Words that open the noun phrase but never head it: "how many more pencils", "the total number of bunnies".
+_PHRASE_OPENERS = {"more", "fewer", "less", "total", "additional", "extra", "different", "new", "original", "final"}
+_ASKS_FOR = re.compile(
+    r"\bhow (?:many|much)\b|\bwhat(?:'s| is| was| will| would| are| were)?\s+(?:be\s+)?(?:the|her|his|its|their|your)\b"
+    r"|\b(?:calculate|find|determine|work out|compute)\s+(?:the|her|his|its|their|your)\b|\bwhat\b(?=\s+\w+\s+(?:does|do|did|is|will)\b)",
+    re.IGNORECASE,
+)
+# "the total number of X", "the amount of X": the quantity is X.
+_OF_QUANTITY = {"number", "amount", "total", "sum", "count", "value", "cost", "price"}
+
+
+def asked_quantity(problem: str | None) -> set[str]:
+    """What the problem's question asks for, as lemmas of its head noun: "How many large posters are
+    there?" -> {"poster"}; "what will her annual pension be?" -> {"pension"}; "the total number of
+    bunnies" -> {"bunny", "number"}. Empty when the question names no noun ("how many did she buy?")."""
+    if not problem:
+        return set()
+    questions = [s for s in split_sentences(problem) if is_question(s)] or split_sentences(problem)[-1:]
+    heads: set[str] = set()
+    for question in questions[-1:]:
+        for found in _ASKS_FOR.finditer(question):
+            phrase: list[str] = []
+            for word in words(question[found.end():])[:6]:
+                if not phrase and word in _PHRASE_OPENERS:
+                    continue
+                if word == "of" and phrase and phrase[-1] in _OF_QUANTITY:
+                    continue
+                if word in _PHRASE_END:
+                    break
+                phrase.append(word)
+            if phrase:
+                heads.add(lemma(phrase[-1]))
+                if len(phrase) > 1 and phrase[-2] in _OF_QUANTITY:
+                    heads.add(phrase[-2])
+    return heads
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A final answer a reply asserts: the clause, the value as written, and whether it is the key."""
+
+    clause: str
+    value: str
+    correct: bool
+    #: "answer wording" ("the answer is 9") or "asked quantity" ("there are 20 large posters").
+    kind: str
+
+
+# "the answer is 9", "the correct answer would be 9", "the right number of balls … is 5", "answer: 9" —
+# not "your answer is 9" (the student's, being discussed), not "the answer is not 9".
+_ANSWER_WORDING = re.compile(
+    r"(?<!\byour )(?<!\bmy )\b(?:(?:correct|right|final|actual|real) (?:answer|number|total|amount|result|value|sum|"
+    r"product|difference|quotient|cost|price)\b[^.?!]{0,60}?|answer)\s*(?:(?:is|are|was|would be|should be|will be|"
+    r"comes to)\b|=|:)\s*(?:actually |really |just |simply |exactly |about |approximately |around )?(?!not\b)",
+    re.IGNORECASE,
+)
+# "the answer is close", "the answer is that you …": a judgement or an explanation, not a value.
+_NOT_A_VALUE = STOPWORDS - {"a", "an", "the"} | {"close", "correct", "incorrect", "right", "wrong", "almost", "nearly"}
+# A clause that supposes instead of asserting: "if the area were 9 …", "suppose you get 9".
+_SUPPOSES = re.compile(r"^\W*(?:\w+\W+){0,3}?(?:if|suppose|supposing|assume|assuming|imagine|let's say|say)\b", re.IGNORECASE)
+# "it totals to 75", "there are 20 …": more ways than ``_RESULT_BEFORE`` to give a value as the result.
+_CONCLUDES_BEFORE = re.compile(r"(?:\b(?:totals?|comes?|adds? up|amounts?) to|\bthere (?:are|is|were|was|will be))\s*[$€£]?$",
+                               re.IGNORECASE)
+# "let's find the correct answer", "to get the right total": the answer is sought, not stated.
+_SEEKS = re.compile(r"\b(?:find|get|reach|figure out|work out|calculate|compute|determine|to)\s+(?:the\s+)?$", re.IGNORECASE)
+# How many words before the result verb may name the asked quantity: "her annual pension will be …".
+_SUBJECT_WORDS = 4
+
+
+def _value_after(clause: str, start: int) -> tuple[int, int] | None:
+    """The number ``clause`` states right at ``start`` ("9 square centimeters." -> the 9), if asserted."""
+    numbers = [m for m in find_numbers(clause) if m.start >= start]
+    if numbers and not re.search(r"[^\s$€£(]", clause[start : numbers[0].start]):
+        if states_at(clause, numbers[0].start, numbers[0].end):
+            return numbers[0].start, numbers[0].end
+    return None
+
+
+def _names_quantity(clause: str, start: int, end: int, quantity: set[str]) -> bool:
+    """Whether the value at ``clause[start:end]`` is the asked quantity stated as a result in words:
+    "there are 20 large posters", "it totals to 75 haircuts", "her pension will be $25,000".
+
+    A calculation ("7 - 1 = 6 balls") does not count: for a value that is not the key, a worked
+    step and a final answer look alike, and the step is the student's to check.
+    """
+    before = clause[:start]
+    verb = _CONCLUDES_BEFORE.search(before) or _RESULT_BEFORE.search(before)
+    if verb is None or verb.group(0).lstrip().startswith("="):
+        return False
+    after = words(clause[end:])[:3]
+    if after and after[0] in _PHRASE_OPENERS:  # "8 more computers": a difference, not the total
+        return False
+    named_before = words(re.split(r"[,;:()]", before[: verb.start()])[-1])[-_SUBJECT_WORDS:]  # "…, which is 28": no
+    return any(lemma(w) in quantity for w in after + named_before)
+
+
+def final_answer_claims(reply: str, answer: str, turns: list[tuple[str, str]], problem: str | None) -> list[Claim]:
+    """The final answers ``reply`` asserts, each marked right or wrong against ``answer`` (the key).
+
+    A clause asserts a final answer when it says so ("the answer is 9", "the correct number of
+    balls … is 5"), or when the reply ends, without asking anything, on the quantity the problem
+    asks for written as a result ("How many posters …?" -> "… so there are 20 large posters.").
+    Not claims: questions ("is it 30?"), suppositions ("if the area were 9 …"), operands ("10 × 6"),
+    rejected values ("not 9"), the problem's own givens, and the student's value handed back
+    ("you found 9 …"). An answer in words ("pentagon") is compared in words after an answer wording.
+    """
+    numeric = parse_number(answer) is not None
+    givens = {m.value for m in find_numbers(problem or "")}
+    quantity = asked_quantity(problem)
+    parts = clauses(reply)
+    claims: list[Claim] = []
+    for clause in parts:
+        if is_question(clause) or _SUPPOSES.search(clause):
+            continue
+        for wording in _ANSWER_WORDING.finditer(clause):
+            if not numeric:  # an answer in words: a short phrase of content words ("a pentagon")
+                value = re.split(r"[,.;!]", clause[wording.end():])[0].strip()
+                if len(words(value)) > 3 or set(words(value)) & _NOT_A_VALUE:
+                    value = ""
+            else:
+                span = _value_after(clause, wording.end())
+                value = clause[span[0] : span[1]] if span else ""
+            if not value or _STUDENTS_OWN.search(clause[: wording.start()]) or _SEEKS.search(clause[: wording.start()]):
+                continue
+            # "the correct total … is 12" names an answer only when it names the asked quantity.
+            named = {lemma(w) for w in words(wording.group(0))}
+            if "answer" not in named and (not named & quantity or (numeric and parse_number(value) in givens)):
+                continue
+            claims.append(Claim(clause, value, bool(answer_spans(value, answer)), "answer wording"))
+    # A reply that ends on a value of the asked quantity, and asks nothing, has given its answer.
+    if numeric and quantity and parts and not any(is_question(c) for c in parts):
+        last = parts[-1]
+        for mention in find_numbers(last):
+            start, end = mention.start, mention.end
+            if mention.value in givens or not states_at(last, start, end) or _SUPPOSES.search(last):
+                continue
+            if _names_quantity(last, start, end, quantity) and not _STUDENTS_OWN.search(last[:start]):
+                claims.append(Claim(last, last[start:end], bool(answer_spans(last[start:end], answer)), "asked quantity"))
+    return claims

@@ -24,30 +24,17 @@ import textstat
 
 from ..data.schema import GradeLevel, TeachingStyle, parse_grade_level, parse_teaching_style
 from .answers import (
-    already_said,
-    answer_from_history,
-    answer_statement,
-    correction_statement,
-    extract_final_answer,
+    already_said, answer_from_history, answer_statement, correction_statement, extract_final_answer, final_answer_claims,
 )
-from .numbers import find_numbers, format_number, parse_number, question_answer
+# parse_number and question_answer are re-exported: callers have long found them here.
+from .numbers import find_numbers, format_number, parse_number, question_answer  # noqa: F401
 from .phrases import (
-    ANALOGY,
-    CORRECTS,
-    DEFINITION,
-    ERROR_EXPLANATION,
-    HINT,
-    INQUIRY,
-    INVITATIONS,
-    NAMES_MISCONCEPTION,
-    QUESTION_START,
-    STEP_MARKERS,
-    TRANSCRIPT,
-    TUTOR_FILLER,
-    UNDERSTANDING_CHECKS,
-    VAGUE_PROMPT,
+    ANALOGY, CORRECTS, DEFINITION, ERROR_EXPLANATION, HINT, INQUIRY, INVITATIONS, NAMES_MISCONCEPTION, QUESTION_START,
+    STEP_MARKERS, TRANSCRIPT, TUTOR_FILLER, UNDERSTANDING_CHECKS, VAGUE_PROMPT,
 )
-from .text import STOPWORDS, History, is_question, lemma, parse_history, split_sentences, words
+from .text import (
+    STOPWORDS, History, is_question, key_concepts, lemma, parse_history, readability_grade, split_sentences, words,
+)
 
 # --------------------------------------------------------------------------------------------
 # Answer revealing
@@ -56,16 +43,19 @@ from .text import STOPWORDS, History, is_question, lemma, parse_history, split_s
 
 @dataclass(frozen=True)
 class AnswerReveal:
-    """Whether a reply gives away the final answer; ``score`` is 1.0 when it does."""
+    """Whether a reply gives away a final answer, right or wrong; ``score`` is 1.0 when it does."""
 
     revealed: bool
     #: The answer looked for: as given, or inferred from the tutor's last arithmetic question.
     answer: str | None
-    #: The sentence that gives the answer away, when one does.
+    #: The sentence that gives an answer away, when one does.
     evidence: str | None
-    #: Why: "states the answer", "only asks about the answer", "answer already in the conversation",
-    #: "answer not stated", "states a correction" or "no answer known".
+    #: Why: "states the answer", "states a wrong answer", "only asks about the answer", "answer already
+    #: in the conversation", "answer not stated", "states a correction" or "no answer known".
     reason: str
+    #: Whether the answer given away is the right one (MRBench's "Yes (and the answer is correct)" vs
+    #: "Yes (but the answer is incorrect)"); None when none is given away or no answer is known.
+    correct: bool | None = None
 
     @property
     def score(self) -> float:
@@ -97,6 +87,10 @@ def answer_revealing(
     and the conversation had not already reached it: the student's last turn ends on it (so
     repeating it confirms, it does not reveal) or a later tutor turn asserted it.
 
+    A reply that asserts a *wrong* final answer reveals too, as MRBench counts "Yes (but the answer
+    is incorrect)": see ``answers.final_answer_claims`` ("the answer is 9", "the correct number of
+    balls is 5", or a reply ending on the asked quantity: "… so there are 20 large posters.").
+
     With no answer known, the reply reveals when it asserts a correction: "the correct answer
     is …", "… is called …", "… is actually …", or "X, not Y" where Y is the student's last answer.
     """
@@ -111,11 +105,58 @@ def answer_revealing(
     if problem is None and turns:
         problem = turns[0][1]
     sentence, asked = answer_statement(reply, answer, turns, problem)
-    if sentence is None:
-        return AnswerReveal(False, answer, None, "only asks about the answer" if asked else "answer not stated")
-    if already_said(answer, turns):
+    if sentence is not None and not already_said(answer, turns):
+        return AnswerReveal(True, answer, sentence, "states the answer", correct=True)
+    wrong = next((c for c in final_answer_claims(reply, answer, turns, problem) if not c.correct), None)
+    if wrong is not None:
+        return AnswerReveal(True, answer, wrong.clause, "states a wrong answer", correct=False)
+    if sentence is not None:
         return AnswerReveal(False, answer, None, "answer already in the conversation")
-    return AnswerReveal(True, answer, sentence, "states the answer")
+    return AnswerReveal(False, answer, None, "only asks about the answer" if asked else "answer not stated")
+
+
+@dataclass(frozen=True)
+class AnswerCorrectness:
+    """Whether a reply asserts a final answer other than the key ("incorrect answer asserted"):
+    ``score`` 0.0 when it does, 1.0 for the key or no final answer, None with no key (not scored)."""
+
+    score: float | None
+    answer: str | None
+    #: The final answer the reply asserts, as written ("9"), and the clause asserting it.
+    asserted: str | None
+    evidence: str | None
+    #: "asserts a wrong answer", "asserts the answer", "no final answer asserted" or "no answer key".
+    reason: str
+
+
+def answer_correctness(
+    reply: str, answer: str | None = None, history: History = None, reference: str | None = None,
+    problem: str | None = None,
+) -> AnswerCorrectness:
+    """Does ``reply`` assert a final answer different from the key (``answer``, else the final
+    answer of the ``reference`` solution)? Without a key it is not scored (``score`` None): an
+    answer inferred from the conversation is a guess, not a key to mark a tutor wrong by.
+
+    A final answer is asserted as ``answers.final_answer_claims`` reads it, and as
+    ``answer_revealing`` finds the key stated; asking about a value ("is it 30?"), using it as
+    an operand ("10 × 6"), rejecting it ("not 9") or supposing it ("if it were 9") asserts nothing.
+    """
+    if answer is None and reference is not None:
+        answer = extract_final_answer(reference)
+    if answer is None or not answer.strip():
+        return AnswerCorrectness(None, None, None, None, "no answer key")
+    turns = parse_history(history)
+    if problem is None and turns:
+        problem = turns[0][1]
+    claims = final_answer_claims(reply, answer, turns, problem)
+    wrong = next((c for c in claims if not c.correct), None)
+    if wrong is not None:
+        return AnswerCorrectness(0.0, answer, wrong.value, wrong.clause, "asserts a wrong answer")
+    sentence, _ = answer_statement(reply, answer, turns, problem)
+    right = sentence or next((c.clause for c in claims), None)
+    if right is not None:
+        return AnswerCorrectness(1.0, answer, answer, right, "asserts the answer")
+    return AnswerCorrectness(1.0, answer, None, None, "no final answer asserted")
 
 
 # --------------------------------------------------------------------------------------------
@@ -254,20 +295,6 @@ class GradeFit:
     distance: float
 
 
-def readability_grade(text: str) -> float:
-    """US grade needed to read ``text``: mean of Flesch–Kincaid, Coleman–Liau and ARI, clipped to [0, 20].
-
-    Three formulas are averaged because each alone swings on short texts (FK counts syllables,
-    the other two letters).
-    """
-    grades = (
-        textstat.flesch_kincaid_grade(text),
-        textstat.coleman_liau_index(text),
-        textstat.automated_readability_index(text),
-    )
-    return _clip(sum(grades) / 3, 0.0, 20.0)
-
-
 def grade_level_fit(reply: str, grade_level: GradeLevel | str) -> GradeFit:
     """1.0 when ``readability_grade(reply)`` lies in the band of ``grade_level`` (elementary K–5,
     middle_school 6–8, high_school 9–12, college 13–16, adult any), falling linearly with the
@@ -289,12 +316,6 @@ def grade_level_fit(reply: str, grade_level: GradeLevel | str) -> GradeFit:
 # --------------------------------------------------------------------------------------------
 # Concept coverage
 # --------------------------------------------------------------------------------------------
-
-
-def key_concepts(text: str) -> set[str]:
-    """The content words of ``text``: lower-cased, stopwords and words under three letters
-    dropped, plurals lemmatized. These stand in for the reference's key concepts."""
-    return {lemma(w) for w in words(text) if w not in STOPWORDS and len(w) >= 3}
 
 
 @dataclass(frozen=True)
@@ -460,14 +481,3 @@ def style_adherence(
         return StyleAdherence(score, style, definitions)
     investigations = found(INQUIRY)
     return StyleAdherence(0.5 * bool(investigations) + 0.5 * bool(questions), style, investigations)
-
-
-# The metrics, and the helpers callers have long imported from here (they live in numbers.py,
-# answers.py and text.py now).
-__all__ = [
-    "GRADE_TOLERANCE", "LONG_SENTENCE_WORDS", "MIN_ON_TOPIC_SHARE", "Alignment", "AnswerReveal", "Clarity",
-    "Coverage", "Embedder", "Engagement", "GradeFit", "Guidance", "StyleAdherence", "answer_revealing",
-    "concept_coverage", "cosine", "engagement", "explanation_clarity", "grade_level_fit", "key_concepts",
-    "outcome_alignment", "providing_guidance", "readability_grade", "style_adherence",
-    "extract_final_answer", "find_numbers", "lemma", "parse_history", "parse_number", "question_answer", "words",
-]

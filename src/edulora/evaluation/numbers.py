@@ -33,9 +33,12 @@ _BELOW_100 = rf"(?:{_alternatives(list(_TENS))}(?:[\s-]+{_DIGIT_WORD})?|{_UNIT_W
 _BELOW_1000 = rf"(?:{_BELOW_100}\s+hundred(?:\s+(?:and\s+)?{_BELOW_100})?|{_BELOW_100})"
 _NUMBER_WORDS = rf"{_BELOW_1000}(?:\s+(?:thousand|million|billion)(?:,?\s+(?:and\s+)?{_BELOW_1000})?)*"
 
+# A unit written against the digits ("30cm²", "5kg") still ends the number; other letters
+# ("3rd", "2x", "x2") make it no number at all.
+_ATTACHED_UNIT = r"(?:mm|cm|km|m|kg|mg|g|ml|min|hrs?|ft|mi|lbs?|oz|mph)[²³]?(?!\w)"
 _NUMBER = re.compile(
     r"(?P<digits>(?<![\w.])(?:(?P<whole>\d+)\s+)?(?P<int>\d{1,3}(?:,\d{3})+|\d+|(?=\.\d))(?P<frac>\.\d+)?"
-    r"(?:/(?P<den>\d+)(?![\d.]))?(?!\w))"
+    rf"(?:/(?P<den>\d+)(?![\d.]))?(?:(?!\w)|(?={_ATTACHED_UNIT})))"
     rf"|(?P<words>\b{_NUMBER_WORDS}\b)",
     re.IGNORECASE,
 )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+import textstat
+
 # A sentence ends at . ! ? (plus closing quotes/brackets) followed by space, or at a line break.
 # Decimal points ("0.67") never split because no space follows them.
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|\s*\n\s*")
@@ -129,3 +131,22 @@ def lemma(word: str) -> str:
         return w[:-1]
     return w
 
+
+def key_concepts(text: str) -> set[str]:
+    """The content words of ``text``: lower-cased, stopwords and words under three letters
+    dropped, plurals lemmatized. These stand in for the reference's key concepts."""
+    return {lemma(w) for w in words(text) if w not in STOPWORDS and len(w) >= 3}
+
+
+def readability_grade(text: str) -> float:
+    """US grade needed to read ``text``: mean of Flesch–Kincaid, Coleman–Liau and ARI, clipped to [0, 20].
+
+    Three formulas are averaged because each alone swings on short texts (FK counts syllables,
+    the other two letters).
+    """
+    grades = (
+        textstat.flesch_kincaid_grade(text),
+        textstat.coleman_liau_index(text),
+        textstat.automated_readability_index(text),
+    )
+    return max(0.0, min(20.0, sum(grades) / 3))
