@@ -238,6 +238,14 @@ def test_a_reply_ending_on_the_asked_quantity_asserts_it() -> None:
     assert m.answer_correctness("So there are 5 large posters.", answer="5", history=history).asserted == "5"
 
 
+def test_operands_and_adjectives_are_no_final_answer() -> None:
+    history = [("tutor", "Jace drives 4 hours, rests, then drives 9 more hours at 60 mph. How many miles will he travel?")]
+    # an aside does not end a sum; "the total 13 hours" names a quantity, it does not conclude one
+    for reply in ("So the correct total would be 240 miles (from the first 4 hours) plus 540 miles, which equals 780.",
+                  "You added the miles of the first 4 hours to the miles in the total 13 hours."):
+        assert m.answer_correctness(reply, answer="780", history=history).score == 1.0
+
+
 def test_word_answers_can_be_wrong() -> None:
     assert m.answer_correctness("The answer is hexagon.", answer="pentagon").score == 0.0
     assert m.answer_correctness("The answer is a pentagon.", answer="pentagon").score == 1.0

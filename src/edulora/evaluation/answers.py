@@ -122,6 +122,8 @@ _STUDENTS_OWN = re.compile(
 def states_at(sentence: str, start: int, end: int) -> bool:
     """Whether the value at ``sentence[start:end]`` is asserted, not an operand, rejected or compared with."""
     before, after = sentence[:start], sentence[end:]
+    # "240 miles (from the first 4 hours) plus 540 …": an aside does not end the calculation.
+    after = re.sub(r"^(\s*(?:%|/?[a-z]+)?)\s*\([^()]*\)", r"\1", after, flags=re.IGNORECASE)
     if _OPERAND_AFTER.match(after) or _OPERAND_BEFORE.search(before):
         return False
     if re.search(r"\d\s*,\s*\d+\s*,\s*$", before):  # "15, 14, 13, 12": counting aloud, not a result
@@ -314,6 +316,8 @@ def _names_quantity(clause: str, start: int, end: int, quantity: set[str]) -> bo
     verb = _CONCLUDES_BEFORE.search(before) or _RESULT_BEFORE.search(before)
     if verb is None or verb.group(0).lstrip().startswith("="):
         return False
+    if re.search(r"\b(?:the|a|an|this|that|its|their|his|her|our|your)\s*$", before[: verb.start()], re.IGNORECASE):
+        return False  # "in the total 13 hours": "total" names, it does not conclude
     after = words(clause[end:])[:3]
     if after and after[0] in _PHRASE_OPENERS:  # "8 more computers": a difference, not the total
         return False
