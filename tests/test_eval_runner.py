@@ -69,12 +69,12 @@ def test_loss_matches_training_and_every_metric_is_reported(evaluated):
     result, run = evaluated
     base, tuned = result.model("base"), result.model("run")
     # Same records, encoding and loss function as training: the numbers agree with summary.json.
-    assert base.eval_loss == pytest.approx(run.summary["eval_loss_before"], rel=1e-4)
-    assert tuned.eval_loss == pytest.approx(run.summary["eval_loss_after"], rel=1e-4)
+    assert base.eval_loss == pytest.approx(run.summary.eval_loss_before, rel=1e-4)
+    assert tuned.eval_loss == pytest.approx(run.summary.eval_loss_after, rel=1e-4)
     assert tuned.eval_loss < base.eval_loss
     assert tuned.perplexity == pytest.approx(math.exp(tuned.eval_loss))
     for model in (base, tuned):
-        assert len(model.replies) == len(result.records) == run.summary["eval_examples"]
+        assert len(model.replies) == len(result.records) == run.summary.eval_examples
         assert set(METRICS) <= set(model.metrics)
         assert all(0.0 <= model.metrics[m] <= 1.0 for m in METRICS)
         assert model.tokens_per_s > 0 and model.peak_rss_mb > 0
@@ -124,8 +124,7 @@ def test_evaluate_trained_writes_reports_into_the_run(trained_run, tmp_path):
 
     records = load_records(trained_run.run_dir / "eval.jsonl")
     settings = EvalSettings(max_new_tokens=4, limit=3, embed=fake_embed, bootstrap_resamples=50, max_length=128)
-    paths = evaluate_trained(trained_run.model, trained_run.tokenizer, trained_run.template, records, tmp_path,
-                             settings=settings)
+    paths = evaluate_trained(trained_run.tutor, records, tmp_path, settings=settings)
     assert set(paths) == {"html", "json", "markdown"}
     report = json.loads(paths["json"].read_text())
     assert set(report["summary"]) == {"base", "tuned"}
@@ -182,7 +181,7 @@ def test_judge_labels_become_metrics_and_reach_the_report(trained_run, tmp_path)
 
     server = FakeJudge([json.dumps(GOOD)])
     try:
-        judge = Judge(server.url, "fake", cache_dir=tmp_path / "cache", backoff_s=0)
+        judge = Judge(server.url, "fake", cache_dir=tmp_path / "cache")
         models = load_models([trained_run.run_dir], include_base=True, precision="fp32")
         records = load_records(trained_run.run_dir / "eval.jsonl")
         settings = EvalSettings(max_new_tokens=4, limit=2, embed=fake_embed, bootstrap_resamples=20, max_length=128)

@@ -234,12 +234,16 @@ def test_parallel_requests_across_adapters_match_solo_answers(client, tiny_engin
 
 
 def test_engine_matches_transformers_generate(tiny_engine, tiny_runs):
-    from edulora.generation import GenerationSettings, generate_replies
-    from edulora.modeling import load_tutor
+    """Our one decoder (served and offline) against transformers' own ``generate`` with the same rules."""
+    from edulora.generation import Sampling, stop_token_ids
+    from edulora.tutor import Tutor
 
-    model, tokenizer, _ = load_tutor(tiny_runs["math"], precision="fp32")
+    tutor = Tutor.load(tiny_runs["math"], precision="fp32")
     messages = tiny_engine.prompt_messages(QUESTION, "math")
-    expected = generate_replies(model, tokenizer, [messages], "chat", GenerationSettings(max_new_tokens=12))[0].text
-    from edulora.serving.engine import SamplingParams
-
-    assert tiny_engine.submit(QUESTION, "math", SamplingParams(max_tokens=12)).text().strip() == expected
+    ids = tutor.tokenizer(tutor.format.render(messages), add_special_tokens=False, return_tensors="pt")["input_ids"]
+    out = tutor.model.generate(input_ids=ids, max_new_tokens=12, do_sample=False, repetition_penalty=1.1,
+                               top_k=None, top_p=None, temperature=None, eos_token_id=stop_token_ids(tutor.tokenizer),
+                               pad_token_id=tutor.tokenizer.pad_token_id)
+    expected = tutor.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+    assert tiny_engine.submit(QUESTION, "math", max_tokens=12).text().strip() == expected
+    assert tutor.reply([QUESTION], Sampling(max_new_tokens=12))[0].text == expected

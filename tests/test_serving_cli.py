@@ -16,7 +16,7 @@ from test_serving_support import tiny_engine, tiny_runs  # noqa: F401  (fixtures
 
 from edulora.cli_serve import main
 from edulora.errors import EduloraError
-from edulora.serving.engine import SamplingParams, load_engine, parse_adapter_arg, validate_name
+from edulora.serving.engine import load_engine, parse_adapter_arg, validate_name
 
 
 def _env() -> dict[str, str]:
@@ -82,14 +82,14 @@ def test_chat_streams_switches_and_resets(tiny_runs, tiny_engine):
     assert done.returncode == 0, done.stderr
     out = done.stdout
     # The bare path was named after its subject; replies match what the engine says to the same history.
-    first = tiny_engine.submit([{"role": "user", "content": "What is 2+2?"}], "math", SamplingParams(max_tokens=6))
+    first = tiny_engine.submit([{"role": "user", "content": "What is 2+2?"}], "math", max_tokens=6)
     first_text = first.text()
     assert f"mathematics> {first_text}\n" in out
     history = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": first_text},
                {"role": "user", "content": "Why?"}]
-    second = tiny_engine.submit(history, "bio", SamplingParams(max_tokens=6)).text()
+    second = tiny_engine.submit(history, "bio", max_tokens=6).text()
     assert f"bio> {second}\n" in out
     assert "now talking to bio (biology, high school, step by step)" in out
     assert "unknown adapter 'nope'" in out and "conversation cleared" in out
-    fresh = tiny_engine.submit([{"role": "user", "content": "Hello"}], "bio", SamplingParams(max_tokens=6)).text()
+    fresh = tiny_engine.submit([{"role": "user", "content": "Hello"}], "bio", max_tokens=6).text()
     assert f"bio> {fresh}\n" in out  # /reset really forgot the history

@@ -63,42 +63,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .training import train
+    from .training import resume, train
 
     if args.resume:
         if args.config or args.overrides:
             raise EduloraError("--resume continues a run with its saved config; drop CONFIG and --set")
-        result = train(None, resume=args.resume)
+        result = resume(args.resume)
     else:
         if not args.config and not args.overrides:
             raise EduloraError("give a config file (e.g. configs/default.yaml) or --set values")
         result = train(load_config(args.config, args.overrides), overwrite=args.overwrite)
     s = result.summary
-    print(f"eval loss {s['eval_loss_before']:.4f} -> {s['eval_loss_after']:.4f}; "
-          f"{s['train_tokens_per_s']:.0f} tokens/s; {s['wall_s']:.0f} s")
+    print(f"eval loss {s.eval_loss_before:.4f} -> {s.eval_loss_after:.4f}; "
+          f"{s.train_tokens_per_s:.0f} tokens/s; {s.wall_s:.0f} s")
     print(result.run_dir)
     return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .data.schema import Metadata, metadata_from_dict
-    from .formatting import question_messages
-    from .generation import GenerationSettings, generate_replies
-    from .modeling import load_tutor
+    from .generation import Sampling
+    from .tutor import Tutor
 
-    problems: list[str] = []
-    raw = {"subject": args.subject, "grade_level": args.grade_level, "teaching_style": args.teaching_style}
-    meta = metadata_from_dict({k: v for k, v in raw.items() if v}, problems)
-    if problems:
-        raise EduloraError("; ".join(problems))
-    model, tokenizer, info = load_tutor(args.adapter, args.base, allow_pickle=args.allow_pickle)
-    if meta == Metadata() and args.adapter:
-        meta = metadata_from_dict({k: v for k, v in {"subject": info.subject, "grade_level": info.grade_level,
-                                                      "teaching_style": info.teaching_style}.items() if v}, [])
-    template = info.template if args.adapter else ("chat" if tokenizer.chat_template else "instruction")
-    messages = question_messages(args.question, args.context, meta, with_system=info.system_prompt)
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
-    print(generate_replies(model, tokenizer, [messages], template, settings)[0].text)
+    tutor = Tutor.load(args.adapter, base=args.base, allow_pickle=args.allow_pickle)
+    reply = tutor.ask(args.question, context=args.context, subject=args.subject, grade_level=args.grade_level,
+                      teaching_style=args.teaching_style,
+                      sampling=Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature))
+    print(reply.text)
     return 0
 
 

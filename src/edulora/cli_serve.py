@@ -118,7 +118,8 @@ CHAT_HELP = "Commands: /adapter NAME (switch tutor), /adapters, /reset (forget t
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from .serving.engine import ContextTooLong, SamplingParams
+    from .generation import Sampling
+    from .serving.engine import ContextTooLong
 
     engine = _load(args, max_batch=1, max_queue=2, default_max_tokens=args.max_tokens).start()
     names = list(engine.adapters)
@@ -162,10 +163,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
                     print(f"(unknown command; {CHAT_HELP})", flush=True)
                 continue
             history.append({"role": "user", "content": line})
-            params = SamplingParams(max_tokens=None, temperature=args.temperature,
-                                    repetition_penalty=engine.repetition_penalty)
+            sampling = Sampling(temperature=args.temperature, repetition_penalty=engine.repetition_penalty)
             try:
-                gen = engine.submit(history, current, params)
+                gen = engine.submit(history, current, sampling)
             except ContextTooLong as err:
                 history.pop()
                 print(f"({err}; /reset starts over)", flush=True)

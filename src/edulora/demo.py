@@ -8,12 +8,11 @@ from datetime import datetime
 from pathlib import Path
 
 from .config import RunConfig, validate_config
-from .data.formats import load_records, validate_any
+from .data.formats import validate_any
 from .data.schema import Example
 from .errors import EduloraError
 from .evaluation.runner import evaluate_trained
-from .formatting import question_messages
-from .generation import GenerationSettings, generate_replies
+from .generation import Sampling
 from .training import RunResult, train
 
 SAMPLE_DATA = Path(__file__).resolve().parents[2] / "examples" / "data" / "tutoring.jsonl"
@@ -62,12 +61,12 @@ def side_by_side(left: str, right: str, width: int) -> str:
 
 def show_before_after(result: RunResult, examples: list[Example], width: int) -> list[tuple[str, str, str]]:
     """Reply of the base model (adapter disabled) next to the tuned adapter's, same prompts, greedy."""
-    model, tokenizer = result.model, result.tokenizer
-    prompts = [question_messages(e.instruction, e.context, e.metadata) for e in examples]
-    settings = GenerationSettings(max_new_tokens=160)
-    with model.disable_adapter():
-        before = generate_replies(model, tokenizer, prompts, result.template, settings)
-    after = generate_replies(model, tokenizer, prompts, result.template, settings)
+    tutor = result.tutor
+    prompts = [tutor.format.question(e.instruction, e.context, e.metadata) for e in examples]
+    sampling = Sampling(max_new_tokens=160)
+    with tutor.base():
+        before = tutor.generate(prompts, sampling)
+    after = tutor.generate(prompts, sampling)
     shown = []
     for example, b, a in zip(examples, before, after):
         meta = example.metadata
@@ -94,17 +93,16 @@ def run_demo(output_dir: str = "runs") -> RunResult:
     result = train(config)
     summary = result.summary
     print()
-    print(f"Eval loss (held-out {summary['eval_examples']} records): "
-          f"{summary['eval_loss_before']:.3f} before → {summary['eval_loss_after']:.3f} after "
-          f"({100 * summary['eval_loss_drop']:.1f}% lower)")
-    print(f"Training: {summary['optimizer_steps']} steps, {summary['train_tokens_per_s']:.0f} tokens/s, "
-          f"{summary['train_seconds']:.0f} s on {summary['device']} ({summary['dtype']})")
-    held_out = [r for r in load_records(result.run_dir / "eval.jsonl") if isinstance(r, Example)]
+    print(f"Eval loss (held-out {summary.eval_examples} records): "
+          f"{summary.eval_loss_before:.3f} before → {summary.eval_loss_after:.3f} after "
+          f"({100 * summary.eval_loss_drop:.1f}% lower)")
+    print(f"Training: {summary.optimizer_steps} steps, {summary.train_tokens_per_s:.0f} tokens/s, "
+          f"{summary.train_seconds:.0f} s on {summary.device} ({summary.dtype})")
+    held_out = [r for r in result.run_dir.eval_records() if isinstance(r, Example)]
     picks = _pick_varied(held_out, 3)
     show_before_after(result, picks, width)
     print("Scoring base vs tuned replies on the held-out records (pedagogy metrics, report)…", flush=True)
-    reports = evaluate_trained(result.model, result.tokenizer, result.template, held_out, result.run_dir,
-                               system_prompt=config.data.system_prompt)
+    reports = evaluate_trained(result.tutor, held_out, result.run_dir)
     print(f"Report: {reports['html']}")
     return result
 

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
-from ..data.schema import Example, Record
+from ..data.schema import Record
+from ..formatting import PromptFormat
 from .metrics import AnswerCorrectness, AnswerReveal, answer_correctness, answer_revealing
 from .results import Rate
 from .text import is_question, split_sentences
@@ -28,13 +29,10 @@ RATES = ("leak_rate", "incorrect_answer_rate", "question_rate")
 
 def record_history(record: Record) -> list[tuple[str, str]]:
     """The conversation before the record's last tutor turn, as ``("student" | "tutor", text)``
-    turns: what the tutor's reply answers. System turns (a persona) are no part of it."""
-    if isinstance(record, Example):
-        question = record.instruction if not record.context else f"{record.instruction}\n\n{record.context}"
-        return [("student", question)]
-    turns = [t for t in record.turns if t.role != "system"]
-    last = max((i for i, t in enumerate(turns) if t.role == "assistant"), default=len(turns))
-    return [("student" if t.role == "user" else "tutor", t.content) for t in turns[:last]]
+    turns: what the tutor's reply answers, as the prompt format lays the record out (without the
+    persona, the key or any system turn of the data)."""
+    messages, _ = PromptFormat(tokenizer=None, system_prompt=False, answer_key=False).prompt_and_reference(record)
+    return [("student" if x["role"] == "user" else "tutor", x["content"]) for x in messages if x["role"] != "system"]
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ from typing import Any
 from ..data.schema import MAX_FIELD_CHARS
 from ..errors import EduloraError
 from ..formatting import Message
-from .engine import ContextTooLong, Engine, EngineStopped, Generation, GenerationFailed, QueueFull, SamplingParams
+from ..generation import Sampling
+from .engine import ContextTooLong, Engine, EngineStopped, Generation, GenerationFailed, QueueFull
 from .feedback import FeedbackItem, FeedbackStore
 from .router import Route, Router
 
@@ -74,7 +75,8 @@ def is_loopback(host: str) -> bool:
 class ChatRequest:
     model: str
     messages: list[Message]
-    params: SamplingParams
+    sampling: Sampling
+    max_tokens: int | None = None
     stream: bool = False
     include_usage: bool = False
 
@@ -173,14 +175,13 @@ def parse_chat_request(body: Any, max_tokens_cap: int, repetition_penalty: float
     max_tokens = _integer(body, "max_completion_tokens", 1, max_tokens_cap)
     if max_tokens is None:
         max_tokens = _integer(body, "max_tokens", 1, max_tokens_cap)
-    params = SamplingParams(
-        max_tokens=max_tokens,
+    sampling = Sampling(
         temperature=_number(body, "temperature", 0.0, 2.0, 0.0),
         top_p=_number(body, "top_p", 0.0, 1.0, 1.0, low_open=True),
         stop=stops,
         seed=_integer(body, "seed", -(2**63), 2**63 - 1),
         repetition_penalty=_number(body, "repetition_penalty", 0.0, 10.0, repetition_penalty, low_open=True))
-    return ChatRequest(model, parse_messages(body.get("messages")), params, stream,
+    return ChatRequest(model, parse_messages(body.get("messages")), sampling, max_tokens, stream,
                        bool(options.get("include_usage", False)))
 
 
@@ -362,7 +363,7 @@ class Handler(BaseHTTPRequestHandler):
         request = parse_chat_request(body, app.max_tokens_cap, app.engine.repetition_penalty)
         route = app.resolve(request.model, request.messages)
         try:
-            gen = app.engine.submit(request.messages, route.adapter, request.params)
+            gen = app.engine.submit(request.messages, route.adapter, request.sampling, max_tokens=request.max_tokens)
         except ContextTooLong as err:
             raise ApiError(400, str(err), param="messages", code="context_length_exceeded") from None
         except QueueFull as err:
