@@ -124,7 +124,7 @@ def test_evaluate_trained_writes_reports_into_the_run(trained_run, tmp_path):
 
     records = load_records(trained_run.run_dir / "eval.jsonl")
     settings = EvalSettings(max_new_tokens=4, limit=3, embed=fake_embed, bootstrap_resamples=50, max_length=128)
-    paths = evaluate_trained(trained_run.tutor, records, tmp_path, settings=settings)
+    _, paths = evaluate_trained(trained_run.tutor, records, tmp_path, settings=settings)
     assert set(paths) == {"html", "json", "markdown"}
     report = json.loads(paths["json"].read_text())
     assert set(report["summary"]) == {"base", "tuned"}

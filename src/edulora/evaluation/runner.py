@@ -385,14 +385,15 @@ def run_max_length(run_dir: Path | None, default: int = 1024) -> int:
 
 def evaluate_trained(tutor: Tutor, records: Sequence[Record], run_dir: str | Path,
                      settings: EvalSettings | None = None,
-                     progress: Callable[[str], None] | None = None) -> dict[str, Path]:
-    """Base (adapters disabled) vs a tutor still in memory after training, reports written into the
-    run's reports folder (report.html, report.md, report.json); returns their paths."""
+                     progress: Callable[[str], None] | None = None) -> tuple[EvalResult, dict[str, Path]]:
+    """Base (adapters disabled) vs a tutor still in memory after training, on every record given,
+    reports written into the run directory (report.html, report.md, report.json); returns the
+    result and the reports' paths."""
     from ..rundir import RunDir
 
     run = RunDir(run_dir)
     tuned = Tutor(tutor.model, tutor.tokenizer, tutor.format, tutor.info, "tuned", str(run.adapter_dir),
                   adapter=tutor.adapter)
-    settings = settings or EvalSettings(max_new_tokens=160, limit=8, max_length=run_max_length(run.path))
+    settings = settings or EvalSettings(max_new_tokens=120, max_length=run_max_length(run.path))
     result = evaluate([tuned], records, settings, include_base=True, run_dir=run.path, progress=progress)
-    return result.write_reports(run.path)
+    return result, result.write_reports(run.path)
