@@ -17,27 +17,8 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 
-from .schema import Dialogue, Example, Record
-
-
-def record_text(record: Record) -> str:
-    """The text that identifies a record (used for hashing and duplicate checks)."""
-    if isinstance(record, Example):
-        return "\n".join(part for part in (record.instruction, record.context or "", record.response))
-    return "\n".join(f"{t.role}: {t.content}" for t in record.turns)
-
-
-def normalized_text(record: Record) -> str:
-    return " ".join(record_text(record).lower().split())
-
-
-def prompt_key(record: Record) -> str:
-    """The normalized student side of a record: instruction + context, or the user turns."""
-    if isinstance(record, Dialogue):
-        text = "\n".join(t.content for t in record.turns if t.role == "user")
-    else:
-        text = f"{record.instruction}\n{record.context or ''}"
-    return " ".join(text.lower().split())
+from .schema import Record
+from .similarity import normalized_text, prompt_key, record_text, similar_pairs
 
 
 def fingerprint(records: list[Record]) -> str:
@@ -80,8 +61,6 @@ def leakage_groups(records: list[Record], near_threshold: float | None = 0.8) ->
         other = first_with_prompt.setdefault(prompt_key(record), index)
         parent[find(index)] = find(other)
     if near_threshold is not None and len(records) > 1:
-        from .quality import similar_pairs  # quality imports this module; import late
-
         for a, b, _ in similar_pairs([normalized_text(r) for r in records], near_threshold):
             parent[find(a)] = find(b)
     return [find(i) for i in range(len(records))]

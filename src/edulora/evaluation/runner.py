@@ -11,14 +11,12 @@ Loss is measured exactly as training measures it (``PromptFormat.encode`` → ``
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import random
 import resource
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from ..data.schema import Example, Record
 from ..errors import EduloraError
 from ..tutor import Tutor
 from . import metrics as m
+from .rates import ReplyPedagogy, record_history, reply_pedagogy, summarize
 from .results import GROUP_KEYS, LOWER_IS_BETTER, METRICS, Delta, EvalResult, ModelResult, RecordInfo, ReplyResult
 
 @dataclass
@@ -67,24 +66,22 @@ def _record_info(index: int, record: Record) -> RecordInfo:
                       meta.teaching_style and meta.teaching_style.value)
 
 
-def _history(record: Record) -> list[tuple[str, str]]:
-    """The conversation before the reference reply, as the metrics read it."""
-    messages, _ = prompt_and_reference(record)
-    return [("student" if x["role"] == "user" else "tutor", x["content"]) for x in messages]
-
-
 # --------------------------------------------------------------------------------------------
 # Scores
 # --------------------------------------------------------------------------------------------
 
 
-def score_reply(reply: str, record: Record, embed: Callable[[list[str]], Sequence[Sequence[float]]]) -> dict[str, float | None]:
-    """Every educational metric of ``reply`` for ``record`` (None where the record lacks the input)."""
+def score_reply(reply: str, record: Record, embed: Callable[[list[str]], Sequence[Sequence[float]]],
+                pedagogy: ReplyPedagogy | None = None) -> dict[str, float | None]:
+    """Every educational metric of ``reply`` for ``record`` (None where the record lacks the input).
+
+    ``pedagogy`` is ``rates.reply_pedagogy(reply, record)`` when the caller has it already.
+    """
     meta = record.metadata
-    history = _history(record)
+    history = record_history(record)
     _, reference = prompt_and_reference(record)
     context = record.context if isinstance(record, Example) else None
-    reveal = m.answer_revealing(reply, answer=meta.answer, history=history)
+    pedagogy = pedagogy or reply_pedagogy(reply, record, history)
     return {
         "clarity": m.explanation_clarity(reply).score,
         "grade_fit": m.grade_level_fit(reply, meta.grade_level).score if meta.grade_level else None,
@@ -93,8 +90,9 @@ def score_reply(reply: str, record: Record, embed: Callable[[list[str]], Sequenc
         "engagement": m.engagement(reply).score,
         "style_adherence": (m.style_adherence(reply, meta.teaching_style, answer=meta.answer, history=history).score
                             if meta.teaching_style else None),
-        "answer_revealing": reveal.score,
-        "guidance": m.providing_guidance(reply, history, answer_revealed=reveal.revealed).score,
+        "answer_revealing": pedagogy.reveal.score,
+        "answer_correctness": pedagogy.correctness.score,
+        "guidance": m.providing_guidance(reply, history, answer_revealed=pedagogy.reveal.revealed).score,
     }
 
 
@@ -243,11 +241,12 @@ def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalS
 
     results: list[ModelResult] = []
     for mut, loss, tokens, replies, seconds in raw:
-        scored = []
+        scored, pedagogy = [], []
         for info, record, reply in zip(infos, records, replies, strict=True):
-            labels = judge.judge_reply(_history(record), reply.text, info.reference) if judge is not None else None
+            labels = judge.judge_reply(record_history(record), reply.text, info.reference) if judge is not None else None
+            pedagogy.append(reply_pedagogy(reply.text, record))
             scored.append(ReplyResult(info.index, reply.text, reply.tokens, reply.seconds,
-                                      score_reply(reply.text, record, embed), labels))
+                                      score_reply(reply.text, record, embed, pedagogy[-1]), labels))
         means = {metric: mean([s.metrics[metric] for s in scored]) for metric in METRICS}
         if judge is not None:
             from .judge import judge_means
@@ -259,7 +258,8 @@ def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalS
             perplexity=math.exp(min(loss, 50.0)), eval_tokens=tokens,
             tokens_per_s=new_tokens / seconds if seconds > 0 else None,
             mean_latency_s=mean([r.seconds for r in replies]), generation_seconds=seconds,
-            peak_rss_mb=_peak_rss_mb(), metrics=means, replies=scored))
+            peak_rss_mb=_peak_rss_mb(), metrics=means, replies=scored,
+            rates=summarize(pedagogy, settings.confidence)))
 
     return EvalResult(
         records=infos, models=results, groups=group_means(infos, results), deltas=paired_deltas(results, settings),
