@@ -87,13 +87,16 @@ def scrub(src: In, out: str | None = typer.Argument(None, help="output JSONL (re
 def split(file: str, train_out: str = typer.Option(...), eval_out: str = typer.Option(...),
           eval_fraction: float = typer.Option(0.1, min=0.0, max=1.0, help="share of records for eval"), seed: int = 0,
           near_threshold: float = typer.Option(0.8, min=0.0, max=1.0, help="near-duplicates stay together; 0: off"),
+          group_by: str = typer.Option(None, help="metadata field whose records stay on one side, e.g. qid"),
           from_format: InputFormat = None, column_map: ColumnMap = None,
           exclude_telling: ExcludeTelling = False) -> None:
     """Deterministic stratified train/eval split without leakage."""
     stats = data.split_file(file, train_out=train_out, eval_out=eval_out, eval_fraction=eval_fraction, seed=seed,
-                            near_threshold=near_threshold, **_reading(from_format, column_map, exclude_telling))
+                            near_threshold=near_threshold, group_by=group_by,
+                            **_reading(from_format, column_map, exclude_telling))
     print(f"train: {stats.train} records -> {train_out}\neval: {stats.eval} records -> {eval_out}")
     if stats.duplicates_dropped:
         print(f"dropped {stats.duplicates_dropped} exact duplicate record(s)")
     if stats.grouped_records:
-        print(f"{stats.grouped_records} records sharing a question or near-duplicate text were kept on one side")
+        print(f"{stats.grouped_records} records sharing a question, near-duplicate text or {group_by or 'group'} "
+              "were kept on one side")

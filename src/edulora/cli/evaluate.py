@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import typing
 from pathlib import Path
 
 import typer
@@ -11,6 +12,8 @@ import edulora as el
 
 from ..errors import EduloraError
 from .options import AllowPickle, Precision
+
+Turns = typing.Literal["last", "open"]
 
 
 app = typer.Typer()
@@ -23,6 +26,8 @@ def evaluate(models: list[str] | None = typer.Argument(None, metavar="RUN_OR_ADA
              base_model: str | None = typer.Option(None, help="base model to attach the adapters to"),
              html: str | None = None, json_out: str | None = typer.Option(None, "--json"), markdown: str | None = None,
              limit: int | None = typer.Option(None, min=1, help="evaluate only the first N records"),
+             turns: Turns = typer.Option("last", help="last tutor turn, or every turn before the student "
+                                                      "reached the key (open)"),
              max_new_tokens: int = typer.Option(200, min=1),
              max_length: int | None = typer.Option(None, min=1, help="default: the run's data.max_length"),
              seed: int = 0, resamples: int = typer.Option(1000, min=1, help="bootstrap resamples"),
@@ -45,7 +50,8 @@ def evaluate(models: list[str] | None = typer.Argument(None, metavar="RUN_OR_ADA
     records = el.load_records(path)
     scorer = Judge(judge, judge_model, judge_key, cache_dir=judge_cache, max_tokens=judge_max_tokens) if judge else None
     run_dir = run_dir_of(models)
-    settings = el.EvalSettings(max_new_tokens=max_new_tokens, limit=limit, seed=seed, bootstrap_resamples=resamples,
+    settings = el.EvalSettings(max_new_tokens=max_new_tokens, limit=limit, turns=turns, seed=seed,
+                               bootstrap_resamples=resamples,
                                max_length=max_length or run_max_length(run_dir))
     result = el.evaluate(load_models(models, base, base_model, precision, allow_pickle), records, settings,
                          judge=scorer, run_dir=run_dir, progress=lambda text: print(text, file=sys.stderr, flush=True))

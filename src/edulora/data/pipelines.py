@@ -133,10 +133,11 @@ def scrub_file(src: PathLike, out: PathLike | None = None, *, roster: PathLike |
 
 def split_file(src: PathLike, *, train_out: PathLike, eval_out: PathLike, eval_fraction: float = 0.1, seed: int = 0,
                near_threshold: float = 0.8, from_format: str | None = None, column_map: ColumnMap = None,
-               exclude_telling: bool = False) -> SplitStats:
+               exclude_telling: bool = False, group_by: str | None = None) -> SplitStats:
     """Deterministic stratified train/eval split without leakage (see ``edulora.data.split``).
 
-    ``near_threshold`` 0 groups records by prompt only (no near-duplicate grouping).
+    ``near_threshold`` 0 groups records by prompt only (no near-duplicate grouping); ``group_by`` keeps
+    records with the same metadata value (e.g. ``qid``) on one side.
     """
     from .split import split_with_stats
 
@@ -150,7 +151,8 @@ def split_file(src: PathLike, *, train_out: PathLike, eval_out: PathLike, eval_f
     if Path(train_out).resolve() == Path(eval_out).resolve():
         raise EduloraError("split: --train-out and --eval-out must be different files")
     records, _ = load_records_with_lines(src, **_reading(from_format, column_map, exclude_telling))
-    train, held_out, stats = split_with_stats(records, eval_fraction, seed, near_threshold=near_threshold or None)
+    train, held_out, stats = split_with_stats(records, eval_fraction, seed, near_threshold=near_threshold or None,
+                                              group_by=group_by)
     for path, part in ((train_out, train), (eval_out, held_out)):
         atomic_write_text(path, "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in part))
     return stats

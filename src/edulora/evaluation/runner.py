@@ -32,6 +32,9 @@ class EvalSettings:
     max_new_tokens: int = 200
     #: Evaluate only the first N records (None: all).
     limit: int | None = None
+    #: ``last``: each record at its last tutor turn; ``open``: each keyed dialogue at every tutor turn
+    #: before the student reached the answer (where telling is possible; ``evaluation.cuts``).
+    turns: str = "last"
     generation_batch_size: int = 8
     #: Token budget of one record / packed row for the loss, as in training (``data.max_length``).
     max_length: int = 1024
@@ -216,7 +219,11 @@ def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalS
     say = progress or (lambda _: None)
     if not models:
         raise EduloraError("nothing to evaluate: give at least one run or adapter, or --base")
-    records = list(records)[: settings.limit] if settings.limit else list(records)
+    from .cuts import cut
+
+    held_out = list(records)[: settings.limit] if settings.limit else list(records)
+    # The loss covers each held-out record once; replies are asked for at the cut points.
+    records = cut(held_out, settings.turns)
     if not records:
         raise EduloraError("no evaluation records")
     infos = [_record_info(i, r) for i, r in enumerate(records)]
@@ -225,8 +232,8 @@ def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalS
     raw: list[tuple[Tutor, float, int, list, float]] = []
     for mut in models:
         prompts = [mut.format.prompt_and_reference(r)[0] for r in records]
-        say(f"{mut.name}: eval loss on {len(records)} records")
-        loss, tokens = eval_loss(mut, records, settings)
+        say(f"{mut.name}: eval loss on {len(held_out)} records")
+        loss, tokens = eval_loss(mut, held_out, settings)
         say(f"{mut.name}: generating {len(records)} replies")
         began = time.perf_counter()
         replies = mut.generate(prompts, sampling, batch_size=settings.generation_batch_size)
@@ -263,7 +270,8 @@ def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalS
 
     return EvalResult(
         records=infos, models=results, groups=group_means(infos, results), deltas=paired_deltas(results, settings),
-        settings={k: v for k, v in asdict(settings).items() if k != "embed"} | {"records": len(records)},
+        settings={k: v for k, v in asdict(settings).items() if k != "embed"} | {"records": len(held_out),
+                                                                                   "replies": len(records)},
         training_log=read_training_log(run_dir) if run_dir else [],
         run_dir=str(run_dir) if run_dir else None,
         judge_model=getattr(judge, "model", None) if judge is not None else None,

@@ -57,13 +57,17 @@ def applies(select_by: str, record: Record) -> bool:
 class PedagogyProbe:
     """A fixed, seeded sample of held-out records and the prompts the tutor answers for them.
 
-    The sample is drawn among the records the selection measure applies to (e.g. those with a key
-    for ``leak_rate``), so a small sample still measures what chooses the checkpoint.
+    Keyed dialogues are asked at every tutor turn where the student has not reached the key yet
+    (``evaluation.cuts.open_turns``: where telling is possible), and the sample is drawn among the
+    records the selection measure applies to (e.g. those with a key for ``leak_rate``), so a small
+    sample still measures what chooses the checkpoint.
     """
 
     def __init__(self, records: Sequence[Record], fmt: PromptFormat, size: int, max_new_tokens: int, seed: int = 0,
                  select_by: str = "eval_loss"):
-        pool = [r for r in records if applies(select_by, r)]
+        from ..evaluation.cuts import open_turns
+
+        pool = [r for r in open_turns(records) if applies(select_by, r)]
         if not pool:
             raise EduloraError(f"training.select_by={select_by} needs held-out records "
                                + ("with a teaching_style" if select_by == "style_adherence" else "with metadata.answer"))
