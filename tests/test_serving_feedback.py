@@ -108,3 +108,14 @@ def test_a_schema_1_database_gains_the_key_columns(tmp_path):
     store.record(item("new", "Count by threes.", answer="12"))
     assert [(i.completion_id, i.answer) for i in store.items()] == [("old", None), ("new", "12")]
     store.close()
+
+
+def test_export_never_replaces_a_device_or_invents_a_folder(tmp_path, capsys):
+    db = tmp_path / "fb.sqlite3"
+    fill(db)
+    assert main(["feedback", "export", "/dev/null", "--db", str(db)]) == 2
+    assert "not a regular file" in capsys.readouterr().err
+    assert main(["feedback", "export", str(tmp_path / "no" / "such" / "sft.jsonl"), "--db", str(db)]) == 2
+    assert "no such directory" in capsys.readouterr().err
+    assert main(["feedback", "export", str(tmp_path / "sft.jsonl"), "--db", str(db), "--pairs", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err and not (tmp_path / "sft.jsonl").exists()

@@ -11,14 +11,12 @@ Loss is measured exactly as training measures it (``PromptFormat.encode`` → ``
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import random
 import resource
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from ..data.schema import Example, Record
 from ..errors import EduloraError
 from ..tutor import Tutor
 from . import metrics as m
+from .rates import ReplyPedagogy, record_history, reply_pedagogy, summarize
 from .results import GROUP_KEYS, LOWER_IS_BETTER, METRICS, Delta, EvalResult, ModelResult, RecordInfo, ReplyResult
 
 @dataclass
@@ -33,6 +32,9 @@ class EvalSettings:
     max_new_tokens: int = 200
     #: Evaluate only the first N records (None: all).
     limit: int | None = None
+    #: ``last``: each record at its last tutor turn; ``open``: each keyed dialogue at every tutor turn
+    #: before the student reached the answer (where telling is possible; ``evaluation.cuts``).
+    turns: str = "last"
     generation_batch_size: int = 8
     #: Token budget of one record / packed row for the loss, as in training (``data.max_length``).
     max_length: int = 1024
@@ -67,24 +69,22 @@ def _record_info(index: int, record: Record) -> RecordInfo:
                       meta.teaching_style and meta.teaching_style.value)
 
 
-def _history(record: Record) -> list[tuple[str, str]]:
-    """The conversation before the reference reply, as the metrics read it."""
-    messages, _ = prompt_and_reference(record)
-    return [("student" if x["role"] == "user" else "tutor", x["content"]) for x in messages]
-
-
 # --------------------------------------------------------------------------------------------
 # Scores
 # --------------------------------------------------------------------------------------------
 
 
-def score_reply(reply: str, record: Record, embed: Callable[[list[str]], Sequence[Sequence[float]]]) -> dict[str, float | None]:
-    """Every educational metric of ``reply`` for ``record`` (None where the record lacks the input)."""
+def score_reply(reply: str, record: Record, embed: Callable[[list[str]], Sequence[Sequence[float]]],
+                pedagogy: ReplyPedagogy | None = None) -> dict[str, float | None]:
+    """Every educational metric of ``reply`` for ``record`` (None where the record lacks the input).
+
+    ``pedagogy`` is ``rates.reply_pedagogy(reply, record)`` when the caller has it already.
+    """
     meta = record.metadata
-    history = _history(record)
+    history = record_history(record)
     _, reference = prompt_and_reference(record)
     context = record.context if isinstance(record, Example) else None
-    reveal = m.answer_revealing(reply, answer=meta.answer, history=history)
+    pedagogy = pedagogy or reply_pedagogy(reply, record, history)
     return {
         "clarity": m.explanation_clarity(reply).score,
         "grade_fit": m.grade_level_fit(reply, meta.grade_level).score if meta.grade_level else None,
@@ -93,8 +93,9 @@ def score_reply(reply: str, record: Record, embed: Callable[[list[str]], Sequenc
         "engagement": m.engagement(reply).score,
         "style_adherence": (m.style_adherence(reply, meta.teaching_style, answer=meta.answer, history=history).score
                             if meta.teaching_style else None),
-        "answer_revealing": reveal.score,
-        "guidance": m.providing_guidance(reply, history, answer_revealed=reveal.revealed).score,
+        "answer_revealing": pedagogy.reveal.score,
+        "answer_correctness": pedagogy.correctness.score,
+        "guidance": m.providing_guidance(reply, history, answer_revealed=pedagogy.reveal.revealed).score,
     }
 
 
@@ -218,7 +219,11 @@ def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalS
     say = progress or (lambda _: None)
     if not models:
         raise EduloraError("nothing to evaluate: give at least one run or adapter, or --base")
-    records = list(records)[: settings.limit] if settings.limit else list(records)
+    from .cuts import cut
+
+    held_out = list(records)[: settings.limit] if settings.limit else list(records)
+    # The loss covers each held-out record once; replies are asked for at the cut points.
+    records = cut(held_out, settings.turns)
     if not records:
         raise EduloraError("no evaluation records")
     infos = [_record_info(i, r) for i, r in enumerate(records)]
@@ -227,8 +232,8 @@ def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalS
     raw: list[tuple[Tutor, float, int, list, float]] = []
     for mut in models:
         prompts = [mut.format.prompt_and_reference(r)[0] for r in records]
-        say(f"{mut.name}: eval loss on {len(records)} records")
-        loss, tokens = eval_loss(mut, records, settings)
+        say(f"{mut.name}: eval loss on {len(held_out)} records")
+        loss, tokens = eval_loss(mut, held_out, settings)
         say(f"{mut.name}: generating {len(records)} replies")
         began = time.perf_counter()
         replies = mut.generate(prompts, sampling, batch_size=settings.generation_batch_size)
@@ -243,11 +248,12 @@ def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalS
 
     results: list[ModelResult] = []
     for mut, loss, tokens, replies, seconds in raw:
-        scored = []
+        scored, pedagogy = [], []
         for info, record, reply in zip(infos, records, replies, strict=True):
-            labels = judge.judge_reply(_history(record), reply.text, info.reference) if judge is not None else None
+            labels = judge.judge_reply(record_history(record), reply.text, info.reference) if judge is not None else None
+            pedagogy.append(reply_pedagogy(reply.text, record))
             scored.append(ReplyResult(info.index, reply.text, reply.tokens, reply.seconds,
-                                      score_reply(reply.text, record, embed), labels))
+                                      score_reply(reply.text, record, embed, pedagogy[-1]), labels))
         means = {metric: mean([s.metrics[metric] for s in scored]) for metric in METRICS}
         if judge is not None:
             from .judge import judge_means
@@ -259,11 +265,13 @@ def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalS
             perplexity=math.exp(min(loss, 50.0)), eval_tokens=tokens,
             tokens_per_s=new_tokens / seconds if seconds > 0 else None,
             mean_latency_s=mean([r.seconds for r in replies]), generation_seconds=seconds,
-            peak_rss_mb=_peak_rss_mb(), metrics=means, replies=scored))
+            peak_rss_mb=_peak_rss_mb(), metrics=means, replies=scored,
+            rates=summarize(pedagogy, settings.confidence)))
 
     return EvalResult(
         records=infos, models=results, groups=group_means(infos, results), deltas=paired_deltas(results, settings),
-        settings={k: v for k, v in asdict(settings).items() if k != "embed"} | {"records": len(records)},
+        settings={k: v for k, v in asdict(settings).items() if k != "embed"} | {"records": len(held_out),
+                                                                                   "replies": len(records)},
         training_log=read_training_log(run_dir) if run_dir else [],
         run_dir=str(run_dir) if run_dir else None,
         judge_model=getattr(judge, "model", None) if judge is not None else None,
@@ -385,14 +393,15 @@ def run_max_length(run_dir: Path | None, default: int = 1024) -> int:
 
 def evaluate_trained(tutor: Tutor, records: Sequence[Record], run_dir: str | Path,
                      settings: EvalSettings | None = None,
-                     progress: Callable[[str], None] | None = None) -> dict[str, Path]:
-    """Base (adapters disabled) vs a tutor still in memory after training, reports written into the
-    run's reports folder (report.html, report.md, report.json); returns their paths."""
+                     progress: Callable[[str], None] | None = None) -> tuple[EvalResult, dict[str, Path]]:
+    """Base (adapters disabled) vs a tutor still in memory after training, on every record given,
+    reports written into the run directory (report.html, report.md, report.json); returns the
+    result and the reports' paths."""
     from ..rundir import RunDir
 
     run = RunDir(run_dir)
     tuned = Tutor(tutor.model, tutor.tokenizer, tutor.format, tutor.info, "tuned", str(run.adapter_dir),
                   adapter=tutor.adapter)
-    settings = settings or EvalSettings(max_new_tokens=160, limit=8, max_length=run_max_length(run.path))
+    settings = settings or EvalSettings(max_new_tokens=120, max_length=run_max_length(run.path))
     result = evaluate([tuned], records, settings, include_base=True, run_dir=run.path, progress=progress)
-    return result.write_reports(run.path)
+    return result, result.write_reports(run.path)

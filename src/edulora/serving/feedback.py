@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.io import atomic_text_writer
+from ..data.pipelines import check_output_file
 from ..data.privacy import Scrubber, intro_names
 from ..data.schema import Dialogue, Example, Turn, metadata_from_dict
 from ..errors import EduloraError
@@ -217,6 +218,9 @@ def export_feedback(db: str | Path | None, out: str | Path, pairs_out: str | Pat
     ``db`` None is the default database. Students' personal details (names, e-mail, phone,
     addresses, IDs) are scrubbed unless ``raw`` (a teacher's own review; never train on that).
     """
+    for target in (out, pairs_out):
+        if target is not None:
+            check_output_file(target)  # never replace a device, a pipe or a folder; never invent folders
     path = Path(db or default_feedback_db()).expanduser()
     if not path.is_file():
         raise EduloraError(f"{path}: no feedback database (serve with --feedback-db to collect one)")

@@ -45,12 +45,34 @@ def selection_score(select_by: str, rates: dict[str, float], eval_loss: float) -
     return primary + TIE_BREAK * eval_loss
 
 
-class PedagogyProbe:
-    """A fixed, seeded sample of held-out records and the prompts the tutor answers for them."""
+def applies(select_by: str, record: Record) -> bool:
+    """Whether a record can show ``select_by``: leaks and wrong answers need the key, adherence a style."""
+    if select_by in ("leak_rate", "incorrect_answer_rate"):
+        return record.metadata.answer is not None
+    if select_by == "style_adherence":
+        return record.metadata.teaching_style is not None
+    return True
 
-    def __init__(self, records: Sequence[Record], fmt: PromptFormat, size: int, max_new_tokens: int, seed: int = 0):
-        indices = sorted(random.Random(seed).sample(range(len(records)), min(size, len(records))))
-        self.records = [records[i] for i in indices]
+
+class PedagogyProbe:
+    """A fixed, seeded sample of held-out records and the prompts the tutor answers for them.
+
+    Keyed dialogues are asked at every tutor turn where the student has not reached the key yet
+    (``evaluation.cuts.open_turns``: where telling is possible), and the sample is drawn among the
+    records the selection measure applies to (e.g. those with a key for ``leak_rate``), so a small
+    sample still measures what chooses the checkpoint.
+    """
+
+    def __init__(self, records: Sequence[Record], fmt: PromptFormat, size: int, max_new_tokens: int, seed: int = 0,
+                 select_by: str = "eval_loss"):
+        from ..evaluation.cuts import open_turns
+
+        pool = [r for r in open_turns(records) if applies(select_by, r)]
+        if not pool:
+            raise EduloraError(f"training.select_by={select_by} needs held-out records "
+                               + ("with a teaching_style" if select_by == "style_adherence" else "with metadata.answer"))
+        indices = sorted(random.Random(seed).sample(range(len(pool)), min(size, len(pool))))
+        self.records = [pool[i] for i in indices]
         self.format = fmt
         self.prompts = [fmt.render(fmt.prompt_and_reference(r)[0]) for r in self.records]
         self.sampling = Sampling(max_new_tokens=max_new_tokens)
@@ -66,10 +88,3 @@ class PedagogyProbe:
 
     def measure(self, model) -> dict[str, float]:
         return score_replies(self.replies(model), self.records)
-
-    def check(self, select_by: str) -> None:
-        """Fail before training, not at the first evaluation, when the sample cannot measure ``select_by``."""
-        if select_by == "incorrect_answer_rate" and not any(r.metadata.answer is not None for r in self.records):
-            raise EduloraError("training.select_by=incorrect_answer_rate needs held-out records with metadata.answer")
-        if select_by == "style_adherence" and not any(r.metadata.teaching_style for r in self.records):
-            raise EduloraError("training.select_by=style_adherence needs held-out records with a teaching_style")

@@ -152,9 +152,8 @@ def _pedagogy_probe(config: RunConfig, held_out, fmt: PromptFormat) -> PedagogyP
     t = config.training
     if t.pedagogy_sample <= 0:
         return None
-    probe = PedagogyProbe(held_out, fmt, t.pedagogy_sample, t.pedagogy_max_new_tokens, config.data.split_seed)
-    probe.check(t.select_by)
-    return probe
+    return PedagogyProbe(held_out, fmt, t.pedagogy_sample, t.pedagogy_max_new_tokens, config.data.split_seed,
+                         t.select_by)
 
 
 def _callbacks(config: RunConfig, run_dir: RunDir, stop: GracefulStop) -> list:
