@@ -13,6 +13,7 @@ openai = pytest.importorskip("openai")
 from test_serving_support import tiny_engine, tiny_runs  # noqa: E402,F401  (fixtures)
 
 from edulora.errors import EduloraError  # noqa: E402
+from edulora.generation import Sampling  # noqa: E402
 from edulora.serving.engine import Engine  # noqa: E402
 from edulora.serving.feedback import FeedbackStore  # noqa: E402
 from edulora.serving.router import Router  # noqa: E402
@@ -232,7 +233,7 @@ def test_parallel_requests_across_adapters_match_solo_answers(client, tiny_engin
 
 def test_engine_matches_transformers_generate(tiny_engine, tiny_runs):
     """Our one decoder (served and offline) against transformers' own ``generate`` with the same rules."""
-    from edulora.generation import Sampling, stop_token_ids
+    from edulora.generation import stop_token_ids
     from edulora.tutor import Tutor
 
     tutor = Tutor.load(tiny_runs["math"], precision="fp32")
@@ -414,3 +415,17 @@ def test_the_key_is_checked_before_the_body_is_read(server):
                      b"Content-Length: 100000\r\n\r\n")
         status_line = sock.recv(4096).split(b"\r\n", 1)[0]
     assert status_line.startswith(b"HTTP/1.1 401"), status_line
+
+
+def test_remembered_replies_are_bounded_by_size(tiny_engine, tmp_path):
+    store = FeedbackStore(tmp_path / "fb.sqlite3")
+    service = TutorService(tiny_engine, Router([]), store, remember_chars=100)
+    chats = [service.chat("math", [{"role": "user", "content": f"Question {i}?" + " pad" * 10}], Sampling())
+             for i in range(3)]
+    for chat in chats:
+        service.complete(chat, chat.generation.text())
+    token = chats[-1].info["feedback_token"]
+    assert service.rate(chats[-1].generation.id, token, rating=1) > 0  # the newest is still there
+    with pytest.raises(LookupError):
+        service.rate(chats[0].generation.id, chats[0].info["feedback_token"], rating=1)  # the oldest is forgotten
+    store.close()

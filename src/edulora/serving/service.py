@@ -61,6 +61,20 @@ class Chat:
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
+@dataclass(frozen=True)
+class Served:
+    """What the server remembers of a reply it produced, for a teacher's rating of it."""
+
+    info: dict[str, Any]
+    messages: list[Message]
+    key: Metadata | None
+    reply: str
+
+    @property
+    def chars(self) -> int:
+        return len(self.reply) + sum(len(m["content"]) for m in self.messages)
+
+
 @dataclass
 class TutorService:
     """Everything a request needs: the engine, ``auto`` routing, and (optionally) the feedback store."""
@@ -72,11 +86,13 @@ class TutorService:
     api_key: str | None = None
     #: Highest ``max_tokens`` a request may ask for.
     max_tokens_cap: int = 2048
-    #: Recent replies kept (in memory) so teachers can rate them; older ones can no longer be rated.
-    remembered: int = 10_000
+    #: Characters of recent conversations and replies kept in memory so teachers can rate them; the
+    #: oldest are forgotten first (and can no longer be rated).
+    remember_chars: int = 50_000_000
     started: int = field(default_factory=lambda: int(time.time()))
-    _served: OrderedDict[str, tuple[Chat, str]] = field(default_factory=OrderedDict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _served: OrderedDict[str, Served] = field(default_factory=OrderedDict, init=False, repr=False)
+    _served_chars: int = field(default=0, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def adapter(self, model: str) -> str | None:
         """The adapter a model id names (None: the base model)."""
@@ -140,10 +156,12 @@ class TutorService:
         """Remember a finished reply, so that whoever received it can rate it."""
         if self.feedback is None or not text.strip() or chat.generation.finish_reason not in ("stop", "length"):
             return
+        served = Served(chat.info, chat.messages, chat.key, text)  # not the generation: its token ids are large
         with self._lock:
-            self._served[chat.generation.id] = (chat, text)
-            while len(self._served) > self.remembered:
-                self._served.popitem(last=False)
+            self._served[chat.generation.id] = served
+            self._served_chars += served.chars
+            while self._served_chars > self.remember_chars and len(self._served) > 1:
+                self._served_chars -= self._served.popitem(last=False)[1].chars
 
     def rate(self, completion_id: str, token: str, *, rating: int | None, comment: str | None = None,
              correction: str | None = None) -> int:
@@ -155,17 +173,18 @@ class TutorService:
         if self.feedback is None:
             raise FeedbackDisabled("feedback is off on this server")
         with self._lock:
-            chat, text = self._served.get(completion_id) or (None, "")
-        if chat is None:
+            served = self._served.get(completion_id)
+        if served is None:
             raise UnknownReply(f"no reply {completion_id!r} was served here recently; only recent replies of "
                                "this server can be rated")
-        if not hmac.compare_digest(chat.info["feedback_token"].encode(), token.encode()):
+        info = served.info
+        if not hmac.compare_digest(info["feedback_token"].encode(), token.encode()):
             raise NotYours("this feedback_token is not the one sent with that reply")
-        key = chat.key or Metadata()
+        key = served.key or Metadata()
         return self.feedback.record(FeedbackItem(
-            completion_id=completion_id, model=chat.model, messages=chat.messages, reply=text,
-            adapter=chat.route.adapter, subject=chat.info["subject"], grade_level=chat.info["grade_level"],
-            teaching_style=chat.info["teaching_style"], rating=rating, comment=comment, correction=correction,
+            completion_id=completion_id, model=info["model"], messages=served.messages, reply=served.reply,
+            adapter=info["adapter"], subject=info["subject"], grade_level=info["grade_level"],
+            teaching_style=info["teaching_style"], rating=rating, comment=comment, correction=correction,
             answer=key.answer, solution=key.solution))
 
     def health(self) -> dict[str, Any]:
