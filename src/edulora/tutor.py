@@ -168,4 +168,6 @@ class Tutor:
 def _default_name(source: Path) -> str:
     """A run's folder name; for a bare ``adapter`` folder, the run it sits in."""
     source = source.expanduser()
-    return source.parent.name if source.name == "adapter" else source.name
+    from .rundir import RunDir
+
+    return source.parent.name if source.name == RunDir.ADAPTER else source.name

@@ -15,13 +15,14 @@ import math
 import random
 import resource
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..data.schema import Example, Record
 from ..errors import EduloraError
+from ..rundir import RunDir
 from ..tutor import Tutor
 from . import metrics as m
 from .rates import ReplyPedagogy, record_history, reply_pedagogy, summarize
@@ -352,37 +353,35 @@ def _unique_names(sources: Sequence[str | Path]) -> list[str]:
     return names
 
 
-def default_eval_file(sources: Sequence[str | Path]) -> Path:
-    """The held-out split a run wrote (eval.jsonl of the first run directory given)."""
+def _run_dirs(sources: Sequence[str | Path]) -> Iterator[RunDir]:
+    """The run directories among the inputs (a run, or an adapter folder inside one)."""
     for source in sources:
         path = Path(source).expanduser()
-        if path.name == "adapter":
-            path = path.parent
-        if (path / "eval.jsonl").is_file():
-            return path / "eval.jsonl"
-    raise EduloraError("no --data given and no run directory with an eval.jsonl among the inputs")
+        for candidate in (path, path.parent) if path.name == RunDir.ADAPTER else (path,):
+            if RunDir(candidate).config_file.is_file() or RunDir(candidate).metrics_file.is_file():
+                yield RunDir(candidate)
+
+
+def default_eval_file(sources: Sequence[str | Path]) -> Path:
+    """The held-out split a run wrote (eval.jsonl of the first run directory given)."""
+    for run in _run_dirs(sources):
+        if run.eval_file.is_file():
+            return run.eval_file
+    raise EduloraError("no --data given and no run directory with held-out records among the inputs")
 
 
 def run_dir_of(sources: Sequence[str | Path]) -> Path | None:
-    """The first input that is a run directory (it has metrics.jsonl), for the training curves."""
-    for source in sources:
-        path = Path(source).expanduser()
-        for candidate in (path, path.parent):
-            if (candidate / "metrics.jsonl").is_file():
-                return candidate
-    return None
+    """The first input that is a run directory with a training log, for the loss curves."""
+    return next((run.path for run in _run_dirs(sources) if run.metrics_file.is_file()), None)
 
 
 def run_max_length(run_dir: Path | None, default: int = 1024) -> int:
     """The run's ``data.max_length``, so loss is measured on the same truncation as in training."""
-    if run_dir is None or not (run_dir / "config.yaml").is_file():
+    if run_dir is None or not RunDir(run_dir).config_file.is_file():
         return default
     try:
-        import yaml
-
-        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
-        return int(config.get("data", {}).get("max_length") or default)
-    except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError):
+        return RunDir(run_dir).read_config().data.max_length
+    except EduloraError:
         return default
 
 
