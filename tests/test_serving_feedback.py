@@ -99,8 +99,8 @@ def test_a_schema_1_database_gains_the_key_columns(tmp_path):
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE feedback (id INTEGER PRIMARY KEY, completion_id TEXT NOT NULL UNIQUE, "
                      "created_at REAL NOT NULL, updated_at REAL NOT NULL, adapter TEXT, model TEXT NOT NULL, "
-                     "subject TEXT, grade_level TEXT, teaching_style TEXT, messages TEXT NOT NULL, reply TEXT NOT NULL, "
-                     "rating INTEGER, comment TEXT, correction TEXT)")
+                     "subject TEXT, grade_level TEXT, teaching_style TEXT, messages TEXT NOT NULL, "
+                     "reply TEXT NOT NULL, rating INTEGER, comment TEXT, correction TEXT)")
         conn.execute("INSERT INTO feedback VALUES (1, 'old', 0, 0, 'math', 'math', NULL, NULL, NULL, ?, 'It is 12.', "
                      "1, NULL, NULL)", (json.dumps(QUESTION),))
         conn.execute("PRAGMA user_version=1")

@@ -20,7 +20,7 @@ from typing import Any
 #: does not import torch.
 _EXPORTS = {
     "serve": "server", "TutorServer": "server",
-    "chat": "chat",
+    "chat": "terminal",
     "create_app": "app",
     "TutorService": "service", "Chat": "service",
     "Engine": "engine", "Generation": "engine", "load_engine": "engine",

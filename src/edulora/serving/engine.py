@@ -33,6 +33,7 @@ from ..errors import EduloraError
 from ..formatting import Message, PromptFormat
 from ..generation import PEFT_BASE, Request, Sampling, decode
 from ..modeling import AdapterInfo, adapter_dir, inference_precision, load_base_model, read_adapter_info
+from ..rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,8 @@ class AdapterSpec:
     name: str
     folder: Path
     info: AdapterInfo
-    #: The training run directory when the adapter sits in one (its ``eval.jsonl`` helps routing).
-    run_dir: Path | None = None
+    #: The training run directory when the adapter sits in one with its held-out records (they help routing).
+    run_dir: RunDir | None = None
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -101,8 +102,8 @@ def find_adapter(path: str | Path, name: str | None = None, allow_pickle: bool =
     if name is None:
         name = re.sub(r"[^A-Za-z0-9_.-]", "-", info.subject or (folder.parent.name if folder.name == "adapter"
                                                                  else folder.name)) or "adapter"
-    run_dir = folder.parent if folder.name == "adapter" and (folder.parent / "eval.jsonl").exists() else None
-    return AdapterSpec(validate_name(name), folder, info, run_dir)
+    run = RunDir(folder.parent) if folder.name == RunDir.ADAPTER else None
+    return AdapterSpec(validate_name(name), folder, info, run if run is not None and run.eval_file.is_file() else None)
 
 
 def _same_model(a: str, b: str) -> bool:
