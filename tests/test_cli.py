@@ -98,7 +98,7 @@ def test_generate_passes_every_flag_to_the_tutor(capsys, monkeypatch):
 
 def test_train_and_resume_reach_the_api(capsys, monkeypatch):
     calls = []
-    summary = SimpleNamespace(eval_loss_before=2.5, eval_loss_after=1.25, train_tokens_per_s=300.0, wall_s=12.0)
+    summary = edulora.RunSummary(eval_loss_before=2.5, eval_loss_after=1.25, train_tokens_per_s=300.0, wall_s=12.0)
     monkeypatch.setattr(edulora, "load_config", lambda path, overrides: ("config", path, list(overrides)), raising=False)
     monkeypatch.setattr(edulora, "train", lambda config, overwrite: calls.append((config, overwrite)) or
                         SimpleNamespace(summary=summary, run_dir="runs/new"), raising=False)

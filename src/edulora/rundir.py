@@ -73,6 +73,11 @@ class RunSummary:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def headline(self) -> str:
+        """One line: the held-out loss before and after, speed and time."""
+        return (f"eval loss {self.eval_loss_before:.4f} -> {self.eval_loss_after:.4f}; "
+                f"{self.train_tokens_per_s or 0:.0f} tokens/s; {self.wall_s:.0f} s")
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunSummary:
         known = {f.name for f in dataclasses.fields(cls)}

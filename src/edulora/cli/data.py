@@ -94,9 +94,4 @@ def split(file: str, train_out: str = typer.Option(...), eval_out: str = typer.O
     stats = data.split_file(file, train_out=train_out, eval_out=eval_out, eval_fraction=eval_fraction, seed=seed,
                             near_threshold=near_threshold, group_by=group_by,
                             **_reading(from_format, column_map, exclude_telling))
-    print(f"train: {stats.train} records -> {train_out}\neval: {stats.eval} records -> {eval_out}")
-    if stats.duplicates_dropped:
-        print(f"dropped {stats.duplicates_dropped} exact duplicate record(s)")
-    if stats.grouped_records:
-        print(f"{stats.grouped_records} records sharing a question, near-duplicate text or {group_by or 'group'} "
-              "were kept on one side")
+    print("\n".join(stats.summary_lines(train_out, eval_out, group_by)))

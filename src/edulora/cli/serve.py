@@ -66,7 +66,4 @@ def feedback_export(out: Annotated[Path, typer.Argument(metavar="OUT.jsonl", hel
     """Write SFT records (and preference pairs) from rated or corrected replies, scrubbed of personal details."""
     from ..serving.feedback import export_feedback
 
-    counts = export_feedback(db, out, pairs, raw=raw)
-    print(f"{counts.rows} feedback rows -> {counts.sft} SFT records in {out}"
-          + (f", {counts.pairs} preference pairs in {pairs}" if pairs else "")
-          + ("; students' text kept as written (--raw)" if raw else f"; {counts.replaced} personal details replaced"))
+    print(export_feedback(db, out, pairs, raw=raw).summary(out, pairs, raw))

@@ -34,9 +34,7 @@ def train(config: str | None = typer.Argument(None, help="YAML config (see confi
         if not config and not overrides:
             raise EduloraError("give a config file (e.g. configs/default.yaml) or --set values")
         result = el.train(el.load_config(config, overrides), overwrite=overwrite)
-    s = result.summary
-    print(f"eval loss {s.eval_loss_before:.4f} -> {s.eval_loss_after:.4f}; "
-          f"{s.train_tokens_per_s:.0f} tokens/s; {s.wall_s:.0f} s\n{result.run_dir}")
+    print(f"{result.summary.headline()}\n{result.run_dir}")
 
 
 @app.command()

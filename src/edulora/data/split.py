@@ -82,6 +82,15 @@ class SplitStats:
     duplicates_dropped: int
     grouped_records: int  # records that share a leakage group with another record
 
+    def summary_lines(self, train_out: object, eval_out: object, group_by: str | None = None) -> list[str]:
+        lines = [f"train: {self.train} records -> {train_out}", f"eval: {self.eval} records -> {eval_out}"]
+        if self.duplicates_dropped:
+            lines.append(f"dropped {self.duplicates_dropped} exact duplicate record(s)")
+        if self.grouped_records:
+            lines.append(f"{self.grouped_records} records sharing a question, near-duplicate text"
+                         f"{' or ' + group_by if group_by else ''} were kept on one side")
+        return lines
+
 
 def split_records(records: list[Record], eval_fraction: float = 0.1, seed: int = 0, *,
                   near_threshold: float | None = 0.8, group_by: str | None = None) -> tuple[list[Record], list[Record]]:

@@ -175,6 +175,20 @@ def _rates_table(result: EvalResult) -> tuple[list[str], list[list[str]]]:
     return header, [[r.name, *[format_rate(r.rates.get(n)) for n in names]] for r in result.models]
 
 
+def to_text(result: EvalResult) -> str:
+    """The terminal summary: loss, speed and metric means per model, then the pedagogy rates."""
+    def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+        widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+        return ["  ".join(str(cell).ljust(w) if i == 0 else str(cell).rjust(w)
+                          for i, (cell, w) in enumerate(zip(row, widths))) for row in [header, *rows]]
+
+    names = metric_names(result)
+    header = ["model", "eval loss", "tokens/s", *[n[:10] for n in names]]
+    rows = [[r.name, _fmt(r.eval_loss, 4), _fmt(r.tokens_per_s, 1), *[_fmt(r.metrics.get(n)) for n in names]]
+            for r in result.models]
+    return "\n".join(table(header, rows) + [""] + table(*_rates_table(result)))
+
+
 def _delta_table(result: EvalResult) -> dict[str, Any]:
     """Deltas whose interval excludes 0 are coloured: green in the metric's good direction, red in the bad."""
     level = f"{100 * result.settings.get('confidence', 0.95):.0f}%"

@@ -353,6 +353,28 @@ def _unique_names(sources: Sequence[str | Path]) -> list[str]:
     return names
 
 
+def evaluate_sources(sources: Sequence[str | Path], data: str | Path | None = None,
+                     settings: EvalSettings | None = None, *, include_base: bool = False,
+                     base_model: str | None = None, precision: str = "auto", allow_pickle: bool = False,
+                     judge: Any = None, progress: Callable[[str], None] | None = None) -> EvalResult:
+    """``edulora eval``'s whole job: runs or adapter folders (and the base) on ``data`` or the first run's
+    held-out records, with the run's truncation and training curves."""
+    from ..data.formats import load_records
+
+    for source in sources:
+        if not Path(source).expanduser().exists():
+            raise EduloraError(f"{source}: no such run or adapter directory")
+    path = Path(data).expanduser() if data else default_eval_file(sources)
+    if not path.is_file():
+        raise EduloraError(f"{path}: no such data file")
+    run_dir = run_dir_of(sources)
+    settings = settings or EvalSettings()
+    if not settings.max_length:
+        settings.max_length = run_max_length(run_dir)
+    tutors = load_models(sources, include_base, base_model, precision, allow_pickle)
+    return evaluate(tutors, load_records(path), settings, judge=judge, run_dir=run_dir, progress=progress)
+
+
 def _run_dirs(sources: Sequence[str | Path]) -> Iterator[RunDir]:
     """The run directories among the inputs (a run, or an adapter folder inside one)."""
     for source in sources:

@@ -204,6 +204,11 @@ class ExportCounts:
     #: Personal details replaced by placeholders (0 with ``raw``).
     replaced: int = 0
 
+    def summary(self, out: object, pairs_out: object | None, raw: bool) -> str:
+        return (f"{self.rows} feedback rows -> {self.sft} SFT records in {out}"
+                + (f", {self.pairs} preference pairs in {pairs_out}" if pairs_out else "")
+                + ("; students' text kept as written (--raw)" if raw else f"; {self.replaced} personal details replaced"))
+
 
 def default_feedback_db() -> Path:
     from ..modeling import cache_dir
