@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from edulora.data.formats import load_records  # noqa: E402
-from edulora.formatting import record_messages, render_prompt, resolve_template  # noqa: E402
+from edulora.formatting import PromptFormat  # noqa: E402
 from edulora.modeling import load_tutor  # noqa: E402
 from edulora.serving.bench import benchmark_adapters  # noqa: E402
 
@@ -56,8 +56,8 @@ def main() -> None:
         adapter = Path(args.adapter) if args.adapter else benchmark_adapters("smollm2-135m-instruct", Path(tmp))[0][1]
         base, tokenizer, _ = load_tutor(precision=args.precision)
         tutor, _, info = load_tutor(adapter, precision=args.precision)
-        template = resolve_template(info.template or "auto", tokenizer)
-        prompts = [render_prompt(record_messages(r)[:-1], tokenizer, template) for r in records[:64]]
+        fmt = PromptFormat.create(tokenizer, info.template or "auto", info.system_prompt, info.answer_key)
+        prompts = [fmt.render(fmt.prompt_and_reference(r)[0]) for r in records[:64]]
         batches = [int(b) for b in args.batch_sizes.split(",")]
         results = []
         for form in ("base", "adapter (unmerged)", "merged"):

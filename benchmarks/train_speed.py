@@ -119,37 +119,21 @@ def model_flops(model_config, example_lengths: list[int], head_positions: int, n
     return 4 * n_linear * tokens + 6 * n_lora * tokens + attention + head
 
 
-def encoded_train(work: Path, tokenizer, template: str, max_length: int = 1024):
-    from edulora.formatting import encode_record
-
-    return [encode_record(r, tokenizer, template, max_length) for r in read_records(work / "train.jsonl")]
+def encoded_train(work: Path, fmt, max_length: int = 1024):
+    return [fmt.encode(r, max_length) for r in read_records(work / "train.jsonl")]
 
 
-def eval_loss(model, tokenizer, template: str, work: Path) -> float:
-    """The same measurement for both variants: loss per tutor token on edulora-encoded held-out rows.
-
-    Rows keep examples apart (block-diagonal attention from position_ids), so the per-token loss does
-    not depend on how examples are grouped into rows; both of edulora's batching layouts are accepted.
-    """
-    import inspect
-
-    from edulora import training
+def eval_loss(model, fmt, work: Path) -> float:
+    """The same measurement for both variants: loss per tutor token on edulora-encoded held-out rows."""
     from edulora.config import RunConfig
+    from edulora.training import mean_token_loss
+    from edulora.training.data import Collator, encode
 
     records, config = read_records(work / "eval.jsonl"), RunConfig()
-    if "packing" in inspect.signature(training.encode).parameters:  # rows packed to max_length
-        rows, _ = training.encode(records, tokenizer, template, config, packing=True)
-        collate = training.make_collator(tokenizer.pad_token_id)
-        items = [{"input_ids": r.input_ids, "labels": r.labels, "position_ids": r.position_ids} for r in rows]
-    else:  # examples packed per micro-batch at collate time
-        examples, _ = training.encode(records, tokenizer, template, config)
-        collate = training.make_collator(tokenizer.pad_token_id, True)
-        items = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
-    return training.mean_token_loss(model, [collate(items[i:i + BATCH]) for i in range(0, len(items), BATCH)])
-
-
-# ------------------------------------------------------------------ children
-
+    examples, _ = encode(records, fmt, config.data.max_length)
+    collate = Collator(fmt.tokenizer.pad_token_id, True)
+    items = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
+    return mean_token_loss(model, [collate(items[i:i + BATCH]) for i in range(0, len(items), BATCH)])
 
 def child_gemm(_args, _work) -> dict:
     """GEMM roof: best FLOP/s over the step's real GEMM shapes and a large square one, fp32 and bf16."""
@@ -180,15 +164,15 @@ def child_guide(args, work: Path) -> dict:
     from transformers import AutoModelForCausalLM, DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
     from edulora.config import DEFAULT_MODEL
-    from edulora.formatting import resolve_template
+    from edulora.formatting import PromptFormat
     from edulora.modeling import load_tokenizer, resolve_model_path
 
     started = time.perf_counter()
     path = resolve_model_path(DEFAULT_MODEL)
     tokenizer = load_tokenizer(path)
-    template = resolve_template("auto", tokenizer)
+    fmt = PromptFormat.create(tokenizer)
     # Same tokens as edulora trains on (same template, same truncation); loss over the whole text.
-    encoded = encoded_train(work, tokenizer, template)
+    encoded = encoded_train(work, fmt)
     dataset = [{"input_ids": e.input_ids} for e in encoded]
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     model = get_peft_model(model, LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
@@ -209,7 +193,7 @@ def child_guide(args, work: Path) -> dict:
     flops = args.epochs * model_flops(model.config, lengths, sum(lengths), n_lora)
     return {"train_seconds": train_seconds, "useful_tokens": args.epochs * sum(lengths),
             "train_loss_mean": output.training_loss, "train_loss_last": losses[-1] if losses else None,
-            "train_loss_kind": "whole text", "eval_loss": eval_loss(model, tokenizer, template, work),
+            "train_loss_kind": "whole text", "eval_loss": eval_loss(model, fmt, work),
             "model_flops": flops, "dtype": "fp32", "optimizer_steps": trainer.state.global_step,
             "wall_s": time.perf_counter() - started, "peak_rss_mb": peak_rss_mb()}
 
@@ -227,23 +211,24 @@ def child_edulora(args, work: Path) -> dict:
     config.training.batch_size, config.training.grad_accum, config.training.learning_rate = BATCH, ACCUM, LR
     config.training.logging_steps = 1
     config.training.eval_steps = config.training.save_steps = 10**6
+    config.training.pedagogy_sample = 0  # the guide's recipe generates nothing at evaluations either
     config.lora.r, config.lora.alpha, config.lora.dropout = LORA["r"], LORA["alpha"], LORA["dropout"]
     config.lora.target_modules = list(LORA["target_modules"])
     config.output_dir, config.run_name = str(work), "edulora-run"
     result = train(config, overwrite=True)
-    summary = result.summary
-    model, tokenizer, template = result.model, result.tokenizer, result.template
-    losses = [json.loads(line).get("loss") for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    summary = result.summary.to_dict()
+    model, fmt = result.tutor.model, result.tutor.format
+    losses = [row.get("loss") for row in result.run_dir.read_metrics()]
     losses = [x for x in losses if x is not None]
-    encoded = encoded_train(work, tokenizer, template, config.data.max_length)
+    encoded = encoded_train(work, fmt, config.data.max_length)
     lengths = [len(e.input_ids) for e in encoded]
     labelled = sum(e.trainable_tokens for e in encoded)  # head positions: labelled tokens (shifted by one)
     n_lora = sum(p.numel() for p in model.parameters() if p.requires_grad)
     flops = args.epochs * model_flops(model.config, lengths, labelled, n_lora)
     return {"train_seconds": summary["train_seconds"], "useful_tokens": args.epochs * sum(lengths),
-            "trainer_tokens": result.summary["train_tokens_per_s"] * summary["train_seconds"],
+            "trainer_tokens": summary["train_tokens_per_s"] * summary["train_seconds"],
             "train_loss_mean": summary["train_loss"], "train_loss_last": losses[-1] if losses else None,
-            "train_loss_kind": "tutor tokens", "eval_loss": eval_loss(model, tokenizer, template, work),
+            "train_loss_kind": "tutor tokens", "eval_loss": eval_loss(model, fmt, work),
             "eval_loss_train_summary": summary["eval_loss_after"], "model_flops": flops, "dtype": summary["dtype"],
             "optimizer_steps": summary["optimizer_steps"], "wall_s": time.perf_counter() - started,
             "peak_rss_mb": peak_rss_mb()}

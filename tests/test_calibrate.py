@@ -12,7 +12,10 @@ import pytest
 from edulora.evaluation import calibrate as c
 from edulora.errors import EduloraError
 
-MRBENCH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mrbench" / "mrbench_v2_part.json"
+_PART = Path("shared", "data", "mrbench", "mrbench_v2_part.json")
+# The shared data folder sits beside the checkout, or beside the folder of worktrees holding it.
+MRBENCH = next((p / _PART for p in Path(__file__).resolve().parents[2:4] if (p / _PART).is_file()),
+               Path(__file__).resolve().parents[2] / _PART)
 
 # A made-up dialogue in MRBench V2 format (not taken from MRBench).
 _TOY = [
@@ -39,6 +42,66 @@ _TOY = [
         },
     }
 ]
+
+
+# A made-up dialogue with a worked solution (the key), so that answer correctness is scored.
+_KEYED = {
+    "conversation_id": "toy-2",
+    "conversation_history": "Tutor: The question is: A triangle has a base of 10 cm and a height of 6 cm. "
+                            "What is its area?\n Student: 60",
+    "Data": "Toy",
+    "Split": "train",
+    "Ground_Truth_Solution": "The rectangle is 10 x 6 = 60, the triangle half of it: 60 / 2 = 30\n 30",
+    "anno_llm_responses": {
+        "wrong": {"response": "Not quite. So the answer is 16 square centimeters.",
+                  "annotation": {"Revealing_of_the_Answer": "Yes (but the answer is incorrect)", "Providing_Guidance": "No"}},
+        "asks": {"response": "What is half of your 60?",
+                 "annotation": {"Revealing_of_the_Answer": "No", "Providing_Guidance": "Yes"}},
+        "tells": {"response": "Halve it: the area is 30 square centimeters.",
+                  "annotation": {"Revealing_of_the_Answer": "Yes (and the answer is correct)",
+                                 "Providing_Guidance": "To some extent"}},
+    },
+}
+
+
+def test_answer_correctness_is_calibrated_where_there_is_a_key() -> None:
+    items = list(c.labelled_responses([_KEYED] + _TOY))
+    assert [i.correctness for i in items[:3]] == ["Incorrect", "Correct", "Correct"]
+    assert {i.correctness for i in items[3:]} == {None}  # "Not Available": no key, not scored
+    result = c.calibrate([_KEYED] + _TOY)
+    correctness = result["answer_correctness"]
+    assert correctness["labels"] == ["Correct", "Incorrect"] and correctness["confusion_matrix"] == [[2, 0], [0, 1]]
+    assert result["revealing_of_the_answer"]["confusion_matrix"] == [[3, 0], [0, 3]]
+
+
+def test_predictions_file_has_one_line_per_labelled_response(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path, out = tmp_path / "toy.json", tmp_path / "predictions.jsonl"
+    path.write_text(json.dumps([_KEYED] + _TOY), encoding="utf-8")
+    assert c.main([str(path), "--predictions", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 6 and printed["responses"] == 7  # "D" has no labels: scored, not written
+    first = rows[0]
+    assert (first["dialogue"], first["tutor"]) == (0, "wrong")
+    assert first["human"] == {"revealing_of_the_answer": "Yes", "answer_correctness": "Incorrect",
+                              "providing_guidance": "No"}
+    assert first["annotation"]["Revealing_of_the_Answer"] == "Yes (but the answer is incorrect)"
+    assert first["predicted"]["revealing_of_the_answer"] == {"label": "Yes", "score": 1.0}
+    assert first["predicted"]["answer_correctness"] == {"label": "Incorrect", "score": 0.0}
+    assert set(first["predicted"]["providing_guidance"]) == {"label", "score"}
+    assert rows[3]["dialogue"] == 1 and rows[3]["predicted"]["answer_correctness"] is None
+    # --dialogues keeps the file's own dialogue indexes
+    assert c.main([str(path), "--dialogues", "1:", "--predictions", str(out)]) == 0
+    assert {json.loads(line)["dialogue"] for line in out.read_text(encoding="utf-8").splitlines()} == {1}
+
+
+def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "toy.json"
+    path.write_text(json.dumps(_TOY), encoding="utf-8")
+    assert c.main([str(path), "--dialogues", "1:2:3"]) == 2
+    assert "START:END" in capsys.readouterr().err
+    assert c.main([str(path), "--no-such-option"]) == 2
+    assert c.main(["--help"]) == 0 and "--predictions" in capsys.readouterr().out
 
 
 def test_agreement_arithmetic() -> None:
@@ -103,5 +166,9 @@ def test_revealing_agrees_with_mrbench_humans() -> None:
     revealing = result["revealing_of_the_answer"]
     assert revealing["labels"] == ["No", "Yes"]
     assert revealing["macro_f1"] >= 0.75, revealing
+    # docs/evaluation.md: 0.890 macro-F1, "Yes" F1 0.810 (0.885 and 0.800 before wrong answers counted)
+    assert revealing["macro_f1"] >= 0.85 and revealing["f1"]["Yes"] > 0.80, revealing
+    correctness = result["answer_correctness"]
+    assert correctness["labels"] == ["Correct", "Incorrect"] and correctness["accuracy"] > 0.95, correctness
     guidance = result["providing_guidance"]
     assert guidance["labels"] == ["No", "To some extent", "Yes"] and guidance["macro_f1"] > 0.4

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -111,6 +113,7 @@ def test_convert_alpaca_array_sharegpt_and_csv(tmp_path, capsys):
     alpaca = tmp_path / "a.json"
     alpaca.write_text(json.dumps([{"instruction": "Define area.", "input": "", "output": "Space inside a shape."}]))
     out = tmp_path / "out" / "a.jsonl"
+    out.parent.mkdir()  # data outputs go into existing folders only (see test_writers_refuse_…)
     assert run(capsys, "data", "convert", alpaca, out)[:2] == (0, f"wrote 1 records to {out}\n")
     assert read_jsonl(out) == [{"instruction": "Define area.", "response": "Space inside a shape."}]
 
@@ -283,3 +286,101 @@ def test_full_disk_is_one_line_and_keeps_the_old_file(tmp_path, capsys, monkeypa
     assert len(err.splitlines()) == 1 and err.startswith("edulora: error: ") and "No space left on device" in err
     assert out.read_text() == "the user's earlier file\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl", "out.jsonl"]  # no temporary left behind
+
+
+# --------------------------------------------------------------------------- writers never clobber
+
+
+def _refusals(tmp_path: Path) -> list[tuple[str, Path]]:
+    """Outputs a data writer must refuse: a folder, a FIFO, a link to a device, a file in a missing folder.
+
+    A link to /dev/null rather than /dev/null itself: should the refusal ever break, only the link is
+    replaced (the tests run as root here).
+    """
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    device = tmp_path / "null-link"
+    device.symlink_to(os.devnull)
+    (tmp_path / "folder").mkdir()
+    return [("is a directory", tmp_path / "folder"), ("not a regular file", fifo), ("not a regular file", device),
+            ("no such directory", tmp_path / "missing" / "out.jsonl")]
+
+
+def _untouched(tmp_path: Path) -> None:
+    assert (tmp_path / "folder").is_dir() and not list((tmp_path / "folder").iterdir())
+    assert stat.S_ISFIFO((tmp_path / "fifo").stat().st_mode)
+    assert (tmp_path / "null-link").is_symlink() and os.readlink(tmp_path / "null-link") == os.devnull
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("command", ["convert", "scrub", "report --json", "report --html", "split --eval-out"])
+def test_writers_refuse_non_files_and_missing_folders(tmp_path, capsys, command):
+    src = jsonl(tmp_path / "d.jsonl", guide_rows(12))
+    for needle, out in _refusals(tmp_path):
+        argv = {"convert": ["convert", src, out], "scrub": ["scrub", src, out],
+                "report --json": ["report", src, "--json", out], "report --html": ["report", src, "--html", out],
+                "split --eval-out": ["split", src, "--train-out", tmp_path / "t.jsonl", "--eval-out", out]}[command]
+        code, stdout, err = run(capsys, "data", *argv)
+        assert code == 2 and stdout == "", (out, stdout)
+        assert err.startswith("edulora: error: ") and needle in err and len(err.splitlines()) == 1, err
+        assert "Traceback" not in err
+    _untouched(tmp_path)
+    assert not (tmp_path / "t.jsonl").exists()  # split checks both outputs before writing either
+
+
+def test_scrub_report_json_is_checked_before_anything_is_written(tmp_path, capsys):
+    src = jsonl(tmp_path / "d.jsonl", [GUIDE])
+    code, _, err = run(capsys, "data", "scrub", src, tmp_path / "out.jsonl", "--report-json", tmp_path / "no" / "r.json")
+    assert code == 2 and "no such directory" in err and not (tmp_path / "out.jsonl").exists()
+
+
+# --------------------------------------------------------------------------- the same pipelines from Python
+
+
+def test_pipelines_are_typed_calls(tmp_path):
+    from edulora import data
+    from edulora.data.privacy import ScrubReport
+    from edulora.data.quality import DatasetReport
+    from edulora.data.split import SplitStats
+
+    rows = guide_rows(30)
+    rows[4]["instruction"] += " My email is ana@school.org."
+    src = jsonl(tmp_path / "d.jsonl", rows)
+    assert data.validate(src).ok and data.validate(src).records == 30
+    assert data.convert(src, tmp_path / "c.jsonl") == 30 and len(read_jsonl(tmp_path / "c.jsonl")) == 30
+    scrubbed = data.scrub_file(src, tmp_path / "s.jsonl", report_json=tmp_path / "s.json")
+    assert isinstance(scrubbed, ScrubReport) and scrubbed.counts["EMAIL"] == 1 and dict(scrubbed.by_line) == {5: {"EMAIL": 1}}
+    assert "[EMAIL]" in read_jsonl(tmp_path / "s.jsonl")[4]["instruction"]
+    stats = data.split_file(src, train_out=tmp_path / "tr.jsonl", eval_out=tmp_path / "ev.jsonl", eval_fraction=0.2)
+    assert isinstance(stats, SplitStats) and stats.train + stats.eval == 30 and stats.eval > 0
+    assert len(read_jsonl(tmp_path / "ev.jsonl")) == stats.eval
+    result = data.report(src, eval_path=tmp_path / "ev.jsonl", json_out=tmp_path / "r.json")
+    assert isinstance(result, DatasetReport) and result.records == 30 and result.leakage is not None
+    assert json.loads((tmp_path / "r.json").read_text())["records"] == 30
+
+
+def test_pipeline_problems_carry_every_bad_line_and_write_nothing(tmp_path):
+    from edulora import EduloraError, data
+
+    src = jsonl(tmp_path / "d.jsonl", [GUIDE, {"instruction": "x"}, {"response": "y"}])
+    for call in (lambda: data.convert(src, tmp_path / "o.jsonl"), lambda: data.scrub_file(src, tmp_path / "o.jsonl")):
+        with pytest.raises(data.DataProblems) as caught:
+            call()
+        assert isinstance(caught.value, EduloraError)
+        assert [p.line for p in caught.value.problems] == [2, 3] and not (tmp_path / "o.jsonl").exists()
+    assert [p.line for p in data.validate(src).problems] == [2, 3]
+    with pytest.raises(EduloraError, match="not a regular file"):
+        data.convert(jsonl(tmp_path / "ok.jsonl", [GUIDE]), _refusals(tmp_path)[1][1])
+
+
+def test_importer_formats_and_options_pass_through(tmp_path, capsys):
+    from test_importers import MATHDIAL
+
+    src = jsonl(tmp_path / "mathdial.jsonl", [MATHDIAL])
+    out = tmp_path / "out.jsonl"
+    assert run(capsys, "data", "convert", src, out, "--from", "mathdial", "--exclude-telling")[:2] == (
+        0, f"wrote 1 records to {out}\n")
+    messages = read_jsonl(out)[0]["messages"]
+    assert [m.get("train", True) for m in messages if m["role"] == "assistant"] == [True, True, False, False]
+    code, _, err = run(capsys, "data", "validate", src, "--from", "alpaca", "--exclude-telling")
+    assert code == 2 and err.startswith("edulora: error: exclude_telling applies to MathDial input only")

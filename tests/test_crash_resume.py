@@ -114,7 +114,7 @@ def test_disk_full_mid_run_is_a_clear_error_and_resume_finishes(tiny_llama, data
     import torch
 
     from edulora.cli import main
-    from edulora.training import latest_checkpoint
+    from edulora.rundir import RunDir
 
     real_save = torch.save
 
@@ -130,7 +130,7 @@ def test_disk_full_mid_run_is_a_clear_error_and_resume_finishes(tiny_llama, data
     assert len(err) == 1 and err[0].startswith("edulora: error: ") and "Traceback" not in err[0]
     assert "no space left on device" in err[0] and "edulora train --resume" in err[0] and "checkpoint-20" in err[0]
     run = tmp_path / "run"
-    assert latest_checkpoint(run).endswith("checkpoint-10")  # the half-written one is not trusted
+    assert str(RunDir(run).latest_checkpoint()).endswith("checkpoint-10")  # the half-written one is not trusted
     assert not (run / "summary.json").exists() or json.loads((run / "summary.json").read_text())["status"] != "done"
 
     monkeypatch.setattr(torch, "save", real_save)  # space freed

@@ -12,10 +12,9 @@ from transformers import AutoModelForCausalLM
 
 from edulora.config import RunConfig
 from edulora.data.schema import Metadata, parse_grade_level
-from edulora.formatting import question_messages
-from edulora.generation import GenerationSettings, generate_replies
-from edulora.modeling import load_tutor
+from edulora.generation import Sampling
 from edulora.training import train
+from edulora.tutor import Tutor
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -46,9 +45,9 @@ def real_run(tmp_path_factory, packaged_model_dir):
 
 def test_real_model_trains_and_the_adapter_reloads_exactly(real_run, packaged_model_dir):
     summary = real_run.summary
-    assert summary["optimizer_steps"] == 3 and summary["eval_loss_after"] < summary["eval_loss_before"]
+    assert summary.optimizer_steps == 3 and summary.eval_loss_after < summary.eval_loss_before
     ids = torch.tensor([[1, 504, 3152, 314, 253, 2006, 30]])
-    trained = real_run.model.eval()
+    trained = real_run.tutor.model.eval()
     with torch.no_grad():
         expected = trained(input_ids=ids).logits.float()
         base = AutoModelForCausalLM.from_pretrained(packaged_model_dir, dtype=trained.get_base_model().dtype)
@@ -57,12 +56,12 @@ def test_real_model_trains_and_the_adapter_reloads_exactly(real_run, packaged_mo
 
 
 def test_tuned_tutor_generates_and_stops(real_run):
-    model, tokenizer, info = load_tutor(real_run.run_dir)
+    tutor = Tutor.load(real_run.run_dir)
+    info = tutor.info
     assert info.subject == "mathematics" and info.template == "chat"
     meta = Metadata(subject="mathematics", grade_level=parse_grade_level("grade 4"))
-    reply = generate_replies(model, tokenizer, [question_messages("What is 6 times 7?", metadata=meta)], info.template,
-                             GenerationSettings(max_new_tokens=60))[0]
-    assert reply.text and 0 < reply.new_tokens <= 60
+    reply = tutor.generate([tutor.format.question("What is 6 times 7?", metadata=meta)], Sampling(max_new_tokens=60))[0]
+    assert reply.text and 0 < reply.tokens <= 60
     assert "<|im_end|>" not in reply.text and "<|im_start|>" not in reply.text
 
 

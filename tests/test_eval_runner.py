@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
 
 import pytest
 
+from edulora.cli import main
 from edulora.errors import EduloraError
 from edulora.evaluation.runner import (
     METRICS,
@@ -34,13 +34,17 @@ def fake_embed(texts):
 
 @pytest.fixture(scope="module")
 def trained_run(tiny_llama, tmp_path_factory):
-    from conftest import write_tutoring_file
+    from conftest import tutoring_rows
     from test_training import tiny_config
 
     from edulora.training import train
 
     folder = tmp_path_factory.mktemp("evalrun")
-    data = write_tutoring_file(folder, 32)
+    rows = tutoring_rows(32)
+    for row in rows:  # the teacher's key: the product the reply ends on ("So the answer is 12.")
+        row["metadata"]["answer"] = row["response"].rstrip(".").rsplit(" ", 1)[-1]
+    data = folder / "data.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return train(tiny_config(tiny_llama, data, folder / "runs", max_steps=8, eval_steps=4, save_steps=8))
 
 
@@ -65,17 +69,32 @@ def test_loss_matches_training_and_every_metric_is_reported(evaluated):
     result, run = evaluated
     base, tuned = result.model("base"), result.model("run")
     # Same records, encoding and loss function as training: the numbers agree with summary.json.
-    assert base.eval_loss == pytest.approx(run.summary["eval_loss_before"], rel=1e-4)
-    assert tuned.eval_loss == pytest.approx(run.summary["eval_loss_after"], rel=1e-4)
+    assert base.eval_loss == pytest.approx(run.summary.eval_loss_before, rel=1e-4)
+    assert tuned.eval_loss == pytest.approx(run.summary.eval_loss_after, rel=1e-4)
     assert tuned.eval_loss < base.eval_loss
     assert tuned.perplexity == pytest.approx(math.exp(tuned.eval_loss))
     for model in (base, tuned):
-        assert len(model.replies) == len(result.records) == run.summary["eval_examples"]
+        assert len(model.replies) == len(result.records) == run.summary.eval_examples
         assert set(METRICS) <= set(model.metrics)
         assert all(0.0 <= model.metrics[m] <= 1.0 for m in METRICS)
         assert model.tokens_per_s > 0 and model.peak_rss_mb > 0
     assert set(result.groups) == {"subject", "grade_level", "teaching_style"}
     assert len(result.training_log) > 0
+
+
+def test_pedagogy_rates_come_with_wilson_intervals(evaluated):
+    result, _ = evaluated
+    for model in result.models:
+        assert set(model.rates) == {"leak_rate", "incorrect_answer_rate", "question_rate"}
+        n = len(model.replies)
+        leaks = sum(r.metrics["answer_revealing"] for r in model.replies)
+        wrong = sum(r.metrics["answer_correctness"] == 0.0 for r in model.replies)
+        assert model.rates["leak_rate"].n == model.rates["incorrect_answer_rate"].n == n  # every record has its key
+        assert model.rates["leak_rate"].value == pytest.approx(leaks / n)
+        assert model.rates["incorrect_answer_rate"].value == pytest.approx(wrong / n)
+        for r in model.rates.values():
+            assert 0.0 <= r.low <= r.value <= r.high <= 1.0
+    assert result.to_dict()["models"][0]["rates"]["leak_rate"]["n"] == len(result.records)
 
 
 def test_deltas_are_paired_and_their_intervals_contain_the_mean(evaluated):
@@ -105,8 +124,7 @@ def test_evaluate_trained_writes_reports_into_the_run(trained_run, tmp_path):
 
     records = load_records(trained_run.run_dir / "eval.jsonl")
     settings = EvalSettings(max_new_tokens=4, limit=3, embed=fake_embed, bootstrap_resamples=50, max_length=128)
-    paths = evaluate_trained(trained_run.model, trained_run.tokenizer, trained_run.template, records, tmp_path,
-                             settings=settings)
+    _, paths = evaluate_trained(trained_run.tutor, records, tmp_path, settings=settings)
     assert set(paths) == {"html", "json", "markdown"}
     report = json.loads(paths["json"].read_text())
     assert set(report["summary"]) == {"base", "tuned"}
@@ -114,12 +132,15 @@ def test_evaluate_trained_writes_reports_into_the_run(trained_run, tmp_path):
     assert len(report["records"]) == 3
 
 
-def _parser():
-    from edulora import cli_eval
+def _cli(argv: list[str]):
+    """The command line without ``main``'s error mapping, so a user mistake arrives as its EduloraError."""
+    import typer
 
-    parser = argparse.ArgumentParser(prog="edulora")
-    cli_eval.add_commands(parser.add_subparsers(dest="command"))
-    return parser
+    from edulora.cli import app
+
+    command = typer.main.get_command(app)
+    with command.make_context("edulora", argv) as ctx:
+        return command.invoke(ctx)
 
 
 def test_cli_uses_the_runs_eval_split(trained_run, tmp_path, monkeypatch):
@@ -127,9 +148,9 @@ def test_cli_uses_the_runs_eval_split(trained_run, tmp_path, monkeypatch):
 
     monkeypatch.setattr(embeddings, "embed", fake_embed)
     out = tmp_path / "out.json"
-    args = _parser().parse_args(["eval", str(trained_run.run_dir), "--base", "--json", str(out), "--limit", "2",
-                                 "--max-new-tokens", "4", "--precision", "fp32", "--resamples", "50"])
-    assert args.func(args) == 0
+    argv = ["eval", str(trained_run.run_dir), "--base", "--json", str(out), "--limit", "2",
+            "--max-new-tokens", "4", "--precision", "fp32", "--resamples", "50"]
+    assert main(argv) == 0
     summary = json.loads(out.read_text())["summary"]
     assert set(summary) == {"base", "run"}
     for figures in summary.values():
@@ -144,9 +165,8 @@ def test_cli_uses_the_runs_eval_split(trained_run, tmp_path, monkeypatch):
 ])
 def test_cli_user_mistakes_are_edulora_errors(argv, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    args = _parser().parse_args(argv)
     with pytest.raises(EduloraError, match=message):
-        args.func(args)
+        _cli(argv)
 
 
 def test_nothing_to_evaluate_is_an_error():
@@ -163,7 +183,7 @@ def test_judge_labels_become_metrics_and_reach_the_report(trained_run, tmp_path)
 
     server = FakeJudge([json.dumps(GOOD)])
     try:
-        judge = Judge(server.url, "fake", cache_dir=tmp_path / "cache", backoff_s=0)
+        judge = Judge(server.url, "fake", cache_dir=tmp_path / "cache")
         models = load_models([trained_run.run_dir], include_base=True, precision="fp32")
         records = load_records(trained_run.run_dir / "eval.jsonl")
         settings = EvalSettings(max_new_tokens=4, limit=2, embed=fake_embed, bootstrap_resamples=20, max_length=128)
@@ -175,3 +195,64 @@ def test_judge_labels_become_metrics_and_reach_the_report(trained_run, tmp_path)
         assert model.replies[0].judge == GOOD
     page = write_reports(result, html_path=tmp_path / "r.html")["html"].read_text()
     assert "Judge: tutor tone" in page and "judge fake" in page
+
+
+# ---------------------------------------------------------------------------------------------
+# Pedagogy rates (pure: no model)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_wilson_interval():
+    from edulora.evaluation.rates import wilson_interval
+
+    # 8 of 20 at 95%: the textbook Wilson interval (0.2188, 0.6134)
+    assert wilson_interval(8, 20) == pytest.approx((0.2188, 0.6134), abs=1e-4)
+    low, high = wilson_interval(0, 50)
+    assert low == 0.0 and 0.05 < high < 0.08  # no leak in 50 replies is not certainty of none
+    assert wilson_interval(50, 50)[1] == 1.0 and wilson_interval(50, 50)[0] > 0.9
+    assert wilson_interval(3, 20)[0] == pytest.approx(1 - wilson_interval(17, 20)[1])
+    with pytest.raises(ValueError):
+        wilson_interval(0, 0)
+
+
+def _triangle(reply_key: str | None):
+    from edulora.data.schema import Example, Metadata
+
+    return Example(instruction="A triangle has a base of 10 cm and a height of 6 cm. How do I find its area?",
+                   response="What shape do two of these triangles make?",
+                   metadata=Metadata(subject="mathematics", extra={"answer": reply_key} if reply_key else {}))
+
+
+def test_pedagogy_rates_count_leaks_wrong_answers_and_questions():
+    from edulora.data.schema import Dialogue, Metadata, Turn
+    from edulora.evaluation.rates import pedagogy_rates, record_history
+
+    dialogue = Dialogue([Turn("system", "You are a tutor."), Turn("user", "What is 3 x 4?"),
+                         Turn("assistant", "What is 3 + 3 + 3 + 3?"), Turn("user", "11"),
+                         Turn("assistant", "Count again.")], Metadata(extra={"answer": "12"}))
+    assert record_history(dialogue) == [("student", "What is 3 x 4?"), ("tutor", "What is 3 + 3 + 3 + 3?"),
+                                        ("student", "11")]
+    records = [_triangle("30"), _triangle("30"), _triangle(None), dialogue]
+    replies = [
+        "Add them: 3 + 6 = 9. So the answer is 9 square centimeters.",  # leaks a wrong answer
+        "Is it 30? Draw the rectangle around it first.",  # asks, asserts nothing
+        "Think of a rectangle cut in half. What is its area?",  # no key: not counted for correctness
+        "Not quite: the answer is 12.",  # leaks the right answer
+    ]
+    rates = pedagogy_rates(replies, records)
+    assert (rates["leak_rate"].value, rates["leak_rate"].n) == (0.5, 4)
+    assert (rates["incorrect_answer_rate"].value, rates["incorrect_answer_rate"].n) == (pytest.approx(1 / 3), 3)
+    assert (rates["question_rate"].value, rates["question_rate"].n) == (0.5, 4)
+    assert all(r.low <= r.value <= r.high for r in rates.values())
+    # no record with a key: the incorrect-answer rate is not measured, rather than 0
+    assert set(pedagogy_rates(replies[2:3], records[2:3])) == {"leak_rate", "question_rate"}
+    with pytest.raises(ValueError):
+        pedagogy_rates(replies, records[:2])
+
+
+def test_rates_module_is_cheap_to_import():
+    import subprocess
+    import sys
+
+    code = "import sys, edulora.evaluation.rates; print(any(m in sys.modules for m in ('torch', 'transformers')))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 
@@ -10,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from edulora import cli_export
+from edulora.cli import main
 from edulora.errors import EduloraError
 from edulora.export import export_gguf, merge_run, refuse_quantized, write_gguf
 from edulora.modeling import load_tutor
@@ -155,13 +154,7 @@ def test_pickle_adapters_are_refused_unless_allowed(run_dir, tmp_path):
 
 
 def _cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    cli_export.add_commands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except EduloraError:
-        return 2
+    return main(argv)  # an EduloraError becomes exit code 2
 
 
 def test_cli_merge_and_export(run_dir, tmp_path, capsys):

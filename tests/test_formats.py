@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edulora.data import formats
+from edulora.data import jsonscan
 from edulora.data.formats import (
     detect_format,
     iter_format_records,
@@ -155,8 +155,8 @@ def test_csv_extra_fields_and_empty(tmp_path):
 def test_bad_column_map():
     with pytest.raises(EduloraError, match="FIELD=COLUMN"):
         parse_column_map(["instruction"])
-    with pytest.raises(EduloraError, match="unknown field 'answer'"):
-        parse_column_map(["answer=response"])
+    with pytest.raises(EduloraError, match="unknown field 'reply'"):
+        parse_column_map(["reply=response"])
 
 
 def test_map_refused_for_json(tmp_path):
@@ -210,7 +210,7 @@ def test_json_array_small_chunks_give_same_result(tmp_path, monkeypatch):
     rows = [{"instruction": f"q{i} \\ \" [ {{", "output": f"a{i}\n]"} for i in range(30)]
     path = write(tmp_path / "a.json", json.dumps(rows, indent=1))
     expected = items(path)
-    monkeypatch.setattr(formats, "_CHUNK_BYTES", 5)
+    monkeypatch.setattr(jsonscan, "_CHUNK_BYTES", 5)
     assert items(path) == expected
     assert [r.instruction for _, r in expected] == [r["instruction"] for r in rows]
 
@@ -223,6 +223,56 @@ def test_json_array_other_errors(tmp_path):
     ]
     path = write(tmp_path / "b.json", '[1, "two", null]')
     assert problems(path, "alpaca") == [f"{path}:1: a record must be a JSON object, got {t}" for t in ("int", "str", "NoneType")]
+
+
+# --------------------------------------------------------------------------- the teacher's key
+
+
+KEY = {"answer": "12", "solution": "3 rows of 4: 4 + 4 + 4 = 12."}
+
+
+def test_key_survives_every_json_format(tmp_path):
+    guide = dict(GUIDE, metadata={**GUIDE["metadata"], **KEY})
+    messages = {"messages": [{"role": "user", "content": "What is 3 x 4?"},
+                             {"role": "assistant", "content": "How many are in one row?"}], "metadata": KEY}
+    alpaca = {"instruction": "What is 3 x 4?", "input": "", "output": "Count the rows.", "metadata": KEY}
+    sharegpt = {"conversations": [{"from": "human", "value": "3 x 4?"}, {"from": "gpt", "value": "Rows?"}],
+                "metadata": KEY}
+    for name, row in (("edulora", guide), ("openai", messages), ("alpaca", alpaca), ("sharegpt", sharegpt)):
+        path = jsonl(tmp_path / f"{name}.jsonl", [row])
+        (_, record), = items(path, name)
+        assert (record.metadata.answer, record.metadata.solution) == (KEY["answer"], KEY["solution"]), name
+        assert {k: record.to_dict()["metadata"][k] for k in KEY} == KEY
+
+
+def test_key_from_csv_columns_and_column_map(tmp_path):
+    path = write(tmp_path / "d.csv", "instruction,response,answer,solution\n"
+                                     'What is 3x4?,Count the rows.,12,"4 + 4 + 4 = 12"\nWhat is 2+2?,Count on.,,\n')
+    (_, first), (_, second) = items(path)
+    assert (first.metadata.answer, first.metadata.solution) == ("12", "4 + 4 + 4 = 12")
+    assert second.metadata.answer is None and second.metadata.solution is None  # empty cells: no key
+    path = write(tmp_path / "m.csv", "question,reply,key,worked\nWhat is 3x4?,Count the rows.,12,4+4+4\n")
+    mapping = parse_column_map(["instruction=question", "response=reply", "answer=key", "solution=worked"])
+    (_, record), = items(path, column_map=mapping)
+    assert (record.metadata.answer, record.metadata.solution) == ("12", "4+4+4")
+    # a column mapped to the reply is not read by its name as the key as well
+    path = write(tmp_path / "r.csv", "question,answer\nWhat is 3x4?,Count the rows.\n")
+    (_, record), = items(path, column_map=parse_column_map(["instruction=question", "response=answer"]))
+    assert record.response == "Count the rows." and record.metadata.answer is None
+    with pytest.raises(EduloraError):
+        parse_column_map(["answers=key"])
+    assert problems(path, column_map={"instruction": "question", "response": "answer", "answer": "key"}) == [
+        f"{path}:1: CSV header has no column 'key' (for answer); columns are: question, answer; "
+        "map columns with --map FIELD=COLUMN"]
+
+
+def test_bad_key_is_a_file_line_problem(tmp_path):
+    path = jsonl(tmp_path / "d.jsonl", [dict(GUIDE, metadata={"answer": ""}), dict(GUIDE, metadata={"answer": [1]}),
+                                        dict(GUIDE, metadata={"solution": 3.5, "answer": 7})])
+    assert problems(path) == [f"{path}:1: metadata.answer is empty",
+                              f"{path}:2: metadata.answer must be a non-empty string or a number, got list"]
+    path = write(tmp_path / "d.csv", "instruction,response,solution\nq,r,  \nq,r," + "x" * 20_001 + "\n")
+    assert problems(path) == [f"{path}:3: metadata.solution is 20,001 characters long (limit 20,000)"]
 
 
 # --------------------------------------------------------------------------- malformed input
@@ -360,3 +410,32 @@ def test_json_array_streams(tmp_path):
     code, big_mb, summary = _peak_rss_mb(big)
     assert code == 0 and summary.endswith("200000 records, no problems")
     assert big_mb - small_mb < 30, (small_mb, big_mb)
+
+
+# --------------------------------------------------------------------------- the packaged samples
+
+
+def test_sample_data_ships_inside_the_package():
+    from edulora.data import sample_data_path
+
+    path = sample_data_path()
+    assert path.name == "tutoring.jsonl" and path.parent.name == "sample_data" and path.parent.parent.name == "edulora"
+    assert validate_any(path).ok and validate_any(sample_data_path("dialogues.jsonl")).ok
+    checkout = Path(__file__).resolve().parents[1] / "examples" / "data"
+    assert (checkout / "tutoring.jsonl").resolve() == path  # the checkout's examples/data points at it
+    with pytest.raises(EduloraError, match="unknown sample dataset 'nope.jsonl'"):
+        sample_data_path("nope.jsonl")
+
+
+def test_sample_keys_agree_with_their_worked_solutions():
+    import re
+
+    from edulora.data import sample_data_path
+
+    records = load_records_with_lines(sample_data_path())[0] + load_records_with_lines(sample_data_path("dialogues.jsonl"))[0]
+    keyed = [r.metadata for r in records if r.metadata.answer is not None]
+    assert len(keyed) > len(records) / 3
+    for meta in keyed:
+        number = re.search(r"-?\d+(?:[.,/]\d+)*", meta.answer)
+        if number and meta.solution:  # a worked solution reaches the key's value
+            assert number.group() in meta.solution, (meta.answer, meta.solution)

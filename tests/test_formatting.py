@@ -3,8 +3,27 @@ from transformers import AutoTokenizer
 
 from edulora.data.schema import Dialogue, Example, Metadata, Turn, example_from_dict
 from edulora.errors import EduloraError
-from edulora.formatting import (IGNORE_INDEX, EncodedExample, collate_examples, encode_record,
-                                question_messages, record_messages, render_prompt, resolve_template)
+from edulora.formatting import IGNORE_INDEX, EncodedExample, PromptFormat, collate_examples
+
+
+def encode_record(record, tokenizer, template, max_length):
+    return PromptFormat.create(tokenizer, template).encode(record, max_length)
+
+
+def render_prompt(messages, tokenizer, template):
+    return PromptFormat.create(tokenizer, template).render(messages)
+
+
+def question_messages(question, context=None, metadata=None):
+    return PromptFormat(None).question(question, context, metadata)
+
+
+def record_messages(record, with_system=True):
+    return PromptFormat(None, system_prompt=with_system).messages(record)
+
+
+def resolve_template(template, tokenizer):
+    return PromptFormat.create(tokenizer, template).template
 
 
 @pytest.fixture(scope="module")

@@ -126,11 +126,13 @@ def fake():
 
 
 def _judge(url, tmp_path, **kw):
-    return Judge(url, "fake-model", api_key="k", timeout_s=5, retries=3, cache_dir=tmp_path / "cache", backoff_s=0,
-                 **kw)
+    return Judge(url, "fake-model", **{"api_key": "k", "timeout_s": 5, "retries": 3, "cache_dir": tmp_path / "cache",
+                                       **kw})
 
 
-def test_judges_and_caches_on_disk(fake, tmp_path):
+def test_judges_and_caches_on_disk(fake, tmp_path, monkeypatch):
+    monkeypatch.delenv("EDULORA_JUDGE_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     server = fake("```json\n" + json.dumps(GOOD) + "\n```")
     history = [("student", "What is 3 x 4?")]
     assert _judge(server.url, tmp_path).judge_reply(history, "What do 3 groups of 4 make?") == GOOD
@@ -143,9 +145,10 @@ def test_judges_and_caches_on_disk(fake, tmp_path):
     assert again.judge_reply(history, "What do 3 groups of 4 make?") == GOOD
     assert again.requests == 0 and len(server.calls) == 1
     # Another judge model is another cache key.
-    other = Judge(server.url, "other-model", cache_dir=tmp_path / "cache", backoff_s=0)
+    other = Judge(server.url, "other-model", cache_dir=tmp_path / "cache")
     other.judge_reply(history, "What do 3 groups of 4 make?")
     assert len(server.calls) == 2
+    assert server.calls[1]["auth"] is None  # no key: no Authorization header (a local judge needs none)
 
 
 def test_unlabelled_dimensions_are_asked_one_at_a_time(fake, tmp_path):
@@ -186,6 +189,13 @@ def test_server_errors_are_retried(fake, tmp_path):
     server = fake(500, 429, json.dumps(GOOD))
     assert _judge(server.url, tmp_path).judge_reply([], "x") == GOOD
     assert len(server.calls) == 3
+
+
+def test_a_judge_failing_every_attempt_is_a_user_error(fake, tmp_path):
+    server = fake(503)
+    with pytest.raises(EduloraError, match="after 2 attempt.*HTTP 503"):
+        _judge(server.url, tmp_path, retries=2).judge_reply([], "x")
+    assert len(server.calls) == 2
 
 
 def test_refusal_and_unreachable_server_are_user_errors(fake, tmp_path):

@@ -162,6 +162,104 @@ def test_correction_without_a_known_answer() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Wrong answers: answer revealing and answer correctness
+# ---------------------------------------------------------------------------------------------
+
+_TRIANGLE = [("student", "A triangle has a base of 10 cm and a height of 6 cm. How do I find its area?")]
+
+# (reply, revealed, correctness score, what the reply asserts) for the key 30 (cm²).
+_TRIANGLE_CASES = [
+    # a wrong number asserted (the demo's reply): revealing, and incorrect
+    ("Now add those two numbers together: 3 + 6 = 9. So the answer is 9 square centimeters.", True, 0.0, "9"),
+    ("Good start. The area of the triangle is 16 cm².", True, 0.0, "16"),
+    # the right number asserted: revealing, and correct
+    ("The area is 30 cm², because a triangle is half of its 10 by 6 rectangle.", True, 1.0, "30"),
+    # a number only asked about asserts nothing, right or wrong
+    ("Is it 30? Check by drawing the rectangle around it.", False, 1.0, None),
+    ("Could the area be 9 square centimeters? What do you think?", False, 1.0, None),
+    # operands of a calculation
+    ("Think of the 10 × 6 rectangle around the triangle: how much of it does the triangle cover?", False, 1.0, None),
+    ("So the area is 10 × 6 ÷ 2; work it out.", False, 1.0, None),
+    # rejected values
+    ("The area is not 9 cm²; think about half of the rectangle.", False, 1.0, None),
+    ("The area is 30 cm², not 9.", True, 1.0, "30"),
+    # units: symbols, attached, in words
+    ("So the answer is 30cm².", True, 1.0, "30"),
+    ("The area is 30 square centimeters.", True, 1.0, "30"),
+    ("So the answer is 60 square centimeters.", True, 0.0, "60"),
+    # number words
+    ("The area is thirty square centimeters.", True, 1.0, "30"),
+    ("So the answer is nine.", True, 0.0, "nine"),
+    # suppositions and the student's own value are not assertions
+    ("If the answer were 9, the triangle would be tiny. Look at the base again.", False, 1.0, None),
+    ("You found 9 square centimeters; let's check how.", False, 1.0, None),
+]
+
+
+@pytest.mark.parametrize(("reply", "revealed", "score", "asserted"), _TRIANGLE_CASES)
+def test_wrong_and_right_answers_for_both_metrics(reply: str, revealed: bool, score: float, asserted: str | None) -> None:
+    reveal = m.answer_revealing(reply, answer="30", history=_TRIANGLE)
+    assert reveal.revealed is revealed, reveal
+    assert reveal.correct is ((score == 1.0) if revealed else None)
+    correctness = m.answer_correctness(reply, answer="30", history=_TRIANGLE)
+    assert correctness.score == score, correctness
+    assert correctness.asserted == (asserted if score == 0.0 else ("30" if revealed else None))
+
+
+def test_a_wrong_answer_reveals_and_is_incorrect() -> None:
+    reveal = m.answer_revealing("Now add those: 3 + 6 = 9. So the answer is 9 square centimeters.", answer="30",
+                                history=_TRIANGLE)
+    assert reveal.reason == "states a wrong answer" and reveal.evidence == "So the answer is 9 square centimeters."
+    # the MathDial case: "The correct answer is 6" where the key says 10
+    result = m.answer_correctness("Good try! The correct answer is 6.", answer="10")
+    assert result.score == 0.0 and result.asserted == "6" and result.reason == "asserts a wrong answer"
+    assert m.answer_revealing("Good try! The correct answer is 6.", answer="10").revealed
+    # "your answer is 6" talks about the student's answer; it asserts nothing
+    assert m.answer_correctness("Your answer is 6, but check the last step.", answer="10").score == 1.0
+
+
+def test_correctness_needs_a_key() -> None:
+    result = m.answer_correctness("So the answer is 9.", history=_TRIANGLE)
+    assert result.score is None and result.reason == "no answer key"
+    assert m.answer_correctness("So the answer is 9.", reference="Half of 10 x 6 is 30.\n#### 30").score == 0.0
+    assert m.answer_correctness("So the answer is 30.", reference="Half of 10 x 6 is 30.\n#### 30").score == 1.0
+
+
+def test_a_reply_ending_on_the_asked_quantity_asserts_it() -> None:
+    history = [("tutor", "50 posters: two-fifths are small, half are medium. How many large posters are there?"),
+               ("student", "30")]
+    wrong = "To find them, subtract: 70 - 50 = 20. So there are 20 large posters."
+    assert m.answer_correctness(wrong, answer="5", history=history).score == 0.0
+    assert m.answer_revealing(wrong, answer="5", history=history).reason == "states a wrong answer"
+    # a worked step is the student's to check, and a reply that goes on to ask has not concluded
+    for reply in ("Small ones: 50 x 2/5 = 20 posters. Medium: 25.", "So there are 20 large posters? Check again."):
+        assert m.answer_correctness(reply, answer="5", history=history).score == 1.0
+        assert not m.answer_revealing(reply, answer="5", history=history).revealed
+    assert m.answer_correctness("So there are 5 large posters.", answer="5", history=history).asserted == "5"
+
+
+def test_operands_and_adjectives_are_no_final_answer() -> None:
+    history = [("tutor", "Jace drives 4 hours, rests, then drives 9 more hours at 60 mph. How many miles will he travel?")]
+    # an aside does not end a sum; "the total 13 hours" names a quantity, it does not conclude one
+    for reply in ("So the correct total would be 240 miles (from the first 4 hours) plus 540 miles, which equals 780.",
+                  "You added the miles of the first 4 hours to the miles in the total 13 hours."):
+        assert m.answer_correctness(reply, answer="780", history=history).score == 1.0
+
+
+def test_word_answers_can_be_wrong() -> None:
+    assert m.answer_correctness("The answer is hexagon.", answer="pentagon").score == 0.0
+    assert m.answer_correctness("The answer is a pentagon.", answer="pentagon").score == 1.0
+    # a judgement or an explanation after "the answer is" is no answer
+    for reply in ("The answer is close, check again.", "The answer is that a hexagon has six sides."):
+        assert m.answer_correctness(reply, answer="pentagon").score == 1.0
+    assert m.answer_correctness("Answer: 9", answer="30").score == 0.0
+
+
+def test_attached_units_end_a_number() -> None:
+    assert [n.value for n in m.find_numbers("30cm² and 5kg, but not 3rd or 2x")] == [30, 5]
+
+
+# ---------------------------------------------------------------------------------------------
 # Providing guidance
 # ---------------------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from edulora.data.quality import (
+    GRADE_BANDS,
     EstimateCounter,
     auto_thin_below,
     build_report,
@@ -194,6 +195,15 @@ def test_readability_flags_mismatches():
     assert rows["elementary"].scored == 2 and rows["elementary"].mismatches == 1
     assert rows["elementary"].expected == "≤ 5" and rows["high_school"].expected == "9–12"
     assert rows["adult"].expected == "any"
+
+
+def test_grade_bands_are_the_schemas_so_report_and_eval_agree():
+    # One table (GradeLevel.band): college is 13–16 here as in grade_level_fit, adult is open.
+    assert GRADE_BANDS[G.COLLEGE] == G.COLLEGE.band == (13, 16)
+    assert GRADE_BANDS[G.MIDDLE_SCHOOL] == G.MIDDLE_SCHOOL.band
+    assert G.ADULT not in GRADE_BANDS and GRADE_BANDS[G.ELEMENTARY] == (None, 5)
+    r = readability([ex("a", HARD, grade=G.COLLEGE), ex("b", HARD, grade=G.ADULT)], [1, 2])
+    assert [(m.line, m.direction, m.expected) for m in r.mismatches] == [(1, "too hard", "13–16")]
 
 
 def _report(**kwargs):

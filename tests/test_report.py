@@ -8,7 +8,11 @@ import re
 
 import pytest
 
-from edulora.evaluation.report import to_markdown, write_reports
+from edulora.data.quality import build_report
+from edulora.data.report_render import render_html
+from edulora.data.schema import Example, Metadata
+from edulora.evaluation.report import to_html, to_markdown, write_reports
+from edulora.evaluation.results import Rate
 from edulora.evaluation.runner import (
     METRICS,
     Delta,
@@ -77,3 +81,54 @@ def test_markdown_tables_survive_pipes_and_newlines(result):
     assert "| tuned − base | Explanation clarity | +0.200 |" in text
     table_rows = [line for line in text.splitlines() if line.startswith("| tuned |")]
     assert table_rows and all(line.endswith("|") for line in table_rows)
+
+
+def _section(page: str, title: str) -> str:
+    """The HTML between ``<h2>title</h2>`` and the next heading."""
+    return page.split(f"<h2>{title}</h2>", 1)[1].split("<h2>", 1)[0]
+
+
+def test_pedagogy_rates_with_intervals_in_every_format(result, tmp_path):
+    result.model("base").rates = {"leak_rate": Rate(0.125, 0.05, 0.271, 40),
+                                  "incorrect_answer_rate": Rate(0.1, 0.04, 0.23, 30),
+                                  "question_rate": Rate(0.02, 0.0, 0.1, 40)}
+    # The tuned model was evaluated without answer keys: it has no incorrect-answer rate.
+    result.model("tuned").rates = {"leak_rate": Rate(0.0, 0.0, 0.088, 40), "question_rate": Rate(0.7, 0.55, 0.82, 40)}
+    paths = result.write_reports(tmp_path)
+
+    rates = _section(paths["html"].read_text(), "Pedagogy rates")
+    assert re.findall(r"<th>([^<]*)</th>", rates) == [
+        "model", "leak rate (95% CI)", "incorrect-answer rate (95% CI)", "question rate (95% CI)"]
+    rows = [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", rates) if "<td" in row]
+    assert rows == [["base", "12.5% [5.0%, 27.1%] (n=40)", "10.0% [4.0%, 23.0%] (n=30)", "2.0% [0.0%, 10.0%] (n=40)"],
+                    ["tuned", "0.0% [0.0%, 8.8%] (n=40)", "—", "70.0% [55.0%, 82.0%] (n=40)"]]
+
+    markdown = paths["markdown"].read_text()
+    assert "## Pedagogy rates" in markdown
+    assert "| tuned | 0.0% [0.0%, 8.8%] (n=40) | — | 70.0% [55.0%, 82.0%] (n=40) |" in markdown
+
+    summary = json.loads(paths["json"].read_text())["summary"]
+    assert summary["base"]["rates"]["incorrect_answer_rate"] == {"value": 0.1, "low": 0.04, "high": 0.23, "n": 30}
+    assert summary["tuned"]["rates"]["incorrect_answer_rate"] is None
+    assert summary["tuned"]["rates"]["question_rate"]["value"] == pytest.approx(0.7)
+
+
+def test_rates_absent_everywhere_show_dashes(result):
+    table = to_markdown(result).split("## Pedagogy rates", 1)[1].split("##", 1)[0]
+    assert "| base | — | — | — |" in table and "| tuned | — | — | — |" in table
+
+
+def test_eval_result_writes_its_reports(result, tmp_path):
+    paths = result.write_reports(tmp_path / "reports")
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["report.html", "report.json", "report.md"]
+    assert paths["markdown"].read_text() == to_markdown(result) + "\n"
+    only = result.write_reports(html_path=tmp_path / "one.html")
+    assert list(only) == ["html"] and only["html"].read_text().startswith("<!DOCTYPE html>")
+
+
+def test_both_html_reports_share_the_base_page(result):
+    data_page = render_html(build_report([Example("q?", "a reply", metadata=Metadata("mathematics"))], path="d.jsonl"))
+    eval_page = to_html(result)
+    shell = re.compile(r"<!DOCTYPE html>.*?<style>(.*?)</style>.*?<header>\s*<h1>", re.DOTALL)
+    assert shell.match(data_page).group(1) == shell.match(eval_page).group(1)
+    assert "<h1>Dataset report: d.jsonl</h1>" in data_page and "<h1>edulora evaluation report</h1>" in eval_page

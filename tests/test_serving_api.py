@@ -13,10 +13,12 @@ openai = pytest.importorskip("openai")
 from test_serving_support import tiny_engine, tiny_runs  # noqa: E402,F401  (fixtures)
 
 from edulora.errors import EduloraError  # noqa: E402
-from edulora.serving.api import App, make_server, run_in_thread  # noqa: E402
+from edulora.generation import Sampling  # noqa: E402
 from edulora.serving.engine import Engine  # noqa: E402
 from edulora.serving.feedback import FeedbackStore  # noqa: E402
 from edulora.serving.router import Router  # noqa: E402
+from edulora.serving.server import TutorServer  # noqa: E402
+from edulora.serving.service import TutorService  # noqa: E402
 
 KEY = "test-key-123"
 QUESTION = [{"role": "user", "content": "What is 7 times 8?"}]
@@ -25,12 +27,10 @@ QUESTION = [{"role": "user", "content": "What is 7 times 8?"}]
 @pytest.fixture(scope="module")
 def server(tiny_engine, tmp_path_factory):
     db = tmp_path_factory.mktemp("feedback") / "feedback.sqlite3"
-    app = App(tiny_engine, Router(list(tiny_engine.adapters.values())), FeedbackStore(db), api_key=KEY)
-    httpd = make_server(app, "127.0.0.1", 0)
-    run_in_thread(httpd)
+    service = TutorService(tiny_engine, Router(list(tiny_engine.adapters.values())), FeedbackStore(db), api_key=KEY)
+    httpd = TutorServer(service, "127.0.0.1", 0).start()
     yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    httpd.stop()
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def client(server):
 
 
 def raw(server, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-    host, port = server.server_address[:2]
+    host, port = server.address
     conn = http.client.HTTPConnection(host, port, timeout=30)
     conn.request(method, path, body=body, headers={"Authorization": f"Bearer {KEY}", **(headers or {})})
     response = conn.getresponse()
@@ -86,7 +86,7 @@ def test_streaming_matches_non_streaming(client):
 
 
 def test_stream_ends_with_done(server):
-    host, port = server.server_address[:2]
+    host, port = server.address
     conn = http.client.HTTPConnection(host, port, timeout=30)
     body = json.dumps({"model": "math", "messages": QUESTION, "max_tokens": 4, "stream": True})
     conn.request("POST", "/v1/chat/completions", body=body,
@@ -193,14 +193,13 @@ def test_api_key_is_required(server):
 
 def test_non_loopback_host_needs_a_key(tiny_engine):
     with pytest.raises(EduloraError, match="--api-key"):
-        make_server(App(tiny_engine, Router([])), "0.0.0.0", 0)
+        TutorServer(TutorService(tiny_engine, Router([])), "0.0.0.0", 0)
 
 
 def test_full_queue_answers_429(tiny_engine):
     # An engine that is never started keeps its queue full: back-pressure, not unbounded growth.
     stalled = Engine(tiny_engine.model, tiny_engine.tokenizer, tiny_engine.base_id, tiny_engine.adapters, max_queue=1)
-    httpd = make_server(App(stalled, Router([])), "127.0.0.1", 0)
-    run_in_thread(httpd)
+    httpd = TutorServer(TutorService(stalled, Router([])), "127.0.0.1", 0).start()
     try:
         stalled.submit(QUESTION, "math")  # takes the only slot
         client = openai.OpenAI(base_url=f"{httpd.url}/v1", api_key="unused", max_retries=0, timeout=10)
@@ -209,8 +208,7 @@ def test_full_queue_answers_429(tiny_engine):
         assert caught.value.response.headers["retry-after"] == "1"
     finally:
         stalled.stop(timeout=1)
-        httpd.shutdown()
-        httpd.server_close()
+        httpd.stop()
 
 
 def test_parallel_requests_across_adapters_match_solo_answers(client, tiny_engine):
@@ -234,12 +232,200 @@ def test_parallel_requests_across_adapters_match_solo_answers(client, tiny_engin
 
 
 def test_engine_matches_transformers_generate(tiny_engine, tiny_runs):
-    from edulora.generation import GenerationSettings, generate_replies
-    from edulora.modeling import load_tutor
+    """Our one decoder (served and offline) against transformers' own ``generate`` with the same rules."""
+    from edulora.generation import stop_token_ids
+    from edulora.tutor import Tutor
 
-    model, tokenizer, _ = load_tutor(tiny_runs["math"], precision="fp32")
+    tutor = Tutor.load(tiny_runs["math"], precision="fp32")
     messages = tiny_engine.prompt_messages(QUESTION, "math")
-    expected = generate_replies(model, tokenizer, [messages], "chat", GenerationSettings(max_new_tokens=12))[0].text
-    from edulora.serving.engine import SamplingParams
+    ids = tutor.tokenizer(tutor.format.render(messages), add_special_tokens=False, return_tensors="pt")["input_ids"]
+    out = tutor.model.generate(input_ids=ids, max_new_tokens=12, do_sample=False, repetition_penalty=1.1,
+                               top_k=None, top_p=None, temperature=None, eos_token_id=stop_token_ids(tutor.tokenizer),
+                               pad_token_id=tutor.tokenizer.pad_token_id)
+    expected = tutor.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+    assert tiny_engine.submit(QUESTION, "math", max_tokens=12).text().strip() == expected
+    assert tutor.reply([QUESTION], Sampling(max_new_tokens=12))[0].text == expected
 
-    assert tiny_engine.submit(QUESTION, "math", SamplingParams(max_tokens=12)).text().strip() == expected
+
+# ----- the teacher's key --------------------------------------------------------------------------
+
+KEY_METADATA = {"answer": "56", "solution": "Seven groups of eight make 56."}
+
+
+def test_teachers_key_reaches_the_prompt_only_when_sent(client, tiny_engine):
+    from edulora.data.schema import Metadata
+
+    key = Metadata(extra=dict(KEY_METADATA))
+    system = tiny_engine.prompt_messages(QUESTION, "math", key)[0]
+    assert system["role"] == "system" and "Final answer: 56" in system["content"]
+    assert "Seven groups of eight make 56." in system["content"]
+    prompt = tiny_engine.tokenizer.decode(tiny_engine.encode(QUESTION, "math", key))
+    assert "Final answer: 56" in prompt and "Seven groups" in prompt
+    assert "56" not in json.dumps(tiny_engine.prompt_messages(QUESTION, "math"))
+    # Over HTTP the key travels as the request's metadata; the prompt the engine decoded from holds it.
+    keyed = ask(client, "math", metadata=KEY_METADATA)
+    plain = ask(client, "math")
+    assert keyed.usage.prompt_tokens == len(tiny_engine.encode(QUESTION, "math", key))
+    assert plain.usage.prompt_tokens == len(tiny_engine.encode(QUESTION, "math")) < keyed.usage.prompt_tokens
+    assert "56" not in json.dumps(keyed.model_extra["edulora"])  # the key is never echoed back
+
+
+def test_a_bad_key_is_400(client):
+    with pytest.raises(openai.BadRequestError) as caught:
+        ask(client, "math", metadata={"answer": 56})
+    assert caught.value.body["param"] == "metadata.answer"
+
+
+# ----- feedback refers to replies this server produced ----------------------------------------------
+
+def post(server, path: str, body: dict | bytes):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return raw(server, "POST", path, data, {"Content-Type": "application/json"})
+
+
+def test_feedback_rates_a_served_reply_with_the_servers_record(server, client):
+    completion = ask(client, "math", metadata=KEY_METADATA)
+    token = completion.model_extra["edulora"]["feedback_token"]
+    # What a client claims the conversation and reply were is ignored: the server stores its own.
+    forged = {"completion_id": completion.id, "feedback_token": token, "rating": 1, "comment": "good",
+              "messages": [{"role": "user", "content": "Is the Earth flat?"}], "reply": "Yes, it is flat."}
+    status, payload = post(server, "/v1/feedback", forged)
+    assert status == 200 and payload["stored"] is True
+    [item] = [i for i in server.service.feedback.items() if i.completion_id == completion.id]
+    assert item.messages == QUESTION and item.reply == completion.choices[0].message.content
+    assert (item.rating, item.comment, item.adapter, item.subject) == (1, "good", "math", "mathematics")
+    assert (item.answer, item.solution) == (KEY_METADATA["answer"], KEY_METADATA["solution"])
+
+
+def test_feedback_for_an_invented_reply_or_with_another_token_is_refused(server, client):
+    completion = ask(client, "math")
+    status, payload = post(server, "/v1/feedback", {"completion_id": "chatcmpl-invented", "feedback_token": "x",
+                                                    "rating": 1})
+    assert status == 404 and payload["error"]["code"] == "completion_not_found"
+    status, payload = post(server, "/v1/feedback", {"completion_id": completion.id, "feedback_token": "guess",
+                                                    "rating": -1})
+    assert status == 403 and payload["error"]["code"] == "invalid_feedback_token"
+    status, payload = post(server, "/v1/feedback", {"completion_id": completion.id, "rating": 1})
+    assert status == 400 and payload["error"]["param"] == "feedback_token"
+    assert all(i.completion_id != completion.id for i in server.service.feedback.items())
+
+
+# ----- hardening: what the HTTP stack must refuse or survive ----------------------------------------
+
+def test_lone_surrogates_are_400_not_500(server):
+    chat = b'{"model": "math", "messages": [{"role": "user", "content": "hi \\ud800"}]}'
+    feedback = b'{"completion_id": "\\udc00", "feedback_token": "x", "rating": 1}'
+    for path, body in (("/v1/chat/completions", chat), ("/v1/feedback", feedback)):
+        status, payload = post(server, path, body)
+        assert status == 400 and payload["error"]["code"] == "invalid_json", path
+
+
+def test_head_and_options_are_answered(server):
+    host, port = server.address
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.request("HEAD", "/health")
+    response = conn.getresponse()
+    assert response.status == 200 and response.read() == b"" and response.getheader("Content-Type")
+    conn.request("OPTIONS", "/v1/chat/completions")
+    response = conn.getresponse()
+    response.read()
+    assert response.status == 204 and "POST" in response.getheader("Allow")
+    conn.close()
+
+
+@pytest.mark.parametrize("stop", [["a", "b", "c", "d", "e"], ["x" * 101], [""]])
+def test_stop_strings_are_bounded(client, stop):
+    with pytest.raises(openai.BadRequestError) as caught:
+        ask(client, "math", stop=stop)
+    assert caught.value.body["param"] == "stop"
+
+
+@pytest.mark.parametrize("headers", [
+    b"Content-Length: 2\r\nContent-Length: 3\r\n",
+    b"Content-Length: +2\r\n",
+    b"Transfer-Encoding: chunked\r\nContent-Length: 2\r\n",
+])
+def test_ambiguous_framing_is_refused(server, headers):
+    import socket
+
+    with socket.create_connection(server.address, timeout=10) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
+                     + b"\r\n" + headers + b"\r\n{}")
+        status_line = sock.recv(4096).split(b"\r\n", 1)[0]
+    assert status_line.startswith(b"HTTP/1.1 400"), status_line
+
+
+def _wait_for(condition, seconds: float = 30.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_client_that_leaves_cancels_its_generation(server, tiny_engine, stream):
+    import socket
+
+    before, batches = tiny_engine.stats.cancelled, tiny_engine.stats.batches
+    body = json.dumps({"model": "math", "messages": QUESTION, "max_tokens": 1800, "stream": stream}).encode()
+    with socket.create_connection(server.address, timeout=10) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Authorization: Bearer " + KEY.encode() + b"\r\nContent-Length: " + str(len(body)).encode()
+                     + b"\r\n\r\n" + body)
+        if stream:
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")  # the reply has started
+        else:
+            assert _wait_for(lambda: tiny_engine.stats.batches > batches)  # its decoding has started
+    assert _wait_for(lambda: tiny_engine.stats.cancelled > before), "the generation ran on after its client left"
+
+
+def test_a_burst_gets_replies_or_429_never_resets(tiny_engine):
+    # A small queue so the burst overflows it: every client must still get an HTTP answer.
+    engine = Engine(tiny_engine.model, tiny_engine.tokenizer, tiny_engine.base_id, tiny_engine.adapters,
+                    max_batch=4, max_queue=8).start()
+    httpd = TutorServer(TutorService(engine, Router([])), "127.0.0.1", 0).start()
+    body = json.dumps({"model": "math", "messages": QUESTION, "max_tokens": 4})
+
+    def one(_):
+        conn = http.client.HTTPConnection(*httpd.address, timeout=120)
+        conn.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"})
+        status = conn.getresponse().status
+        conn.close()
+        return status
+
+    try:
+        with ThreadPoolExecutor(90) as pool:
+            statuses = list(pool.map(one, range(90)))
+    finally:
+        httpd.stop()
+        engine.stop()
+    assert set(statuses) == {200, 429}, statuses
+
+
+def test_the_key_is_checked_before_the_body_is_read(server):
+    import socket
+
+    with socket.create_connection(server.address, timeout=10) as sock:
+        # Headers promise a body that never comes: only a server that has not waited for it can answer.
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100000\r\n\r\n")
+        status_line = sock.recv(4096).split(b"\r\n", 1)[0]
+    assert status_line.startswith(b"HTTP/1.1 401"), status_line
+
+
+def test_remembered_replies_are_bounded_by_size(tiny_engine, tmp_path):
+    store = FeedbackStore(tmp_path / "fb.sqlite3")
+    service = TutorService(tiny_engine, Router([]), store, remember_chars=100)
+    chats = [service.chat("math", [{"role": "user", "content": f"Question {i}?" + " pad" * 10}], Sampling())
+             for i in range(3)]
+    for chat in chats:
+        service.complete(chat, chat.generation.text())
+    token = chats[-1].info["feedback_token"]
+    assert service.rate(chats[-1].generation.id, token, rating=1) > 0  # the newest is still there
+    with pytest.raises(LookupError):
+        service.rate(chats[0].generation.id, chats[0].info["feedback_token"], rating=1)  # the oldest is forgotten
+    store.close()

@@ -14,9 +14,9 @@ import pytest
 
 from test_serving_support import tiny_engine, tiny_runs  # noqa: F401  (fixtures)
 
-from edulora.cli_serve import main
+from edulora.cli import main
 from edulora.errors import EduloraError
-from edulora.serving.engine import SamplingParams, load_engine, parse_adapter_arg, validate_name
+from edulora.serving.engine import load_engine, parse_adapter_arg, validate_name
 
 
 def _env() -> dict[str, str]:
@@ -25,7 +25,7 @@ def _env() -> dict[str, str]:
 
 def test_serve_answers_then_stops_cleanly_on_sigterm(tiny_runs, tmp_path):
     openai = pytest.importorskip("openai")
-    command = [sys.executable, "-m", "edulora.cli_serve", "serve", "--adapter", f"math={tiny_runs['math']}",
+    command = [sys.executable, "-m", "edulora", "serve", "--adapter", f"math={tiny_runs['math']}",
                "--port", "0", "--precision", "fp32", "--max-tokens", "4", "--feedback-db", str(tmp_path / "fb.db")]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
     try:
@@ -75,21 +75,42 @@ def test_adapter_names_are_plain(tiny_runs):
 
 
 def test_chat_streams_switches_and_resets(tiny_runs, tiny_engine):
-    command = [sys.executable, "-m", "edulora.cli_serve", "chat", "--adapter", str(tiny_runs["math"]),
+    command = [sys.executable, "-m", "edulora", "chat", "--adapter", str(tiny_runs["math"]),
                "--adapter", f"bio={tiny_runs['bio']}", "--precision", "fp32", "--max-tokens", "6"]
     script = "What is 2+2?\n/adapter bio\nWhy?\n/adapter nope\n/adapters\n/reset\nHello\n/quit\n"
     done = subprocess.run(command, input=script, capture_output=True, text=True, timeout=120, env=_env())
     assert done.returncode == 0, done.stderr
     out = done.stdout
     # The bare path was named after its subject; replies match what the engine says to the same history.
-    first = tiny_engine.submit([{"role": "user", "content": "What is 2+2?"}], "math", SamplingParams(max_tokens=6))
+    first = tiny_engine.submit([{"role": "user", "content": "What is 2+2?"}], "math", max_tokens=6)
     first_text = first.text()
     assert f"mathematics> {first_text}\n" in out
     history = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": first_text},
                {"role": "user", "content": "Why?"}]
-    second = tiny_engine.submit(history, "bio", SamplingParams(max_tokens=6)).text()
+    second = tiny_engine.submit(history, "bio", max_tokens=6).text()
     assert f"bio> {second}\n" in out
     assert "now talking to bio (biology, high school, step by step)" in out
     assert "unknown adapter 'nope'" in out and "conversation cleared" in out
-    fresh = tiny_engine.submit([{"role": "user", "content": "Hello"}], "bio", SamplingParams(max_tokens=6)).text()
+    fresh = tiny_engine.submit([{"role": "user", "content": "Hello"}], "bio", max_tokens=6).text()
     assert f"bio> {fresh}\n" in out  # /reset really forgot the history
+
+
+def test_chat_gives_the_tutor_the_teachers_key(tiny_runs, tiny_engine):
+    from edulora.data.schema import Metadata
+
+    command = [sys.executable, "-m", "edulora", "chat", "--adapter", f"math={tiny_runs['math']}", "--precision",
+               "fp32", "--max-tokens", "6", "--answer", "4", "--solution", "Two and two make four."]
+    done = subprocess.run(command, input="What is 2+2?\n/quit\n", capture_output=True, text=True, timeout=120,
+                          env=_env())
+    assert done.returncode == 0, done.stderr
+    question = [{"role": "user", "content": "What is 2+2?"}]
+    key = Metadata(extra={"answer": "4", "solution": "Two and two make four."})
+    keyed = tiny_engine.submit(question, "math", max_tokens=6, key=key).text()
+    plain = tiny_engine.submit(question, "math", max_tokens=6).text()
+    assert keyed != plain  # the key changes the prompt, so the (random) tutor says something else
+    assert f"math> {keyed}\n" in done.stdout
+
+
+def test_typer_checks_ranges_before_loading_anything(capsys):
+    assert main(["serve", "--max-batch", "0"]) == 2
+    assert "--max-batch" in capsys.readouterr().err

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import random
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +114,18 @@ def test_balance_upsamples_thin_cells_only():
     assert balance_records(data, floor=0) == data
     with pytest.raises(ValueError):
         balance_records(data, floor=-1)
+
+
+@pytest.mark.parametrize(("module", "other"), [("split", "quality"), ("quality", "split")])
+def test_split_and_quality_do_not_import_each_other(module: str, other: str) -> None:
+    # They share what makes records the same through data/similarity.py, not through each other.
+    path = Path(importlib.util.find_spec(f"edulora.data.{module}").origin)
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            imported.add(node.module if node.level == 0 else f"edulora.data.{node.module}")
+            imported.update(f"edulora.data.{alias.name}" for alias in node.names if node.level and not node.module)
+        elif isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+    assert "edulora.data.similarity" in imported
+    assert f"edulora.data.{other}" not in imported, imported

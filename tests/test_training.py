@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM, Trainer
 
 from edulora.config import RunConfig
 from edulora.errors import EduloraError
-from edulora.training import train
+from edulora.training import resume, train
 
 
 def tiny_config(model_dir, data_file, out_dir, **training) -> RunConfig:
@@ -48,8 +48,8 @@ def trained(tiny_llama, tmp_path_factory):
 
 def test_loss_drops_on_a_small_overfit_set(trained):
     result, _ = trained
-    assert result.summary["eval_loss_after"] < 0.9 * result.summary["eval_loss_before"]
-    assert result.summary["optimizer_steps"] == 12
+    assert result.summary.eval_loss_after < 0.9 * result.summary.eval_loss_before
+    assert result.summary.optimizer_steps == 12
 
 
 def test_run_directory_is_complete(trained):
@@ -76,16 +76,17 @@ def test_the_final_evaluation_is_not_repeated(trained):
     metrics = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     evals = [m for m in metrics if "eval_loss" in m]
     assert [m["step"] for m in evals] == [0, 6, 12]
-    assert result.summary["eval_loss_after"] == evals[-1]["eval_loss"]
-    assert 0 < result.summary["eval_seconds"] < result.summary["wall_s"]
+    assert result.summary.eval_loss_after == evals[-1]["eval_loss"]
+    assert 0 < result.summary.eval_seconds < result.summary.wall_s
 
 
 def test_adapter_reloads_with_identical_logits(trained):
     result, base_dir = trained
     ids = torch.tensor([[1, 50, 60, 70, 80]])
-    result.model.eval()
+    model = result.tutor.model
+    model.eval()
     with torch.no_grad():
-        expected = result.model(input_ids=ids).logits
+        expected = model(input_ids=ids).logits
         base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
         reloaded = PeftModel.from_pretrained(base, str(result.run_dir / "adapter")).eval()
         assert torch.allclose(reloaded(input_ids=ids).logits, expected, atol=1e-5)
@@ -95,7 +96,7 @@ def test_adapter_reloads_with_identical_logits(trained):
 
 def test_existing_run_directory_is_not_overwritten(trained):
     result, base_dir = trained
-    config = tiny_config(base_dir, "unused.jsonl", result.run_dir.parent)
+    config = tiny_config(base_dir, "unused.jsonl", result.run_dir.path.parent)
     with pytest.raises(EduloraError, match="--overwrite"):
         train(config)
     assert (result.run_dir / "summary.json").exists()
@@ -104,13 +105,12 @@ def test_existing_run_directory_is_not_overwritten(trained):
 def test_all_labels_masked_fails_loudly(tiny_llama, tmp_path, write_jsonl, monkeypatch):
     from conftest import tutoring_rows
 
-    import edulora.training as training
-    from edulora.formatting import IGNORE_INDEX, EncodedExample
+    from edulora.formatting import IGNORE_INDEX, EncodedExample, PromptFormat
 
     def prompt_only(*args, **kwargs):  # e.g. a template that renders no tutor text
         return EncodedExample([1, 2, 3], [IGNORE_INDEX] * 3)
 
-    monkeypatch.setattr(training, "encode_record", prompt_only)
+    monkeypatch.setattr(PromptFormat, "encode", prompt_only)
     config = tiny_config(tiny_llama, write_jsonl(tutoring_rows(8)), tmp_path / "runs")
     with pytest.raises(EduloraError, match="every label is masked"):
         train(config)
@@ -136,9 +136,9 @@ def test_resume_continues_from_the_last_checkpoint(tiny_llama, tmp_path, write_j
     monkeypatch.setattr(Trainer, "training_step", original)
     run_dir = tmp_path / "runs" / "run"
     assert (run_dir / "checkpoints" / "checkpoint-3").exists() and not (run_dir / "adapter").exists()
-    result = train(None, resume=run_dir)
-    assert result.summary["optimizer_steps"] == 6
-    assert result.summary["resumed_from"].endswith("checkpoint-3")
+    result = resume(run_dir)
+    assert result.summary.optimizer_steps == 6
+    assert result.summary.resumed_from.endswith("checkpoint-3")
     assert (run_dir / "adapter" / "adapter_model.safetensors").exists()
 
 
@@ -155,4 +155,4 @@ def test_trains_on_the_sample_dialogues_with_scrubbing_recorded(tiny_llama, tmp_
     scrubbed = info["pii_scrubbed"]
     assert scrubbed["train"]["NAME"] + scrubbed["eval"]["NAME"] > 0
     assert "Sam" not in (result.run_dir / "data.json").read_text()
-    assert result.summary["optimizer_steps"] == 2
+    assert result.summary.optimizer_steps == 2

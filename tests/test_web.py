@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import sqlite3
 
@@ -10,9 +11,10 @@ import pytest
 
 from test_serving_support import tiny_engine, tiny_runs  # noqa: F401  (fixtures)
 
-from edulora.serving.api import App, make_server, run_in_thread
 from edulora.serving.feedback import FeedbackStore
 from edulora.serving.router import Router
+from edulora.serving.server import TutorServer
+from edulora.serving.service import TutorService
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -21,16 +23,15 @@ CHROMIUM = "/usr/bin/chromium"
 def page_server(tiny_engine, tmp_path_factory):
     db = tmp_path_factory.mktemp("web") / "feedback.sqlite3"
     store = FeedbackStore(db)
-    httpd = make_server(App(tiny_engine, Router(list(tiny_engine.adapters.values())), store), "127.0.0.1", 0)
-    run_in_thread(httpd)
+    service = TutorService(tiny_engine, Router(list(tiny_engine.adapters.values())), store)
+    httpd = TutorServer(service, "127.0.0.1", 0).start()
     yield httpd, db
-    httpd.shutdown()
-    httpd.server_close()
+    httpd.stop()
     store.close()
 
 
 def fetch(server, path: str):
-    conn = http.client.HTTPConnection(*server.server_address[:2], timeout=10)
+    conn = http.client.HTTPConnection(*server.address, timeout=10)
     conn.request("GET", path)
     response = conn.getresponse()
     return response, response.read()
@@ -59,9 +60,15 @@ def test_teacher_chats_rates_and_the_rating_is_stored(page_server):
             page = browser.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda err: errors.append(str(err)))
+            sent: list[dict] = []
+            page.on("request", lambda r: sent.append(json.loads(r.post_data))
+                    if r.url.endswith("/v1/chat/completions") else None)
             page.goto(server.url + "/")
             page.wait_for_selector("#model option[value=math]", state="attached")
             page.select_option("#model", "math")
+            page.click("#key-box summary")  # the teacher's key, once for this conversation
+            page.fill("#answer", "56")
+            page.fill("#solution", "Seven groups of eight: 8 + 8 + 8 + 8 + 8 + 8 + 8 = 56.")
             page.fill("#input", "What is 7 times 8?")
             page.click("#send")
             reply = page.locator(".message.assistant").last
@@ -77,12 +84,23 @@ def test_teacher_chats_rates_and_the_rating_is_stored(page_server):
             page.wait_for_function("() => [...document.querySelectorAll('.status')].some(s => s.textContent === 'Saved ✓')")
             page.wait_for_timeout(200)  # the rating click and the save may both be in flight
             assert not errors, errors
+            # The key went with the request, and never into the student's view of the chat.
+            assert sent[0]["metadata"] == {"answer": "56", "solution": "Seven groups of eight: 8 + 8 + 8 + 8 + 8 + "
+                                                                   "8 + 8 = 56."}
+            assert "Seven groups" not in page.inner_text("#log")
+            page.click("#reset")  # a new conversation starts without the old key
+            page.fill("#input", "What is a prime number?")
+            page.click("#send")
+            page.locator(".message.assistant .feedback").last.wait_for(state="visible", timeout=30_000)
+            assert len(sent) == 2 and "metadata" not in sent[1]
         finally:
             browser.close()
     with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT adapter, subject, rating, comment, correction, messages FROM feedback").fetchall()
+        rows = conn.execute("SELECT adapter, subject, rating, comment, correction, messages, answer FROM feedback"
+                            ).fetchall()
     assert len(rows) == 1
-    adapter, subject, rating, comment, correction, messages = rows[0]
+    adapter, subject, rating, comment, correction, messages, answer = rows[0]
     assert (adapter, subject, rating) == ("math", "mathematics", 1)
     assert comment == "Clear, but too short" and correction.startswith("7 times 8 is 56")
     assert "What is 7 times 8?" in messages
+    assert answer == "56"  # the rated reply was written with the key, and the export will say so

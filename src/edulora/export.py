@@ -48,11 +48,10 @@ def refuse_quantized(model) -> None:
         raise EduloraError(f"the base model has {', '.join(sorted(odd))} weights; merging needs fp32")
 
 
-def sample_inputs(tokenizer, template: str) -> list[torch.Tensor]:
+def sample_inputs(fmt) -> list[torch.Tensor]:
     """Token ids of a few tutor prompts, rendered the way the adapter was trained to read them."""
-    from .formatting import question_messages, render_prompt
-
-    prompts = [render_prompt(question_messages(q), tokenizer, template) for q in SAMPLE_QUESTIONS]
+    tokenizer = fmt.tokenizer
+    prompts = [fmt.render(fmt.question(q)) for q in SAMPLE_QUESTIONS]
     return [torch.tensor([tokenizer(p, add_special_tokens=False)["input_ids"]]) for p in prompts]
 
 
@@ -71,7 +70,9 @@ def merge_adapter(run: str | Path, base: str | None = None, tolerance: float = D
     """The adapter folded into its fp32 base, checked on sample prompts; returns (model, tokenizer, info, diff)."""
     model, tokenizer, info = load_tutor(run, base, precision="fp32", allow_pickle=allow_pickle)
     refuse_quantized(model)
-    inputs = sample_inputs(tokenizer, info.template)
+    from .formatting import PromptFormat
+
+    inputs = sample_inputs(PromptFormat.create(tokenizer, info.template or "auto", info.system_prompt, info.answer_key))
     expected = logits_for(model, inputs)
     merged = model.merge_and_unload()
     merged.eval()
@@ -325,7 +326,7 @@ INSTRUCTION_TEMPLATE = (
 def modelfile_text(gguf_name: str, tokenizer, info: AdapterInfo) -> str:
     """An Ollama Modelfile: the prompt format the tutor was trained on, its stop tokens and its persona."""
     from .data.schema import metadata_from_dict
-    from .formatting import system_prompt
+    from .formatting import persona as tutor_persona
 
     chat = info.template == "chat"
     if chat and "<|im_start|>" not in (getattr(tokenizer, "chat_template", None) or ""):
@@ -335,7 +336,7 @@ def modelfile_text(gguf_name: str, tokenizer, info: AdapterInfo) -> str:
     lines += [f"PARAMETER stop {json.dumps(s)}" for s in stops]
     if info.system_prompt:
         raw = {"subject": info.subject, "grade_level": info.grade_level, "teaching_style": info.teaching_style}
-        persona = system_prompt(metadata_from_dict({k: v for k, v in raw.items() if v}, []))
+        persona = tutor_persona(metadata_from_dict({k: v for k, v in raw.items() if v}, []))
         if persona:
             lines += ["", f'SYSTEM """{persona}"""']
     return "\n".join(lines) + "\n"

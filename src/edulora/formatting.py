@@ -1,32 +1,27 @@
-"""From a record to tokens: prompt templates, label masking and packing.
+"""From a record to tokens: the prompt format, label masking and batching.
 
-One function, ``render_prompt``, owns the prompt text for both training and generation, so the
-tuned tutor is always asked its question in exactly the shape it was trained on.
+``PromptFormat`` owns every prompt string: the template (the model's chat template or the
+guide's ``### Instruction:`` one), the tutor persona built from the metadata, and the teacher's
+key. Training, evaluation, the demo and the server all go through it, so a tuned tutor is always
+asked in exactly the shape it was trained on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from .data.schema import Example, Metadata, Record
+from .data.schema import Dialogue, Example, Metadata, Record
 from .errors import EduloraError
 
 IGNORE_INDEX = -100  # label value PyTorch's cross-entropy skips
 
-Message = dict[str, str]
+Message = dict[str, Any]
 
+TEMPLATES = ("chat", "instruction")
 
-def resolve_template(template: str, tokenizer) -> str:
-    """``auto`` means the model's own chat template when it has one (chat models learn faster in their own format)."""
-    if template == "auto":
-        return "chat" if getattr(tokenizer, "chat_template", None) else "instruction"
-    if template == "chat" and not getattr(tokenizer, "chat_template", None):
-        raise EduloraError("data.template is 'chat' but this tokenizer has no chat template; use 'instruction'")
-    return template
-
-
-def system_prompt(meta: Metadata) -> str | None:
+def persona(meta: Metadata) -> str | None:
     """A tutor persona built from the metadata, so one adapter can serve several grades and styles."""
     if meta.subject is None and meta.grade_level is None and meta.teaching_style is None:
         return None
@@ -36,25 +31,20 @@ def system_prompt(meta: Metadata) -> str | None:
     return f"You are a patient {subject}tutor{audience}.{style}"
 
 
-def record_messages(record: Record, with_system: bool = True) -> list[Message]:
-    """The conversation a record stands for, ending with the tutor's reply."""
-    if isinstance(record, Example):
-        question = record.instruction if not record.context else f"{record.instruction}\n\n{record.context}"
-        messages = [{"role": "user", "content": question}, {"role": "assistant", "content": record.response}]
-    else:
-        messages = [{"role": t.role, "content": t.content} for t in record.turns]
-    if with_system and not any(m["role"] == "system" for m in messages):
-        persona = system_prompt(record.metadata)
-        if persona:
-            messages.insert(0, {"role": "system", "content": persona})
-    return messages
+def answer_key_text(meta: Metadata) -> str | None:
+    """The teacher's key as private material: the tutor guides toward it and never states it.
 
-
-def question_messages(question: str, context: str | None = None, metadata: Metadata | None = None,
-                      with_system: bool = True) -> list[Message]:
-    """The prompt for a new question, shaped exactly like a training record without its reply."""
-    example = Example(instruction=question, response="-", context=context, metadata=metadata or Metadata())
-    return record_messages(example, with_system)[:-1]
+    A 135M model cannot be the problem solver; given the key it can learn to steer the student to
+    the right result instead of inventing one, and to keep the result for the student to find.
+    """
+    if meta.answer is None and meta.solution is None:
+        return None
+    parts = ["Teacher's key (private: the student must work this out; never state the final answer)."]
+    if meta.answer is not None:
+        parts.append(f"Final answer: {meta.answer}.")
+    if meta.solution is not None:
+        parts.append(f"Worked solution: {meta.solution.strip()}")
+    return " ".join(parts)
 
 
 def _instruction_prompt(messages: Sequence[Message]) -> str:
@@ -70,28 +60,139 @@ def _instruction_prompt(messages: Sequence[Message]) -> str:
     return text + "### Response: "
 
 
-def render_prompt(messages: Sequence[Message], tokenizer, template: str) -> str:
-    """Text the model sees before it writes the next tutor turn (messages must end with a user turn)."""
-    if not messages or messages[-1]["role"] != "user":
-        raise ValueError("a prompt must end with a user message")
-    if template == "chat":
-        return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
-    return _instruction_prompt(messages)
+@dataclass(frozen=True)
+class PromptFormat:
+    """How a tutor is prompted: template, persona switch, teacher's key switch, and the tokenizer that renders it."""
 
+    tokenizer: Any
+    #: ``chat`` (the model's chat template) or ``instruction`` (the guide's ``### Instruction:`` template).
+    template: str = "chat"
+    #: Put subject / grade level / teaching style in a system prompt, so one adapter can serve several.
+    system_prompt: bool = True
+    #: Give the tutor the record's key (``metadata.answer`` / ``metadata.solution``) as private material.
+    answer_key: bool = True
 
-def _reply_text(messages: Sequence[Message], tokenizer, template: str, prompt: str) -> str:
-    """The tutor turn as the template writes it after ``prompt``, including the end-of-turn marker."""
-    if template == "chat":
-        full = tokenizer.apply_chat_template(list(messages), tokenize=False)
-        if not full.startswith(prompt):
-            raise EduloraError("this chat template does not render a conversation as a prefix of its continuation; "
-                               "use data.template=instruction")
-        reply = full[len(prompt):]
-        # Templates differ on whether the turn ends with EOS; the model must learn to stop, so make sure it does.
-        if tokenizer.eos_token and tokenizer.eos_token not in reply:
-            reply = reply.rstrip("\n") + tokenizer.eos_token
-        return reply
-    return messages[-1]["content"] + (tokenizer.eos_token or "")
+    @classmethod
+    def create(cls, tokenizer, template: str = "auto", system_prompt: bool = True,
+               answer_key: bool = True) -> PromptFormat:
+        """``auto`` means the model's own chat template when it has one (chat models learn faster in their own format)."""
+        has_chat = bool(getattr(tokenizer, "chat_template", None))
+        if template == "auto":
+            template = "chat" if has_chat else "instruction"
+        elif template not in TEMPLATES:
+            raise EduloraError(f"prompt template {template!r}: use auto, chat or instruction")
+        elif template == "chat" and not has_chat:
+            raise EduloraError("data.template is 'chat' but this tokenizer has no chat template; use 'instruction'")
+        return cls(tokenizer, template, system_prompt, answer_key)
+
+    def system_text(self, meta: Metadata) -> str | None:
+        parts = [persona(meta) if self.system_prompt else None, answer_key_text(meta) if self.answer_key else None]
+        return "\n".join(p for p in parts if p) or None
+
+    def with_persona(self, messages: Sequence[Message], metadata: Metadata | None = None) -> list[Message]:
+        """The conversation with the persona (and key) as its system turn.
+
+        A conversation that brings its own system turn keeps it; the key is then added to it, since
+        the tutor needs the key whatever persona the caller chose.
+        """
+        out = [dict(m) for m in messages]
+        meta = metadata or Metadata()
+        if any(m["role"] == "system" for m in out):
+            key = answer_key_text(meta) if self.answer_key else None
+            if key:
+                first = next(m for m in out if m["role"] == "system")
+                first["content"] = f"{first['content']}\n{key}"
+            return out
+        system = self.system_text(meta)
+        return [{"role": "system", "content": system}, *out] if system else out
+
+    def messages(self, record: Record) -> list[Message]:
+        """The conversation a record stands for, ending with the tutor's reply.
+
+        A dialogue turn marked ``train=False`` (e.g. an imported "telling" move) keeps that mark, so
+        it stays in the context but is not learned from.
+        """
+        if isinstance(record, Example):
+            question = record.instruction if not record.context else f"{record.instruction}\n\n{record.context}"
+            messages = [{"role": "user", "content": question}, {"role": "assistant", "content": record.response}]
+        else:
+            messages = [{"role": t.role, "content": t.content, **({} if getattr(t, "train", True) else {"train": False})}
+                        for t in record.turns]
+        return self.with_persona(messages, record.metadata)
+
+    def question(self, question: str, context: str | None = None, metadata: Metadata | None = None) -> list[Message]:
+        """The prompt for a new question, shaped exactly like a training record without its reply."""
+        example = Example(instruction=question, response="-", context=context, metadata=metadata or Metadata())
+        return self.messages(example)[:-1]
+
+    def prompt_and_reference(self, record: Record) -> tuple[list[Message], str]:
+        """The conversation up to the record's last tutor turn, and that turn (the reference reply)."""
+        messages = self.messages(record)
+        last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
+        if last is None or last == 0 or messages[last - 1]["role"] != "user":
+            raise EduloraError("record has no tutor turn that answers a student turn")
+        return messages[:last], messages[last]["content"]
+
+    def render(self, messages: Sequence[Message]) -> str:
+        """Text the model sees before it writes the next tutor turn (messages must end with a user turn)."""
+        if not messages or messages[-1]["role"] != "user":
+            raise ValueError("a prompt must end with a user message")
+        if self.template == "chat":
+            plain = [{"role": m["role"], "content": m["content"]} for m in messages]
+            return self.tokenizer.apply_chat_template(plain, tokenize=False, add_generation_prompt=True)
+        return _instruction_prompt(messages)
+
+    def _reply_text(self, messages: Sequence[Message], prompt: str) -> str:
+        """The tutor turn as the template writes it after ``prompt``, including the end-of-turn marker."""
+        tokenizer = self.tokenizer
+        if self.template == "chat":
+            plain = [{"role": m["role"], "content": m["content"]} for m in messages]
+            full = tokenizer.apply_chat_template(plain, tokenize=False)
+            if not full.startswith(prompt):
+                raise EduloraError("this chat template does not render a conversation as a prefix of its "
+                                   "continuation; use data.template=instruction")
+            reply = full[len(prompt):]
+            # Templates differ on whether the turn ends with EOS; the model must learn to stop, so make sure it does.
+            if tokenizer.eos_token and tokenizer.eos_token not in reply:
+                reply = reply.rstrip("\n") + tokenizer.eos_token
+            return reply
+        return messages[-1]["content"] + (tokenizer.eos_token or "")
+
+    def encode(self, record: Record, max_length: int) -> EncodedExample:
+        """Token ids with labels on tutor text only; every tutor turn of a dialogue is learned from.
+
+        The key, when there is one, sits in the prompt and so never in the labels. Text longer than
+        ``max_length`` loses its oldest tokens first (the reply is kept), which matches what a
+        reader of the conversation needs most: the latest turns.
+        """
+        messages = self.messages(record)
+        ids: list[int] = []
+        labels: list[int] = []
+        consumed = ""
+        for end, message in enumerate(messages):
+            if message["role"] != "assistant" or end == 0 or messages[end - 1]["role"] != "user":
+                continue
+            prompt = self.render(messages[:end])
+            reply = self._reply_text(messages[: end + 1], prompt)
+            # Chat templates extend the text turn by turn; the guide's template has no multi-turn form,
+            # so each of its tutor turns restates the history in its Context section.
+            new_prompt = prompt[len(consumed):] if prompt.startswith(consumed) else prompt
+            prompt_ids = self.tokenizer(new_prompt, add_special_tokens=False)["input_ids"]
+            reply_ids = self.tokenizer(reply, add_special_tokens=False)["input_ids"]
+            ids += prompt_ids + reply_ids
+            learned = message.get("train", True)
+            labels += [IGNORE_INDEX] * len(prompt_ids) + (list(reply_ids) if learned else [IGNORE_INDEX] * len(reply_ids))
+            consumed = prompt + reply
+        if not ids:
+            raise EduloraError("record has no tutor turn that answers a student turn")
+        learned_at = [i for i, label in enumerate(labels) if label != IGNORE_INDEX]
+        truncated = len(ids) > max_length
+        if truncated and learned_at:
+            start = max(0, learned_at[-1] + 1 - max_length)
+            ids, labels = ids[start: start + max_length], labels[start: start + max_length]
+        elif truncated:
+            ids, labels = ids[-max_length:], labels[-max_length:]
+        return EncodedExample(ids, labels, truncated)
 
 
 @dataclass
@@ -103,39 +204,6 @@ class EncodedExample:
     @property
     def trainable_tokens(self) -> int:
         return sum(1 for label in self.labels if label != IGNORE_INDEX)
-
-
-def encode_record(record: Record, tokenizer, template: str, max_length: int, with_system: bool = True) -> EncodedExample:
-    """Token ids with labels on tutor text only; every tutor turn of a dialogue is learned from.
-
-    Text longer than ``max_length`` loses its oldest tokens first (the reply is kept), which
-    matches what a reader of the conversation needs most: the latest turns.
-    """
-    messages = record_messages(record, with_system)
-    ids: list[int] = []
-    labels: list[int] = []
-    consumed = ""
-    for end, message in enumerate(messages):
-        if message["role"] != "assistant" or end == 0 or messages[end - 1]["role"] != "user":
-            continue
-        prompt = render_prompt(messages[:end], tokenizer, template)
-        reply = _reply_text(messages[: end + 1], tokenizer, template, prompt)
-        # Chat templates extend the text turn by turn; the guide's template has no multi-turn form,
-        # so each of its tutor turns restates the history in its Context section.
-        new_prompt = prompt[len(consumed):] if prompt.startswith(consumed) else prompt
-        prompt_ids = tokenizer(new_prompt, add_special_tokens=False)["input_ids"]
-        reply_ids = tokenizer(reply, add_special_tokens=False)["input_ids"]
-        ids += prompt_ids + reply_ids
-        labels += [IGNORE_INDEX] * len(prompt_ids) + list(reply_ids)
-        consumed = prompt + reply
-    if not ids:
-        raise EduloraError("record has no tutor turn that answers a student turn")
-    truncated = len(ids) > max_length
-    if truncated:
-        last_reply = max(i for i, label in enumerate(labels) if label != IGNORE_INDEX)
-        start = max(0, last_reply + 1 - max_length)
-        ids, labels = ids[start : start + max_length], labels[start : start + max_length]
-    return EncodedExample(ids, labels, truncated)
 
 
 def collate_examples(examples: Sequence[EncodedExample], pad_token_id: int, packing: bool = True,

@@ -1,75 +1,245 @@
-"""Batched tutor replies with a KV cache, prompted exactly as in training (``formatting.render_prompt``)."""
+"""The one decoder: batched tutor replies with a KV cache, for notebooks, evaluation, the demo and the server.
+
+``decode`` runs a batch of :class:`Request` rows token by token. Each row chooses its next token
+through transformers' logits processors (repetition penalty, temperature, top-p) applied to that
+row's own real tokens only, never to padding, so a reply does not depend on what else shared its
+batch; and the server's streaming engine calls the very same loop, so what a teacher sees served
+is what ``Tutor.reply`` and ``edulora eval`` produce. Rows leave the batch as soon as they finish
+(a short answer never pays for a long neighbour), and rows may use different LoRA adapters in
+one forward pass (PEFT's ``adapter_names``).
+"""
 
 from __future__ import annotations
 
+import inspect
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from .formatting import Message, render_prompt
+#: PEFT's reserved adapter name for "no adapter" in a mixed-adapter batch.
+PEFT_BASE = "__base__"
 
 
 @dataclass
 class Sampling:
-    """How the next token is chosen; shared by offline generation and the server's requests."""
+    """How a reply is decoded; one set of rules for every caller (``Tutor``, ``edulora eval``, the server)."""
 
+    max_new_tokens: int = 200
     #: 0 means greedy decoding (deterministic); above 0, sampling with ``top_p``.
     temperature: float = 0.0
     top_p: float = 1.0
     #: Small models loop without it; 1.1 is mild enough not to distort explanations.
     repetition_penalty: float = 1.1
+    #: Text that ends the reply where it first appears (not included), as in OpenAI's ``stop``.
+    stop: tuple[str, ...] = ()
+    #: Seed for sampling; None draws a fresh one per reply.
     seed: int | None = None
 
 
-@dataclass
-class GenerationSettings(Sampling):
-    max_new_tokens: int = 200
+def logits_processors(sampling: Sampling):
+    """transformers' processors for these rules, in the order ``generate`` applies them."""
+    from transformers import (LogitsProcessorList, RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper,
+                              TopPLogitsWarper)
+
+    processors = LogitsProcessorList()
+    if sampling.repetition_penalty != 1.0:
+        processors.append(RepetitionPenaltyLogitsProcessor(sampling.repetition_penalty))
+    if sampling.temperature > 0:
+        if sampling.temperature != 1.0:
+            processors.append(TemperatureLogitsWarper(sampling.temperature))
+        if sampling.top_p < 1.0:
+            processors.append(TopPLogitsWarper(sampling.top_p))
+    return processors
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """End-of-turn tokens of the common chat templates, plus EOS."""
+    ids = {tokenizer.eos_token_id}
+    vocab = tokenizer.get_vocab()
+    for token in ("<|im_end|>", "<|eot_id|>", "<|end|>"):
+        if token in vocab:
+            ids.add(tokenizer.convert_tokens_to_ids(token))
+    return sorted(i for i in ids if i is not None)
 
 
 @dataclass
 class Reply:
     text: str
-    new_tokens: int
+    #: New tokens generated (the end-of-turn token not counted).
+    tokens: int
+    #: Wall time of the batch the reply was decoded in.
     seconds: float
+    finish_reason: str = "stop"
 
 
-def stop_token_ids(tokenizer) -> list[int]:
-    ids = {tokenizer.eos_token_id}
-    for token in ("<|im_end|>", "<|eot_id|>", "<|end|>"):
-        token_id = tokenizer.convert_tokens_to_ids(token) if token in tokenizer.get_vocab() else None
-        if token_id is not None:
-            ids.add(token_id)
-    return sorted(i for i in ids if i is not None)
+class Request:
+    """One row to decode. Subclasses (the server's streaming generation) override ``emit``/``finish``/``cancelled``.
+
+    ``adapter`` names the PEFT adapter for this row in a mixed batch; None runs the model as it is
+    (its active adapter, or none inside ``disable_adapter``).
+    """
+
+    def __init__(self, prompt_ids: Sequence[int], sampling: Sampling, adapter: str | None = None):
+        self.prompt_ids = list(prompt_ids)
+        self.sampling = sampling
+        self.adapter = adapter
+        #: The reply so far (what ``emit`` received).
+        self.output = ""
+        self.tokens = 0
+        self.finish_reason: str | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        return False
+
+    def emit(self, text: str) -> None:
+        """Text that is now certain (never taken back by a later token or stop string)."""
+        self.output += text
+
+    def finish(self, reason: str) -> None:
+        self.finish_reason = reason
 
 
-@torch.no_grad()
-def generate_replies(model, tokenizer, conversations: Sequence[Sequence[Message]], template: str,
-                     settings: GenerationSettings | None = None, batch_size: int = 8) -> list[Reply]:
-    """One reply per conversation (each ending with a user turn), generated in left-padded batches."""
-    settings = settings or GenerationSettings()
-    if settings.seed is not None:
-        torch.manual_seed(settings.seed)
+class _Row:
+    """Decoding state of one request inside a batch."""
+
+    def __init__(self, request: Request, decode_text, stop_ids: set[int], on: torch.device):
+        self.request = request
+        self.sampling = request.sampling
+        self.decode_text = decode_text
+        self.stop_ids = stop_ids
+        self.processors = logits_processors(self.sampling)
+        # Prompt and reply tokens of this row only, for the repetition penalty.
+        self.ids = torch.empty(len(request.prompt_ids) + self.sampling.max_new_tokens + 1, dtype=torch.long, device=on)
+        self.ids[: len(request.prompt_ids)] = torch.tensor(request.prompt_ids, dtype=torch.long)
+        self.length = len(request.prompt_ids)
+        self.tokens: list[int] = []
+        self.emitted = 0
+        self.searched = 0  # stop strings cannot start before this index: each token's check is linear
+        self.generator: torch.Generator | None = None
+        if self.sampling.temperature > 0:
+            self.generator = torch.Generator(device=on)
+            self.generator.manual_seed(self.sampling.seed if self.sampling.seed is not None
+                                       else int.from_bytes(uuid.uuid4().bytes[:8], "little"))
+
+    def choose(self, logits: torch.Tensor) -> int:
+        scores = self.processors(self.ids[None, : self.length], logits[None])[0]
+        if self.generator is None:
+            return int(torch.argmax(scores))
+        probs = torch.softmax(scores, dim=-1)
+        return int(torch.multinomial(probs, 1, generator=self.generator))
+
+    def advance(self, token: int) -> bool:
+        """Take one decoded token; emit the text that is now certain; True when the row is finished."""
+        request = self.request
+        if request.cancelled:
+            request.finish("cancelled")
+            return True
+        if token in self.stop_ids:
+            return self._done(self.decode_text(self.tokens), "stop")
+        self.tokens.append(token)
+        self.ids[self.length] = token
+        self.length += 1
+        request.tokens = len(self.tokens)
+        text = self.decode_text(self.tokens)
+        stops = self.sampling.stop
+        hits = [i for i in (text.find(s, self.searched) for s in stops) if i >= 0]
+        if hits:
+            return self._done(text[: min(hits)], "stop")
+        if len(self.tokens) >= self.sampling.max_new_tokens:
+            return self._done(text, "length")
+        # Hold back what may still change: a half-decoded UTF-8 character, or the start of a stop string.
+        safe = len(text.rstrip("\ufffd"))
+        hold = max((k for s in stops for k in range(1, min(len(s), safe + 1))
+                    if s.startswith(text[safe - k: safe])), default=0)
+        self.searched = max(0, safe - max((len(s) for s in stops), default=0))
+        self._send(text, safe - hold)
+        return False
+
+    def _send(self, text: str, upto: int) -> None:
+        start = max(self.emitted, len(text) - len(text.lstrip()))  # a reply never starts with blank space
+        if upto > start and text.strip():
+            self.request.emit(text[start:upto])
+            self.emitted = upto
+
+    def _done(self, text: str, reason: str) -> bool:
+        self._send(text.rstrip(), len(text.rstrip()))
+        self.request.finish(reason)
+        return True
+
+
+def _forward_options(model) -> tuple[bool, str]:
+    """Whether the network can compute logits for the last position only, and its KV-cache argument name."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    accepted = inspect.signature(base.forward).parameters
+    # transformers 5.x renamed ``past_key_values`` to ``cache`` in some architectures.
+    return "logits_to_keep" in accepted, "cache" if "cache" in accepted else "past_key_values"
+
+
+@torch.inference_mode()
+def decode(model, tokenizer, requests: Sequence[Request], decode_text=None) -> int:
+    """Decode every request to its end; returns the number of forward steps taken.
+
+    ``decode_text`` turns a row's tokens into text (the server passes a thread-safe one).
+    """
+    decode_text = decode_text or (lambda tokens: tokenizer.decode(tokens, skip_special_tokens=True))
     on = next(model.parameters()).device
-    tokenizer.padding_side = "left"  # generation appends on the right, so padding must sit on the left
-    prompts = [render_prompt(c, tokenizer, template) for c in conversations]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    stop_ids = set(stop_token_ids(tokenizer))
+    logits_to_keep, cache_arg = _forward_options(model)
+    mixed = any(r.adapter is not None for r in requests) and hasattr(model, "peft_config")
+    width = max(len(r.prompt_ids) for r in requests)
+    ids = torch.full((len(requests), width), pad_id, dtype=torch.long, device=on)
+    mask = torch.zeros((len(requests), width), dtype=torch.long, device=on)
+    for i, r in enumerate(requests):
+        ids[i, width - len(r.prompt_ids):] = torch.tensor(r.prompt_ids, device=on)
+        mask[i, width - len(r.prompt_ids):] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift real positions
+    rows = [_Row(r, decode_text, stop_ids, on) for r in requests]
+    cache, steps = None, 0
+    while rows:
+        extra: dict = {"logits_to_keep": 1} if logits_to_keep else {}
+        if mixed:
+            extra["adapter_names"] = [r.request.adapter or PEFT_BASE for r in rows]
+        extra[cache_arg] = cache
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra)
+        cache = getattr(out, cache_arg)
+        logits = out.logits[:, -1, :].float()
+        steps += 1
+        keep, tokens = [], []
+        for i, row in enumerate(rows):
+            token = row.choose(logits[i])
+            if not row.advance(token):
+                keep.append(i)
+                tokens.append(token)
+        last = positions[:, -1:]
+        if len(keep) < len(rows):
+            if not keep:
+                break
+            index = torch.tensor(keep, device=on)
+            cache.batch_select_indices(index)
+            mask, last = mask[index], last[index]
+            rows = [rows[i] for i in keep]
+        ids = torch.tensor(tokens, device=on).unsqueeze(1)
+        mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
+        positions = last + 1
+    return steps
+
+
+def generate(model, tokenizer, prompts: Sequence[str], sampling: Sampling | None = None,
+             batch_size: int = 8) -> list[Reply]:
+    """One reply per rendered prompt (see ``PromptFormat.render``), decoded in batches of ``batch_size``."""
+    sampling = sampling or Sampling()
     replies: list[Reply] = []
     for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start : start + batch_size]
-        encoded = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(on)
-        sampling = settings.temperature > 0
+        chunk = prompts[start: start + batch_size]
+        requests = [Request(tokenizer(p, add_special_tokens=False)["input_ids"], sampling) for p in chunk]
         began = time.perf_counter()
-        output = model.generate(
-            **encoded, max_new_tokens=settings.max_new_tokens, do_sample=sampling,
-            temperature=settings.temperature if sampling else None, top_p=settings.top_p if sampling else None,
-            top_k=None, repetition_penalty=settings.repetition_penalty, eos_token_id=stop_token_ids(tokenizer),
-            pad_token_id=tokenizer.pad_token_id, use_cache=True)
+        decode(model, tokenizer, requests)
         seconds = time.perf_counter() - began
-        new = output[:, encoded["input_ids"].shape[1]:]
-        for row in new:
-            stops = set(stop_token_ids(tokenizer)) | {tokenizer.pad_token_id}
-            length = next((i for i, t in enumerate(row.tolist()) if t in stops), len(row))
-            text = tokenizer.decode(row[:length], skip_special_tokens=True).strip()
-            replies.append(Reply(text, length, seconds))
+        replies += [Reply(r.output.strip(), r.tokens, seconds, r.finish_reason or "stop") for r in requests]
     return replies
+

@@ -239,27 +239,39 @@ class AdapterInfo:
     description: str = ""
     template: str = "chat"
     system_prompt: bool = True
+    #: Whether training gave the tutor each record's key (answer / worked solution) as private material;
+    #: serving then does the same with a key sent along with a request.
+    answer_key: bool = True
     data_fingerprint: str = ""
     eval_loss: float | None = None
+    #: What chose the saved checkpoint (``training.select_by``) and its held-out pedagogy rates.
+    select_by: str = "eval_loss"
+    pedagogy: dict | None = None
 
 
 def adapter_dir(run_or_adapter: str | Path) -> Path:
     """Accept a run directory (uses its ``adapter/``) or an adapter directory itself."""
-    path = Path(run_or_adapter).expanduser()
-    if (path / "adapter" / "adapter_config.json").exists():
-        return path / "adapter"
-    if (path / "adapter_config.json").exists():
-        return path
-    raise EduloraError(f"{run_or_adapter}: not a run directory or adapter directory (no adapter_config.json)")
+    from .rundir import RunDir
+
+    return RunDir.find_adapter(run_or_adapter)
 
 
 def read_adapter_info(path: Path) -> AdapterInfo:
+    """``edulora.json`` beside the PEFT files; a plain PEFT adapter gets the base model its config names."""
     meta_file = path / ADAPTER_META_FILE
     if meta_file.exists():
-        values = json.loads(meta_file.read_text(encoding="utf-8"))
+        try:
+            values = json.loads(meta_file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise EduloraError(f"{meta_file}: not valid JSON ({err.__class__.__name__})") from None
+        if not isinstance(values, dict) or not isinstance(values.get("base_model"), str) or not values["base_model"]:
+            raise EduloraError(f"{meta_file}: must be an object with a 'base_model' name")
         known = AdapterInfo.__dataclass_fields__
         return AdapterInfo(**{k: v for k, v in values.items() if k in known})
-    peft_config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+    try:
+        peft_config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise EduloraError(f"{path / 'adapter_config.json'}: not valid JSON ({err.__class__.__name__})") from None
     return AdapterInfo(base_model=peft_config.get("base_model_name_or_path") or DEFAULT_MODEL)
 
 

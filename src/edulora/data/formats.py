@@ -8,26 +8,37 @@ Supported formats (names accepted by ``--from``):
 * ``alpaca`` – ``{"instruction", "input", "output"}``.
 * ``sharegpt`` – ``{"conversations": [{"from": "human"|"gpt"|"system", "value"}…]}``.
 * ``csv`` – a CSV (or ``.tsv``) file with a header row; columns are mapped to fields.
+* ``mathdial`` – MathDial as published (JSONL or CSV), see ``edulora.data.importers.mathdial``.
+* ``bridge`` – Bridge as published (a JSON array), see ``edulora.data.importers.bridge``.
 
 Every JSON format may be stored as JSONL (one record per line) or as one JSON array. Both
-are streamed: a JSON array is cut into elements by a small scanner, so a file larger than
-memory is never held whole. Every reader yields ``(line, Record | Problem)`` where ``line``
-is the line the record starts on, so that every message can say ``FILE:LINE``.
+are streamed (``edulora.data.jsonscan``), so a file larger than memory is never held whole.
+Every reader yields ``(line, Record | Problem)`` where ``line`` is the line the record starts
+on, so that every message can say ``FILE:LINE``.
+
+The teacher's key travels in every format as ``metadata.answer`` / ``metadata.solution``; in a
+CSV file as the columns ``answer`` and ``solution`` (or any columns mapped to them). Importers
+may leave a well-formed item out on purpose (a Bridge item without a mistake); such items are
+``Skipped``: collected in the ``skipped`` list a caller passes, or else logged as a warning.
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
 import json
+import logging
 import os
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 from ..errors import EduloraError
-from .io import MAX_LINE_BYTES, Problem, ValidationResult, iter_json_lines, open_data_file
+from .csvrows import iter_csv_rows
+from .importers import Skipped, iter_bridge, iter_mathdial
+from .importers.common import ImportItem, convert_items
+from .importers.mathdial import REQUIRED as MATHDIAL_FIELDS
+from .io import Problem, ValidationResult
+from .jsonscan import encoding_problem, iter_json_array, iter_json_objects, read_head
 from .schema import (
     MAX_FIELD_CHARS,
     Dialogue,
@@ -40,7 +51,9 @@ from .schema import (
     record_from_dict,
 )
 
-FORMATS = ("edulora", "openai", "alpaca", "sharegpt", "csv")
+log = logging.getLogger(__name__)
+
+FORMATS = ("edulora", "openai", "alpaca", "sharegpt", "csv", "mathdial", "bridge")
 
 _FORMAT_ALIASES = {
     "edulora": "edulora", "guide": "edulora", "jsonl": "edulora",
@@ -48,16 +61,16 @@ _FORMAT_ALIASES = {
     "alpaca": "alpaca",
     "sharegpt": "sharegpt",
     "csv": "csv", "tsv": "csv",
+    "mathdial": "mathdial",
+    "bridge": "bridge",
 }
 
 #: Fields a CSV column can be mapped to; ``metadata.KEY`` keeps any other column as metadata.
-CSV_FIELDS = ("instruction", "context", "response", "subject", "grade_level", "teaching_style")
-_META_FIELDS = ("subject", "grade_level", "teaching_style")
+CSV_FIELDS = ("instruction", "context", "response", "subject", "grade_level", "teaching_style", "answer", "solution")
+_META_FIELDS = ("subject", "grade_level", "teaching_style", "answer", "solution")
 
 #: How many records detection may look at before settling on the default format.
 _DETECT_RECORDS = 20
-#: Bytes read per step when streaming a JSON array.
-_CHUNK_BYTES = 1 << 20
 
 LineItem = tuple[int, Record | Problem]
 
@@ -68,268 +81,6 @@ def normalize_format_name(name: str) -> str:
     if found is None:
         raise EduloraError(f"unknown format {name!r} (known: {', '.join(FORMATS)})")
     return found
-
-
-# --------------------------------------------------------------------------- files and bytes
-
-
-def _encoding_problem(head: bytes) -> str | None:
-    """A message when the first bytes show an encoding other than UTF-8, else None.
-
-    UTF-16/32 files decode as garbage line by line, so they are refused once, up front,
-    with a message that tells the user what to do.
-    """
-    for bom, name in ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
-                      (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16")):
-        if head.startswith(bom):
-            return f"file is {name} encoded; save it as UTF-8"
-    if b"\x00" in head[:4096]:
-        return "file contains NUL bytes (UTF-16 or binary?); save it as UTF-8 text"
-    return None
-
-
-def _sniff(path: str | Path) -> bytes:
-    with open_data_file(path) as handle:
-        head = handle.read(4096)
-    return head[3:] if head.startswith(codecs.BOM_UTF8) else head
-
-
-def _container(head: bytes) -> str:
-    """``array`` when the file is one JSON array, ``lines`` otherwise."""
-    stripped = head.lstrip()
-    return "array" if stripped.startswith(b"[") else "lines"
-
-
-# --------------------------------------------------------------------------- JSON arrays
-
-
-_OUTSIDE = re.compile(r'["{}\[\]]')
-_INSIDE = re.compile(r'["\\]')
-_SCALAR_END = re.compile(r"[,\]\s]")
-
-
-class _ArrayScanner:
-    """Cuts a streamed JSON array into element texts, tracking the line each starts on.
-
-    Only brackets outside strings are counted, so the scanner never needs a JSON parser
-    of its own; each element is then parsed by ``json.loads`` on its own.
-    """
-
-    def __init__(self, path: str | Path):
-        self.name = str(path)
-        self.handle = open_data_file(path)
-        self.decoder = codecs.getincrementaldecoder("utf-8")()
-        self.buf = ""
-        self.line = 1  # line number of buf[0]
-        self.pos = 0
-        self.eof = False
-        self.first = True
-        self.keep = 0  # buf[keep:] must survive a refill (the element being read)
-        # Lines are counted forward from a mark, so finding an element's line stays O(its length).
-        self.mark_pos = 0
-        self.mark_line = 1
-
-    def close(self) -> None:
-        self.handle.close()
-
-    def line_at(self, index: int) -> int:
-        if index < self.mark_pos:
-            self.mark_pos, self.mark_line = 0, self.line
-        self.mark_line += self.buf.count("\n", self.mark_pos, index)
-        self.mark_pos = index
-        return self.mark_line
-
-    def refill(self) -> bool:
-        """Read more text; False at the end of the file."""
-        if self.eof:
-            return False
-        raw = self.handle.read(_CHUNK_BYTES)
-        if self.first and raw.startswith(codecs.BOM_UTF8):
-            raw = raw[3:]
-        self.first = False
-        try:
-            text = self.decoder.decode(raw, final=not raw)
-        except UnicodeDecodeError as err:
-            bad = self.line_at(len(self.buf)) + raw[: max(err.start, 0)].count(b"\n")
-            raise _ArrayAbort(Problem(self.name, bad, "not valid UTF-8; save the file as UTF-8")) from None
-        if not raw:
-            self.eof = True
-        keep = min(self.keep, self.pos)
-        self.line += self.buf.count("\n", 0, keep)
-        self.buf = self.buf[keep:] + text
-        self.pos -= keep
-        self.keep -= keep
-        self.mark_pos -= keep
-        if self.mark_pos < 0:
-            self.mark_pos, self.mark_line = 0, self.line
-        return bool(raw)
-
-    def next_char(self) -> str | None:
-        """The next non-blank character (not consumed), or None at the end of the file."""
-        while True:
-            while self.pos < len(self.buf) and self.buf[self.pos].isspace():
-                self.pos += 1
-            if self.pos < len(self.buf):
-                return self.buf[self.pos]
-            self.keep = self.pos
-            if not self.refill():
-                return None
-
-    def read_element(self) -> str | None:
-        """The text of the element starting at ``pos``, or None if the file ends inside it."""
-        start = self.keep = self.pos
-        depth, in_string, escape = 0, False, False
-        first = self.buf[self.pos]
-        if first in "{[":
-            depth, self.pos = 1, self.pos + 1
-        elif first == '"':
-            in_string, self.pos = True, self.pos + 1
-        while True:
-            if self.pos - self.keep > MAX_LINE_BYTES:
-                raise _ArrayAbort(Problem(self.name, self.line_at(self.keep),
-                                          f"array element is over {MAX_LINE_BYTES:,} characters long "
-                                          "(a missing bracket or quote?); stopped reading"))
-            if self.pos >= len(self.buf):
-                offset = self.pos - self.keep
-                if not self.refill():
-                    return None
-                start = self.keep
-                self.pos = self.keep + offset
-                continue
-            if escape:
-                self.pos += 1
-                escape = False
-                continue
-            if in_string:
-                m = _INSIDE.search(self.buf, self.pos)
-                if m is None:
-                    self.pos = len(self.buf)
-                elif m.group() == "\\":
-                    self.pos, escape = m.end(), True
-                else:
-                    self.pos, in_string = m.end(), False
-                    if depth == 0:
-                        return self.buf[start:self.pos]
-                continue
-            if depth == 0:  # a number or literal ends at the next separator
-                m = _SCALAR_END.search(self.buf, self.pos)
-                if m is None:
-                    self.pos = len(self.buf)
-                    continue
-                self.pos = m.start()
-                return self.buf[start:self.pos]
-            m = _OUTSIDE.search(self.buf, self.pos)
-            if m is None:
-                self.pos = len(self.buf)
-                continue
-            self.pos = m.end()
-            char = m.group()
-            if char == '"':
-                in_string = True
-            elif char in "{[":
-                depth += 1
-            else:
-                depth -= 1
-                if depth == 0:
-                    return self.buf[start:self.pos]
-
-
-def iter_json_array(path: str | Path) -> Iterator[tuple[int, Any | Problem]]:
-    """Yield ``(line, element)`` for each element of a top-level JSON array, streaming.
-
-    A broken element is reported at its own line and the elements after it are still read;
-    a file that ends before the closing ']' is reported as truncated.
-    """
-    scanner = _ArrayScanner(path)
-    name = scanner.name
-    try:
-        char = scanner.next_char()
-        if char is None:
-            yield 1, Problem(name, 1, "file holds no records")
-            return
-        if char != "[":
-            here = scanner.line_at(scanner.pos)
-            yield here, Problem(name, here, "expected a JSON array starting with '['")
-            return
-        scanner.pos += 1
-        expect_element = True
-        while True:
-            char = scanner.next_char()
-            here = scanner.line_at(scanner.pos) if char is not None else scanner.line_at(len(scanner.buf))
-            if char is None:
-                yield here, Problem(name, here, "JSON array is not closed with ']' (file truncated?)")
-                return
-            if char == "]":
-                scanner.pos += 1
-                break
-            if char == ",":
-                scanner.pos += 1
-                if expect_element:
-                    yield here, Problem(name, here, "invalid JSON: unexpected ',' in array")
-                expect_element = True
-                continue
-            if not expect_element:
-                yield here, Problem(name, here, "invalid JSON: expected ',' or ']' after array element")
-            text = scanner.read_element()
-            if text is None:
-                yield here, Problem(name, here, "JSON array ends inside this element "
-                                                "(file truncated, or a bracket or quote missing?)")
-                return
-            yield _parse_element(name, here, text)
-            expect_element = False
-        char = scanner.next_char()
-        if char is not None:
-            here = scanner.line_at(scanner.pos)
-            yield here, Problem(name, here, "unexpected content after the end of the JSON array")
-    except _ArrayAbort as abort:
-        yield abort.problem.line, abort.problem
-    finally:
-        scanner.close()
-
-
-class _ArrayAbort(Exception):
-    """Reading cannot go on (bad encoding, runaway element); carries the one problem to report."""
-
-    def __init__(self, problem: Problem):
-        super().__init__(str(problem))
-        self.problem = problem
-
-
-def _parse_element(name: str, line: int, text: str) -> tuple[int, Any | Problem]:
-    try:
-        return line, json.loads(text)
-    except json.JSONDecodeError as err:
-        at = line + err.lineno - 1
-        return line, Problem(name, at, f"invalid JSON: {err.msg} (column {err.colno})")
-    except RecursionError:
-        return line, Problem(name, line, "invalid JSON: nested too deeply")
-
-
-def iter_json_objects(path: str | Path) -> Iterator[tuple[int, Any | Problem]]:
-    """JSONL or JSON array, whichever the file holds; refuses non-UTF-8 encodings up front."""
-    head = _sniff(path)
-    problem = _encoding_problem(head)
-    if problem:
-        yield 1, Problem(str(path), 1, problem)
-        return
-    if _container(head) == "array":
-        yield from iter_json_array(path)
-        return
-    first = True
-    for line, obj in iter_json_lines(path):
-        if first and isinstance(obj, Problem) and obj.message.startswith("invalid JSON") and _looks_pretty(path, line):
-            obj = Problem(obj.path, obj.line, obj.message + "; records must be one per line (JSONL) or one JSON array")
-        first = False
-        yield line, obj
-
-
-def _looks_pretty(path: str | Path, line: int) -> bool:
-    """True when the failing first line is a lone '{': a pretty-printed object, not JSONL."""
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if number == line:
-                return raw.strip().lstrip(codecs.BOM_UTF8) == b"{"
-    return False
 
 
 # --------------------------------------------------------------------------- record converters
@@ -414,6 +165,10 @@ def detect_record_format(obj: Any) -> str | None:
     """The JSON format a single object looks like, or None when it says nothing."""
     if not isinstance(obj, dict):
         return None
+    if "conversation" in obj and "ground_truth" in obj:
+        return "mathdial"
+    if "c_h" in obj and "c_r_" in obj:
+        return "bridge"
     if "conversations" in obj:
         return "sharegpt"
     if "messages" in obj:
@@ -427,21 +182,25 @@ def detect_record_format(obj: Any) -> str | None:
     return None
 
 
+def _csv_header(head: bytes, suffix: str) -> list[str]:
+    first = head.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+    return [column.strip() for column in next(csv.reader([first], delimiter="\t" if suffix == ".tsv" else ","), [])]
+
+
 def detect_format(path: str | Path) -> str:
     """Guess a file's format from its extension and first records; defaults to ``edulora``.
 
     Only the first few records are looked at, so detection is cheap on any file size.
     """
     suffix = Path(path).suffix.lower()
-    if suffix in (".csv", ".tsv"):
-        return "csv"
-    head = _sniff(path)
-    if _encoding_problem(head):
-        return "edulora"  # the reader reports the encoding problem
+    head = read_head(path)
+    if encoding_problem(head):
+        return "csv" if suffix in (".csv", ".tsv") else "edulora"  # the reader reports the encoding problem
     stripped = head.lstrip()
-    if (suffix not in (".json", ".jsonl", ".ndjson") and stripped and stripped[:1] not in (b"[", b"{")
-            and b"," in stripped.split(b"\n", 1)[0]):
-        return "csv"  # a header line without a .csv name
+    if suffix in (".csv", ".tsv") or (suffix not in (".json", ".jsonl", ".ndjson") and stripped
+                                      and stripped[:1] not in (b"[", b"{") and b"," in stripped.split(b"\n", 1)[0]):
+        # a header line, also without a .csv name; MathDial is published as CSV too
+        return "mathdial" if set(MATHDIAL_FIELDS) <= set(_csv_header(stripped, suffix)) else "csv"
     seen = 0
     for _, obj in iter_json_objects(path):
         if isinstance(obj, Problem):
@@ -472,99 +231,56 @@ def parse_column_map(pairs: Iterable[str]) -> dict[str, str]:
     return mapping
 
 
-def _decoded_lines(handle: IO[bytes], bad_lines: set[int]) -> Iterator[str]:
-    """Decode line by line, noting (not raising on) lines that are not UTF-8."""
-    for number, raw in enumerate(handle, start=1):
-        if number == 1 and raw.startswith(codecs.BOM_UTF8):
-            raw = raw[3:]
-        try:
-            yield raw.decode("utf-8")
-        except UnicodeDecodeError:
-            bad_lines.add(number)
-            yield raw.decode("utf-8", errors="replace")
+def _csv_mapping(column_map: Mapping[str, str] | None) -> dict[str, str]:
+    """Field → column: each field reads the column of its own name unless ``column_map`` says otherwise.
+
+    A column mapped to one field is not also read by name for another: with ``response=answer``
+    the ``answer`` column is the tutor's reply, not the teacher's key.
+    """
+    explicit = dict(column_map or {})
+    claimed = set(explicit.values())
+    mapping = {f: f for f in CSV_FIELDS if f in ("instruction", "response") or f not in claimed}
+    mapping.update(explicit)
+    return mapping
 
 
 def iter_csv_records(path: str | Path, column_map: Mapping[str, str] | None = None) -> Iterator[LineItem]:
     """Yield ``(line, Example | Problem)`` per CSV row; columns map to fields by name or ``column_map``."""
     name = str(path)
-    head = _sniff(path)
-    problem = _encoding_problem(head)
-    if problem:
-        yield 1, Problem(name, 1, problem)
-        return
-    delimiter = "\t" if Path(path).suffix.lower() == ".tsv" else ","
-    mapping = {f: f for f in CSV_FIELDS}
-    if column_map:
-        mapping.update(column_map)
-    bad_lines: set[int] = set()
-    with open_data_file(path) as handle:
-        text_lines = _decoded_lines(handle, bad_lines)
-        reader = csv.reader(text_lines, delimiter=delimiter)
-        try:
-            header = next(reader, None)
-        except csv.Error as err:
-            yield 1, Problem(name, 1, f"invalid CSV header: {err}")
-            return
-        if 1 in bad_lines:
-            yield 1, Problem(name, 1, "not valid UTF-8; save the file as UTF-8")
-            return
-        if header is None or not any(h.strip() for h in header):
-            yield 1, Problem(name, 1, "file holds no records (no CSV header)")
-            return
-        columns = {h.strip(): i for i, h in enumerate(header)}
+    mapping = _csv_mapping(column_map)
+
+    def check_header(columns: list[str]) -> str | None:
         missing = [f"'{mapping[f]}'" + ("" if mapping[f] == f else f" (for {f})")
                    for f in ("instruction", "response") if mapping[f] not in columns]
         missing += [f"'{c}' (for {f})" for f, c in (column_map or {}).items()
                     if f not in ("instruction", "response") and c not in columns]
-        if missing:
-            yield 1, Problem(name, 1, f"CSV header has no column {', '.join(missing)}; columns are: "
-                                      f"{', '.join(columns) or '(none)'}; map columns with --map FIELD=COLUMN")
-            return
-        # Columns named metadata.KEY are kept as metadata without needing a --map.
-        for column in columns:
-            if column.startswith("metadata.") and column not in mapping:
-                mapping[column] = column
-        used = {f: columns[c] for f, c in mapping.items() if c in columns}
-        start = 2
-        rows = 0
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as err:
-                yield reader.line_num, Problem(name, reader.line_num, f"invalid CSV: {err}; stopped reading")
-                return
-            end = reader.line_num
-            line, start = start, end + 1
-            if not row or not any(cell.strip() for cell in row):
-                continue
-            rows += 1
-            if any(n in bad_lines for n in range(line, end + 1)):
-                yield line, Problem(name, line, "not valid UTF-8; save the file as UTF-8")
-                continue
-            if len(row) > len(header):
-                yield line, Problem(name, line, f"row has {len(row)} fields but the header has {len(header)}")
-                continue
-            yield from _csv_row_record(name, line, row, used)
-        if rows == 0:
-            yield 1, Problem(name, 1, "file holds no records (only a CSV header)")
-
-
-def _csv_row_record(name: str, line: int, row: list[str], used: Mapping[str, int]) -> Iterator[LineItem]:
-    def cell(field: str) -> str | None:
-        index = used.get(field)
-        if index is None or index >= len(row):
+        if not missing:
             return None
-        return row[index]
+        return (f"CSV header has no column {', '.join(missing)}; columns are: "
+                f"{', '.join(columns) or '(none)'}; map columns with --map FIELD=COLUMN")
 
-    guide: dict[str, Any] = {"instruction": cell("instruction"), "response": cell("response")}
-    context = cell("context")
+    for line, row in iter_csv_rows(path, check_header):
+        if isinstance(row, Problem):
+            yield line, row
+            continue
+        try:
+            yield line, example_from_dict(_csv_guide_record(row, mapping))
+        except RecordError as err:
+            for message in err.messages:
+                yield line, Problem(name, line, message)
+
+
+def _csv_guide_record(row: Mapping[str, str], mapping: Mapping[str, str]) -> dict[str, Any]:
+    """The guide's record for one CSV row; empty optional cells count as absent."""
+    # Columns named metadata.KEY are kept as metadata without needing a --map.
+    fields = {**{c: c for c in row if c.startswith("metadata.") and c not in mapping}, **mapping}
+    guide: dict[str, Any] = {"instruction": row.get(fields["instruction"]), "response": row.get(fields["response"])}
+    context = row.get(fields.get("context", ""))
     if context and context.strip():
         guide["context"] = context
     metadata: dict[str, Any] = {}
-    for field in used:
-        value = cell(field)
+    for field, column in fields.items():
+        value = row.get(column)
         if value is None or not value.strip():
             continue
         if field in _META_FIELDS:
@@ -573,44 +289,55 @@ def _csv_row_record(name: str, line: int, row: list[str], used: Mapping[str, int
             metadata[field[len("metadata."):]] = value
     if metadata:
         guide["metadata"] = metadata
-    try:
-        yield line, example_from_dict(guide)
-    except RecordError as err:
-        for message in err.messages:
-            yield line, Problem(name, line, message)
+    return guide
 
 
 # --------------------------------------------------------------------------- public entry points
 
 
+def _read(path: str | Path, fmt: str, column_map: Mapping[str, str] | None, exclude_telling: bool) -> Iterator[ImportItem]:
+    if fmt == "csv":
+        return iter_csv_records(path, column_map)
+    if fmt == "mathdial":
+        return iter_mathdial(path, exclude_telling)
+    if fmt == "bridge":
+        return iter_bridge(path)
+    return convert_items(str(path), iter_json_objects(path), _CONVERTERS[fmt])
+
+
 def iter_format_records(
-    path: str | Path, fmt: str | None = None, column_map: Mapping[str, str] | None = None
+    path: str | Path, format: str | None = None, column_map: Mapping[str, str] | None = None, *,
+    exclude_telling: bool = False, skipped: list[Skipped] | None = None,
 ) -> Iterator[LineItem]:
-    """Yield ``(line, Record | Problem)`` for a file in any supported format (auto-detected when ``fmt`` is None)."""
-    fmt = normalize_format_name(fmt) if fmt else detect_format(path)
+    """Yield ``(line, Record | Problem)`` for a file in any supported format (auto-detected when ``format`` is None).
+
+    ``column_map`` applies to CSV input, ``exclude_telling`` to MathDial (see its importer).
+    Items an importer leaves out on purpose go to ``skipped`` when given, else into one warning.
+    """
+    fmt = normalize_format_name(format) if format else detect_format(path)
     if column_map and fmt != "csv":
         raise EduloraError(f"--map applies to CSV input only ({path} is read as {fmt})")
-    if fmt == "csv":
-        yield from iter_csv_records(path, column_map)
-        return
-    convert = _CONVERTERS[fmt]
-    name = str(path)
-    for line, obj in iter_json_objects(path):
-        if isinstance(obj, Problem):
-            yield line, obj
-            continue
-        try:
-            yield line, convert(obj)
-        except RecordError as err:
-            for message in err.messages:
-                yield line, Problem(name, line, message)
+    if exclude_telling and fmt != "mathdial":
+        raise EduloraError(f"exclude_telling applies to MathDial input only ({path} is read as {fmt})")
+    left_out: list[Skipped] = [] if skipped is None else skipped
+    count = len(left_out)
+    for line, item in _read(path, fmt, column_map, exclude_telling):
+        if isinstance(item, Skipped):
+            left_out.append(item)
+        else:
+            yield line, item
+    if skipped is None and len(left_out) > count:
+        log.warning("%s: left out %d item(s) on purpose, e.g. %s", path, len(left_out) - count, left_out[count])
 
 
-def validate_any(path: str | Path, fmt: str | None = None, column_map: Mapping[str, str] | None = None) -> ValidationResult:
+def validate_any(
+    path: str | Path, format: str | None = None, column_map: Mapping[str, str] | None = None, *,
+    exclude_telling: bool = False, skipped: list[Skipped] | None = None,
+) -> ValidationResult:
     """Check every record of a file in any supported format; streams, so memory stays flat."""
     problems: list[Problem] = []
     records = 0
-    for _, item in iter_format_records(path, fmt, column_map):
+    for _, item in iter_format_records(path, format, column_map, exclude_telling=exclude_telling, skipped=skipped):
         if isinstance(item, Problem):
             problems.append(item)
         else:
@@ -621,14 +348,14 @@ def validate_any(path: str | Path, fmt: str | None = None, column_map: Mapping[s
 
 
 def load_records_with_lines(
-    path: str | Path, fmt: str | None = None, column_map: Mapping[str, str] | None = None,
-    max_problems_shown: int = 20,
+    path: str | Path, format: str | None = None, column_map: Mapping[str, str] | None = None,
+    max_problems_shown: int = 20, *, exclude_telling: bool = False, skipped: list[Skipped] | None = None,
 ) -> tuple[list[Record], list[int]]:
     """All records and their line numbers, or ``EduloraError`` listing the file's problems."""
     records: list[Record] = []
     lines: list[int] = []
     problems: list[Problem] = []
-    for line, item in iter_format_records(path, fmt, column_map):
+    for line, item in iter_format_records(path, format, column_map, exclude_telling=exclude_telling, skipped=skipped):
         if isinstance(item, Problem):
             problems.append(item)
         else:
@@ -641,9 +368,15 @@ def load_records_with_lines(
     return records, lines
 
 
-def load_records(path: str | Path, fmt: str | None = None, column_map: Mapping[str, str] | None = None) -> list[Record]:
-    """All records of a file in any supported format, or ``EduloraError`` listing its problems."""
-    return load_records_with_lines(path, fmt, column_map)[0]
+def load_records(
+    path: str | Path, format: str | None = None, column_map: Mapping[str, str] | None = None, *,
+    exclude_telling: bool = False, skipped: list[Skipped] | None = None,
+) -> list[Record]:
+    """All records of a file in any supported format, or ``EduloraError`` listing its problems.
+
+    ``load_records("mathdial.jsonl", "mathdial", exclude_telling=True)`` reads a published dataset.
+    """
+    return load_records_with_lines(path, format, column_map, exclude_telling=exclude_telling, skipped=skipped)[0]
 
 
 def problems_message(problems: list[Problem], path: str, max_shown: int = 20) -> str:
@@ -665,7 +398,7 @@ def same_file(a: str | Path, b: str | Path) -> bool:
 
 
 __all__ = [
-    "CSV_FIELDS", "FORMATS", "alpaca_from_dict", "detect_format", "detect_record_format",
+    "CSV_FIELDS", "FORMATS", "Skipped", "alpaca_from_dict", "detect_format", "detect_record_format",
     "iter_csv_records", "iter_format_records", "iter_json_array", "iter_json_objects", "load_records",
     "load_records_with_lines", "normalize_format_name", "parse_column_map", "problems_message", "same_file",
     "sharegpt_from_dict", "validate_any", "write_record_line",

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EduloraError
-from .schema import Example, Record, Turn
+from .schema import Example, Record
 
 PLACEHOLDERS = ("EMAIL", "PHONE", "URL", "ADDRESS", "STUDENT_ID", "NAME")
 
@@ -251,7 +251,8 @@ class Scrubber:
             out.response = clean(out.response)
             out.context = clean(out.context)
         else:
-            out.turns = [Turn(t.role, clean(t.content)) for t in out.turns]
+            for turn in out.turns:  # in place, so every other field of a turn (its train flag) is kept
+                turn.content = clean(turn.content)
         out.metadata.extra = clean(out.metadata.extra)
         out.extra = clean(out.extra)
         return out, total

@@ -7,29 +7,17 @@ finding can be looked up with an editor.
 
 from __future__ import annotations
 
-import json
 import math
 import re
-import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Protocol
 
-from ..errors import EduloraError
+from .lengths import EstimateCounter, LengthReport, TokenCounter, lengths, line_numbers, load_token_counter
 from .schema import KNOWN_SUBJECTS, Dialogue, Example, GradeLevel, Record, TeachingStyle
-from .split import normalized_text, prompt_key, record_text
+from .similarity import jaccard, normalized_text, prompt_key, record_text, shingles, similar_pairs
 
 NONE_LABEL = "(none)"
-
-
-def _lines(records: Sequence[Record], lines: Sequence[int] | None) -> list[int]:
-    if lines is None:
-        return list(range(1, len(records) + 1))
-    if len(lines) != len(records):
-        raise ValueError("lines must give one line number per record")
-    return list(lines)
 
 
 # --------------------------------------------------------------------------- coverage
@@ -198,200 +186,7 @@ def misconceptions(records: Sequence[Record]) -> MisconceptionReport:
     )
 
 
-# --------------------------------------------------------------------------- lengths
-
-
-class TokenCounter(Protocol):
-    name: str
-    estimate: bool
-
-    def count(self, record: Record) -> int: ...
-
-
-def _chat_messages(record: Record) -> list[dict[str, str]]:
-    if isinstance(record, Example):
-        prompt = record.instruction if not record.context else f"{record.instruction}\n\n{record.context}"
-        return [{"role": "user", "content": prompt}, {"role": "assistant", "content": record.response}]
-    return [{"role": t.role, "content": t.content} for t in record.turns]
-
-
-class EstimateCounter:
-    """Cheap token estimate: the larger of characters/4 and words×1.3, typical of English BPE
-    vocabularies. Labelled as an estimate everywhere it is shown."""
-
-    name = "estimate (max of chars/4, words×1.3)"
-    estimate = True
-
-    def count(self, record: Record) -> int:
-        text = record_text(record)
-        return math.ceil(max(len(text) / 4, len(text.split()) * 1.3))
-
-
-class _FastTokenizerCounter:
-    """A ``tokenizers`` tokenizer.json: exact token counts of the record's text, no chat template."""
-
-    estimate = False
-
-    def __init__(self, path: Path):
-        from tokenizers import Tokenizer
-
-        self.name = f"{path} (plain text, no chat template)"
-        self._tok = Tokenizer.from_file(str(path))
-
-    def count(self, record: Record) -> int:
-        return len(self._tok.encode(record_text(record)).ids)
-
-
-class _HFTokenizerCounter:
-    """A transformers tokenizer; uses its chat template when it has one, as training would."""
-
-    estimate = False
-
-    def __init__(self, spec: str):
-        from transformers import AutoTokenizer
-
-        local = Path(spec).exists()
-        self._tok = AutoTokenizer.from_pretrained(spec, local_files_only=True) if not local else AutoTokenizer.from_pretrained(spec)
-        self._chat = bool(getattr(self._tok, "chat_template", None))
-        self.name = f"{spec} ({'chat template' if self._chat else 'plain text'})"
-
-    def count(self, record: Record) -> int:
-        if self._chat:
-            ids = self._tok.apply_chat_template(_chat_messages(record), tokenize=True)
-            if isinstance(ids, dict) or hasattr(ids, "keys"):
-                ids = ids["input_ids"]
-            return len(ids)
-        return len(self._tok(record_text(record))["input_ids"])
-
-
-def load_token_counter(spec: str | None) -> TokenCounter:
-    """``None`` → the estimate; a tokenizer.json file or a directory → that tokenizer;
-    anything else is tried as a Hugging Face id from the local cache (nothing is downloaded)."""
-    if spec is None:
-        return EstimateCounter()
-    path = Path(spec).expanduser()
-    if not path.exists() and (path.is_absolute() or spec.startswith((".", "~")) or path.suffix == ".json"):
-        raise EduloraError(f"cannot load tokenizer {spec!r}: no such file or directory")
-    try:
-        if path.is_file() and path.suffix == ".json":
-            return _FastTokenizerCounter(path)
-        if path.is_dir() and (path / "tokenizer.json").is_file() and not _has_chat_template(path):
-            return _FastTokenizerCounter(path / "tokenizer.json")
-        return _HFTokenizerCounter(spec)
-    except ImportError as err:
-        raise EduloraError(f"cannot load tokenizer {spec}: {err}") from None
-    except Exception as err:  # tokenizer libraries raise many kinds; all mean "cannot use this"
-        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-        raise EduloraError(f"cannot load tokenizer {spec!r}: {reason}") from None
-
-
-def _has_chat_template(directory: Path) -> bool:
-    if (directory / "chat_template.jinja").is_file() or (directory / "chat_template.json").is_file():
-        return True
-    config = directory / "tokenizer_config.json"
-    if not config.is_file():
-        return False
-    try:
-        return bool(json.loads(config.read_text(encoding="utf-8")).get("chat_template"))
-    except (OSError, ValueError):
-        return False
-
-
-@dataclass
-class LengthReport:
-    tokenizer: str
-    estimate: bool
-    count: int
-    min: int
-    max: int
-    mean: float
-    percentiles: dict[str, int]
-    max_length: int | None
-    truncated: list[tuple[int, int]]  # (line, tokens) of records longer than max_length
-    lengths: list[int] = field(repr=False, default_factory=list)
-
-
-def lengths(records: Sequence[Record], lines: Sequence[int] | None = None, counter: TokenCounter | None = None,
-            max_length: int | None = None) -> LengthReport:
-    counter = counter or EstimateCounter()
-    at = _lines(records, lines)
-    values = [counter.count(r) for r in records]
-    ordered = sorted(values)
-
-    def pct(p: float) -> int:
-        return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))] if ordered else 0
-
-    truncated = [(line, n) for line, n in zip(at, values) if max_length is not None and n > max_length]
-    return LengthReport(
-        tokenizer=counter.name, estimate=counter.estimate, count=len(values),
-        min=ordered[0] if ordered else 0, max=ordered[-1] if ordered else 0,
-        mean=sum(values) / len(values) if values else 0.0,
-        percentiles={f"p{p}": pct(p) for p in (50, 90, 95, 99)},
-        max_length=max_length, truncated=truncated, lengths=values,
-    )
-
-
 # --------------------------------------------------------------------------- duplicates
-
-
-_WORD = re.compile(r"\w+")
-_BANDS, _ROWS = 20, 5  # 100 MinHash values; pairs at Jaccard 0.8 collide in some band with p > 0.999
-_STAR_BUCKET = 100  # beyond this many members a bucket is compared against its first member only
-
-
-def shingles(text: str, k: int = 3) -> set[int]:
-    """Hashes of the text's k-word shingles (lower-cased words, punctuation ignored)."""
-    words = _WORD.findall(text.lower())
-    if len(words) <= k:
-        return {zlib.crc32(" ".join(words).encode())} if words else set()
-    return {zlib.crc32(" ".join(words[i:i + k]).encode()) for i in range(len(words) - k + 1)}
-
-
-def jaccard(a: set[int], b: set[int]) -> float:
-    if not a and not b:
-        return 1.0
-    return len(a & b) / len(a | b)
-
-
-def similar_pairs(texts: Sequence[str], threshold: float = 0.8, k: int = 3, seed: int = 0) -> list[tuple[int, int, float]]:
-    """Index pairs ``(i, j, jaccard)`` with word-shingle Jaccard ≥ ``threshold``.
-
-    MinHash with LSH banding finds candidate pairs in about linear time; each candidate is
-    then checked with the exact Jaccard, so no reported pair is a false positive.
-    """
-    import numpy as np
-
-    sets = [shingles(t, k) for t in texts]
-    rng = np.random.default_rng(seed)
-    perms = _BANDS * _ROWS
-    mul = rng.integers(1, 2**63 - 1, size=perms, dtype=np.uint64) | np.uint64(1)
-    add = rng.integers(0, 2**63 - 1, size=perms, dtype=np.uint64)
-    buckets: dict[tuple[int, bytes], list[int]] = defaultdict(list)
-    for index, items in enumerate(sets):
-        if not items:
-            continue
-        values = np.fromiter(items, dtype=np.uint64, count=len(items))
-        # Multiply-add-shift hashing: uint64 arithmetic wraps, the high 32 bits are the hash.
-        signature = ((values[:, None] * mul[None, :] + add[None, :]) >> np.uint64(32)).min(axis=0)
-        for band in range(_BANDS):
-            buckets[(band, signature[band * _ROWS:(band + 1) * _ROWS].tobytes())].append(index)
-    checked: set[tuple[int, int]] = set()
-    found: list[tuple[int, int, float]] = []
-    for members in buckets.values():
-        if len(members) < 2:
-            continue
-        if len(members) > _STAR_BUCKET:
-            pairs: Iterable[tuple[int, int]] = ((members[0], m) for m in members[1:])
-        else:
-            pairs = ((a, b) for n, a in enumerate(members) for b in members[n + 1:])
-        for a, b in pairs:
-            if (a, b) in checked:
-                continue
-            checked.add((a, b))
-            score = jaccard(sets[a], sets[b])
-            if score >= threshold:
-                found.append((a, b, score))
-    return sorted(found)
 
 
 @dataclass
@@ -436,7 +231,7 @@ def _groups(n: int, pairs: Iterable[tuple[int, int, float]]) -> list[tuple[list[
 
 def duplicates(records: Sequence[Record], lines: Sequence[int] | None = None, near_threshold: float = 0.8) -> DuplicateReport:
     """Exact duplicates (same normalized text) and near-duplicate groups among the rest."""
-    at = _lines(records, lines)
+    at = line_numbers(records, lines)
     by_text: dict[str, list[int]] = defaultdict(list)
     for line, record in zip(at, records):
         by_text[normalized_text(record)].append(line)
@@ -482,7 +277,7 @@ def leakage(train: Sequence[Record], eval_records: Sequence[Record], train_lines
 
     Each eval record is reported once, under the strongest kind found.
     """
-    t_at, e_at = _lines(train, train_lines), _lines(eval_records, eval_lines)
+    t_at, e_at = line_numbers(train, train_lines), line_numbers(eval_records, eval_lines)
     train_text = {}
     train_prompt = {}
     for line, record in zip(t_at, train):
@@ -516,12 +311,18 @@ def leakage(train: Sequence[Record], eval_records: Sequence[Record], train_lines
 
 # --------------------------------------------------------------------------- readability
 
-#: US school grades each declared level is written for; None = open-ended.
+def _open_ends(band: tuple[float, float]) -> tuple[float | None, float | None]:
+    """``GradeLevel.band`` with its open ends as None: a text cannot read below kindergarten
+    (grade 0), and an infinite top means no text is too hard."""
+    low, high = band
+    return (low if low > 0 else None, high if math.isfinite(high) else None)
+
+
+#: US school grades each declared level is written for (None = open-ended), from ``GradeLevel.band``,
+#: the one grade-band table, so this report and ``edulora eval`` judge a level alike. A level open
+#: at both ends (adult) has no band: every reading grade suits it.
 GRADE_BANDS: dict[GradeLevel, tuple[float | None, float | None]] = {
-    GradeLevel.ELEMENTARY: (None, 5),
-    GradeLevel.MIDDLE_SCHOOL: (6, 8),
-    GradeLevel.HIGH_SCHOOL: (9, 12),
-    GradeLevel.COLLEGE: (13, None),
+    grade: _open_ends(grade.band) for grade in GradeLevel if _open_ends(grade.band) != (None, None)
 }
 #: Flesch-Kincaid swings by several grades on short texts, so those are not scored.
 MIN_WORDS_FOR_READABILITY = 15
@@ -580,7 +381,7 @@ def readability(records: Sequence[Record], lines: Sequence[int] | None = None, t
     """
     import textstat
 
-    at = _lines(records, lines)
+    at = line_numbers(records, lines)
     too_short = no_grade = 0
     scores: list[tuple[int, str, float]] = []
     mismatches: list[ReadabilityMismatch] = []

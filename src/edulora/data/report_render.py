@@ -1,20 +1,21 @@
 """Showing a ``DatasetReport``: terminal tables, a self-contained HTML page, and JSON.
 
-The HTML page embeds its charts as base64 PNG and its style inline, so it can be mailed or
-opened offline with nothing missing. matplotlib is imported only when a page is written.
+The HTML page (the ``data_report.html.j2`` template) embeds its charts as base64 PNG and its style
+inline, so it can be mailed or opened offline with nothing missing. matplotlib is imported only
+when a page is written.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
-import html
 import io
 import json
 from collections.abc import Sequence
 from typing import Any
 
-from .quality import GRADE_BANDS, NONE_LABEL, DatasetReport
+from ..templates import render
+from .quality import NONE_LABEL, DatasetReport
 from .schema import GradeLevel, TeachingStyle
 
 _STYLE_SHORT = {
@@ -91,10 +92,6 @@ def _listed(items: Sequence[Any], fmt=str, limit: int = _MAX_LISTED) -> str:
     return shown + (f", … and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def _lines(lines: Sequence[int]) -> str:
-    return "lines " + _listed(list(lines), limit=10)
-
-
 def _style_columns(report: DatasetReport) -> list[str]:
     return [t.value for t in TeachingStyle] + ([NONE_LABEL] if NONE_LABEL in report.coverage.teaching_styles else [])
 
@@ -116,6 +113,27 @@ def matrix_rows(report: DatasetReport, subject: str | None) -> list[list[Any]]:
         values: list[Any] = [counts.get((grade, style), "-") for style in _style_columns(report)]
         rows.append([grade, *values, sum(v for v in values if isinstance(v, int))])
     return rows
+
+
+# Tables shown both in the terminal and on the page: (header, rows).
+Table = tuple[list[str], list[list[Any]]]
+
+
+def misconception_table(report: DatasetReport) -> Table:
+    return (["subject", "records", "misconception", "share", "by style", "by wording"],
+            [[x.subject, x.records, x.misconception_records, f"{x.share:.0%}", x.by_style, x.by_text]
+             for x in report.misconceptions.rows])
+
+
+def length_table(report: DatasetReport) -> Table:
+    ln = report.lengths
+    return (["records", "min", "p50", "p90", "p95", "p99", "max", "mean"],
+            [[ln.count, ln.min, *ln.percentiles.values(), ln.max, round(ln.mean, 1)]])
+
+
+def readability_table(report: DatasetReport) -> Table:
+    return (["grade level", "expected", "scored", "mean", "min", "max", "flagged"],
+            [[x.grade_level, x.expected, x.scored, x.mean, x.min, x.max, x.mismatches] for x in report.readability.rows])
 
 
 def render_text(report: DatasetReport) -> str:
@@ -152,14 +170,10 @@ def render_text(report: DatasetReport) -> str:
     out.append("  Teaching styles: " + ", ".join(f"{k} {v}" for k, v in c.teaching_styles.items())
                + (f"; never seen: {', '.join(c.unseen_teaching_styles)}" if c.unseen_teaching_styles else ""))
 
-    out += ["", f"Misconception coverage ({m.total} records)",
-            table(["subject", "records", "misconception", "share", "by style", "by wording"],
-                  [[x.subject, x.records, x.misconception_records, f"{x.share:.0%}", x.by_style, x.by_text] for x in m.rows])]
+    out += ["", f"Misconception coverage ({m.total} records)", table(*misconception_table(report))]
 
     label = "ESTIMATED tokens" if ln.estimate else "tokens"
-    out += ["", f"Length in {label} — {ln.tokenizer}",
-            table(["records", "min", "p50", "p90", "p95", "p99", "max", "mean"],
-                  [[ln.count, ln.min, *ln.percentiles.values(), ln.max, round(ln.mean, 1)]])]
+    out += ["", f"Length in {label} — {ln.tokenizer}", table(*length_table(report))]
     if ln.estimate:
         out.append("  (an estimate; pass --tokenizer PATH for exact counts)")
     if ln.max_length is None:
@@ -193,8 +207,7 @@ def render_text(report: DatasetReport) -> str:
 
     out += ["", f"Readability of tutor replies (Flesch-Kincaid grade; flagged beyond ±{r.tolerance:g} of the band)"]
     if r.rows:
-        out.append(table(["grade level", "expected", "scored", "mean", "min", "max", "flagged"],
-                         [[x.grade_level, x.expected, x.scored, x.mean, x.min, x.max, x.mismatches] for x in r.rows]))
+        out.append(table(*readability_table(report)))
     else:
         out.append("  no reply could be scored")
     notes = []
@@ -311,117 +324,56 @@ def _charts(report: DatasetReport) -> dict[str, str]:
         ax = fig.add_subplot()
         ax.boxplot([[fk for _, g, fk in r.scores if g == grade] for grade in order], tick_labels=order)
         for x, grade in enumerate(order, start=1):
-            band = GRADE_BANDS.get(GradeLevel(grade))
-            if band:
-                low, high = band
-                ax.fill_between([x - 0.4, x + 0.4], low if low is not None else 0, high if high is not None else 16,
-                                color="#dd8452", alpha=0.2)
+            low, high = GradeLevel(grade).band
+            # An open band (adult learners: any level) is shaded up to the top of the usual range.
+            ax.fill_between([x - 0.4, x + 0.4], low, min(high, 16), color="#dd8452", alpha=0.2)
         ax.set_ylabel("Flesch-Kincaid grade")
         ax.set_title("Readability of tutor replies (shaded: expected band)")
         charts["readability"] = _png(fig)
     return charts
 
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:70rem;color:#222;padding:0 1rem}
-h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ddd;padding:.2rem .5rem;text-align:right}
-td:first-child,th:first-child{text-align:left}th{background:#f4f4f4}td.empty{background:#fde2e1;color:#999}
-td.thin{background:#fff3cd}.finding{color:#a33}.note{color:#666;font-size:.9em}img{max-width:100%}
-"""
-
-
-def _html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], classes: Sequence[Sequence[str]] | None = None) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = []
-    for i, row in enumerate(rows):
-        tds = []
-        for j, value in enumerate(row):
-            cls = classes[i][j] if classes else ""
-            tds.append(f'<td class="{cls}">' if cls else "<td>")
-            tds[-1] += html.escape(_cell(value)) + "</td>"
-        body.append("<tr>" + "".join(tds) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
-
-
-def _img(charts: dict[str, str], key: str, alt: str) -> str:
-    return f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{charts[key]}"></p>' if key in charts else ""
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[Any]],
+                classes: Sequence[Sequence[str]] | None = None) -> dict[str, Any]:
+    """Cells formatted as in the terminal; numbers (and '-' for none) right-aligned, as ``table`` does."""
+    return {"header": list(header), "rows": [[_cell(v) for v in row] for row in rows],
+            "classes": [[" ".join(filter(None, (classes[i][j] if classes else "",
+                                                "num" if isinstance(v, (int, float)) or v == "-" else "")))
+                         for j, v in enumerate(row)] for i, row in enumerate(rows)]}
 
 
 def render_html(report: DatasetReport) -> str:
     """A single self-contained HTML page: inline CSS, charts as data: URIs, no scripts or links."""
-    charts = _charts(report)
-    c, m, ln, d, r = report.coverage, report.misconceptions, report.lengths, report.duplicates, report.readability
-    esc = html.escape
-    parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>Dataset report: {esc(report.path)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>Dataset report: {esc(report.path)}</h1>",
-        f"<p>{report.records} records ({report.examples} examples, {report.dialogues} dialogues)</p>",
-        "<h2>Findings</h2>",
-    ]
-    found = findings(report)
-    parts.append("<ul>" + "".join(f"<li class='finding'>{esc(f)}</li>" for f in found) + "</ul>" if found
-                 else "<p>Nothing to flag.</p>")
-
-    parts += ["<h2>Coverage</h2>", _img(charts, "coverage", "coverage heatmap"), _img(charts, "subjects", "subjects")]
+    c, ln, d = report.coverage, report.lengths, report.duplicates
     style_heads = [_STYLE_SHORT.get(s, s) for s in _style_columns(report)]
+    coverage_tables = []
     for subject in c.subjects:
         rows = matrix_rows(report, subject)
         classes = [["", *("empty" if v == "-" else "thin" if isinstance(v, int) and v < c.thin_below else ""
                           for v in row[1:-1]), ""] for row in rows]
-        parts += [f"<h3>{esc(subject)} ({c.subjects[subject]} records)</h3>",
-                  _html_table(["grade level", *style_heads, "total"], rows, classes)]
-    parts.append(f"<p class='note'>Red: empty cell; yellow: thin (fewer than {c.thin_below} records).</p>")
-    vocab = [
+        coverage_tables.append({"subject": subject, "count": c.subjects[subject],
+                                "table": _html_table(["grade level", *style_heads, "total"], rows, classes)})
+    vocabulary = [(title, ", ".join(values)) for title, values in (
         ("Grade levels never seen", c.unseen_grade_levels), ("Teaching styles never seen", c.unseen_teaching_styles),
         ("Subjects outside the known vocabulary", c.unknown_subjects),
-        ("Known subjects not in the data", c.unseen_subjects),
-    ]
-    parts.append("<ul>" + "".join(f"<li>{esc(t)}: {esc(', '.join(v))}</li>" for t, v in vocab if v) + "".join(
-        f"<li>Records without {esc(k)}: {v}</li>" for k, v in c.missing_metadata.items() if v) + "</ul>")
-
-    parts += ["<h2>Misconception coverage</h2>", _html_table(
-        ["subject", "records", "misconception", "share", "by style", "by wording"],
-        [[x.subject, x.records, x.misconception_records, f"{x.share:.0%}", x.by_style, x.by_text] for x in m.rows])]
-
-    parts += [f"<h2>Length{' (ESTIMATED tokens)' if ln.estimate else ' (tokens)'}</h2>",
-              f"<p class='note'>Counted with {esc(ln.tokenizer)}.</p>",
-              _html_table(["records", "min", "p50", "p90", "p95", "p99", "max", "mean"],
-                          [[ln.count, ln.min, *ln.percentiles.values(), ln.max, round(ln.mean, 1)]]),
-              _img(charts, "lengths", "length histogram")]
-    if ln.max_length is not None:
-        parts.append(f"<p>{len(ln.truncated)} record(s) over {ln.max_length} tokens"
-                     + (": lines " + esc(_listed([t[0] for t in ln.truncated], limit=50)) if ln.truncated else "")
-                     + "</p>")
-
-    parts += ["<h2>Duplicates</h2>", f"<p>Exact: {len(d.exact_groups)} group(s).</p>"]
-    if d.exact_groups:
-        parts.append(_html_table(["lines"], [[", ".join(map(str, g))] for g in d.exact_groups[:200]]))
-    parts.append(f"<p>Near (word-shingle Jaccard ≥ {d.near_threshold:g}): {len(d.near_groups)} group(s).</p>")
-    if d.near_groups:
-        parts.append(_html_table(["lines", "lowest similarity"],
-                                 [[", ".join(map(str, g.lines)), g.min_similarity] for g in d.near_groups[:200]]))
-
+        ("Known subjects not in the data", c.unseen_subjects)) if values]
+    vocabulary += [(f"Records without {key}", count) for key, count in c.missing_metadata.items() if count]
+    tables: dict[str, Table] = {
+        "misconceptions": misconception_table(report), "lengths": length_table(report),
+        "readability": readability_table(report),
+        "exact_duplicates": (["lines"], [[", ".join(map(str, g))] for g in d.exact_groups[:200]]),
+        "near_duplicates": (["lines", "lowest similarity"],
+                            [[", ".join(map(str, g.lines)), g.min_similarity] for g in d.near_groups[:200]]),
+        "mismatches": (["line", "grade level", "FK grade", "expected", ""],
+                       [[x.line, x.grade_level, x.fk_grade, x.expected, x.direction]
+                        for x in report.readability.mismatches[:500]]),
+    }
     if report.leakage is not None:
-        lk = report.leakage
-        parts += [f"<h2>Train/eval leakage ({esc(lk.eval_path)})</h2>",
-                  f"<p>{len(lk.leaked_eval_lines)} of {lk.eval_records} eval records found in the training data.</p>"]
-        if lk.pairs:
-            parts.append(_html_table(["eval line", "train line", "kind", "similarity"],
-                                     [[p.eval_line, p.train_line, p.kind, p.similarity] for p in lk.pairs[:500]]))
-
-    parts += ["<h2>Readability</h2>",
-              f"<p class='note'>Flesch-Kincaid grade of tutor replies; flagged beyond ±{r.tolerance:g} grades of the "
-              f"band; {r.too_short} repl(ies) too short to score, {r.no_grade_level} without a grade level.</p>"]
-    if r.rows:
-        parts.append(_html_table(["grade level", "expected", "scored", "mean", "min", "max", "flagged"],
-                                 [[x.grade_level, x.expected, x.scored, x.mean, x.min, x.max, x.mismatches]
-                                  for x in r.rows]))
-    parts.append(_img(charts, "readability", "readability by grade"))
-    if r.mismatches:
-        parts.append(_html_table(["line", "grade level", "FK grade", "expected", ""],
-                                 [[x.line, x.grade_level, x.fk_grade, x.expected, x.direction]
-                                  for x in r.mismatches[:500]]))
-    parts.append("</body></html>\n")
-    return "\n".join(p for p in parts if p)
+        tables["leakage"] = (["eval line", "train line", "kind", "similarity"],
+                             [[p.eval_line, p.train_line, p.kind, p.similarity] for p in report.leakage.pairs[:500]])
+    return render("data_report.html.j2", title=f"Dataset report: {report.path}",
+                  heading=f"Dataset report: {report.path}",
+                  summary=f"{report.records} records ({report.examples} examples, {report.dialogues} dialogues)",
+                  report=report, findings=findings(report), charts=_charts(report), coverage_tables=coverage_tables,
+                  vocabulary=vocabulary, truncated_lines=_listed([t[0] for t in ln.truncated], limit=50),
+                  **{name: _html_table(*table) for name, table in tables.items()})

@@ -4,6 +4,9 @@ The guide's record is ``{"instruction", "context", "response", "metadata": {"sub
 "grade_level", "teaching_style"}}``. Teachers write grade levels and styles in many ways
 ("Middle School", "grade 7", "middle_school"), so those are normalized to one vocabulary
 here; a value we cannot place is reported to the user instead of being dropped.
+
+A record may carry the teacher's key in its metadata: ``answer`` (the final answer the student
+should reach) and ``solution`` (a worked solution). Tutors are shown the key but must not state it.
 """
 
 from __future__ import annotations
@@ -201,6 +204,15 @@ class Example:
 class Turn:
     role: str  # "system" | "user" | "assistant"
     content: str
+    #: False for a tutor turn that stays in the conversation as context but is not learned from
+    #: (e.g. a MathDial teacher "telling" the answer). Written as ``"train": false`` in messages.
+    train: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if not self.train:
+            out["train"] = False
+        return out
 
 
 @dataclass
@@ -212,7 +224,7 @@ class Dialogue:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"messages": [{"role": t.role, "content": t.content} for t in self.turns]}
+        out: dict[str, Any] = {"messages": [t.to_dict() for t in self.turns]}
         meta = self.metadata.to_dict()
         if meta:
             out["metadata"] = meta
@@ -235,22 +247,45 @@ class RecordError(ValueError):
         self.messages = messages
 
 
+def checked_text(label: str, value: Any, problems: list[str], required: bool = True) -> str | None:
+    """``value`` if it is a string of a usable length (not blank when required); else None and a problem naming ``label``."""
+    if not isinstance(value, str):
+        problems.append(f"{label} must be a string, got {type(value).__name__}")
+        return None
+    if required and not value.strip():
+        problems.append(f"{label} is empty")
+        return None
+    if len(value) > MAX_FIELD_CHARS:
+        problems.append(f"{label} is {len(value):,} characters long (limit {MAX_FIELD_CHARS:,})")
+        return None
+    return value
+
+
 def _text_field(obj: dict, name: str, problems: list[str], required: bool) -> str | None:
     if name not in obj or obj[name] is None:
         if required:
             problems.append(f"missing field '{name}'")
         return None
-    value = obj[name]
-    if not isinstance(value, str):
-        problems.append(f"field '{name}' must be a string, got {type(value).__name__}")
+    return checked_text(f"field '{name}'", obj[name], problems, required)
+
+
+#: Metadata keys that hold the teacher's key; a number is kept as its text ("12", "2.5").
+KEY_FIELDS = ("answer", "solution")
+
+
+def _key_field(name: str, value: Any, problems: list[str]) -> str | None:
+    """The teacher's key value as text, or None (and a problem) when it is not usable.
+
+    An empty or non-scalar key would silently turn a grounded record into an ungrounded one,
+    so it is refused instead of dropped.
+    """
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        problems.append(f"metadata.{name} must be a non-empty string or a number, got {type(value).__name__}")
         return None
-    if required and not value.strip():
-        problems.append(f"field '{name}' is empty")
+    if isinstance(value, float) and not math.isfinite(value):
+        problems.append(f"metadata.{name} must be a finite number, got {value!r}")
         return None
-    if len(value) > MAX_FIELD_CHARS:
-        problems.append(f"field '{name}' is {len(value):,} characters long (limit {MAX_FIELD_CHARS:,})")
-        return None
-    return value
+    return checked_text(f"metadata.{name}", value if isinstance(value, str) else str(value), problems)
 
 
 def metadata_from_dict(raw: Any, problems: list[str]) -> Metadata:
@@ -272,6 +307,13 @@ def metadata_from_dict(raw: Any, problems: list[str]) -> Metadata:
             setattr(meta, name, parse(value))
         except ValueError as err:
             problems.append(f"metadata: {err}")
+    for name in KEY_FIELDS:
+        if raw.get(name) is not None:
+            text = _key_field(name, raw[name], problems)
+            if text is None:
+                del meta.extra[name]
+            else:
+                meta.extra[name] = text
     return meta
 
 
@@ -307,17 +349,23 @@ def dialogue_from_dict(obj: Any) -> Dialogue:
             if not isinstance(msg, dict):
                 problems.append(f"messages[{i}] must be an object")
                 continue
-            role, content = msg.get("role"), msg.get("content")
-            if role not in _ROLES:
+            role, content, train = msg.get("role"), msg.get("content"), msg.get("train", True)
+            if not isinstance(train, bool):
+                problems.append(f"messages[{i}].train must be true or false, got {train!r}"[:200])
+            elif not train and role != "assistant":
+                problems.append(f"messages[{i}].train: only assistant turns can be marked not to train on")
+            elif role not in _ROLES:
                 problems.append(f"messages[{i}].role must be one of {', '.join(_ROLES)}, got {role!r}"[:200])
             elif not isinstance(content, str) or not content.strip():
                 problems.append(f"messages[{i}].content must be a non-empty string")
             elif len(content) > MAX_FIELD_CHARS:
                 problems.append(f"messages[{i}].content is {len(content):,} characters long (limit {MAX_FIELD_CHARS:,})")
             else:
-                turns.append(Turn(role, content))
+                turns.append(Turn(role, content, train))
         if turns and not any(t.role == "assistant" for t in turns):
             problems.append("dialogue has no assistant (tutor) turn to learn from")
+        elif turns and not any(t.role == "assistant" and t.train for t in turns):
+            problems.append("dialogue has no assistant (tutor) turn to learn from (every one is marked train: false)")
     metadata = metadata_from_dict(obj.get("metadata"), problems)
     if problems:
         raise RecordError(problems)

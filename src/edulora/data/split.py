@@ -17,27 +17,8 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 
-from .schema import Dialogue, Example, Record
-
-
-def record_text(record: Record) -> str:
-    """The text that identifies a record (used for hashing and duplicate checks)."""
-    if isinstance(record, Example):
-        return "\n".join(part for part in (record.instruction, record.context or "", record.response))
-    return "\n".join(f"{t.role}: {t.content}" for t in record.turns)
-
-
-def normalized_text(record: Record) -> str:
-    return " ".join(record_text(record).lower().split())
-
-
-def prompt_key(record: Record) -> str:
-    """The normalized student side of a record: instruction + context, or the user turns."""
-    if isinstance(record, Dialogue):
-        text = "\n".join(t.content for t in record.turns if t.role == "user")
-    else:
-        text = f"{record.instruction}\n{record.context or ''}"
-    return " ".join(text.lower().split())
+from .schema import Record
+from .similarity import normalized_text, prompt_key, record_text, similar_pairs
 
 
 def fingerprint(records: list[Record]) -> str:
@@ -65,8 +46,10 @@ def dedupe(records: list[Record]) -> tuple[list[Record], int]:
     return unique, len(records) - len(unique)
 
 
-def leakage_groups(records: list[Record], near_threshold: float | None = 0.8) -> list[int]:
-    """A group id per record: records sharing a prompt or nearly equal share a group."""
+def leakage_groups(records: list[Record], near_threshold: float | None = 0.8,
+                   group_by: str | None = None) -> list[int]:
+    """A group id per record: records sharing a prompt, nearly equal, or with the same ``metadata[group_by]``
+    (e.g. MathDial's ``qid``: several students tutored on one problem) share a group."""
     parent = list(range(len(records)))
 
     def find(i: int) -> int:
@@ -80,10 +63,15 @@ def leakage_groups(records: list[Record], near_threshold: float | None = 0.8) ->
         other = first_with_prompt.setdefault(prompt_key(record), index)
         parent[find(index)] = find(other)
     if near_threshold is not None and len(records) > 1:
-        from .quality import similar_pairs  # quality imports this module; import late
-
         for a, b, _ in similar_pairs([normalized_text(r) for r in records], near_threshold):
             parent[find(a)] = find(b)
+    if group_by:
+        first_with_value: dict[str, int] = {}
+        for index, record in enumerate(records):
+            value = record.metadata.to_dict().get(group_by)
+            if value is not None:
+                other = first_with_value.setdefault(str(value), index)
+                parent[find(index)] = find(other)
     return [find(i) for i in range(len(records))]
 
 
@@ -94,27 +82,39 @@ class SplitStats:
     duplicates_dropped: int
     grouped_records: int  # records that share a leakage group with another record
 
+    def summary_lines(self, train_out: object, eval_out: object, group_by: str | None = None) -> list[str]:
+        lines = [f"train: {self.train} records -> {train_out}", f"eval: {self.eval} records -> {eval_out}"]
+        if self.duplicates_dropped:
+            lines.append(f"dropped {self.duplicates_dropped} exact duplicate record(s)")
+        if self.grouped_records:
+            lines.append(f"{self.grouped_records} records sharing a question, near-duplicate text"
+                         f"{' or ' + group_by if group_by else ''} were kept on one side")
+        return lines
+
 
 def split_records(records: list[Record], eval_fraction: float = 0.1, seed: int = 0, *,
-                  near_threshold: float | None = 0.8) -> tuple[list[Record], list[Record]]:
+                  near_threshold: float | None = 0.8, group_by: str | None = None) -> tuple[list[Record], list[Record]]:
     """Split into (train, eval), stratified by subject and teaching style.
 
     Exact duplicates (after whitespace/case normalization) are dropped first, so no record
     can appear on both sides; records with the same prompt or near-duplicate text go to the
     same side (``near_threshold=None`` groups by prompt only). Every stratum with at least
-    two groups gives at least one to eval when its quota reaches half a record.
+    two groups gives at least one to eval when its quota reaches half a record. ``group_by`` names a
+    metadata field whose records must stay on one side.
     """
-    train, held_out, _ = split_with_stats(records, eval_fraction, seed, near_threshold=near_threshold)
+    train, held_out, _ = split_with_stats(records, eval_fraction, seed, near_threshold=near_threshold,
+                                          group_by=group_by)
     return train, held_out
 
 
 def split_with_stats(records: list[Record], eval_fraction: float = 0.1, seed: int = 0, *,
-                     near_threshold: float | None = 0.8) -> tuple[list[Record], list[Record], SplitStats]:
+                     near_threshold: float | None = 0.8,
+                     group_by: str | None = None) -> tuple[list[Record], list[Record], SplitStats]:
     """``split_records`` plus counts of what was dropped and grouped."""
     if not 0.0 <= eval_fraction < 1.0:
         raise ValueError("eval_fraction must be in [0, 1)")
     unique, dropped = dedupe(records)
-    group_of = leakage_groups(unique, near_threshold)
+    group_of = leakage_groups(unique, near_threshold, group_by)
     members: dict[int, list[int]] = defaultdict(list)
     for index, group in enumerate(group_of):
         members[group].append(index)

@@ -6,7 +6,8 @@ lines instead of JSON), so parsing accepts all of those and maps loose wordings 
 labels. Small judges (a local 135M model behind ``edulora serve``) rarely manage the eight-label
 JSON but do answer one short question, so every dimension the first reply left unlabelled is
 asked again on its own. Results are cached on disk under a hash of the judge model and the full prompt: a rerun
-of the same evaluation costs no requests. Only the standard library is used (urllib).
+of the same evaluation costs no requests. Requests go through the official ``openai`` client, which owns
+the timeouts and the retries (connection errors, 408/409/429/5xx, with backoff and ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -15,11 +16,8 @@ import hashlib
 import json
 import os
 import re
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import EduloraError
@@ -227,21 +225,23 @@ class Judge:
     model: str = "gpt-4o-mini"
     api_key: str | None = None
     timeout_s: float = 60.0
+    #: Attempts per completion in all (the first one and the client's retries).
     retries: int = 3
     cache_dir: Path | None = None
-    #: First wait before a retry, doubled each time (capped at 8 s).
-    backoff_s: float = 0.5
     #: Reply budget of the eight-label request; a one-dimension question gets ``single_max_tokens``.
     max_tokens: int = 400
     single_max_tokens: int = 16
-    #: Requests actually sent (cache hits excluded): lets callers and tests see that reruns are free.
+    #: Completions asked of the endpoint (cache hits excluded; the client's retries are not counted):
+    #: lets callers and tests see that reruns are free.
     requests: int = 0
+    endpoint: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.endpoint = chat_url(self.url)
         if self.api_key is None:
             self.api_key = os.environ.get("EDULORA_JUDGE_KEY") or os.environ.get("OPENAI_API_KEY")
         self.cache_dir = Path(self.cache_dir) if self.cache_dir else default_cache_dir()
+        self._client = None
 
     def judge_reply(self, history: Sequence[tuple[str, str]], reply: str,
                     reference: str | None = None) -> dict[str, str | None]:
@@ -269,36 +269,41 @@ class Judge:
             os.replace(tmp, cached)
         return labels
 
+    def _openai(self):
+        """The client, made on first use: importing ``openai`` costs a second that a cached rerun saves."""
+        if self._client is None:
+            import openai
+
+            # A local judge (``edulora serve`` without --api-key) needs no key, but the client insists on
+            # one; the placeholder is never sent because ``_complete`` omits the Authorization header then.
+            self._client = openai.OpenAI(base_url=self.endpoint.removesuffix("/chat/completions"),
+                                         api_key=self.api_key or "unused", timeout=self.timeout_s,
+                                         max_retries=max(0, self.retries - 1))
+        return self._client
+
     def _complete(self, messages: list[dict[str, str]], max_tokens: int) -> str:
-        """The assistant text of one chat completion; connection errors and 429/5xx are retried."""
-        body = json.dumps({"model": self.model, "messages": messages, "temperature": 0,
-                           "max_tokens": max_tokens}).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        problem = ""
-        for attempt in range(max(1, self.retries)):
-            if attempt:
-                time.sleep(min(self.backoff_s * 2 ** (attempt - 1), 8.0))
-            request = urllib.request.Request(self.endpoint, data=body, headers=headers, method="POST")
-            self.requests += 1
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    payload = json.loads(response.read().decode("utf-8"))
-            except urllib.error.HTTPError as err:
-                problem = f"HTTP {err.code} {err.reason}"
-                if err.code == 429 or err.code >= 500:
-                    continue
-                raise EduloraError(f"judge {self.endpoint} refused the request: {problem}") from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
-                problem = str(getattr(err, "reason", err))
-                continue
-            except ValueError:
-                problem = "the response is not JSON"
-                continue
-            try:
-                return str(payload["choices"][0]["message"]["content"] or "")
-            except (KeyError, IndexError, TypeError):
-                problem = "the response has no choices[0].message.content"
-                continue
-        raise EduloraError(f"judge unreachable at {self.endpoint} after {max(1, self.retries)} attempt(s): {problem}")
+        """The assistant text of one chat completion; a refusal (4xx) or an unreachable judge is an EduloraError."""
+        import openai
+
+        client = self._openai()
+        self.requests += 1
+        try:
+            completion = client.chat.completions.create(
+                model=self.model, messages=messages, temperature=0, max_tokens=max_tokens,
+                extra_headers=None if self.api_key else {"Authorization": openai.Omit()})
+        except openai.APIStatusError as err:
+            problem = f"HTTP {err.status_code} {err.response.reason_phrase}".rstrip()
+            # The client has already retried what is worth retrying (429, 5xx); any other status is final.
+            if err.status_code == 429 or err.status_code >= 500:
+                raise EduloraError(f"judge unreachable at {self.endpoint} after {max(1, self.retries)} attempt(s): "
+                                   f"{problem}") from None
+            raise EduloraError(f"judge {self.endpoint} refused the request: {problem}") from None
+        except openai.APIConnectionError as err:  # also timeouts
+            raise EduloraError(f"judge unreachable at {self.endpoint} after {max(1, self.retries)} attempt(s): "
+                               f"{err}") from None
+        except openai.APIError as err:  # a 200 whose body is not a chat completion
+            raise EduloraError(f"judge {self.endpoint} sent an unreadable response: {err}") from None
+        choices = getattr(completion, "choices", None)
+        if not choices or choices[0].message is None:
+            raise EduloraError(f"judge {self.endpoint} sent a response without choices[0].message")
+        return str(choices[0].message.content or "")

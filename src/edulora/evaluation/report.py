@@ -1,8 +1,8 @@
 """Evaluation reports: JSON for machines, Markdown for reading in a repository, one HTML file.
 
-The HTML page is self-contained: plots are PNGs embedded as base64 data URIs and the style
-sheet is inline, so the file can be mailed or opened offline. All text from data or models
-goes through ``html.escape``: replies are model output and may contain anything.
+The HTML page (the ``eval_report.html.j2`` template) is self-contained: plots are PNGs embedded
+as base64 data URIs and the style sheet is inline, so the file can be mailed or opened offline.
+The template autoescapes everything: replies are model output and may contain anything.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ..data.io import atomic_write_text
-from .results import GROUP_KEYS, LOWER_IS_BETTER, METRICS, EvalResult
+from ..templates import render
+from .results import GROUP_KEYS, LOWER_IS_BETTER, METRICS, EvalResult, ModelResult, Rate
 
 METRIC_LABELS = {
     "clarity": "Explanation clarity", "grade_fit": "Grade-level fit", "concept_coverage": "Concept coverage",
@@ -25,6 +26,13 @@ METRIC_LABELS = {
     "style_adherence": "Teaching-style adherence", "answer_revealing": "Answer revealing (lower is better)",
     "guidance": "Providing guidance",
 }
+
+
+#: Per-model pedagogy rates (``ModelResult.rates``), in report order.
+RATE_LABELS = {"leak_rate": "leak rate", "incorrect_answer_rate": "incorrect-answer rate",
+               "question_rate": "question rate"}
+#: Shown where a model has no such rate (e.g. no record carried an answer key).
+ABSENT = "—"
 
 
 def _label(metric: str) -> str:
@@ -39,9 +47,15 @@ def metric_names(result: EvalResult) -> list[str]:
     return list(METRICS) + extra
 
 
+def rate_names(result: EvalResult) -> list[str]:
+    """The three pedagogy rates, then any other rate a model carries, in a stable order."""
+    extra = sorted({k for r in result.models for k in r.rates if k not in RATE_LABELS})
+    return list(RATE_LABELS) + extra
+
+
 def _fmt(value: float | None, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
+        return ABSENT
     return f"{value:.{digits}f}"
 
 
@@ -54,8 +68,12 @@ def to_json(result: EvalResult) -> dict[str, Any]:
     """Everything in the result, plus ``summary[model]``: the headline figures, flat."""
     summary = {}
     for r in result.models:
+        rates = {name: (None if (rate := r.rates.get(name)) is None else
+                        {"value": rate.value, "low": rate.low, "high": rate.high, "n": rate.n})
+                 for name in rate_names(result)}
         summary[r.name] = {"eval_loss": r.eval_loss, "perplexity": r.perplexity, "tokens_per_s": r.tokens_per_s,
-                           "mean_latency_s": r.mean_latency_s, "peak_rss_mb": r.peak_rss_mb, **r.metrics}
+                           "mean_latency_s": r.mean_latency_s, "peak_rss_mb": r.peak_rss_mb, **r.metrics,
+                           "rates": rates}
     return {"summary": summary, **result.to_dict()}
 
 
@@ -132,6 +150,70 @@ def style_bars_png(result: EvalResult) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------
+# Tables (the same cells in Markdown and HTML)
+# --------------------------------------------------------------------------------------------
+
+
+def _technical_rows(result: EvalResult) -> list[list[str]]:
+    return [[r.name, _fmt(r.eval_loss, 4), _fmt(r.perplexity, 2), _fmt(r.tokens_per_s, 1),
+             _fmt(r.mean_latency_s, 2), _fmt(r.peak_rss_mb, 0)] for r in result.models]
+
+
+TECHNICAL_HEADER = ["model", "eval loss", "perplexity", "tokens/s", "latency per reply (s)", "peak RSS (MB)"]
+
+
+def format_rate(rate: Rate | None) -> str:
+    """``12.5% [5.0%, 27.1%] (n=40)``; ``—`` when the model has no such rate."""
+    if rate is None:
+        return ABSENT
+    return f"{100 * rate.value:.1f}% [{100 * rate.low:.1f}%, {100 * rate.high:.1f}%] (n={rate.n})"
+
+
+def _rates_table(result: EvalResult) -> tuple[list[str], list[list[str]]]:
+    names = rate_names(result)
+    header = ["model", *[f"{RATE_LABELS.get(n, n.replace('_', ' '))} (95% CI)" for n in names]]
+    return header, [[r.name, *[format_rate(r.rates.get(n)) for n in names]] for r in result.models]
+
+
+def to_text(result: EvalResult) -> str:
+    """The terminal summary: loss, speed and metric means per model, then the pedagogy rates."""
+    def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+        widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+        return ["  ".join(str(cell).ljust(w) if i == 0 else str(cell).rjust(w)
+                          for i, (cell, w) in enumerate(zip(row, widths))) for row in [header, *rows]]
+
+    names = metric_names(result)
+    header = ["model", "eval loss", "tokens/s", *[n[:10] for n in names]]
+    rows = [[r.name, _fmt(r.eval_loss, 4), _fmt(r.tokens_per_s, 1), *[_fmt(r.metrics.get(n)) for n in names]]
+            for r in result.models]
+    return "\n".join(table(header, rows) + [""] + table(*_rates_table(result)))
+
+
+def _delta_table(result: EvalResult) -> dict[str, Any]:
+    """Deltas whose interval excludes 0 are coloured: green in the metric's good direction, red in the bad."""
+    level = f"{100 * result.settings.get('confidence', 0.95):.0f}%"
+    rows, classes = [], []
+    for d in result.deltas:
+        improves = (d.low > 0) if d.metric not in LOWER_IS_BETTER else (d.high < 0)
+        worsens = (d.high < 0) if d.metric not in LOWER_IS_BETTER else (d.low > 0)
+        rows.append([f"{d.model} − {d.reference}", _label(d.metric), f"{d.mean:+.3f}", f"[{d.low:+.3f}, {d.high:+.3f}]",
+                     str(d.n)])
+        classes.append(["", "", "better" if improves else "worse" if worsens else "", "", ""])
+    return {"header": ["comparison", "metric", "mean Δ", f"{level} interval", "records"], "rows": rows,
+            "classes": classes}
+
+
+def _group_rows(result: EvalResult, groups: dict[str, dict[str, Any]]) -> list[list[str]]:
+    return [[value, str(entry["n"]), r.name, *[_fmt(entry[r.name].get(n)) for n in METRICS]]
+            for value, entry in groups.items() for r in result.models]
+
+
+def _metrics_table(result: EvalResult) -> tuple[list[str], list[list[str]]]:
+    return (["metric", *[r.name for r in result.models]],
+            [[_label(n), *[_fmt(r.metrics.get(n)) for r in result.models]] for n in metric_names(result)])
+
+
+# --------------------------------------------------------------------------------------------
 # Markdown
 # --------------------------------------------------------------------------------------------
 
@@ -147,40 +229,23 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
-def _technical_rows(result: EvalResult) -> list[list[str]]:
-    return [[r.name, _fmt(r.eval_loss, 4), _fmt(r.perplexity, 2), _fmt(r.tokens_per_s, 1),
-             _fmt(r.mean_latency_s, 2), _fmt(r.peak_rss_mb, 0)] for r in result.models]
-
-
-TECHNICAL_HEADER = ["model", "eval loss", "perplexity", "tokens/s", "latency per reply (s)", "peak RSS (MB)"]
-
-
-def _delta_rows(result: EvalResult) -> list[list[str]]:
-    level = f"{100 * result.settings.get('confidence', 0.95):.0f}%"
-    return [[f"{d.model} − {d.reference}", _label(d.metric), f"{d.mean:+.3f}", f"[{d.low:+.3f}, {d.high:+.3f}] ({level})",
-             str(d.n)] for d in result.deltas]
-
-
 def to_markdown(result: EvalResult) -> str:
-    names = metric_names(result)
     parts = ["# edulora evaluation report", "",
              f"{len(result.records)} held-out records; models: {', '.join(r.name for r in result.models)}."
              + (f" Run: `{result.run_dir}`." if result.run_dir else ""), "",
              "## Technical", "", _md_table(TECHNICAL_HEADER, _technical_rows(result)), "",
-             "## Educational metrics (means)", "",
-             _md_table(["metric", *[r.name for r in result.models]],
-                       [[_label(n), *[_fmt(r.metrics.get(n)) for r in result.models]] for n in names]), ""]
+             "## Pedagogy rates", "", _md_table(*_rates_table(result)), "",
+             "## Educational metrics (means)", "", _md_table(*_metrics_table(result)), ""]
     if result.deltas:
+        deltas = _delta_table(result)
         parts += ["## Differences (paired bootstrap)", "",
-                  _md_table(["comparison", "metric", "mean Δ", "interval", "records"], _delta_rows(result)), ""]
+                  _md_table(deltas["header"], deltas["rows"]), ""]
     for key in GROUP_KEYS:
         groups = result.groups.get(key)
         if not groups:
             continue
         parts += [f"## By {key.replace('_', ' ')}", ""]
-        rows = [[value, str(entry["n"]), r.name, *[_fmt(entry[r.name].get(n)) for n in METRICS]]
-                for value, entry in groups.items() for r in result.models]
-        parts += [_md_table([key, "n", "model", *[_label(n) for n in METRICS]], rows), ""]
+        parts += [_md_table([key, "n", "model", *[_label(n) for n in METRICS]], _group_rows(result, groups)), ""]
     parts += ["## Replies", ""]
     for info in result.records:
         parts += [f"### Record {info.index + 1}" + "".join(f" · {v}" for v in (info.subject, info.grade_level,
@@ -195,92 +260,34 @@ def to_markdown(result: EvalResult) -> str:
 # HTML
 # --------------------------------------------------------------------------------------------
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1200px;color:#222;padding:0 1rem}
-table{border-collapse:collapse;margin:.5rem 0 1.5rem;font-size:.9rem}
-th,td{border:1px solid #ccc;padding:.3rem .5rem;vertical-align:top;text-align:left}
-th{background:#f3f3f3} td.num{text-align:right;font-variant-numeric:tabular-nums}
-td.reply{white-space:pre-wrap;max-width:28rem} .better{color:#1a7f37} .worse{color:#c62828}
-img{max-width:100%} .meta{color:#666;font-size:.85rem}
-"""
 
-
-def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
-
-
-def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric_from: int = 1) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f'<td{" class=num" if i >= numeric_from else ""}>{_e(c)}</td>'
-                                    for i, c in enumerate(row)) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _img(png: str | None, alt: str) -> str:
-    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{png}">' if png else ""
-
-
-def _delta_html(result: EvalResult) -> str:
-    level = f"{100 * result.settings.get('confidence', 0.95):.0f}%"
-    rows = []
-    for d in result.deltas:
-        improves = (d.low > 0) if d.metric not in LOWER_IS_BETTER else (d.high < 0)
-        worsens = (d.high < 0) if d.metric not in LOWER_IS_BETTER else (d.low > 0)
-        css = "better" if improves else "worse" if worsens else ""
-        rows.append(f"<tr><td>{_e(d.model)} − {_e(d.reference)}</td><td>{_e(_label(d.metric))}</td>"
-                    f'<td class="num {css}">{d.mean:+.3f}</td><td class=num>[{d.low:+.3f}, {d.high:+.3f}]</td>'
-                    f"<td class=num>{d.n}</td></tr>")
-    head = "".join(f"<th>{_e(h)}</th>" for h in ("comparison", "metric", "mean Δ", f"{level} interval", "records"))
-    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
-
-
-def _replies_html(result: EvalResult) -> str:
-    head = "<tr><th>#</th><th>prompt</th><th>reference</th>" + "".join(
-        f"<th>{_e(r.name)}</th>" for r in result.models) + "</tr>"
-    rows = []
-    for info in result.records:
-        tags = " · ".join(v for v in (info.subject, info.grade_level, info.teaching_style) if v)
-        cells = [f"<td class=num>{info.index + 1}</td>",
-                 f'<td class=reply>{_e(info.prompt)}<div class=meta>{_e(tags)}</div></td>',
-                 f"<td class=reply>{_e(info.reference)}</td>"]
-        for r in result.models:
-            reply = r.replies[info.index]
-            scores = ", ".join(f"{k} {v:.2f}" for k, v in reply.metrics.items() if v is not None)
-            cells.append(f"<td class=reply>{_e(reply.text)}<div class=meta>{_e(scores)}</div></td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table>{head}{''.join(rows)}</table>"
+def _scores(model: ModelResult, record: int) -> str:
+    return ", ".join(f"{k} {v:.2f}" for k, v in model.replies[record].metrics.items() if v is not None)
 
 
 def to_html(result: EvalResult) -> str:
-    names = metric_names(result)
-    sections = [f"<h1>edulora evaluation report</h1><p class=meta>{len(result.records)} held-out records · models: "
-                f"{_e(', '.join(r.name for r in result.models))}"
-                + (f" · run {_e(result.run_dir)}" if result.run_dir else "")
-                + (f" · judge {_e(result.judge_model)}" if result.judge_model else "") + "</p>"]
-    curve = loss_curve_png(result.training_log)
-    if curve:
-        sections.append("<h2>Training</h2>" + _img(curve, "training and eval loss by step"))
-    sections.append("<h2>Technical</h2>" + _html_table(TECHNICAL_HEADER, _technical_rows(result)))
-    sections.append("<h2>Educational metrics</h2>" + _img(metric_bars_png(result), "metric means per model")
-                    + _html_table(["metric", *[r.name for r in result.models]],
-                                  [[_label(n), *[_fmt(r.metrics.get(n)) for r in result.models]] for n in names]))
-    if result.deltas:
-        sections.append("<h2>Differences (paired bootstrap)</h2><p class=meta>Green: the interval excludes 0 in the "
-                        "good direction; red: in the bad one.</p>" + _delta_html(result))
+    summary = (f"{len(result.records)} held-out records · models: {', '.join(r.name for r in result.models)}"
+               + (f" · run {result.run_dir}" if result.run_dir else "")
+               + (f" · judge {result.judge_model}" if result.judge_model else ""))
     style_png = style_bars_png(result)
+    groups = []
     for key in GROUP_KEYS:
-        groups = result.groups.get(key)
-        if not groups:
-            continue
-        rows = [[value, str(entry["n"]), r.name, *[_fmt(entry[r.name].get(n)) for n in METRICS]]
-                for value, entry in groups.items() for r in result.models]
-        title = f"<h2>By {_e(key.replace('_', ' '))}</h2>"
-        plot = _img(style_png, "style adherence per teaching style") if key == "teaching_style" else ""
-        sections.append(title + plot + _html_table([key, "n", "model", *[_label(n) for n in METRICS]], rows,
-                                                   numeric_from=3))
-    sections.append("<h2>Replies</h2>" + _replies_html(result))
-    return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>edulora evaluation</title>"
-            f"<style>{_CSS}</style></head><body>{''.join(sections)}</body></html>\n")
+        if result.groups.get(key):
+            groups.append({"title": key.replace("_", " "), "plot": style_png if key == "teaching_style" else None,
+                           "header": [key, "n", "model", *[_label(n) for n in METRICS]],
+                           "rows": _group_rows(result, result.groups[key])})
+    replies = [{"number": info.index + 1, "prompt": info.prompt, "reference": info.reference,
+                "tags": " · ".join(v for v in (info.subject, info.grade_level, info.teaching_style) if v),
+                "replies": [{"text": r.replies[info.index].text, "scores": _scores(r, info.index)}
+                            for r in result.models]}
+               for info in result.records]
+    return render("eval_report.html.j2", title="edulora evaluation", heading="edulora evaluation report",
+                  summary=summary, loss_curve=loss_curve_png(result.training_log),
+                  technical=(TECHNICAL_HEADER, _technical_rows(result)), rates=_rates_table(result),
+                  metric_bars=metric_bars_png(result),
+                  metrics=_metrics_table(result),
+                  deltas=_delta_table(result) if result.deltas else None, groups=groups,
+                  model_names=[r.name for r in result.models], replies=replies)
 
 
 # --------------------------------------------------------------------------------------------
@@ -300,13 +307,13 @@ def write_reports(result: EvalResult, out_dir: str | Path | None = None, html_pa
         json_path = json_path or folder / "report.json"
         markdown_path = markdown_path or folder / "report.md"
     written: dict[str, Path] = {}
-    for kind, path, render in (("json", json_path, lambda: json.dumps(to_json(result), indent=2) + "\n"),
-                               ("markdown", markdown_path, lambda: to_markdown(result) + "\n"),
-                               ("html", html_path, lambda: to_html(result))):
+    for kind, path, text in (("json", json_path, lambda: json.dumps(to_json(result), indent=2) + "\n"),
+                             ("markdown", markdown_path, lambda: to_markdown(result) + "\n"),
+                             ("html", html_path, lambda: to_html(result))):
         if path is None:
             continue
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, render())
+        atomic_write_text(path, text())
         written[kind] = path
     return written

@@ -7,15 +7,17 @@ neither imports the other.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 #: Educational metrics scored on every reply, in report order. ``None`` where a record lacks
-#: what the metric needs (no grade level, no teaching style).
+#: what the metric needs (no grade level, no teaching style, no answer key).
 METRICS = (
     "clarity", "grade_fit", "concept_coverage", "outcome_alignment", "engagement",
-    "style_adherence", "answer_revealing", "guidance",
+    "style_adherence", "answer_revealing", "answer_correctness", "guidance",
 )
 #: Metrics where a lower value is better: revealing the answer is what a tutor should avoid.
+#: (``answer_correctness`` is 1.0 for a reply asserting no wrong answer, so higher is better.)
 LOWER_IS_BETTER = frozenset({"answer_revealing"})
 GROUP_KEYS = ("subject", "grade_level", "teaching_style")
 
@@ -102,3 +104,14 @@ class EvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def write_reports(self, out_dir: str | Path | None = None, html_path: str | Path | None = None,
+                      json_path: str | Path | None = None, markdown_path: str | Path | None = None) -> dict[str, Path]:
+        """Write report.html / report.md / report.json into ``out_dir`` (or only to the paths given).
+
+        Returns ``{"html" | "json" | "markdown": path}`` for what was written.
+        """
+        # Imported here: the report module imports this one for the result types.
+        from .report import write_reports
+
+        return write_reports(self, out_dir, html_path=html_path, json_path=json_path, markdown_path=markdown_path)

@@ -1,60 +1,41 @@
 """Evaluate tutors on held-out records: loss, speed and educational metrics, base vs adapters.
 
-``evaluate(models, records, settings)`` is the whole procedure and returns an ``EvalResult``;
-``edulora.evaluation.report.write_reports`` turns it into JSON, Markdown and HTML. Models are
-``ModelUnderTest`` views: several of them may share one loaded network (a ``PeftModel`` holding
-several named adapters, with the base reached through ``disable_adapter``), so comparing N
-adapters costs one base load, not N.
+``evaluate(tutors, records, settings)`` is the whole procedure and returns an ``EvalResult``;
+``EvalResult.write_reports`` turns it into JSON, Markdown and HTML. Several ``Tutor`` objects may
+share one loaded network (a ``PeftModel`` holding several named adapters, with the base reached
+through ``disable_adapter``), so comparing N adapters costs one base load, not N.
 
-Loss is measured exactly as training measures it (``encode_record`` → ``collate_examples`` →
+Loss is measured exactly as training measures it (``PromptFormat.encode`` → ``collate_examples`` →
 ``mean_token_loss``), so the numbers here and in a run's summary.json are comparable.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import random
 import resource
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..data.schema import Example, Record
 from ..errors import EduloraError
+from ..rundir import RunDir
+from ..tutor import Tutor
 from . import metrics as m
+from .rates import ReplyPedagogy, record_history, reply_pedagogy, summarize
 from .results import GROUP_KEYS, LOWER_IS_BETTER, METRICS, Delta, EvalResult, ModelResult, RecordInfo, ReplyResult
-
-@dataclass
-class ModelUnderTest:
-    """One tutor to evaluate: a loaded network, and which of its adapters is active.
-
-    ``adapter`` names the PEFT adapter to activate; ``None`` means the base model (the
-    network's adapters disabled, when it has any).
-    """
-
-    name: str
-    model: Any
-    tokenizer: Any
-    template: str
-    system_prompt: bool = True
-    adapter: str | None = None
-    #: Where the model came from (run or adapter directory, base model name): shown in reports.
-    source: str = ""
-
-    @property
-    def is_base(self) -> bool:
-        return self.adapter is None
-
 
 @dataclass
 class EvalSettings:
     max_new_tokens: int = 200
     #: Evaluate only the first N records (None: all).
     limit: int | None = None
+    #: ``last``: each record at its last tutor turn; ``open``: each keyed dialogue at every tutor turn
+    #: before the student reached the answer (where telling is possible; ``evaluation.cuts``).
+    turns: str = "last"
     generation_batch_size: int = 8
     #: Token budget of one record / packed row for the loss, as in training (``data.max_length``).
     max_length: int = 1024
@@ -71,29 +52,22 @@ class EvalSettings:
 # --------------------------------------------------------------------------------------------
 
 
-def prompt_and_reference(record: Record, with_system: bool = True) -> tuple[list[dict[str, str]], str]:
-    """The conversation up to the record's last tutor turn, and that turn (the reference reply)."""
-    from ..formatting import record_messages
+def prompt_and_reference(record: Record) -> tuple[list[dict[str, str]], str]:
+    """The conversation up to the record's last tutor turn (no persona), and that turn (the reference reply)."""
+    from ..formatting import PromptFormat
 
-    messages = record_messages(record, with_system)
-    last = max((i for i, msg in enumerate(messages) if msg["role"] == "assistant"), default=None)
-    if last is None or last == 0 or messages[last - 1]["role"] != "user":
-        raise EduloraError("an evaluation record must end its conversation with a tutor reply to a student turn")
-    return messages[:last], messages[last]["content"]
+    try:
+        return PromptFormat(tokenizer=None, system_prompt=False, answer_key=False).prompt_and_reference(record)
+    except EduloraError:
+        raise EduloraError("an evaluation record must end its conversation with a tutor reply to a student turn") from None
 
 
 def _record_info(index: int, record: Record) -> RecordInfo:
-    messages, reference = prompt_and_reference(record, with_system=False)
+    messages, reference = prompt_and_reference(record)
     prompt = "\n".join(f"{'Student' if x['role'] == 'user' else 'Tutor'}: {x['content']}" for x in messages)
     meta = record.metadata
     return RecordInfo(index, prompt, reference, meta.subject, meta.grade_level and meta.grade_level.value,
                       meta.teaching_style and meta.teaching_style.value)
-
-
-def _history(record: Record) -> list[tuple[str, str]]:
-    """The conversation before the reference reply, as the metrics read it."""
-    messages, _ = prompt_and_reference(record, with_system=False)
-    return [("student" if x["role"] == "user" else "tutor", x["content"]) for x in messages]
 
 
 # --------------------------------------------------------------------------------------------
@@ -101,13 +75,17 @@ def _history(record: Record) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------------------------
 
 
-def score_reply(reply: str, record: Record, embed: Callable[[list[str]], Sequence[Sequence[float]]]) -> dict[str, float | None]:
-    """Every educational metric of ``reply`` for ``record`` (None where the record lacks the input)."""
+def score_reply(reply: str, record: Record, embed: Callable[[list[str]], Sequence[Sequence[float]]],
+                pedagogy: ReplyPedagogy | None = None) -> dict[str, float | None]:
+    """Every educational metric of ``reply`` for ``record`` (None where the record lacks the input).
+
+    ``pedagogy`` is ``rates.reply_pedagogy(reply, record)`` when the caller has it already.
+    """
     meta = record.metadata
-    history = _history(record)
-    _, reference = prompt_and_reference(record, with_system=False)
+    history = record_history(record)
+    _, reference = prompt_and_reference(record)
     context = record.context if isinstance(record, Example) else None
-    reveal = m.answer_revealing(reply, answer=meta.answer, history=history)
+    pedagogy = pedagogy or reply_pedagogy(reply, record, history)
     return {
         "clarity": m.explanation_clarity(reply).score,
         "grade_fit": m.grade_level_fit(reply, meta.grade_level).score if meta.grade_level else None,
@@ -116,8 +94,9 @@ def score_reply(reply: str, record: Record, embed: Callable[[list[str]], Sequenc
         "engagement": m.engagement(reply).score,
         "style_adherence": (m.style_adherence(reply, meta.teaching_style, answer=meta.answer, history=history).score
                             if meta.teaching_style else None),
-        "answer_revealing": reveal.score,
-        "guidance": m.providing_guidance(reply, history, answer_revealed=reveal.revealed).score,
+        "answer_revealing": pedagogy.reveal.score,
+        "answer_correctness": pedagogy.correctness.score,
+        "guidance": m.providing_guidance(reply, history, answer_revealed=pedagogy.reveal.revealed).score,
     }
 
 
@@ -206,80 +185,60 @@ def group_means(records: Sequence[RecordInfo], models: Sequence[ModelResult]) ->
 # --------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def activated(mut: ModelUnderTest) -> Iterator[Any]:
-    """The network with ``mut``'s adapter active (or all adapters off for the base)."""
-    model = mut.model
-    was_training = model.training
-    model.eval()  # a model fresh from training still has LoRA dropout on; replies must be deterministic
-    try:
-        with _adapter_state(mut) as active:
-            yield active
-    finally:
-        model.train(was_training)
-
-
-@contextlib.contextmanager
-def _adapter_state(mut: ModelUnderTest) -> Iterator[Any]:
-    model = mut.model
-    has_adapters = hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
-    if mut.adapter is None:
-        with (model.disable_adapter() if has_adapters else contextlib.nullcontext()):
-            yield model
-        return
-    if not has_adapters:
-        raise EduloraError(f"{mut.name}: adapter {mut.adapter!r} requested on a model without adapters")
-    model.set_adapter(mut.adapter)
-    yield model
-
-
-def eval_loss(model, tokenizer, records: Sequence[Record], template: str, system_prompt: bool,
-              settings: EvalSettings) -> tuple[float, int]:
+def eval_loss(tutor: Tutor, records: Sequence[Record], settings: EvalSettings) -> tuple[float, int]:
     """Mean per-token loss on the reference replies, and the number of tutor tokens it covers."""
-    from ..formatting import collate_examples, encode_record
+    from ..formatting import collate_examples
     from ..training import mean_token_loss
 
-    encoded = [encode_record(r, tokenizer, template, settings.max_length, system_prompt) for r in records]
+    encoded = [tutor.format.encode(r, settings.max_length) for r in records]
     step = settings.loss_batch_examples
-    batches = (collate_examples(encoded[i : i + step], tokenizer.pad_token_id) for i in range(0, len(encoded), step))
-    return mean_token_loss(model, batches), sum(e.trainable_tokens for e in encoded)
+    pad = tutor.tokenizer.pad_token_id
+    batches = (collate_examples(encoded[i : i + step], pad) for i in range(0, len(encoded), step))
+    with tutor.active() as model:
+        return mean_token_loss(model, batches), sum(e.trainable_tokens for e in encoded)
 
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def evaluate(models: Sequence[ModelUnderTest], records: Sequence[Record], settings: EvalSettings | None = None,
-             judge: Any = None, run_dir: str | Path | None = None,
+def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalSettings | None = None, *,
+             include_base: bool = False, judge: Any = None, run_dir: str | Path | None = None,
              progress: Callable[[str], None] | None = None) -> EvalResult:
-    """Loss, generation speed and educational metrics of every model on the same records.
+    """Loss, generation speed and educational metrics of every tutor on the same records.
 
-    ``judge`` is an ``edulora.evaluation.judge.Judge`` (or anything with its ``judge_reply``);
-    ``run_dir`` adds the run's training log for the loss curves.
+    ``include_base`` adds the first tutor's base model (its adapters off, same prompt format) as
+    the reference the others are compared with. ``judge`` is an ``edulora.evaluation.judge.Judge``
+    (or anything with its ``judge_reply``); ``run_dir`` adds the run's training log for the loss curves.
     """
-    from ..generation import GenerationSettings, generate_replies
+    from ..generation import Sampling
 
     settings = settings or EvalSettings()
+    models = list(tutors)
+    if include_base and models and not any(t.is_base for t in models):
+        models.insert(0, models[0].as_base())
     say = progress or (lambda _: None)
     if not models:
         raise EduloraError("nothing to evaluate: give at least one run or adapter, or --base")
-    records = list(records)[: settings.limit] if settings.limit else list(records)
+    from .cuts import cut
+
+    held_out = list(records)[: settings.limit] if settings.limit else list(records)
+    # The loss covers each held-out record once; replies are asked for at the cut points.
+    records = cut(held_out, settings.turns)
     if not records:
         raise EduloraError("no evaluation records")
     infos = [_record_info(i, r) for i, r in enumerate(records)]
-    generation = GenerationSettings(max_new_tokens=settings.max_new_tokens, temperature=0.0)
+    sampling = Sampling(max_new_tokens=settings.max_new_tokens, temperature=0.0)
 
-    raw: list[tuple[ModelUnderTest, float, int, list, float]] = []
+    raw: list[tuple[Tutor, float, int, list, float]] = []
     for mut in models:
-        prompts = [prompt_and_reference(r, mut.system_prompt)[0] for r in records]
-        with activated(mut) as model:
-            say(f"{mut.name}: eval loss on {len(records)} records")
-            loss, tokens = eval_loss(model, mut.tokenizer, records, mut.template, mut.system_prompt, settings)
-            say(f"{mut.name}: generating {len(records)} replies")
-            began = time.perf_counter()
-            replies = generate_replies(model, mut.tokenizer, prompts, mut.template, generation,
-                                       batch_size=settings.generation_batch_size)
-            seconds = time.perf_counter() - began
+        prompts = [mut.format.prompt_and_reference(r)[0] for r in records]
+        say(f"{mut.name}: eval loss on {len(held_out)} records")
+        loss, tokens = eval_loss(mut, held_out, settings)
+        say(f"{mut.name}: generating {len(records)} replies")
+        began = time.perf_counter()
+        replies = mut.generate(prompts, sampling, batch_size=settings.generation_batch_size)
+        seconds = time.perf_counter() - began
         raw.append((mut, loss, tokens, replies, seconds))
 
     say("scoring replies")
@@ -290,27 +249,30 @@ def evaluate(models: Sequence[ModelUnderTest], records: Sequence[Record], settin
 
     results: list[ModelResult] = []
     for mut, loss, tokens, replies, seconds in raw:
-        scored = []
+        scored, pedagogy = [], []
         for info, record, reply in zip(infos, records, replies, strict=True):
-            labels = judge.judge_reply(_history(record), reply.text, info.reference) if judge is not None else None
-            scored.append(ReplyResult(info.index, reply.text, reply.new_tokens, reply.seconds,
-                                      score_reply(reply.text, record, embed), labels))
+            labels = judge.judge_reply(record_history(record), reply.text, info.reference) if judge is not None else None
+            pedagogy.append(reply_pedagogy(reply.text, record))
+            scored.append(ReplyResult(info.index, reply.text, reply.tokens, reply.seconds,
+                                      score_reply(reply.text, record, embed, pedagogy[-1]), labels))
         means = {metric: mean([s.metrics[metric] for s in scored]) for metric in METRICS}
         if judge is not None:
             from .judge import judge_means
 
             means.update(judge_means([s.judge or {} for s in scored]))
-        new_tokens = sum(r.new_tokens for r in replies)
+        new_tokens = sum(r.tokens for r in replies)
         results.append(ModelResult(
             name=mut.name, source=mut.source, is_base=mut.is_base, eval_loss=loss,
             perplexity=math.exp(min(loss, 50.0)), eval_tokens=tokens,
             tokens_per_s=new_tokens / seconds if seconds > 0 else None,
             mean_latency_s=mean([r.seconds for r in replies]), generation_seconds=seconds,
-            peak_rss_mb=_peak_rss_mb(), metrics=means, replies=scored))
+            peak_rss_mb=_peak_rss_mb(), metrics=means, replies=scored,
+            rates=summarize(pedagogy, settings.confidence)))
 
     return EvalResult(
         records=infos, models=results, groups=group_means(infos, results), deltas=paired_deltas(results, settings),
-        settings={k: v for k, v in asdict(settings).items() if k != "embed"} | {"records": len(records)},
+        settings={k: v for k, v in asdict(settings).items() if k != "embed"} | {"records": len(held_out),
+                                                                                   "replies": len(records)},
         training_log=read_training_log(run_dir) if run_dir else [],
         run_dir=str(run_dir) if run_dir else None,
         judge_model=getattr(judge, "model", None) if judge is not None else None,
@@ -319,17 +281,9 @@ def evaluate(models: Sequence[ModelUnderTest], records: Sequence[Record], settin
 
 def read_training_log(run_dir: str | Path) -> list[dict[str, Any]]:
     """The run's metrics.jsonl rows (a torn last line, from a run still writing, is skipped)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    rows = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict):
-                rows.append(row)
-    return rows
+    from ..rundir import RunDir
+
+    return RunDir(run_dir).read_metrics()
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,7 +292,7 @@ def read_training_log(run_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def load_models(sources: Sequence[str | Path], include_base: bool = False, base_model: str | None = None,
-                precision: str = "auto", allow_pickle: bool = False) -> list[ModelUnderTest]:
+                precision: str = "auto", allow_pickle: bool = False) -> list[Tutor]:
     """Load the base model once and attach every adapter to it under its own name.
 
     All adapters must be trained on the same base (unless ``base_model`` overrides it);
@@ -360,10 +314,12 @@ def load_models(sources: Sequence[str | Path], include_base: bool = False, base_
     base_name = base_model or (infos[0].base_model if infos else DEFAULT_MODEL)
     if not folders and not include_base:
         raise EduloraError("nothing to evaluate: give at least one run or adapter directory, or --base")
-    model, tokenizer, _ = load_base_model(ModelConfig(name=base_name, precision=precision))
-    template = infos[0].template if infos else ("chat" if tokenizer.chat_template else "instruction")
-    system_prompt = infos[0].system_prompt if infos else True
-    tested: list[ModelUnderTest] = []
+    from ..formatting import PromptFormat
+    from ..modeling import AdapterInfo, inference_precision
+
+    model, tokenizer, _ = load_base_model(ModelConfig(name=base_name, precision=inference_precision(precision)))
+    formats = [PromptFormat.create(tokenizer, i.template or "auto", i.system_prompt, i.answer_key) for i in infos]
+    tested: list[Tutor] = []
     names = _unique_names(sources)
     if folders:
         from peft import PeftModel
@@ -375,9 +331,11 @@ def load_models(sources: Sequence[str | Path], include_base: bool = False, base_
                 model.load_adapter(str(folder), adapter_name=name, is_trainable=False)
     model.eval()
     if include_base:
-        tested.append(ModelUnderTest("base", model, tokenizer, template, system_prompt, None, base_name))
-    for folder, name, info in zip(folders, names, infos, strict=True):
-        tested.append(ModelUnderTest(name, model, tokenizer, info.template, info.system_prompt, name, str(folder)))
+        fmt = formats[0] if formats else PromptFormat.create(tokenizer)
+        info = infos[0] if infos else AdapterInfo(base_model=base_name)
+        tested.append(Tutor(model, tokenizer, fmt, info, "base", base_name, adapter=None))
+    for folder, name, info, fmt in zip(folders, names, infos, formats, strict=True):
+        tested.append(Tutor(model, tokenizer, fmt, info, name, str(folder), adapter=name))
     return tested
 
 
@@ -395,37 +353,57 @@ def _unique_names(sources: Sequence[str | Path]) -> list[str]:
     return names
 
 
-def default_eval_file(sources: Sequence[str | Path]) -> Path:
-    """The held-out split a run wrote (eval.jsonl of the first run directory given)."""
+def evaluate_sources(sources: Sequence[str | Path], data: str | Path | None = None,
+                     settings: EvalSettings | None = None, *, include_base: bool = False,
+                     base_model: str | None = None, precision: str = "auto", allow_pickle: bool = False,
+                     judge: Any = None, progress: Callable[[str], None] | None = None) -> EvalResult:
+    """``edulora eval``'s whole job: runs or adapter folders (and the base) on ``data`` or the first run's
+    held-out records, with the run's truncation and training curves."""
+    from ..data.formats import load_records
+
+    for source in sources:
+        if not Path(source).expanduser().exists():
+            raise EduloraError(f"{source}: no such run or adapter directory")
+    path = Path(data).expanduser() if data else default_eval_file(sources)
+    if not path.is_file():
+        raise EduloraError(f"{path}: no such data file")
+    run_dir = run_dir_of(sources)
+    settings = settings or EvalSettings()
+    if not settings.max_length:
+        settings.max_length = run_max_length(run_dir)
+    tutors = load_models(sources, include_base, base_model, precision, allow_pickle)
+    return evaluate(tutors, load_records(path), settings, judge=judge, run_dir=run_dir, progress=progress)
+
+
+def _run_dirs(sources: Sequence[str | Path]) -> Iterator[RunDir]:
+    """The run directories among the inputs (a run, or an adapter folder inside one)."""
     for source in sources:
         path = Path(source).expanduser()
-        if path.name == "adapter":
-            path = path.parent
-        if (path / "eval.jsonl").is_file():
-            return path / "eval.jsonl"
-    raise EduloraError("no --data given and no run directory with an eval.jsonl among the inputs")
+        for candidate in (path, path.parent) if path.name == RunDir.ADAPTER else (path,):
+            if RunDir(candidate).config_file.is_file() or RunDir(candidate).metrics_file.is_file():
+                yield RunDir(candidate)
+
+
+def default_eval_file(sources: Sequence[str | Path]) -> Path:
+    """The held-out split a run wrote (eval.jsonl of the first run directory given)."""
+    for run in _run_dirs(sources):
+        if run.eval_file.is_file():
+            return run.eval_file
+    raise EduloraError("no --data given and no run directory with held-out records among the inputs")
 
 
 def run_dir_of(sources: Sequence[str | Path]) -> Path | None:
-    """The first input that is a run directory (it has metrics.jsonl), for the training curves."""
-    for source in sources:
-        path = Path(source).expanduser()
-        for candidate in (path, path.parent):
-            if (candidate / "metrics.jsonl").is_file():
-                return candidate
-    return None
+    """The first input that is a run directory with a training log, for the loss curves."""
+    return next((run.path for run in _run_dirs(sources) if run.metrics_file.is_file()), None)
 
 
 def run_max_length(run_dir: Path | None, default: int = 1024) -> int:
     """The run's ``data.max_length``, so loss is measured on the same truncation as in training."""
-    if run_dir is None or not (run_dir / "config.yaml").is_file():
+    if run_dir is None or not RunDir(run_dir).config_file.is_file():
         return default
     try:
-        import yaml
-
-        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
-        return int(config.get("data", {}).get("max_length") or default)
-    except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError):
+        return RunDir(run_dir).read_config().data.max_length
+    except EduloraError:
         return default
 
 
@@ -434,19 +412,17 @@ def run_max_length(run_dir: Path | None, default: int = 1024) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def evaluate_trained(model, tokenizer, template: str, records: Sequence[Record], run_dir: str | Path,
-                     system_prompt: bool = True, settings: EvalSettings | None = None,
-                     progress: Callable[[str], None] | None = None) -> dict[str, Path]:
-    """Base (adapters disabled) vs the active adapter of an in-memory ``PeftModel``, reports
-    written into ``run_dir`` (report.html, report.md, report.json); returns their paths."""
-    from .report import write_reports
+def evaluate_trained(tutor: Tutor, records: Sequence[Record], run_dir: str | Path,
+                     settings: EvalSettings | None = None,
+                     progress: Callable[[str], None] | None = None) -> tuple[EvalResult, dict[str, Path]]:
+    """Base (adapters disabled) vs a tutor still in memory after training, on every record given,
+    reports written into the run directory (report.html, report.md, report.json); returns the
+    result and the reports' paths."""
+    from ..rundir import RunDir
 
-    adapter = getattr(model, "active_adapter", None)
-    if not isinstance(adapter, str):  # PEFT returns a list when several adapters are active
-        adapter = "default"
-    run_dir = Path(run_dir)
-    tested = [ModelUnderTest("base", model, tokenizer, template, system_prompt, None, "base model"),
-              ModelUnderTest("tuned", model, tokenizer, template, system_prompt, adapter, str(run_dir / "adapter"))]
-    settings = settings or EvalSettings(max_new_tokens=160, limit=8, max_length=run_max_length(run_dir))
-    result = evaluate(tested, records, settings, run_dir=run_dir, progress=progress)
-    return write_reports(result, out_dir=run_dir)
+    run = RunDir(run_dir)
+    tuned = Tutor(tutor.model, tutor.tokenizer, tutor.format, tutor.info, "tuned", str(run.adapter_dir),
+                  adapter=tutor.adapter)
+    settings = settings or EvalSettings(max_new_tokens=120, max_length=run_max_length(run.path))
+    result = evaluate([tuned], records, settings, include_base=True, run_dir=run.path, progress=progress)
+    return result, result.write_reports(run.path)

@@ -1,6 +1,36 @@
 """Serving tutors: one base model with several LoRA adapters behind an OpenAI-compatible API.
 
 ``engine`` owns the model and batches requests for any mix of adapters, ``router`` picks an
-adapter for ``model: "auto"``, ``api`` is the HTTP server (and the teacher page in ``web/``),
-``feedback`` stores teachers' ratings and turns them into training data.
+adapter for ``model: "auto"``, ``service`` is what the server does as Python calls, ``app`` its
+HTTP face (FastAPI; the teacher page in ``web/``), ``server`` runs it (uvicorn), ``chat`` is the
+terminal chat, and ``feedback`` stores teachers' ratings and turns them into training data.
+
+    import edulora.serving as serving
+    serving.serve(["math=runs/algebra"], port=8000)              # blocks; SIGTERM stops it cleanly
+    engine = serving.load_engine([("math", "runs/algebra")]).start()
+    server = serving.TutorServer(serving.TutorService(engine, serving.Router([]))).start()
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: Public names and the module each lives in; loaded on first use, so ``edulora feedback export``
+#: does not import torch.
+_EXPORTS = {
+    "serve": "server", "TutorServer": "server",
+    "chat": "terminal",
+    "create_app": "app",
+    "TutorService": "service", "Chat": "service",
+    "Engine": "engine", "Generation": "engine", "load_engine": "engine",
+    "Router": "router", "Route": "router",
+    "FeedbackStore": "feedback", "export_feedback": "feedback", "default_feedback_db": "feedback",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

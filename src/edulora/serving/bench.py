@@ -8,13 +8,13 @@ alternating between the adapters (aggregate tokens/s; their requests share mixed
 
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 QUESTIONS = ["Explain why the sky is blue to a ten-year-old.", "How do I find the area of a triangle?",
              "What causes the seasons on Earth?", "Why do we need to balance chemical equations?",
@@ -41,60 +41,63 @@ def benchmark_adapters(base: str, folder: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def _ask(url: str, model: str, question: str, max_tokens: int) -> tuple[int, float]:
-    body = json.dumps({"model": model, "messages": [{"role": "user", "content": question}],
-                       "max_tokens": max_tokens}).encode()
-    request = urllib.request.Request(f"{url}/v1/chat/completions", body, {"Content-Type": "application/json"})
+def _ask(client, model: str, question: str, max_tokens: int) -> tuple[int, float]:
     began = time.perf_counter()
-    with urllib.request.urlopen(request, timeout=600) as response:
-        tokens = json.loads(response.read())["usage"]["completion_tokens"]
-    return tokens, time.perf_counter() - began
+    reply = client.chat.completions.create(model=model, messages=[{"role": "user", "content": question}],
+                                           max_tokens=max_tokens)
+    return reply.usage.completion_tokens, time.perf_counter() - began
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", default="smollm2-135m-instruct")
-    parser.add_argument("--precision", default="auto")
-    parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--requests", type=int, default=2, help="requests per concurrent client")
-    args = parser.parse_args(argv)
+def run_benchmark(base: str = "smollm2-135m-instruct", precision: str = "auto", max_tokens: int = 128,
+                  clients: int = 8, requests: int = 2) -> None:
+    """Serve two adapters on a loopback port and print single-stream and concurrent tokens/s."""
+    from openai import OpenAI
 
-    from .api import App, make_server, run_in_thread
     from .engine import load_engine
     from .router import Router
+    from .server import TutorServer
+    from .service import TutorService
 
     with tempfile.TemporaryDirectory() as tmp:
-        engine = load_engine(benchmark_adapters(args.base, Path(tmp)), precision=args.precision, max_batch=args.clients,
-                             max_queue=4 * args.clients).start()
-        server = make_server(App(engine, Router([], use_embeddings=False), max_tokens_cap=args.max_tokens),
-                             "127.0.0.1", 0)
-        run_in_thread(server)
+        engine = load_engine(benchmark_adapters(base, Path(tmp)), precision=precision, max_batch=clients,
+                             max_queue=4 * clients).start()
+        server = TutorServer(TutorService(engine, Router([], use_embeddings=False), max_tokens_cap=max_tokens),
+                             "127.0.0.1", 0).start()
+        client = OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0, timeout=600)
         dtype = next(engine.model.parameters()).dtype
-        print(f"model {engine.base_id} ({dtype}), adapters {', '.join(engine.adapters)}, "
-              f"{args.max_tokens} max new tokens")
-        _ask(server.url, "math", QUESTIONS[0], 8)  # warm-up
+        print(f"model {engine.base_id} ({dtype}), adapters {', '.join(engine.adapters)}, {max_tokens} max new tokens")
+        _ask(client, "math", QUESTIONS[0], 8)  # warm-up
         tokens, seconds = 0, 0.0
         for question in QUESTIONS[:3]:
-            n, s = _ask(server.url, "math", question, args.max_tokens)
+            n, s = _ask(client, "math", question, max_tokens)
             tokens, seconds = tokens + n, seconds + s
         print(f"single stream: {tokens / seconds:.1f} tokens/s ({tokens} tokens in {seconds:.1f} s)")
 
         jobs = [("math" if (c + r) % 2 == 0 else "science", QUESTIONS[(c + r) % len(QUESTIONS)])
-                for c in range(args.clients) for r in range(args.requests)]
+                for c in range(clients) for r in range(requests)]
         began = time.perf_counter()
-        with ThreadPoolExecutor(args.clients) as pool:
-            results = list(pool.map(lambda job: _ask(server.url, job[0], job[1], args.max_tokens), jobs))
+        with ThreadPoolExecutor(clients) as pool:
+            results = list(pool.map(lambda job: _ask(client, job[0], job[1], max_tokens), jobs))
         wall = time.perf_counter() - began
         total = sum(n for n, _ in results)
         stats = engine.stats
-        print(f"{args.clients} concurrent clients: {total / wall:.1f} tokens/s aggregate ({total} tokens, "
+        print(f"{clients} concurrent clients: {total / wall:.1f} tokens/s aggregate ({total} tokens, "
               f"{len(jobs)} requests in {wall:.1f} s; mean latency {sum(s for _, s in results) / len(results):.1f} s; "
               f"largest batch {stats.largest_batch}, mixed-adapter batches {stats.mixed_batches})")
-        server.shutdown()
-        server.server_close()
+        server.stop()
         engine.stop()
 
 
+def main(
+    base: str = "smollm2-135m-instruct",
+    precision: str = "auto",
+    max_tokens: Annotated[int, typer.Option(min=1)] = 128,
+    clients: Annotated[int, typer.Option(min=1)] = 8,
+    requests: Annotated[int, typer.Option(min=1, help="requests per concurrent client")] = 2,
+) -> None:
+    """Serving throughput on the packaged model."""
+    run_benchmark(base, precision, max_tokens, clients, requests)
+
+
 if __name__ == "__main__":
-    main()
+    typer.run(main)

@@ -8,40 +8,42 @@ inside the same forward pass. Rows leave the batch as soon as they finish, so a 
 never pays for a long neighbour. Requests that arrive while a batch is decoding wait for the
 next one (static batching: simple, and correct with PEFT's mixed-adapter forward).
 
-Everything that decides a row's tokens (repetition penalty, temperature, top-p, seed) is
-computed per row from that row's own tokens only, never from padding, so an answer does not
-depend on what else was in its batch.
+The decoding itself is ``generation.decode``, the same loop ``Tutor.reply`` and ``edulora eval``
+use: each row's tokens are chosen from that row's own tokens only, never from padding, so an
+answer does not depend on what else was in its batch, and a served reply equals the offline one.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import queue
 import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from ..config import ModelConfig
-from ..data.schema import metadata_from_dict
+from ..data.schema import Metadata, metadata_from_dict
 from ..errors import EduloraError
-from ..formatting import Message, render_prompt, resolve_template, system_prompt
-from ..generation import Sampling, stop_token_ids
+from ..formatting import Message, PromptFormat
+from ..generation import PEFT_BASE, Request, Sampling, decode
 from ..modeling import AdapterInfo, adapter_dir, inference_precision, load_base_model, read_adapter_info
+from ..rundir import RunDir
 
 log = logging.getLogger(__name__)
 
-#: PEFT's reserved name for "no adapter" in a mixed-adapter batch.
-PEFT_BASE = "__base__"
 #: Adapter names travel in URLs, JSON and the web page; keep them plain.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 #: Names with another meaning in the API.
 RESERVED_NAMES = {"auto", "base", PEFT_BASE}
+#: Stop strings per request and their length (OpenAI allows 4): every new token is checked against each.
+MAX_STOPS = 4
+MAX_STOP_CHARS = 100
 
 
 class QueueFull(Exception):
@@ -67,21 +69,13 @@ class AdapterSpec:
     name: str
     folder: Path
     info: AdapterInfo
-    #: The training run directory when the adapter sits in one (its ``eval.jsonl`` helps routing).
-    run_dir: Path | None = None
+    #: The training run directory when the adapter sits in one with its held-out records (they help routing).
+    run_dir: RunDir | None = None
 
     @property
     def metadata(self) -> dict[str, str]:
         return {k: v for k, v in (("subject", self.info.subject), ("grade_level", self.info.grade_level),
                                   ("teaching_style", self.info.teaching_style)) if v}
-
-
-@dataclass
-class SamplingParams(Sampling):
-    """One request's sampling, as the OpenAI API names it; ``max_tokens`` None: the engine's default."""
-
-    max_tokens: int | None = None
-    stop: tuple[str, ...] = ()
 
 
 def validate_name(name: str) -> str:
@@ -108,8 +102,8 @@ def find_adapter(path: str | Path, name: str | None = None, allow_pickle: bool =
     if name is None:
         name = re.sub(r"[^A-Za-z0-9_.-]", "-", info.subject or (folder.parent.name if folder.name == "adapter"
                                                                  else folder.name)) or "adapter"
-    run_dir = folder.parent if folder.name == "adapter" and (folder.parent / "eval.jsonl").exists() else None
-    return AdapterSpec(validate_name(name), folder, info, run_dir)
+    run = RunDir(folder.parent) if folder.name == RunDir.ADAPTER else None
+    return AdapterSpec(validate_name(name), folder, info, run if run is not None and run.eval_file.is_file() else None)
 
 
 def _same_model(a: str, b: str) -> bool:
@@ -152,21 +146,26 @@ def load_engine(adapters: Sequence[tuple[str | None, str | Path]], base: str | N
     return Engine(model, tokenizer, display_name(base_model), {s.name: s for s in specs}, **engine_options)
 
 
-class Generation:
-    """One request's handle: the engine pushes events, the caller iterates text deltas."""
+class Generation(Request):
+    """One request's handle: the engine pushes events, the caller iterates text deltas.
 
-    def __init__(self, target: str | None, prompt_ids: list[int], params: SamplingParams, max_tokens: int):
+    A thread reads them with :meth:`deltas`; an asyncio task with :meth:`adeltas`, which waits
+    without holding a thread, so a burst of HTTP clients costs no thread per waiting client.
+    """
+
+    def __init__(self, target: str | None, prompt_ids: list[int], sampling: Sampling):
+        super().__init__(prompt_ids, sampling, adapter=target or PEFT_BASE)
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
         self.created = int(time.time())
         #: Adapter name, or None for the base model.
         self.target = target
-        self.prompt_ids = prompt_ids
-        self.params = params
-        self.max_tokens = max_tokens
-        self.finish_reason: str | None = None
-        self.completion_tokens = 0
         self._events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
         self._cancelled = threading.Event()
+        self._wake: Callable[[], None] | None = None
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.tokens
 
     @property
     def cancelled(self) -> bool:
@@ -180,101 +179,60 @@ class Generation:
         """Text pieces as they are decoded; ends when the reply is complete."""
         while True:
             kind, value = self._events.get(timeout=timeout)
-            if kind == "text":
-                yield value
-            elif kind == "done":
+            if kind == "done":
                 return
-            else:
-                raise GenerationFailed(value)
+            yield self._value(kind, value)
 
     def text(self, timeout: float | None = None) -> str:
         return "".join(self.deltas(timeout))
 
-    # Engine side.
-    def _emit(self, text: str) -> None:
-        if text:
-            self._events.put(("text", text))
+    async def adeltas(self, timeout: float | None = None) -> AsyncIterator[str]:
+        """``deltas`` for asyncio; raises ``TimeoutError`` when nothing arrives for ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        ready = asyncio.Event()
+        self._wake = lambda: loop.call_soon_threadsafe(ready.set)
+        while True:
+            try:
+                kind, value = self._events.get_nowait()
+            except queue.Empty:
+                # Events put before ``_wake`` was set are seen by get_nowait; later ones set ``ready``.
+                await asyncio.wait_for(ready.wait(), timeout)
+                ready.clear()
+                continue
+            if kind == "done":
+                return
+            yield self._value(kind, value)
 
-    def _finish(self, reason: str) -> None:
+    async def atext(self, timeout: float | None = None) -> str:
+        return "".join([piece async for piece in self.adeltas(timeout)])
+
+    @staticmethod
+    def _value(kind: str, value: str) -> str:
+        if kind == "error":
+            raise GenerationFailed(value)
+        return value
+
+    # Engine side.
+    def _put(self, kind: str, value: str) -> None:
+        self._events.put((kind, value))
+        wake = self._wake
+        if wake is not None:
+            try:
+                wake()
+            except RuntimeError:  # the waiting event loop has closed: nobody is listening any more
+                pass
+
+    def emit(self, text: str) -> None:
+        if text:
+            self._put("text", text)
+
+    def finish(self, reason: str) -> None:
         self.finish_reason = reason
-        self._events.put(("done", reason))
+        self._put("done", reason)
 
     def _fail(self, message: str) -> None:
         self.finish_reason = "error"
-        self._events.put(("error", message))
-
-
-class _Row:
-    """Decoding state of one request inside a batch."""
-
-    def __init__(self, gen: Generation, engine: Engine, on: torch.device):
-        self.gen = gen
-        self.engine = engine
-        self.tokens: list[int] = []
-        self.emitted = 0
-        self.params = gen.params
-        self.seen = torch.tensor(sorted(set(gen.prompt_ids)), dtype=torch.long, device=on)
-        self._seen_set = set(gen.prompt_ids)
-        self.generator: torch.Generator | None = None
-        if self.params.temperature > 0:
-            self.generator = torch.Generator(device=on)
-            self.generator.manual_seed(self.params.seed if self.params.seed is not None
-                                       else int.from_bytes(uuid.uuid4().bytes[:8], "little"))
-
-    def choose(self, logits: torch.Tensor) -> int:
-        penalty = self.params.repetition_penalty
-        if penalty != 1.0 and len(self.seen):
-            # Same rule as transformers' RepetitionPenaltyLogitsProcessor, over this row's real tokens only.
-            score = logits[self.seen]
-            logits[self.seen] = torch.where(score < 0, score * penalty, score / penalty)
-        if self.generator is None:
-            return int(torch.argmax(logits))
-        probs = torch.softmax(logits / self.params.temperature, dim=-1)
-        if self.params.top_p < 1.0:
-            sorted_probs, order = torch.sort(probs, descending=True)
-            outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > self.params.top_p
-            sorted_probs[outside] = 0.0
-            probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
-        return int(torch.multinomial(probs, 1, generator=self.generator))
-
-    def advance(self, token: int) -> bool:
-        """Take one decoded token; emit the text that is now certain; True when the row is finished."""
-        gen = self.gen
-        if gen.cancelled:
-            gen._finish("cancelled")
-            return True
-        if token in self.engine.stop_ids:
-            return self._done(self._text(), "stop")
-        self.tokens.append(token)
-        gen.completion_tokens = len(self.tokens)
-        if token not in self._seen_set:
-            self._seen_set.add(token)
-            self.seen = torch.cat([self.seen, self.seen.new_tensor([token])])
-        text = self._text()
-        hits = [i for i in (text.find(s) for s in self.params.stop) if i >= 0]
-        if hits:
-            return self._done(text[: min(hits)], "stop")
-        if len(self.tokens) >= gen.max_tokens:
-            return self._done(text, "length")
-        # Hold back what may still change: a half-decoded UTF-8 character, or the start of a stop string.
-        safe = len(text.rstrip("\ufffd"))
-        hold = max((k for s in self.params.stop for k in range(1, len(s)) if text[:safe].endswith(s[:k])), default=0)
-        self._send(text, safe - hold)
-        return False
-
-    def _text(self) -> str:
-        return self.engine.decode(self.tokens)
-
-    def _send(self, text: str, upto: int) -> None:
-        start = max(self.emitted, len(text) - len(text.lstrip()))  # a reply never starts with blank space
-        if upto > start and text.strip():
-            self.gen._emit(text[start:upto])
-            self.emitted = upto
-
-    def _done(self, text: str, reason: str) -> bool:
-        self._send(text, len(text))
-        self.gen._finish(reason)
-        return True
+        self._put("error", message)
 
 
 @dataclass
@@ -287,6 +245,8 @@ class EngineStats:
     generated_tokens: int = 0
     busy_seconds: float = 0.0
     rejected: int = 0
+    #: Requests whose client went away before the reply was complete.
+    cancelled: int = 0
     by_target: dict[str, int] = field(default_factory=dict)
 
 
@@ -304,20 +264,13 @@ class Engine:
         self.gather_seconds = gather_seconds
         self.default_max_tokens = default_max_tokens
         self.repetition_penalty = repetition_penalty
-        self.stop_ids = set(stop_token_ids(tokenizer))
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.device = next(model.parameters()).device
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self.context_limit = int(getattr(base.config, "max_position_embeddings", None) or 2048)
-        self.base_template = "chat" if getattr(tokenizer, "chat_template", None) else "instruction"
         self.stats = EngineStats()
-        self._peft = hasattr(model, "peft_config")
-        import inspect
-
-        accepted = inspect.signature(base.forward).parameters
-        self._logits_to_keep = "logits_to_keep" in accepted
-        # transformers 5.x renamed ``past_key_values`` to ``cache``; older architectures keep the old name.
-        self._cache_arg = "cache" if "cache" in accepted else "past_key_values"
+        # Each adapter is prompted as it was trained (template, persona, key); the base like a fresh chat model.
+        self.formats = {name: PromptFormat.create(tokenizer, spec.info.template or "auto", spec.info.system_prompt,
+                                                  spec.info.answer_key) for name, spec in adapters.items()}
+        self.base_format = PromptFormat.create(tokenizer)
         self._queue: queue.Queue[Generation] = queue.Queue(max(1, max_queue))
         # Fast tokenizers raise "Already borrowed" when used from several threads at once.
         self._tokenizer_lock = threading.Lock()
@@ -342,27 +295,23 @@ class Engine:
     def pending(self) -> int:
         return self._queue.qsize()
 
-    def template(self, target: str | None) -> str:
-        if target is None:
-            return self.base_template
-        return resolve_template(self.adapters[target].info.template or "auto", self.tokenizer)
+    def format(self, target: str | None) -> PromptFormat:
+        return self.base_format if target is None else self.formats[target]
 
-    def persona(self, target: str | None) -> str | None:
-        """The system prompt the adapter was trained with (subject, grade level, teaching style)."""
-        if target is None or not self.adapters[target].info.system_prompt:
-            return None
-        return system_prompt(metadata_from_dict(self.adapters[target].metadata, []))
+    def metadata(self, target: str | None, key: Metadata | None = None) -> Metadata:
+        """The adapter's persona metadata (none for the base), with the request's key when it sent one."""
+        meta = metadata_from_dict(self.adapters[target].metadata, []) if target is not None else Metadata()
+        if key is not None:
+            meta.extra.update({k: v for k, v in (("answer", key.answer), ("solution", key.solution)) if v is not None})
+        return meta
 
-    def prompt_messages(self, messages: Sequence[Message], target: str | None) -> list[Message]:
+    def prompt_messages(self, messages: Sequence[Message], target: str | None,
+                        key: Metadata | None = None) -> list[Message]:
         """The conversation as the adapter saw it in training: its persona first unless the caller set one."""
-        out = [dict(m) for m in messages]
-        persona = self.persona(target)
-        if persona and not any(m["role"] == "system" for m in out):
-            out.insert(0, {"role": "system", "content": persona})
-        return out
+        return self.format(target).with_persona(messages, self.metadata(target, key))
 
-    def encode(self, messages: Sequence[Message], target: str | None) -> list[int]:
-        prompt = render_prompt(self.prompt_messages(messages, target), self.tokenizer, self.template(target))
+    def encode(self, messages: Sequence[Message], target: str | None, key: Metadata | None = None) -> list[int]:
+        prompt = self.format(target).render(self.prompt_messages(messages, target, key))
         with self._tokenizer_lock:
             return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
@@ -370,21 +319,29 @@ class Engine:
         with self._tokenizer_lock:
             return self.tokenizer.decode(tokens, skip_special_tokens=True)
 
-    def submit(self, messages: Sequence[Message], target: str | None, params: SamplingParams | None = None) -> Generation:
-        """Queue a reply to ``messages`` (ending with a user turn) from adapter ``target`` (None: base model)."""
+    def submit(self, messages: Sequence[Message], target: str | None, sampling: Sampling | None = None, *,
+               max_tokens: int | None = None, key: Metadata | None = None) -> Generation:
+        """Queue a reply to ``messages`` (ending with a user turn) from adapter ``target`` (None: base model).
+
+        ``max_tokens`` is the caller's limit (None: the engine's default, shortened to what the context
+        leaves); ``sampling``'s own ``max_new_tokens`` is replaced by it. ``key`` carries the teacher's
+        answer / solution for this conversation.
+        """
         if self._stopping.is_set():
             raise EngineStopped("the server is shutting down")
         if target is not None and target not in self.adapters:
             raise KeyError(target)
-        params = params or SamplingParams(repetition_penalty=self.repetition_penalty)
-        prompt_ids = self.encode(messages, target)
+        sampling = sampling or Sampling(repetition_penalty=self.repetition_penalty)
+        if len(sampling.stop) > MAX_STOPS or any(len(s) > MAX_STOP_CHARS for s in sampling.stop):
+            raise EduloraError(f"stop: at most {MAX_STOPS} strings of at most {MAX_STOP_CHARS} characters each")
+        prompt_ids = self.encode(messages, target, key)
         room = self.context_limit - len(prompt_ids)
-        if room < 1 or (params.max_tokens is not None and params.max_tokens > room):
-            asked = params.max_tokens or 1
+        if room < 1 or (max_tokens is not None and max_tokens > room):
             raise ContextTooLong(
                 f"this model's context is {self.context_limit} tokens; the prompt has {len(prompt_ids)} and "
-                f"{asked} more were requested. Shorten the conversation or lower max_tokens")
-        gen = Generation(target, prompt_ids, params, params.max_tokens or min(self.default_max_tokens, room))
+                f"{max_tokens or 1} more were requested. Shorten the conversation or lower max_tokens")
+        limit = max_tokens or min(self.default_max_tokens, room)
+        gen = Generation(target, prompt_ids, dataclasses.replace(sampling, max_new_tokens=limit))
         try:
             self._queue.put_nowait(gen)
         except queue.Full:
@@ -407,6 +364,9 @@ class Engine:
                     batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
                 except queue.Empty:
                     break
+            for gone in [g for g in batch if g.cancelled]:  # its client left while it waited
+                self.stats.cancelled += 1
+                gone.finish("cancelled")
             batch = [g for g in batch if not g.cancelled]
             if not batch:
                 continue
@@ -439,42 +399,8 @@ class Engine:
             key = g.target or self.base_id
             s.by_target[key] = s.by_target.get(key, 0) + 1
 
-    @torch.inference_mode()
     def _decode(self, batch: list[Generation]) -> None:
         self._record(batch)
-        on = self.device
-        width = max(len(g.prompt_ids) for g in batch)
-        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long, device=on)
-        mask = torch.zeros((len(batch), width), dtype=torch.long, device=on)
-        for i, g in enumerate(batch):
-            ids[i, width - len(g.prompt_ids):] = torch.tensor(g.prompt_ids, device=on)
-            mask[i, width - len(g.prompt_ids):] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift real positions
-        rows = [_Row(g, self, on) for g in batch]
-        cache = None
-        while rows:
-            extra: dict = {"logits_to_keep": 1} if self._logits_to_keep else {}
-            if self._peft:
-                extra["adapter_names"] = [r.gen.target or PEFT_BASE for r in rows]
-            extra[self._cache_arg] = cache
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra)
-            cache = getattr(out, self._cache_arg)
-            logits = out.logits[:, -1, :].float()
-            keep, tokens = [], []
-            for i, row in enumerate(rows):
-                token = row.choose(logits[i])
-                if not row.advance(token):
-                    keep.append(i)
-                    tokens.append(token)
-            self.stats.generated_tokens += len(rows)
-            last = positions[:, -1:]
-            if len(keep) < len(rows):
-                if not keep:
-                    break
-                index = torch.tensor(keep, device=on)
-                cache.batch_select_indices(index)
-                mask, last = mask[index], last[index]
-                rows = [rows[i] for i in keep]
-            ids = torch.tensor(tokens, device=on).unsqueeze(1)
-            mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
-            positions = last + 1
+        decode(self.model, self.tokenizer, batch, decode_text=self.decode)
+        self.stats.generated_tokens += sum(g.tokens for g in batch)
+        self.stats.cancelled += sum(g.finish_reason == "cancelled" for g in batch)

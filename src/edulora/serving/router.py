@@ -2,7 +2,7 @@
 
 Each adapter gets a profile from two sentence embeddings (all-MiniLM-L6-v2): its metadata
 written out as a sentence ("a mathematics tutor for middle school students …"), and the
-centroid of the questions it was evaluated on (the run directory's ``eval.jsonl``). The
+centroid of the questions it was evaluated on (the run directory's held-out records). The
 description alone is thin for a subject whose name rarely appears in questions ("photosynthesis"
 says biology without saying it); the centroid fills that in when it is there.
 
@@ -60,7 +60,7 @@ def training_questions(spec: AdapterSpec, limit: int = CENTROID_QUESTIONS) -> li
         return []
     questions: list[str] = []
     try:
-        for _, record in iter_format_records(spec.run_dir / "eval.jsonl"):
+        for _, record in iter_format_records(spec.run_dir.eval_file):
             if isinstance(record, Example):
                 questions.append(record.instruction)
             elif hasattr(record, "turns"):

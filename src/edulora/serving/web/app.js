@@ -1,5 +1,6 @@
 // The teacher page: chat with a tutor through the server's own OpenAI-compatible API and rate replies.
 // Model text is only ever placed with textContent, so a reply can never inject markup into the page.
+// The teacher's key (answer, worked solution) goes with every request as metadata, never into the chat log.
 "use strict";
 
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -9,6 +10,20 @@ function headers() {
   const h = { "Content-Type": "application/json" };
   if (state.key) h.Authorization = `Bearer ${state.key}`;
   return h;
+}
+
+// The key for this conversation as the request's metadata; null when the teacher gave none.
+function teacherKey() {
+  const key = {};
+  for (const field of ["answer", "solution"]) {
+    const value = $(`#${field}`).value.trim();
+    if (value) key[field] = value;
+  }
+  return Object.keys(key).length ? key : null;
+}
+
+function showKeyState() {
+  $("#key-state").textContent = teacherKey() ? "(set for this conversation)" : "";
 }
 
 function showError(text) {
@@ -102,18 +117,20 @@ async function send(text) {
   const asked = [...state.messages, { role: "user", content: text }];
   const node = addReplyNode();
   const textBox = $(".text", node);
-  const reply = { id: null, model: null, text: "" };
+  const reply = { id: null, token: null, text: "" };
+  const request = { model: $("#model").value, messages: asked, stream: true };
+  const key = teacherKey();
+  if (key) request.metadata = key;
   try {
     const response = await fetch("/v1/chat/completions", {
-      method: "POST", headers: headers(),
-      body: JSON.stringify({ model: $("#model").value, messages: asked, stream: true }),
+      method: "POST", headers: headers(), body: JSON.stringify(request),
     });
     if (!response.ok) throw new Error(await errorText(response));
     await readStream(response, (chunk) => {
       if (chunk.error) throw new Error(chunk.error.message);
       if (chunk.edulora) {
         reply.id = chunk.id;
-        reply.model = chunk.edulora.model;
+        reply.token = chunk.edulora.feedback_token;
         $(".answered-by", node).textContent = describe(chunk.edulora);
       }
       const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta.content;
@@ -124,7 +141,7 @@ async function send(text) {
       }
     });
     state.messages = [...asked, { role: "assistant", content: reply.text }];
-    setUpFeedback(node, asked, reply);
+    if (reply.token) setUpFeedback(node, reply);
   } catch (err) {
     node.classList.add("failed");
     textBox.textContent = `Error: ${err.message}`;
@@ -134,7 +151,8 @@ async function send(text) {
   }
 }
 
-function setUpFeedback(node, asked, reply) {
+// The server keeps the conversation and the reply; feedback names the reply and proves it was sent here.
+function setUpFeedback(node, reply) {
   const box = $(".feedback", node);
   box.hidden = false;
   let rating = null;
@@ -147,7 +165,7 @@ function setUpFeedback(node, asked, reply) {
     const response = await fetch("/v1/feedback", {
       method: "POST", headers: headers(),
       body: JSON.stringify({
-        completion_id: reply.id, model: reply.model, messages: asked, reply: reply.text, rating,
+        completion_id: reply.id, feedback_token: reply.token, rating,
         comment: $(".comment", box).value, correction: $(".better", box).value,
       }),
     });
@@ -187,8 +205,12 @@ function setUp() {
       $("#ask").requestSubmit();
     }
   });
+  for (const field of ["#answer", "#solution"]) $(field).addEventListener("input", showKeyState);
   $("#reset").addEventListener("click", () => {
     state.messages = [];
+    $("#answer").value = "";
+    $("#solution").value = "";
+    showKeyState();
     for (const node of document.querySelectorAll(".message")) node.remove();
     input.focus();
   });

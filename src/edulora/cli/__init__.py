@@ -1,0 +1,72 @@
+"""The ``edulora`` command line: a thin Typer skin over the Python API (``import edulora``).
+
+Commands parse, call the API and print. ``main`` maps errors once for all: a user mistake (``EduloraError``,
+a usage error, a full disk or read-only folder) is one line on stderr and exit 2, Ctrl-C is 130; anything
+else is a bug in edulora and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import sys
+
+import typer
+
+from .. import __version__
+from ..data.pipelines import DataProblems
+from ..errors import OUT_OF_SPACE, EduloraError
+from . import data, evaluate, export, serve, train
+
+app = typer.Typer(name="edulora", add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]})
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"edulora {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="show it")) -> None:
+    """LoRA fine-tuning for educational AI tutors."""
+
+
+for _group in (train, evaluate, export):
+    app.add_typer(_group.app)
+app.add_typer(data.app, name="data")
+
+serve.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command line (default: ``sys.argv[1:]``); returns the exit code."""
+    command = typer.main.get_command(app)
+    try:
+        with command.make_context("edulora", list(sys.argv[1:] if argv is None else argv)) as ctx:
+            return int(command.invoke(ctx) or 0)
+    except typer.Exit as done:  # --help, --version
+        return done.exit_code
+    except typer.TyperException as err:  # click's usage errors: unknown option, missing argument, out of range
+        hint = f" (see '{err.ctx.command_path} --help')" if getattr(err, "ctx", None) else ""
+        return _fail(f"edulora: error: {err.format_message()}{hint}")
+    except EduloraError as err:  # DataProblems: FILE:LINE: message per bad record, as `data validate` prints them
+        return _fail(str(err) if isinstance(err, DataProblems) else f"edulora: error: {err}")
+    except KeyboardInterrupt:
+        return _fail("edulora: interrupted", 130)
+    except OSError as err:
+        # A full disk or a read-only folder is the user's to fix; anything else is our bug: traceback.
+        if err.errno not in OUT_OF_SPACE | {errno.EROFS, errno.EACCES}:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        return _fail(f"edulora: error: {where}{err.strerror or err}")
+
+
+def _fail(message: str, code: int = 2) -> int:
+    """End any progress bar an error cut short (so the message starts its own line), print, return ``code``."""
+    for bar in list(getattr(getattr(sys.modules.get("tqdm"), "tqdm", None), "_instances", None) or ()):
+        with contextlib.suppress(Exception):  # a broken bar must not hide the real error
+            bar.close()
+    print(message, file=sys.stderr)
+    return code

@@ -1,0 +1,48 @@
+"""``edulora eval``: compare the base model and adapters on held-out records, write reports."""
+
+from __future__ import annotations
+
+import sys
+import typing
+
+import typer
+
+import edulora as el
+
+from .options import AllowPickle, Precision
+
+Turns = typing.Literal["last", "open"]
+app = typer.Typer()
+
+
+@app.command("eval")
+def evaluate(models: list[str] | None = typer.Argument(None, metavar="RUN_OR_ADAPTER...", show_default=False),
+             data: str | None = typer.Option(None, help="evaluation records (default: the first run's eval.jsonl)"),
+             base: bool = typer.Option(False, "--base", help="also evaluate the base model (adapters disabled)"),
+             base_model: str | None = typer.Option(None, help="base model to attach the adapters to"),
+             html: str | None = None, json_out: str | None = typer.Option(None, "--json"), markdown: str | None = None,
+             limit: int | None = typer.Option(None, min=1, help="evaluate only the first N records"),
+             turns: Turns = typer.Option("last", help="last tutor turn, or each before the key was reached (open)"),
+             max_new_tokens: int = typer.Option(200, min=1),
+             max_length: int = typer.Option(0, min=0, help="default (0): the run's data.max_length"),
+             seed: int = 0, resamples: int = typer.Option(1000, min=1, help="bootstrap resamples"),
+             precision: Precision = "auto", allow_pickle: AllowPickle = False,
+             judge: str | None = typer.Option(None, metavar="URL", help="OpenAI-compatible judge server"),
+             judge_model: str = "gpt-4o-mini",
+             judge_key: str | None = typer.Option(None, help="default: $EDULORA_JUDGE_KEY or $OPENAI_API_KEY"),
+             judge_cache: str | None = None, judge_max_tokens: int = typer.Option(400, min=1)) -> None:
+    """Evaluate adapters (and the base model) on held-out records."""
+    from ..evaluation.judge import Judge
+    from ..evaluation.report import to_text
+    from ..evaluation.runner import evaluate_sources
+
+    scorer = Judge(judge, judge_model, judge_key, cache_dir=judge_cache, max_tokens=judge_max_tokens) if judge else None
+    settings = el.EvalSettings(max_new_tokens=max_new_tokens, limit=limit, turns=turns, seed=seed,
+                               bootstrap_resamples=resamples, max_length=max_length)
+    result = evaluate_sources(models or [], data, settings, include_base=base, base_model=base_model,
+                              precision=precision, allow_pickle=allow_pickle, judge=scorer,
+                              progress=lambda text: print(text, file=sys.stderr, flush=True))
+    written = result.write_reports(html_path=html, json_path=json_out, markdown_path=markdown)
+    print(to_text(result))
+    for report in written.values():
+        print(report)

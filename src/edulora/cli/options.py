@@ -1,0 +1,20 @@
+"""Options several commands share, declared once."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import typer
+
+from ..data.formats import FORMATS
+
+AllowPickle = Annotated[bool, typer.Option("--allow-pickle", help="allow loading .bin (pickle) adapter weights")]
+Base = Annotated[str | None, typer.Option("--base", help="base model (default: the one the adapter names)")]
+Precision = Annotated[Literal["auto", "fp32", "bf16", "fp16"], typer.Option(help="auto: fp32 on CPU, bf16/fp16 on GPU")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="replace an existing output")]
+InputFormat = Annotated[str | None, typer.Option(
+    "--from", metavar="FORMAT", help=f"input format: {', '.join(FORMATS)}, … (default: detected from the file)")]
+ExcludeTelling = Annotated[bool, typer.Option(
+    "--exclude-telling", help="MathDial: keep 'telling' turns as context, out of the training targets")]
+ColumnMap = Annotated[list[str] | None, typer.Option("--map", metavar="FIELD=COLUMN", help=(
+    "CSV: read FIELD (instruction, context, response, subject, grade_level, teaching_style, metadata.X) from COLUMN"))]

@@ -1,0 +1,69 @@
+"""``edulora serve``, ``edulora chat`` and ``edulora feedback export``: parse, call ``edulora.serving``, print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .options import AllowPickle, Base, Precision
+
+Adapters = Annotated[list[str] | None, typer.Option("--adapter", metavar="NAME=RUN", help=(
+    "adapter as NAME=RUN_DIR or RUN_DIR (repeatable; the name defaults to its subject)"))]
+
+feedback = typer.Typer(help="Teachers' feedback collected by 'edulora serve'.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve``, ``chat`` and ``feedback export`` to the edulora CLI."""
+    app.command()(serve)
+    app.command()(chat)
+    app.add_typer(feedback, name="feedback")
+
+
+def serve(adapter: Adapters = None, base: Base = None, precision: Precision = "auto", allow_pickle: AllowPickle = False,
+          host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port")] = 8000,
+          api_key: Annotated[str | None, typer.Option(envvar="EDULORA_API_KEY", help=(
+              "require 'Authorization: Bearer KEY'; needed off loopback"))] = None,
+          feedback_db: Annotated[Path | None, typer.Option(metavar="PATH", help=(
+              "SQLite file for teachers' ratings (default: ~/.cache/edulora/feedback.sqlite3)"))] = None,
+          no_feedback: Annotated[bool, typer.Option("--no-feedback", help="do not store feedback")] = False,
+          max_batch: Annotated[int, typer.Option(min=1, help="requests decoded together")] = 8,
+          max_queue: Annotated[int, typer.Option(min=1, help="waiting requests before 429")] = 64,
+          max_tokens: Annotated[int, typer.Option(min=1, help="reply length when a request sets none")] = 256,
+          route_threshold: Annotated[float, typer.Option(help="similarity under which 'auto' falls back")] = 0.2,
+          fallback_adapter: Annotated[str | None, typer.Option(help="for questions no adapter fits")] = None) -> None:
+    """Serve tutors: OpenAI-compatible API + teacher page ('model' picks the adapter, "auto" routes)."""
+    from ..serving.server import serve as run
+
+    run(adapter or [], base=base, host=host, port=port, api_key=api_key, feedback=not no_feedback,
+        feedback_db=feedback_db, precision=precision, allow_pickle=allow_pickle, max_batch=max_batch,
+        max_queue=max_queue, max_tokens=max_tokens, route_threshold=route_threshold,
+        fallback_adapter=fallback_adapter, log=lambda line: print(line, flush=True))
+    print("Stopped.", flush=True)
+
+
+def chat(adapter: Adapters = None, base: Base = None, precision: Precision = "auto", allow_pickle: AllowPickle = False,
+         max_tokens: Annotated[int, typer.Option(min=1, help="longest reply in tokens")] = 256,
+         temperature: Annotated[float, typer.Option(min=0.0, max=2.0, help="0 is deterministic")] = 0.0,
+         answer: Annotated[str | None, typer.Option(help="teacher's key: the final answer (never stated)")] = None,
+         solution: Annotated[str | None, typer.Option(help="teacher's key: a worked solution")] = None) -> None:
+    """Chat with a tutor in the terminal (/adapter NAME switches, /reset, /quit)."""
+    from ..serving.terminal import chat as run
+
+    run(adapter or [], base=base, precision=precision, allow_pickle=allow_pickle, max_tokens=max_tokens,
+        temperature=temperature, answer=answer, solution=solution)
+
+
+@feedback.command("export")
+def feedback_export(out: Annotated[Path, typer.Argument(metavar="OUT.jsonl", help="SFT records")],
+                    db: Annotated[Path | None, typer.Option(help="default: ~/.cache/edulora/feedback.sqlite3")] = None,
+                    pairs: Annotated[Path | None, typer.Option(metavar="PAIRS.jsonl", help="preference pairs")] = None,
+                    raw: Annotated[bool, typer.Option("--raw", help="keep students' names, e-mails… (never train "
+                                                                    "on it)")] = False) -> None:
+    """Write SFT records (and preference pairs) from rated or corrected replies, scrubbed of personal details."""
+    from ..serving.feedback import export_feedback
+
+    print(export_feedback(db, out, pairs, raw=raw).summary(out, pairs, raw))

@@ -1,0 +1,201 @@
+"""Whole-file dataset pipelines: validate, convert, scrub, split and report, as typed calls.
+
+``edulora data …`` only prints what these return. Input may be in any supported format (``from_format``
+names it, else it is detected; ``column_map`` maps CSV columns to fields, ``exclude_telling`` keeps
+MathDial's "telling" turns out of the training targets). Outputs are written
+atomically, only when the whole input is clean, and only to a regular file in an existing folder:
+an output that is a device, a FIFO or a folder is refused, because replacing ``/dev/null`` with a
+file (as root) breaks the machine, and a mistyped folder should not silently appear.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import EduloraError
+from .formats import iter_format_records, load_records_with_lines, same_file, validate_any, write_record_line
+from .io import Problem, ValidationResult, atomic_text_writer, atomic_write_text
+from .schema import Record
+
+if TYPE_CHECKING:  # the modules behind them load only when their pipeline runs
+    from .privacy import ScrubReport
+    from .quality import DatasetReport
+    from .split import SplitStats
+
+PathLike = str | os.PathLike
+ColumnMap = Mapping[str, str] | None
+
+
+def _reading(from_format: str | None, column_map: ColumnMap, exclude_telling: bool) -> dict[str, Any]:
+    """How ``edulora.data.formats`` is told to read an input."""
+    return {"format": from_format, "column_map": column_map, "exclude_telling": exclude_telling}
+
+
+class DataProblems(EduloraError):
+    """The input has bad records, so nothing was written; ``problems`` holds each as FILE:LINE: message."""
+
+    def __init__(self, path: PathLike, problems: list[Problem]):
+        self.path, self.problems = str(path), problems
+        lines = [str(p) for p in problems] + [f"{path}: {len(problems)} problem(s); nothing written"]
+        super().__init__("\n".join(lines))
+
+
+def check_output_file(path: PathLike) -> Path:
+    """``path`` as a writable data output: a new or regular file whose folder exists, else ``EduloraError``."""
+    path = Path(path)
+    if path.is_dir():
+        raise EduloraError(f"{path}: is a directory; give a file name for the output")
+    if path.exists() and not path.is_file():
+        raise EduloraError(f"{path}: exists and is not a regular file (a device or pipe); refusing to replace it")
+    if not path.parent.is_dir():
+        raise EduloraError(f"{path.parent}: no such directory; create it first")
+    return path
+
+
+def validate(path: PathLike, from_format: str | None = None, column_map: ColumnMap = None, *,
+             exclude_telling: bool = False) -> ValidationResult:
+    """Check every record of a file (streamed); ``.ok`` is False when it has problems or no records."""
+    return validate_any(path, **_reading(from_format, column_map, exclude_telling))
+
+
+def _refuse_same(src: PathLike, out: PathLike, what: str) -> None:
+    if same_file(src, out):
+        raise EduloraError(f"{what}: {out} is the input file; choose another output")
+
+
+def _write_clean(src: PathLike, out: PathLike, reading: dict[str, Any],
+                 transform: Callable[[int, Record], Record] | None = None) -> int:
+    """Stream ``src``'s records (through ``transform(line, record)``) into ``out``; returns their number.
+
+    Raises ``DataProblems``, leaving ``out`` untouched, when any record is bad or there are none.
+    """
+    problems: list[Problem] = []
+    count = 0
+    # The output is only swapped in at the end, so reading IN while writing OUT is safe.
+    with atomic_text_writer(out) as handle:
+        for line, item in iter_format_records(src, **reading):
+            if isinstance(item, Problem):
+                problems.append(item)
+                continue
+            count += 1
+            record = transform(line, item) if transform else item
+            if not problems:  # past the first problem only collect the rest
+                write_record_line(handle, record)
+        if not problems and count == 0:
+            problems.append(Problem(str(src), 1, "file holds no records"))
+        if problems:
+            raise DataProblems(src, problems)  # raised inside the writer: the half-written output is discarded
+    return count
+
+
+def convert(src: PathLike, out: PathLike, *, from_format: str | None = None, column_map: ColumnMap = None,
+            exclude_telling: bool = False) -> int:
+    """Write ``src`` (any supported format) as edulora JSONL to ``out``; returns the number of records."""
+    _refuse_same(src, out, "convert")
+    return _write_clean(src, check_output_file(out), _reading(from_format, column_map, exclude_telling))
+
+
+def scrub_file(src: PathLike, out: PathLike | None = None, *, roster: PathLike | None = None,
+               in_place: bool = False, report_json: PathLike | None = None, from_format: str | None = None,
+               column_map: ColumnMap = None, exclude_telling: bool = False) -> ScrubReport:
+    """Replace e-mails, phones, URLs, addresses, student IDs and names by placeholders, ``src`` → ``out``.
+
+    ``in_place`` allows ``out`` to be ``src`` (or omitted). ``report_json`` gets the counts per type and
+    per line (never the values).
+    """
+    from .privacy import ScrubReport, Scrubber, load_roster
+
+    target = out or (src if in_place else None)
+    if target is None:
+        raise EduloraError("scrub: give an OUT file, or --in-place to overwrite IN")
+    if same_file(src, target) and not in_place:
+        raise EduloraError(f"scrub: OUT is the input file {src}; pass --in-place to overwrite it")
+    check_output_file(target)
+    if report_json:
+        check_output_file(report_json)
+    scrubber = Scrubber(load_roster(roster) if roster else None)
+    report = ScrubReport()
+
+    def scrub(line: int, record: Record) -> Record:
+        clean, counts = scrubber.scrub_record(record)
+        report.add(line, counts)
+        return clean
+
+    _write_clean(src, target, _reading(from_format, column_map, exclude_telling), scrub)
+    if report_json:
+        atomic_write_text(report_json, json.dumps(report.to_dict(), indent=2) + "\n")
+    return report
+
+
+def split_file(src: PathLike, *, train_out: PathLike, eval_out: PathLike, eval_fraction: float = 0.1, seed: int = 0,
+               near_threshold: float = 0.8, from_format: str | None = None, column_map: ColumnMap = None,
+               exclude_telling: bool = False, group_by: str | None = None) -> SplitStats:
+    """Deterministic stratified train/eval split without leakage (see ``edulora.data.split``).
+
+    ``near_threshold`` 0 groups records by prompt only (no near-duplicate grouping); ``group_by`` keeps
+    records with the same metadata value (e.g. ``qid``) on one side.
+    """
+    from .split import split_with_stats
+
+    if not 0.0 <= eval_fraction < 1.0:
+        raise EduloraError("--eval-fraction must be at least 0 and less than 1")
+    if not 0.0 <= near_threshold <= 1.0:
+        raise EduloraError("--near-threshold must be in [0, 1]")
+    for out in (train_out, eval_out):
+        _refuse_same(src, out, "split")
+        check_output_file(out)
+    if Path(train_out).resolve() == Path(eval_out).resolve():
+        raise EduloraError("split: --train-out and --eval-out must be different files")
+    records, _ = load_records_with_lines(src, **_reading(from_format, column_map, exclude_telling))
+    train, held_out, stats = split_with_stats(records, eval_fraction, seed, near_threshold=near_threshold or None,
+                                              group_by=group_by)
+    for path, part in ((train_out, train), (eval_out, held_out)):
+        atomic_write_text(path, "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in part))
+    return stats
+
+
+def report(path: PathLike, *, eval_path: PathLike | None = None, tokenizer: str | None = None,
+           max_length: int | None = None, thin: int | None = None, near_threshold: float = 0.8,
+           readability_tolerance: float = 2.0, html_out: PathLike | None = None, json_out: PathLike | None = None,
+           from_format: str | None = None, column_map: ColumnMap = None,
+           exclude_telling: bool = False) -> DatasetReport:
+    """Coverage, misconceptions, lengths, duplicates, readability (and leakage into ``eval_path``).
+
+    ``tokenizer`` (a tokenizer.json, a folder or a cached Hugging Face id) counts exact tokens instead of
+    an estimate; ``max_length`` lists longer records; ``thin`` marks coverage cells with fewer records.
+    ``html_out`` / ``json_out`` also write the report as a self-contained page / as JSON.
+    """
+    from .quality import build_report, load_token_counter
+    from .report_render import render_html, render_json
+
+    if max_length is not None and max_length <= 0:
+        raise EduloraError("--max-length must be a positive number of tokens")
+    if not 0.0 < near_threshold <= 1.0:
+        raise EduloraError("--near-threshold must be in (0, 1]")
+    if thin is not None and thin < 1:
+        raise EduloraError("--thin must be at least 1")
+    for out in (json_out, html_out):
+        if out is not None:
+            check_output_file(out)
+    reading = _reading(from_format, column_map, exclude_telling)
+    records, lines = load_records_with_lines(path, **reading)
+    eval_records = eval_lines = None
+    if eval_path:
+        eval_records, eval_lines = load_records_with_lines(eval_path, **reading)
+    result = build_report(
+        records, lines, path=str(path), eval_records=eval_records, eval_lines=eval_lines,
+        eval_path=str(eval_path or ""), counter=load_token_counter(tokenizer), max_length=max_length,
+        thin_below=thin, near_threshold=near_threshold, readability_tolerance=readability_tolerance,
+    )
+    if json_out is not None:
+        atomic_write_text(json_out, render_json(result))
+    if html_out is not None:
+        atomic_write_text(html_out, render_html(result))
+    return result
+
+
+__all__ = ["DataProblems", "check_output_file", "convert", "report", "scrub_file", "split_file", "validate"]

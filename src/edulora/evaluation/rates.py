@@ -1,0 +1,100 @@
+"""Per-model pedagogy rates with 95% intervals: leak rate, incorrect-answer rate, question rate.
+
+``pedagogy_rates(replies, records)`` is what an evaluation reports per model and what training
+can call at each evaluation to choose a checkpoint by pedagogy. Importing this module loads no
+model and no deep-learning library: the metrics are regular expressions over strings.
+
+- ``leak_rate``: share of replies that give a final answer away, right or wrong (``answer_revealing``);
+- ``incorrect_answer_rate``: share of replies to records with a key (``metadata.answer`` or
+  ``metadata.solution``) that assert a final answer other than the key (``answer_correctness``);
+- ``question_rate``: share of replies that ask the student a question (a sentence ending in "?").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+
+from ..data.schema import Record
+from ..formatting import PromptFormat
+from .metrics import AnswerCorrectness, AnswerReveal, answer_correctness, answer_revealing
+from .results import Rate
+from .text import is_question, split_sentences
+
+#: The rates ``pedagogy_rates`` reports, in report order.
+RATES = ("leak_rate", "incorrect_answer_rate", "question_rate")
+
+
+def record_history(record: Record) -> list[tuple[str, str]]:
+    """The conversation before the record's last tutor turn, as ``("student" | "tutor", text)``
+    turns: what the tutor's reply answers, as the prompt format lays the record out (without the
+    persona, the key or any system turn of the data)."""
+    messages, _ = PromptFormat(tokenizer=None, system_prompt=False, answer_key=False).prompt_and_reference(record)
+    return [("student" if x["role"] == "user" else "tutor", x["content"]) for x in messages if x["role"] != "system"]
+
+
+@dataclass(frozen=True)
+class ReplyPedagogy:
+    """The answer metrics of one reply and whether it asks a question: what the rates count."""
+
+    reveal: AnswerReveal
+    correctness: AnswerCorrectness
+    asks_question: bool
+
+
+def reply_pedagogy(reply: str, record: Record, history: list[tuple[str, str]] | None = None) -> ReplyPedagogy:
+    """``reply`` scored against ``record``'s key (``metadata.answer``, else the final answer of
+    ``metadata.solution``) and conversation (``record_history`` unless ``history`` is given)."""
+    meta = record.metadata
+    history = record_history(record) if history is None else history
+    return ReplyPedagogy(
+        reveal=answer_revealing(reply, answer=meta.answer, history=history, reference=meta.solution),
+        correctness=answer_correctness(reply, answer=meta.answer, history=history, reference=meta.solution),
+        asks_question=any(is_question(s) for s in split_sentences(reply)),
+    )
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``successes / n``.
+
+    Wilson rather than the textbook normal interval (p ± z·√(p(1−p)/n)) because the rates that
+    matter are near 0 on a few dozen replies: at 0 leaks in 50 replies the normal interval is
+    [0, 0], claiming certainty, while Wilson gives [0, 0.071]; it also never leaves [0, 1] and
+    keeps close to its nominal coverage at small n.
+    """
+    if n <= 0:
+        raise ValueError("a proportion needs at least one observation")
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def rate(successes: int, n: int, confidence: float = 0.95) -> Rate:
+    """``successes / n`` with its Wilson interval."""
+    low, high = wilson_interval(successes, n, confidence)
+    return Rate(successes / n, low, high, n)
+
+
+def summarize(scored: Sequence[ReplyPedagogy], confidence: float = 0.95) -> dict[str, Rate]:
+    """The three rates over ``scored`` replies; a rate with nothing to count (no reply, or for the
+    incorrect-answer rate no record with a key) is left out rather than reported as 0."""
+    keyed = [s.correctness.score for s in scored if s.correctness.score is not None]
+    counts = {
+        "leak_rate": (sum(s.reveal.revealed for s in scored), len(scored)),
+        "incorrect_answer_rate": (sum(score == 0.0 for score in keyed), len(keyed)),
+        "question_rate": (sum(s.asks_question for s in scored), len(scored)),
+    }
+    return {name: rate(k, n, confidence) for name, (k, n) in counts.items() if n}
+
+
+def pedagogy_rates(replies: Sequence[str], records: Sequence[Record], confidence: float = 0.95) -> dict[str, Rate]:
+    """Leak rate, incorrect-answer rate and question rate of ``replies`` (one per record, in order),
+    each with its Wilson ``confidence`` interval (see the module docstring for the definitions)."""
+    if len(replies) != len(records):
+        raise ValueError(f"{len(replies)} replies for {len(records)} records")
+    return summarize([reply_pedagogy(reply, record) for reply, record in zip(replies, records)], confidence)

@@ -1,0 +1,198 @@
+"""The OpenAI chat-completions wire format: request bodies as pydantic models, response bodies, errors.
+
+No web framework here: ``app`` (FastAPI) parses bodies with these models and writes what these
+functions build. Bodies are validated strictly ("0.5" is not a number, 1 is not ``true``), and
+every refusal is an ``ApiError`` carrying OpenAI's ``{"error": {"message", "type", "param",
+"code"}}`` fields, with ``param`` naming the field (``messages[0].role``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from ..data.schema import MAX_FIELD_CHARS, Metadata
+from ..generation import Sampling
+from .engine import MAX_STOP_CHARS, MAX_STOPS, ContextTooLong, EngineStopped, GenerationFailed, QueueFull
+from .service import Chat, FeedbackDisabled, NotYours, UnknownModel, UnknownReply
+
+MAX_MESSAGES = 200
+_UNSUPPORTED = ("frequency_penalty", "presence_penalty", "tools", "functions", "tool_choice", "logprobs",
+                "top_logprobs", "logit_bias", "audio")
+
+
+class ApiError(Exception):
+    """A request the server refuses, with the OpenAI error fields."""
+
+    def __init__(self, status: int, message: str, type: str = "invalid_request_error", param: str | None = None,
+                 code: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def _text(value: Any) -> str:
+    """A message's text: a string, or OpenAI's list of content parts (text parts only)."""
+    if isinstance(value, list) and all(isinstance(p, dict) and p.get("type") == "text"
+                                       and isinstance(p.get("text"), str) for p in value):
+        value = "\n".join(p["text"] for p in value)
+    if not isinstance(value, str):
+        raise PydanticCustomError("invalid_type", "must be a string or a list of text parts")
+    if len(value) > MAX_FIELD_CHARS:
+        raise PydanticCustomError("invalid_value", f"is {len(value):,} characters long (limit {MAX_FIELD_CHARS:,})")
+    return value
+
+
+def _stops(value: Any) -> tuple[str, ...]:
+    """OpenAI's ``stop``; bounded, since every new token is checked against each stop string."""
+    stops = [] if value is None else [value] if isinstance(value, str) else value
+    if not (isinstance(stops, list) and len(stops) <= MAX_STOPS
+            and all(isinstance(s, str) and 0 < len(s) <= MAX_STOP_CHARS for s in stops)):
+        raise PydanticCustomError("invalid_type", f"must be a string or a list of at most {MAX_STOPS} non-empty "
+                                                  f"strings of at most {MAX_STOP_CHARS} characters")
+    return tuple(stops)
+
+
+Text = Annotated[str, BeforeValidator(_text)]
+Id = Annotated[str, Field(min_length=1, max_length=200)]
+Note = Annotated[str | None, Field(max_length=MAX_FIELD_CHARS)]
+
+
+class Strict(BaseModel):
+    # Other OpenAI options are accepted and ignored, as OpenAI-compatible servers do.
+    model_config = ConfigDict(strict=True, extra="allow", allow_inf_nan=False)
+
+
+class ChatMessage(Strict):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: Text
+
+
+class Key(Strict):
+    """The teacher's key for the conversation (the request's ``metadata``): the tutor never states it."""
+
+    answer: Note = None
+    solution: Note = None
+
+
+class StreamOptions(Strict):
+    include_usage: bool = False
+
+
+class ChatBody(Strict):
+    model: Id
+    messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=MAX_MESSAGES)]
+    max_tokens: Annotated[int | None, Field(ge=1)] = None
+    max_completion_tokens: Annotated[int | None, Field(ge=1)] = None
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
+    top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
+    repetition_penalty: Annotated[float | None, Field(gt=0, le=10)] = None
+    stop: Annotated[tuple[str, ...], BeforeValidator(_stops)] = ()
+    seed: int | None = None
+    n: Literal[1] | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    metadata: Key | None = None
+
+    @field_validator("messages")
+    @classmethod
+    def _ends_with_user(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
+        if messages[-1].role != "user":
+            raise PydanticCustomError("invalid_value", "the last message must be from the user (the tutor replies)")
+        return messages
+
+    @field_validator("max_tokens", "max_completion_tokens")
+    @classmethod
+    def _capped(cls, value: int | None, info: ValidationInfo) -> int | None:
+        cap = (info.context or {}).get("max_tokens_cap")
+        if value is not None and cap is not None and value > cap:
+            raise PydanticCustomError("invalid_value", f"must be at most {cap} on this server")
+        return value
+
+    def model_post_init(self, context: Any) -> None:
+        for name in _UNSUPPORTED:  # unknown options are ignored; these would change the reply, so they are refused
+            if (self.model_extra or {}).get(name) not in (None, False, 0, [], {}):
+                hint = "; use 'repetition_penalty'" if name.endswith("_penalty") else ""
+                raise ApiError(400, f"'{name}' is not supported by this server{hint}", param=name,
+                               code="unsupported_parameter")
+
+    @property
+    def limit(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+    def conversation(self) -> list[dict[str, str]]:
+        return [{"role": "system" if m.role == "developer" else m.role, "content": m.content} for m in self.messages]
+
+    def sampling(self, repetition_penalty: float) -> Sampling:
+        """The decoding rules asked for; ``repetition_penalty`` is the server's default."""
+        return Sampling(temperature=self.temperature, top_p=self.top_p, stop=self.stop, seed=self.seed,
+                        repetition_penalty=self.repetition_penalty or repetition_penalty)
+
+    def key(self) -> Metadata | None:
+        key = self.metadata.model_dump(include={"answer", "solution"}, exclude_none=True) if self.metadata else {}
+        return Metadata(extra=key) if key else None
+
+
+class FeedbackBody(Strict):
+    """A teacher's rating of a reply this server produced (the page sends it)."""
+
+    completion_id: Id
+    #: The secret that came with the reply: only whoever received it can rate it.
+    feedback_token: Id
+    rating: Literal[1, -1] | None = None
+    comment: Note = None
+    correction: Note = None
+
+
+def validation_error(err: ValidationError | Any) -> ApiError:
+    """Pydantic's first complaint (or FastAPI's, which has the same ``errors()``) as an OpenAI error."""
+    first = err.errors()[0]
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+    param = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc).lstrip(".") or None
+    code = first["type"]
+    if code == "json_invalid":
+        return ApiError(400, f"the request body is not valid JSON: {first['msg']}", code="invalid_json")
+    message = first["msg"] if code.startswith("invalid_") else first["msg"].lower()
+    return ApiError(400, f"'{param}' {message}" if param else f"the request body: {message}", param=param, code=code)
+
+
+#: What the service's exceptions mean: status, error type, param, code.
+_SERVICE_ERRORS: dict[type[Exception], tuple[int, str, str | None, str]] = {
+    UnknownModel: (404, "invalid_request_error", "model", "model_not_found"),
+    UnknownReply: (404, "invalid_request_error", "completion_id", "completion_not_found"),
+    NotYours: (403, "permission_error", "feedback_token", "invalid_feedback_token"),
+    FeedbackDisabled: (404, "invalid_request_error", None, "feedback_disabled"),
+    ContextTooLong: (400, "invalid_request_error", "messages", "context_length_exceeded"),
+    QueueFull: (429, "rate_limit_error", None, "queue_full"),
+    EngineStopped: (503, "server_error", None, "shutting_down"),
+    GenerationFailed: (500, "server_error", None, "generation_failed"),
+}
+SERVICE_ERRORS = tuple(_SERVICE_ERRORS)
+
+
+def service_error(err: Exception) -> ApiError:
+    status, kind, param, code = next(v for k, v in _SERVICE_ERRORS.items() if isinstance(err, k))
+    if status == 429:
+        return ApiError(status, f"the server is busy: {err}", kind, param, code, {"Retry-After": "1"})
+    return ApiError(status, str(err), kind, param, code)
+
+
+def completion(chat: Chat, text: str) -> dict[str, Any]:
+    gen = chat.generation
+    return {"id": gen.id, "object": "chat.completion", "created": gen.created, "model": chat.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": gen.finish_reason, "logprobs": None}],
+            "usage": chat.usage(), "system_fingerprint": None, "edulora": chat.info}
+
+
+def chunk(chat: Chat, delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    """One streamed chunk; ``delta`` None makes the closing usage chunk (no choices)."""
+    gen = chat.generation
+    choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
+    return {"id": gen.id, "object": "chat.completion.chunk", "created": gen.created, "model": chat.model,
+            "system_fingerprint": None, "choices": choices, **extra}

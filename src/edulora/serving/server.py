@@ -1,0 +1,148 @@
+"""Running the HTTP server: bind, serve with uvicorn, stop gracefully; ``serve()`` is ``edulora serve``.
+
+``TutorServer`` binds its socket itself, so a busy port is a one-line error before anything
+else starts, and ``port=0`` is known at once (tests, notebooks). The listen backlog is large:
+a burst of clients waits in the kernel's queue and then gets an answer (a reply, or 429 when
+the engine's queue is full) instead of a TCP reset.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ..errors import EduloraError
+from .service import TutorService
+
+#: Connections the kernel holds for us while the server is busy accepting (uvicorn's default).
+BACKLOG = 2048
+#: After SIGTERM, replies in flight get this long to finish before they are cut.
+GRACEFUL_SHUTDOWN_S = 60
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(host: str, api_key: str | None) -> None:
+    """Off loopback the tutor is on the network: refuse to serve it there without an API key."""
+    if not is_loopback(host) and not api_key:
+        raise EduloraError(f"serving on {host} exposes the tutor to the network: set --api-key "
+                           "(or EDULORA_API_KEY), or bind to 127.0.0.1")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family, backlog=BACKLOG)
+    except OSError as err:
+        raise EduloraError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the previous handler."""
+
+
+class TutorServer:
+    """The HTTP server for a ``TutorService``: ``run()`` in the foreground, or ``start()``/``stop()`` a thread."""
+
+    def __init__(self, service: TutorService, host: str = "127.0.0.1", port: int = 8000):
+        import uvicorn
+
+        from .app import create_app
+
+        check_exposure(host, service.api_key)
+        self.service = service
+        self._socket = _bind(host, port)
+        config = uvicorn.Config(create_app(service), lifespan="off", log_config=None, backlog=BACKLOG,
+                                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+        self._server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._socket.getsockname()[:2]
+        return host, port
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+
+    def run(self) -> None:
+        """Serve until SIGINT / SIGTERM (or ``stop()``); replies in flight finish first."""
+        main = threading.current_thread() is threading.main_thread()
+        previous = {s: signal.signal(s, _ignore) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
+        try:
+            self._server.run(sockets=[self._socket])
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            self._socket.close()
+
+    def start(self, timeout: float = 30.0) -> TutorServer:
+        """Serve from a background thread (tests, notebooks); returns once it accepts connections."""
+        self._thread = threading.Thread(target=self.run, name="edulora-http", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise EduloraError("the HTTP server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base: str | None = None,
+          host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None, feedback: bool = True,
+          feedback_db: str | Path | None = None, precision: str = "auto", allow_pickle: bool = False,
+          max_batch: int = 8, max_queue: int = 64, max_tokens: int = 256, route_threshold: float = 0.2,
+          fallback_adapter: str | None = None, log: Callable[[str], None] = print) -> None:
+    """Serve ``adapters`` (``"NAME=RUN"``, a run / adapter path, or ``(name, path)``) until SIGINT / SIGTERM.
+
+    One base model with every adapter beside it; ``model`` in a request picks the adapter and
+    ``"auto"`` routes by subject. ``log`` receives the start-up lines (where the page is).
+    """
+    from .engine import load_engine, parse_adapter_arg
+    from .feedback import FeedbackStore, default_feedback_db
+    from .router import Router
+
+    check_exposure(host, api_key)  # before the slow model load
+    for name, value in (("max_batch", max_batch), ("max_queue", max_queue), ("max_tokens", max_tokens)):
+        if value < 1:
+            raise EduloraError(f"{name} must be at least 1")
+    pairs = [parse_adapter_arg(a) if isinstance(a, str) else a for a in adapters]
+    engine = load_engine(pairs, base=base, precision=precision, allow_pickle=allow_pickle, max_batch=max_batch,
+                         max_queue=max_queue, default_max_tokens=max_tokens)
+    if fallback_adapter and fallback_adapter not in engine.adapters:
+        raise EduloraError(f"fallback adapter {fallback_adapter!r} is not one of the served adapters")
+    router = Router(list(engine.adapters.values()), route_threshold, fallback_adapter)
+    router.prepare()
+    store = FeedbackStore(feedback_db or default_feedback_db()) if feedback else None
+    try:
+        server = TutorServer(TutorService(engine, router, store, api_key), host, port)
+        engine.start()
+        log(f"Serving {engine.base_id} with adapters: {', '.join(engine.adapters) or 'none'} "
+            f"(auto routing: {router.method})")
+        if store is not None:
+            log(f"Feedback database: {store.path}")
+        log(f"Teacher page: {server.url}/   API: {server.url}/v1")
+        server.run()
+    finally:
+        engine.stop()
+        if store is not None:
+            store.close()

@@ -1,0 +1,98 @@
+"""Training data: read, split, scrub, balance and encode records into token rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..config import RunConfig
+from ..data.formats import load_records
+from ..data.schema import Dialogue, Record
+from ..data.split import fingerprint, split_records
+from ..errors import EduloraError
+from ..formatting import EncodedExample, PromptFormat, collate_examples
+
+
+@dataclass
+class DataSplit:
+    train: list[Record]
+    eval: list[Record]
+    info: dict = field(default_factory=dict)
+
+
+def load_data(config: RunConfig) -> DataSplit:
+    """Read (any supported format), split, scrub and balance the data; the fingerprints let two
+    runs prove they saw the same data."""
+    if not config.data.train_file:
+        raise EduloraError("config: data.train_file is not set (e.g. --set data.train_file=train.jsonl)")
+    records = load_records(config.data.train_file)
+    if config.data.eval_file:
+        train, held_out = records, load_records(config.data.eval_file)
+    else:
+        train, held_out = split_records(records, config.data.eval_fraction, config.data.split_seed)
+    info: dict = {"train_file": config.data.train_file, "eval_file": config.data.eval_file or None}
+    if should_scrub(config.data.scrub_pii, train + held_out):
+        from ..data.privacy import scrub_records
+
+        train, report = scrub_records(train)
+        held_out, eval_report = scrub_records(held_out)
+        # Counts only: the original values must never reach a log or a run directory.
+        info["pii_scrubbed"] = {"train": report.to_dict()["counts"], "eval": eval_report.to_dict()["counts"]}
+    if config.data.balance_floor > 0:
+        from ..data.balance import balance_records
+
+        before = len(train)
+        train = balance_records(train, config.data.balance_floor, config.data.split_seed)
+        info["balanced"] = {"floor": config.data.balance_floor, "added_copies": len(train) - before}
+    info.update({"train_records": len(train), "eval_records": len(held_out),
+                 "keyed_train_records": sum(_has_key(r) for r in train),
+                 "keyed_eval_records": sum(_has_key(r) for r in held_out),
+                 "train_fingerprint": fingerprint(train), "eval_fingerprint": fingerprint(held_out)})
+    return DataSplit(train, held_out, info)
+
+
+def _has_key(record: Record) -> bool:
+    return record.metadata.answer is not None or record.metadata.solution is not None
+
+
+def should_scrub(setting: str, records: list[Record]) -> bool:
+    """``auto`` scrubs dialogue data (real student turns), not authored single-turn examples."""
+    if setting == "auto":
+        return any(isinstance(r, Dialogue) for r in records)
+    return setting == "true"
+
+
+def encode(records: list[Record], fmt: PromptFormat, max_length: int) -> tuple[list[EncodedExample], dict]:
+    encoded = [fmt.encode(r, max_length) for r in records]
+    stats = {"examples": len(encoded), "tokens": sum(len(e.input_ids) for e in encoded),
+             "trainable_tokens": sum(e.trainable_tokens for e in encoded),
+             "truncated": sum(e.truncated for e in encoded)}
+    if encoded and stats["trainable_tokens"] == 0:
+        raise EduloraError("every label is masked: no tutor text is left to learn from (is max_length too small?)")
+    return encoded, stats
+
+
+class ExampleDataset(torch.utils.data.Dataset):
+    """Encoded examples as dicts, the shape the Trainer's length-grouped sampler reads."""
+
+    def __init__(self, examples: list[EncodedExample]):
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict:
+        example = self.examples[index]
+        return {"input_ids": example.input_ids, "labels": example.labels}
+
+
+class Collator:
+    """Micro-batches as tensors (``formatting.collate_examples``); a class so DataLoader workers can pickle it."""
+
+    def __init__(self, pad_token_id: int, packing: bool, pad_to_multiple_of: int = 1):
+        self.pad_token_id, self.packing, self.pad_to_multiple_of = pad_token_id, packing, pad_to_multiple_of
+
+    def __call__(self, items: list[dict]) -> dict:
+        examples = [EncodedExample(i["input_ids"], i["labels"]) for i in items]
+        return collate_examples(examples, self.pad_token_id, self.packing, self.pad_to_multiple_of)

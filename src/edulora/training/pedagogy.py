@@ -1,0 +1,90 @@
+"""Pedagogy during training: at each evaluation the tutor answers a fixed sample of held-out records,
+and the replies are scored for what a teacher cares about (answer given away, wrong answer asserted,
+a question asked, style kept). Checkpoints can be chosen by these instead of by the loss alone.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from ..data.schema import Record
+from ..errors import EduloraError
+from ..formatting import PromptFormat
+from ..generation import Sampling, generate
+
+#: Measures that ``training.select_by`` may name and whether a higher value is better.
+HIGHER_IS_BETTER = {"leak_rate": False, "incorrect_answer_rate": False, "style_adherence": True}
+#: Weight of the eval loss in the selection score: it only breaks ties between equal rates.
+TIE_BREAK = 1e-6
+
+
+def score_replies(replies: Sequence[str], records: Sequence[Record]) -> dict[str, float]:
+    """Leak, incorrect-answer and question rates and the mean style adherence of ``replies`` to ``records``.
+
+    A measure that applies to none of the records (no key, no teaching style) is left out.
+    """
+    from ..evaluation.metrics import style_adherence
+    from ..evaluation.rates import pedagogy_rates
+
+    scores = {name: rate.value for name, rate in pedagogy_rates(replies, records).items() if rate.n}
+    styled = [style_adherence(reply, r.metadata.teaching_style, answer=r.metadata.answer).score
+              for reply, r in zip(replies, records) if r.metadata.teaching_style is not None]
+    if styled:
+        scores["style_adherence"] = sum(styled) / len(styled)
+    return scores
+
+
+def selection_score(select_by: str, rates: dict[str, float], eval_loss: float) -> float:
+    """Lower is better: the chosen measure (flipped where higher is better), ties broken by the loss."""
+    if select_by not in rates:
+        raise EduloraError(f"training.select_by={select_by}: no held-out reply could be scored for it "
+                           "(does the evaluation data carry metadata.answer / teaching_style?)")
+    value = rates[select_by]
+    primary = 1.0 - value if HIGHER_IS_BETTER[select_by] else value
+    return primary + TIE_BREAK * eval_loss
+
+
+def applies(select_by: str, record: Record) -> bool:
+    """Whether a record can show ``select_by``: leaks and wrong answers need the key, adherence a style."""
+    if select_by in ("leak_rate", "incorrect_answer_rate"):
+        return record.metadata.answer is not None
+    if select_by == "style_adherence":
+        return record.metadata.teaching_style is not None
+    return True
+
+
+class PedagogyProbe:
+    """A fixed, seeded sample of held-out records and the prompts the tutor answers for them.
+
+    Keyed dialogues are asked at every tutor turn where the student has not reached the key yet
+    (``evaluation.cuts.open_turns``: where telling is possible), and the sample is drawn among the
+    records the selection measure applies to (e.g. those with a key for ``leak_rate``), so a small
+    sample still measures what chooses the checkpoint.
+    """
+
+    def __init__(self, records: Sequence[Record], fmt: PromptFormat, size: int, max_new_tokens: int, seed: int = 0,
+                 select_by: str = "eval_loss"):
+        from ..evaluation.cuts import open_turns
+
+        pool = [r for r in open_turns(records) if applies(select_by, r)]
+        if not pool:
+            raise EduloraError(f"training.select_by={select_by} needs held-out records "
+                               + ("with a teaching_style" if select_by == "style_adherence" else "with metadata.answer"))
+        indices = sorted(random.Random(seed).sample(range(len(pool)), min(size, len(pool))))
+        self.records = [pool[i] for i in indices]
+        self.format = fmt
+        self.prompts = [fmt.render(fmt.prompt_and_reference(r)[0]) for r in self.records]
+        self.sampling = Sampling(max_new_tokens=max_new_tokens)
+
+    def replies(self, model) -> list[str]:
+        was_training = model.training
+        model.eval()
+        try:
+            out = generate(model, self.format.tokenizer, self.prompts, self.sampling, batch_size=8)
+        finally:
+            model.train(was_training)
+        return [r.text for r in out]
+
+    def measure(self, model) -> dict[str, float]:
+        return score_replies(self.replies(model), self.records)

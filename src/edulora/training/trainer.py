@@ -1,0 +1,132 @@
+"""Hugging Face's Trainer with our loss, our evaluation, and the guide's arguments on today's API."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import time
+
+import torch
+from transformers import Trainer, TrainingArguments
+
+from ..config import RunConfig
+from ..losses import token_loss_sum
+from ..modeling import device
+from ..rundir import RunDir
+from .pedagogy import PedagogyProbe, selection_score
+
+#: The Trainer's name for the metric that chooses checkpoints when it is not the loss.
+SELECT_METRIC = "select"
+
+
+class EduloraTrainer(Trainer):
+    """HF Trainer with a token-weighted, tutor-text-only loss, an exact token-weighted eval loss, and
+    (optionally) pedagogy rates of replies generated at each evaluation."""
+
+    def __init__(self, *args, response_only_head: bool = True, probe: PedagogyProbe | None = None,
+                 select_by: str = "eval_loss", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.response_only_head = response_only_head
+        self.probe = probe
+        self.select_by = select_by
+        # Makes the Trainer count labelled tokens over all accumulated micro-batches (num_items_in_batch),
+        # so each token weighs the same however examples were batched.
+        self.model_accepts_loss_kwargs = True
+        self.tokens_trained = 0
+        self.eval_seconds = 0.0  # kept out of the training tokens/s
+        #: (global step, metrics) of the latest evaluation of the held-out set.
+        self.last_eval: tuple[int, dict[str, float]] | None = None
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss_sum, count = token_loss_sum(model, inputs, self.response_only_head)
+        if model.training:
+            self.tokens_trained += int(inputs["real_tokens"])
+        denominator = num_items_in_batch if num_items_in_batch is not None else count.clamp(min=1)
+        loss = loss_sum / denominator
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices and self.args.world_size > 1:
+            loss = loss * self.accelerator.num_processes  # DDP averages gradients; the count was global
+        return (loss, None) if return_outputs else loss
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        began = time.perf_counter()
+        loss = mean_token_loss(self.model, self.get_eval_dataloader(eval_dataset), self.response_only_head,
+                               self.accelerator)
+        metrics = {f"{metric_key_prefix}_loss": loss, f"{metric_key_prefix}_perplexity": math.exp(min(loss, 50))}
+        if self.probe is not None and eval_dataset is None:
+            rates = self.probe.measure(self.model)
+            metrics.update({f"{metric_key_prefix}_{name}": value for name, value in rates.items()})
+            if self.select_by != "eval_loss":
+                metrics[f"{metric_key_prefix}_{SELECT_METRIC}"] = selection_score(self.select_by, rates, loss)
+        self.eval_seconds += time.perf_counter() - began
+        if eval_dataset is None:
+            self.last_eval = (self.state.global_step, metrics)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+
+@torch.no_grad()
+def mean_token_loss(model, batches, response_only_head: bool = True, accelerator=None) -> float:
+    """Cross-entropy per tutor token over a whole data set (not a mean of batch means)."""
+    was_training = model.training
+    model.eval()
+    total = torch.zeros(2, dtype=torch.float64, device=next(model.parameters()).device)
+    for batch in batches:
+        batch = {k: v.to(total.device) for k, v in batch.items() if torch.is_tensor(v)}
+        loss_sum, count = token_loss_sum(model, batch, response_only_head)
+        total += torch.stack([loss_sum.double(), count.double()])
+    if accelerator is not None and accelerator.num_processes > 1:
+        total = accelerator.reduce(total, reduction="sum")
+    model.train(was_training)
+    return float(total[0] / total[1].clamp(min=1))
+
+
+def training_arguments(config: RunConfig, run_dir: RunDir, dtype: torch.dtype) -> TrainingArguments:
+    """The guide's arguments, mapped to today's transformers API."""
+    t = config.training
+    on_cuda = device().type == "cuda"
+    tensorboard = has_tensorboard()
+    if tensorboard:
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir.tensorboard_dir)  # transformers 5 has no logging_dir
+    return TrainingArguments(
+        output_dir=str(run_dir.checkpoints_dir),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_ratio,  # a float < 1 is read as a ratio of the total steps
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps",
+        eval_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=t.keep_best,
+        metric_for_best_model="eval_loss" if t.select_by == "eval_loss" else f"eval_{SELECT_METRIC}",
+        greater_is_better=False,
+        neftune_noise_alpha=t.neftune_noise_alpha or None,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        # Weights are already loaded in the chosen dtype; autocast is needed only for CUDA fp16/bf16.
+        bf16=on_cuda and dtype == torch.bfloat16,
+        fp16=on_cuda and dtype == torch.float16,
+        use_cpu=not on_cuda,
+        report_to=["tensorboard"] if tensorboard else [],
+        remove_unused_columns=False,
+        prediction_loss_only=True,
+        dataloader_num_workers=0,
+        seed=t.seed,
+        data_seed=t.seed,
+        save_only_model=False,
+        disable_tqdm=False,
+    )
+
+
+def has_tensorboard() -> bool:
+    return importlib.util.find_spec("tensorboard") is not None or importlib.util.find_spec("tensorboardX") is not None

@@ -1,0 +1,173 @@
+"""``Tutor``: a base model, optionally a LoRA adapter, and the prompt format it was trained with.
+
+The notebook face of edulora: ``Tutor.load("runs/algebra").ask("Why is 3/4 + 1/8 = 7/8?")``. The
+CLI's ``generate`` and ``chat``, the evaluation and the demo all go through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .data.schema import Metadata, metadata_from_dict
+from .errors import EduloraError
+from .formatting import Message, PromptFormat
+from .generation import Reply, Sampling, generate
+from .modeling import AdapterInfo
+
+#: Name a tutor without an adapter goes by in reports and the server.
+BASE_NAME = "base"
+
+
+def parse_metadata(values: dict[str, Any], where: str = "metadata") -> Metadata:
+    """Subject / grade level / style (and the key) from loose values, normalized; a bad value is an error."""
+    problems: list[str] = []
+    meta = metadata_from_dict({k: v for k, v in values.items() if v not in (None, "")}, problems)
+    if problems:
+        raise EduloraError(f"{where}: " + "; ".join(problems))
+    return meta
+
+
+class Tutor:
+    """A model ready to tutor: ``ask`` one question, ``reply`` to whole conversations, ``base()`` to compare."""
+
+    def __init__(self, model, tokenizer, format: PromptFormat, info: AdapterInfo, name: str = BASE_NAME,
+                 source: str = "", adapter: str | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.format = format
+        self.info = info
+        self.name = name
+        #: Where the tutor came from (run or adapter directory, or the base model's name).
+        self.source = source or info.base_model
+        #: The PEFT adapter this tutor answers with; None: the base model (any adapters of the network off).
+        #: Several tutors may share one network that holds several adapters.
+        self.adapter = adapter
+        self._base_only = 0
+
+    @property
+    def is_base(self) -> bool:
+        return self.adapter is None
+
+    def for_inference(self) -> Tutor:
+        """This tutor with its weights in the precision decoding runs fastest in (fp32 on a CPU).
+
+        Training on a CPU keeps bf16 weights, which pay for its large matrix products; decoding
+        one token at a time is matrix-vector work, where fp32 is faster (docs/benchmarks.md).
+        """
+        import torch
+
+        from .modeling import choose_dtype, inference_precision
+
+        dtype = choose_dtype(inference_precision("auto"))
+        if next(self.model.parameters()).dtype != dtype and dtype == torch.float32:
+            self.model.to(dtype)
+        return self
+
+    def as_base(self, name: str = BASE_NAME) -> Tutor:
+        """The base model with this tutor's prompt format, sharing its network (nothing is loaded again)."""
+        return Tutor(self.model, self.tokenizer, self.format, self.info, name, self.info.base_model, adapter=None)
+
+    @classmethod
+    def load(cls, source: str | os.PathLike | None = None, *, base: str | None = None, precision: str = "auto",
+             allow_pickle: bool = False, name: str | None = None) -> Tutor:
+        """A run directory or adapter directory (base + adapter), or no source: the base model alone.
+
+        ``base`` replaces the base model the adapter names (e.g. a local copy of it).
+        """
+        from .modeling import load_tutor
+
+        model, tokenizer, info = load_tutor(source, base, precision=precision, allow_pickle=allow_pickle)
+        if source is None:
+            fmt = PromptFormat.create(tokenizer)
+            return cls(model, tokenizer, fmt, info, name or BASE_NAME, info.base_model)
+        fmt = PromptFormat.create(tokenizer, info.template or "auto", info.system_prompt, info.answer_key)
+        return cls(model, tokenizer, fmt, info, name or _default_name(Path(source)), str(source), adapter="default")
+
+    @property
+    def metadata(self) -> Metadata:
+        """What the adapter teaches (its subject, grade level and style), as recorded at training time."""
+        return parse_metadata({"subject": self.info.subject, "grade_level": self.info.grade_level,
+                               "teaching_style": self.info.teaching_style}, f"{self.source}: edulora.json")
+
+    @contextlib.contextmanager
+    def base(self) -> Iterator[Tutor]:
+        """The base model with this tutor's prompt format: its adapter is disabled inside the block."""
+        self._base_only += 1
+        try:
+            yield self
+        finally:
+            self._base_only -= 1
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[Any]:
+        """The network in eval mode with this tutor's adapter on (or every adapter off for the base)."""
+        model = self.model
+        was_training = model.training
+        model.eval()  # a model fresh from training still has LoRA dropout on; replies must be deterministic
+        peft = hasattr(model, "peft_config") and hasattr(model, "disable_adapter")
+        try:
+            if peft and (self.adapter is None or self._base_only):
+                with model.disable_adapter():
+                    yield model
+            else:
+                if peft and self.adapter not in (None, getattr(model, "active_adapter", None)):
+                    model.set_adapter(self.adapter)
+                yield model
+        finally:
+            model.train(was_training)
+
+    def question(self, question: str, *, context: str | None = None, subject: str | None = None,
+                 grade_level: str | None = None, teaching_style: str | None = None, answer: str | None = None,
+                 solution: str | None = None) -> list[Message]:
+        """The prompt messages for a question; metadata not given falls back to the adapter's."""
+        own = self.metadata
+        meta = parse_metadata({"subject": subject or own.subject,
+                               "grade_level": grade_level or (own.grade_level and own.grade_level.value),
+                               "teaching_style": teaching_style or (own.teaching_style and own.teaching_style.value),
+                               "answer": answer, "solution": solution})
+        return self.format.question(question, context, meta)
+
+    def ask(self, question: str, *, context: str | None = None, subject: str | None = None,
+            grade_level: str | None = None, teaching_style: str | None = None, answer: str | None = None,
+            solution: str | None = None, sampling: Sampling | None = None) -> Reply:
+        """One reply to one question. ``answer`` / ``solution`` are the teacher's key: the tutor guides toward
+        them without stating them (when the adapter was trained with keys, or for the base model)."""
+        messages = self.question(question, context=context, subject=subject, grade_level=grade_level,
+                                 teaching_style=teaching_style, answer=answer, solution=solution)
+        return self.generate([messages], sampling)[0]
+
+    def reply(self, conversations: Sequence[Sequence[Message]], sampling: Sampling | None = None,
+              metadata: Metadata | None = None, batch_size: int = 8) -> list[Reply]:
+        """The next tutor turn for each conversation (each ends with a student turn).
+
+        The adapter's persona (or ``metadata``'s, with its key) is added unless a conversation brings
+        its own system turn.
+        """
+        meta = metadata if metadata is not None else self.metadata
+        prompts = [self.format.with_persona(c, meta) for c in conversations]
+        return self.generate(prompts, sampling, batch_size)
+
+    def generate(self, prompts: Sequence[Sequence[Message]], sampling: Sampling | None = None,
+                 batch_size: int = 8) -> list[Reply]:
+        """Replies to fully formed prompt messages (persona already in place)."""
+        for i, messages in enumerate(prompts):
+            if not messages or messages[-1]["role"] != "user":
+                raise EduloraError(f"conversation {i}: must end with a user (student) turn")
+        texts = [self.format.render(m) for m in prompts]
+        with self.active() as model:
+            return generate(model, self.tokenizer, texts, sampling or Sampling(), batch_size)
+
+    def __repr__(self) -> str:
+        return f"Tutor({self.name!r}, source={self.source!r})"
+
+
+def _default_name(source: Path) -> str:
+    """A run's folder name; for a bare ``adapter`` folder, the run it sits in."""
+    source = source.expanduser()
+    from .rundir import RunDir
+
+    return source.parent.name if source.name == RunDir.ADAPTER else source.name

@@ -1,0 +1,87 @@
+"""Checkpoints chosen by pedagogy: a scripted metric decides, on a tiny random Llama."""
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from edulora.errors import EduloraError
+from edulora.training import pedagogy, train
+
+
+def keyed_rows(n: int = 24) -> list[dict]:
+    from conftest import tutoring_rows
+
+    rows = tutoring_rows(n)
+    for row in rows:
+        row["metadata"]["answer"] = row["response"].split()[-1].rstrip(".")
+    return rows
+
+
+def scripted(monkeypatch, leak_rates: list[float]):
+    """The n-th evaluation's replies score ``leak_rates[n]`` (the first is the base, before training)."""
+    calls = []
+
+    def score(replies, records):
+        calls.append(len(replies))
+        value = leak_rates[min(len(calls) - 1, len(leak_rates) - 1)]
+        return {"leak_rate": value, "question_rate": 0.5}
+
+    monkeypatch.setattr(pedagogy, "score_replies", score)
+    return calls
+
+
+def config_for(tiny_llama, data, out, **training):
+    from test_training import tiny_config
+
+    config = tiny_config(tiny_llama, data, out, max_steps=12, eval_steps=3, save_steps=3, **training)
+    config.training.pedagogy_sample = 3
+    config.training.pedagogy_max_new_tokens = 4
+    return config
+
+
+def test_select_by_leak_rate_keeps_the_checkpoint_the_metric_prefers(tiny_llama, tmp_path, write_jsonl, monkeypatch):
+    # Evaluations at steps 0 (base), 3, 6, 9, 12; step 6 leaks least, the last step has the lowest loss.
+    calls = scripted(monkeypatch, [0.9, 0.6, 0.0, 0.3, 0.3, 0.0])
+    config = config_for(tiny_llama, write_jsonl(keyed_rows()), tmp_path / "runs", select_by="leak_rate")
+    result = train(config)
+    summary = result.summary
+    assert summary.select_by == "leak_rate" and summary.selected_step == 6
+    assert "checkpoint-6" in summary.selection and "leak rate" in summary.selection
+    assert summary.pedagogy["before"]["leak_rate"] == 0.9 and summary.pedagogy["after"]["leak_rate"] == 0.0
+    assert all(n == 3 for n in calls)  # the fixed sample, every time
+    saved = load_file(result.run_dir / "adapter" / "adapter_model.safetensors")
+    best = load_file(result.run_dir / "checkpoints" / "checkpoint-6" / "adapter_model.safetensors")
+    last = load_file(result.run_dir / "checkpoints" / "checkpoint-12" / "adapter_model.safetensors")
+    assert all((saved[k] == best[k]).all() for k in saved)
+    assert any((saved[k] != last[k]).any() for k in saved)
+    rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["eval_leak_rate"] for r in rows if "eval_leak_rate" in r][:5] == [0.9, 0.6, 0.0, 0.3, 0.3]
+    card = (result.run_dir / "adapter" / "README.md").read_text()
+    assert "checkpoint-6" in card and "select_by=leak_rate" in card
+    info = json.loads((result.run_dir / "adapter" / "edulora.json").read_text())
+    assert info["select_by"] == "leak_rate" and info["answer_key"] is True
+
+
+def test_eval_loss_selection_ignores_the_scripted_metric(tiny_llama, tmp_path, write_jsonl, monkeypatch):
+    scripted(monkeypatch, [0.9, 0.6, 0.0, 0.3, 0.3, 0.0])
+    result = train(config_for(tiny_llama, write_jsonl(keyed_rows()), tmp_path / "runs"))
+    assert result.summary.select_by == "eval_loss" and result.summary.selected_step == 12
+
+
+def test_early_stopping_on_the_pedagogy_metric(tiny_llama, tmp_path, write_jsonl, monkeypatch):
+    scripted(monkeypatch, [0.9, 0.1, 0.5, 0.6, 0.7, 0.1])
+    config = config_for(tiny_llama, write_jsonl(keyed_rows()), tmp_path / "runs", select_by="leak_rate",
+                        early_stopping_patience=2)
+    result = train(config)
+    assert result.summary.optimizer_steps == 9  # steps 6 and 9 did not beat step 3
+    assert result.summary.selected_step == 3
+
+
+def test_selection_needs_what_it_measures(tiny_llama, tmp_path, write_jsonl):
+    from conftest import tutoring_rows
+
+    config = config_for(tiny_llama, write_jsonl(tutoring_rows(16)), tmp_path / "runs",
+                        select_by="incorrect_answer_rate")
+    with pytest.raises(EduloraError, match="metadata.answer"):
+        train(config)
