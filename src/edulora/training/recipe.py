@@ -37,6 +37,7 @@ class RunResult:
 
 def train(config: RunConfig, overwrite: bool = False) -> RunResult:
     """Train one adapter and write a complete run directory."""
+    _check_launcher()  # refused before anything is written
     run_dir = RunDir.create(config.output_dir, config.run_name, overwrite)
     if is_main_process():
         run_dir.write_config(config)
@@ -45,6 +46,7 @@ def train(config: RunConfig, overwrite: bool = False) -> RunResult:
 
 def resume(run_dir: str | os.PathLike) -> RunResult:
     """Continue a run from its latest complete checkpoint, with the config it was started with."""
+    _check_launcher()
     run = RunDir.open(run_dir)
     checkpoint = run.latest_checkpoint()
     if checkpoint is None:
@@ -54,7 +56,6 @@ def resume(run_dir: str | os.PathLike) -> RunResult:
 
 def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResult:
     started = time.perf_counter()
-    _check_launcher()
     # 1. Data: validated records, split, fingerprinted; the held-out part is kept with the run.
     data = load_data(config)
     if not data.eval:
