@@ -325,7 +325,7 @@ INSTRUCTION_TEMPLATE = (
 
 def modelfile_text(gguf_name: str, tokenizer, info: AdapterInfo) -> str:
     """An Ollama Modelfile: the prompt format the tutor was trained on, its stop tokens and its persona."""
-    from .data.schema import metadata_from_dict
+    from .data.schema import parse_metadata
     from .formatting import persona as tutor_persona
 
     chat = info.template == "chat"
@@ -336,7 +336,7 @@ def modelfile_text(gguf_name: str, tokenizer, info: AdapterInfo) -> str:
     lines += [f"PARAMETER stop {json.dumps(s)}" for s in stops]
     if info.system_prompt:
         raw = {"subject": info.subject, "grade_level": info.grade_level, "teaching_style": info.teaching_style}
-        persona = tutor_persona(metadata_from_dict({k: v for k, v in raw.items() if v}, []))
+        persona = tutor_persona(parse_metadata(raw, "edulora.json"))
         if persona:
             lines += ["", f'SYSTEM """{persona}"""']
     return "\n".join(lines) + "\n"

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .data.schema import Metadata, metadata_from_dict
+from .data.schema import Metadata, parse_metadata
 from .errors import EduloraError
 from .formatting import Message, PromptFormat
 from .generation import Reply, Sampling, generate
@@ -20,15 +20,6 @@ from .modeling import AdapterInfo
 
 #: Name a tutor without an adapter goes by in reports and the server.
 BASE_NAME = "base"
-
-
-def parse_metadata(values: dict[str, Any], where: str = "metadata") -> Metadata:
-    """Subject / grade level / style (and the key) from loose values, normalized; a bad value is an error."""
-    problems: list[str] = []
-    meta = metadata_from_dict({k: v for k, v in values.items() if v not in (None, "")}, problems)
-    if problems:
-        raise EduloraError(f"{where}: " + "; ".join(problems))
-    return meta
 
 
 class Tutor:

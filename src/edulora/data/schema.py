@@ -317,6 +317,18 @@ def metadata_from_dict(raw: Any, problems: list[str]) -> Metadata:
     return meta
 
 
+def parse_metadata(values: dict[str, Any], where: str = "metadata") -> Metadata:
+    """Subject / grade level / style (and the key) from loose values, normalized; a bad value is an error
+    (``EduloraError`` naming ``where``), never silently dropped. Empty values count as absent."""
+    from ..errors import EduloraError
+
+    problems: list[str] = []
+    meta = metadata_from_dict({k: v for k, v in values.items() if v not in (None, "")}, problems)
+    if problems:
+        raise EduloraError(f"{where}: " + "; ".join(problems))
+    return meta
+
+
 def example_from_dict(obj: Any) -> Example:
     """Build an ``Example`` from the guide's JSON record; raises ``RecordError`` listing every problem."""
     if not isinstance(obj, dict):

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import ModelConfig
-from ..data.schema import Metadata, metadata_from_dict
+from ..data.schema import Metadata, parse_metadata
 from ..errors import EduloraError
 from ..formatting import Message, PromptFormat
 from ..generation import PEFT_BASE, Request, Sampling, decode
@@ -300,7 +300,8 @@ class Engine:
 
     def metadata(self, target: str | None, key: Metadata | None = None) -> Metadata:
         """The adapter's persona metadata (none for the base), with the request's key when it sent one."""
-        meta = metadata_from_dict(self.adapters[target].metadata, []) if target is not None else Metadata()
+        meta = Metadata() if target is None else parse_metadata(self.adapters[target].metadata,
+                                                                f"{target}: edulora.json")
         if key is not None:
             meta.extra.update({k: v for k, v in (("answer", key.answer), ("solution", key.solution)) if v is not None})
         return meta

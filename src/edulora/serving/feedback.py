@@ -31,7 +31,7 @@ from typing import Any
 from ..data.io import atomic_text_writer
 from ..data.pipelines import check_output_file
 from ..data.privacy import Scrubber, intro_names
-from ..data.schema import Dialogue, Example, Turn, metadata_from_dict
+from ..data.schema import Dialogue, Example, Turn, parse_metadata
 from ..errors import EduloraError
 
 SCHEMA_VERSION = 2
@@ -140,7 +140,7 @@ class FeedbackStore:
 
 def sft_record(item: FeedbackItem, response: str) -> dict[str, Any]:
     """The reply as a training record in our schema (round-tripped through it, so it validates)."""
-    meta = metadata_from_dict(item.metadata, [])
+    meta = parse_metadata(item.metadata, "feedback metadata")
     turns = [m for m in item.messages if m["role"] != "system"]
     if len(turns) == 1:
         return Example(instruction=turns[0]["content"], response=response, metadata=meta).to_dict()
