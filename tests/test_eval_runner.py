@@ -256,3 +256,20 @@ def test_rates_module_is_cheap_to_import():
 
     code = "import sys, edulora.evaluation.rates; print(any(m in sys.modules for m in ('torch', 'transformers')))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_rate_for_style_counts_only_that_styles_replies():
+    from edulora.evaluation.rates import rate_for_style
+    from edulora.evaluation.results import EvalResult, ModelResult, RecordInfo, ReplyResult
+
+    styles = ["socratic", "socratic", "step_by_step", "socratic", None]
+    revealed = [1.0, 0.0, 1.0, None, 1.0]
+    records = [RecordInfo(i, "q", "r", "mathematics", None, s) for i, s in enumerate(styles)]
+    replies = [ReplyResult(i, "a", 1, 0.1, {"answer_revealing": v}) for i, v in enumerate(revealed)]
+    model = ModelResult("tuned", "run", False, None, None, 0, None, None, 0.0, 0.0, {}, replies)
+    evaluation = EvalResult(records, [model], {}, [], {})
+    socratic = rate_for_style(evaluation, "tuned", "answer_revealing", "socratic")
+    # Two scored Socratic replies (the third has no score), one of which revealed.
+    assert (socratic.value, socratic.n) == (0.5, 2) and socratic.low < 0.5 < socratic.high
+    assert rate_for_style(evaluation, "tuned", "answer_revealing", "step_by_step").value == 1.0
+    assert rate_for_style(evaluation, "tuned", "answer_revealing", "analogy_based") is None

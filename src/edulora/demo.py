@@ -13,6 +13,7 @@ from .data import sample_data_path
 from .data.formats import validate_any
 from .data.schema import Example
 from .errors import EduloraError
+from .evaluation.rates import rate_for_style
 from .evaluation.runner import evaluate_trained
 from .generation import Sampling
 from .training import RunResult, train
@@ -138,6 +139,13 @@ def print_rates(evaluation) -> None:
                                             f"{100 * rate.value:.0f}% [{100 * rate.low:.0f}–{100 * rate.high:.0f}%]"
                                             f" of {rate.n}"))
         print(f"  {meaning:<30} " + "   ".join(cells))
+    cells = []
+    for model in evaluation.models:
+        socratic = rate_for_style(evaluation, model.name, "answer_revealing", "socratic")
+        cells.append(f"{model.name} " + ("n/a" if socratic is None else
+                                        f"{100 * socratic.value:.0f}% [{100 * socratic.low:.0f}–{100 * socratic.high:.0f}%]"
+                                        f" of {socratic.n}"))
+    print(f"  {'Socratic replies giving it away':<30} " + "   ".join(cells))
 
 
 def _pick_varied(examples: list[Example], n: int) -> list[Example]:

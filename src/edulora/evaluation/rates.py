@@ -20,7 +20,7 @@ from statistics import NormalDist
 from ..data.schema import Record
 from ..formatting import PromptFormat
 from .metrics import AnswerCorrectness, AnswerReveal, answer_correctness, answer_revealing
-from .results import Rate
+from .results import EvalResult, Rate
 from .text import is_question, split_sentences
 
 #: The rates ``pedagogy_rates`` reports, in report order.
@@ -98,3 +98,16 @@ def pedagogy_rates(replies: Sequence[str], records: Sequence[Record], confidence
     if len(replies) != len(records):
         raise ValueError(f"{len(replies)} replies for {len(records)} records")
     return summarize([reply_pedagogy(reply, record) for reply, record in zip(replies, records)], confidence)
+
+
+def rate_for_style(evaluation: EvalResult, model: str, metric: str, teaching_style: str,
+                   confidence: float = 0.95) -> Rate | None:
+    """Share of ``model``'s replies to ``teaching_style`` records where the 0/1 ``metric`` is 1
+    (``answer_revealing``: the reply gave the answer away), with its interval; None with no such
+    reply. A Socratic tutor is held to "never tell"; a step-by-step explanation may end on the
+    result, so a leak rate over all styles mixes two promises."""
+    styles = {info.index: info.teaching_style for info in evaluation.records}
+    scores = [reply.metrics.get(metric) for reply in evaluation.model(model).replies
+              if styles.get(reply.record) == teaching_style]
+    scores = [score for score in scores if score is not None]
+    return rate(sum(score >= 0.5 for score in scores), len(scores), confidence) if scores else None
