@@ -447,3 +447,19 @@ def test_socratic_without_question_scores_low_and_accepts_wording() -> None:
 
 def test_misconception_needs_both_naming_and_correcting() -> None:
     assert m.style_adherence("A common mistake is adding the denominators.", "misconception").score == 0.5
+
+
+@pytest.mark.parametrize("reply, key, revealed", [
+    ("So the answer is 11/12.", "11/12", True),          # a fraction that ends a sentence is still a fraction
+    ("The sum is 7/8.", "7/8", True),
+    ("1. Subtract 4 from both sides.\n2. Divide both sides by 3.\nWhat is x?", "2", False),  # step numbers
+    ("Step 3: divide by 4. What do you get?", "3", False),
+    ("12. Well done!", "12", True),                       # a lone number opening the reply is an answer
+    ("So the answer is x = 7 and y = 3.", "x = 7, y = 3", True),   # a key of parts, reworded
+    ("So the answer is to make a complete loop from the battery, through the bulb, and back.",
+     "a complete loop from the battery through the bulb and back", True),
+    ("Which two values make both equations true? Try x first.", "x = 7, y = 3", False),
+])
+def test_revealing_reads_fractions_step_lists_and_keys_of_several_parts(reply, key, revealed):
+    result = m.answer_revealing(reply, key, problem="Solve the problem on the worksheet.")
+    assert result.revealed is revealed, result

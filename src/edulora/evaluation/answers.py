@@ -132,6 +132,20 @@ def states_at(sentence: str, start: int, end: int) -> bool:
 
 
 
+# "1. Subtract 4 …", "Step 2: divide …": the number that opens a line of a list numbers the step.
+_LIST_MARKER = re.compile(r"(?im)^[ \t]*(?:(?:step|part)[ \t]+)?\d{1,2}[.):][ \t]+(?=\S)")
+
+
+def without_list_markers(reply: str) -> str:
+    """``reply`` without the numbers of its enumerated steps, so that "2. Divide by 3." does not
+    state the answer 2. Only where the reply is a list (two or more markers, or "Step N"): a
+    reply "12. Well done!" that starts a line with the answer still states it."""
+    markers = _LIST_MARKER.findall(reply)
+    if len(markers) >= 2 or any(m.strip()[:1].isalpha() for m in markers):
+        return _LIST_MARKER.sub("", reply)
+    return reply
+
+
 def answer_statement(reply: str, answer: str, turns: list[tuple[str, str]], problem: str | None) -> tuple[str | None, bool]:
     """The clause of ``reply`` that asserts ``answer`` (None when none does), and whether a
     question of the reply asks about it instead.
@@ -144,7 +158,7 @@ def answer_statement(reply: str, answer: str, turns: list[tuple[str, str]], prob
     answer_is_given = bool(problem and answer_spans(problem, answer))
     student_said = any(answer_spans(text, answer) for role, text in turns if role == "student")
     asked = False
-    for sentence in clauses(reply):
+    for sentence in clauses(without_list_markers(reply)):
         for start, end in answer_spans(sentence, answer):
             if not states_at(sentence, start, end):
                 continue
@@ -296,6 +310,17 @@ _SEEKS = re.compile(r"\b(?:find|get|reach|figure out|work out|calculate|compute|
 _SUBJECT_WORDS = 4
 
 
+def _key_terms(text: str) -> set[str]:
+    return {lemma(t) for t in re.findall(r"[a-z]+|\d+(?:\.\d+)?", text.lower()) if t not in STOPWORDS}
+
+
+def _has_key_terms(text: str, answer: str) -> bool:
+    """Whether ``text`` holds at least two thirds of the content terms (two or more) of a key
+    written in words: a key of several parts is stated even when reworded or reordered."""
+    key = _key_terms(answer)
+    return len(key) >= 2 and 3 * len(key & _key_terms(text)) >= 2 * len(key)
+
+
 def _value_after(clause: str, start: int) -> tuple[int, int] | None:
     """The number ``clause`` states right at ``start`` ("9 square centimeters." -> the 9), if asserted."""
     numbers = [m for m in find_numbers(clause) if m.start >= start]
@@ -338,13 +363,17 @@ def final_answer_claims(reply: str, answer: str, turns: list[tuple[str, str]], p
     numeric = parse_number(answer) is not None
     givens = {m.value for m in find_numbers(problem or "")}
     quantity = asked_quantity(problem)
-    parts = clauses(reply)
+    parts = clauses(without_list_markers(reply))
     claims: list[Claim] = []
     for clause in parts:
         if is_question(clause) or _SUPPOSES.search(clause):
             continue
         for wording in _ANSWER_WORDING.finditer(clause):
-            if not numeric:  # an answer in words: a short phrase of content words ("a pentagon")
+            if not numeric and _has_key_terms(clause[wording.end():], answer):
+                # "So the answer is x = 7 and y = 3.", "… is to make a complete loop from the
+                # battery …": a key of several parts, restated in other words or order.
+                value = clause[wording.end():].strip(" .!'\"")
+            elif not numeric:  # an answer in words: a short phrase of content words ("a pentagon")
                 value = re.split(r"[,.;!]", clause[wording.end():])[0].strip()
                 if len(words(value)) > 3 or set(words(value)) & _NOT_A_VALUE:
                     value = ""
@@ -357,7 +386,8 @@ def final_answer_claims(reply: str, answer: str, turns: list[tuple[str, str]], p
             named = {lemma(w) for w in words(wording.group(0))}
             if "answer" not in named and (not named & quantity or (numeric and parse_number(value) in givens)):
                 continue
-            claims.append(Claim(clause, value, bool(answer_spans(value, answer)), "answer wording"))
+            correct = bool(answer_spans(value, answer)) or (not numeric and _has_key_terms(value, answer))
+            claims.append(Claim(clause, value, correct, "answer wording"))
     # A reply that ends on a value of the asked quantity, and asks nothing, has given its answer.
     if numeric and quantity and parts and not any(is_question(c) for c in parts):
         last = parts[-1]

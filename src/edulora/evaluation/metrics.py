@@ -105,9 +105,12 @@ def answer_revealing(
     if problem is None and turns:
         problem = turns[0][1]
     sentence, asked = answer_statement(reply, answer, turns, problem)
+    claims = final_answer_claims(reply, answer, turns, problem)
+    if sentence is None:  # a key in words, restated after "the answer is"
+        sentence = next((c.clause for c in claims if c.correct), None)
     if sentence is not None and not already_said(answer, turns):
         return AnswerReveal(True, answer, sentence, "states the answer", correct=True)
-    wrong = next((c for c in final_answer_claims(reply, answer, turns, problem) if not c.correct), None)
+    wrong = next((c for c in claims if not c.correct), None)
     if wrong is not None:
         return AnswerReveal(True, answer, wrong.clause, "states a wrong answer", correct=False)
     if sentence is not None:

@@ -38,7 +38,7 @@ _NUMBER_WORDS = rf"{_BELOW_1000}(?:\s+(?:thousand|million|billion)(?:,?\s+(?:and
 _ATTACHED_UNIT = r"(?:mm|cm|km|m|kg|mg|g|ml|min|hrs?|ft|mi|lbs?|oz|mph)[²³]?(?!\w)"
 _NUMBER = re.compile(
     r"(?P<digits>(?<![\w.])(?:(?P<whole>\d+)\s+)?(?P<int>\d{1,3}(?:,\d{3})+|\d+|(?=\.\d))(?P<frac>\.\d+)?"
-    rf"(?:/(?P<den>\d+)(?![\d.]))?(?:(?!\w)|(?={_ATTACHED_UNIT})))"
+    rf"(?:/(?P<den>\d+)(?!\d|\.\d))?(?:(?!\w)|(?={_ATTACHED_UNIT})))"
     rf"|(?P<words>\b{_NUMBER_WORDS}\b)",
     re.IGNORECASE,
 )
