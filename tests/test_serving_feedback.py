@@ -13,8 +13,10 @@ QUESTION = [{"role": "user", "content": "What is 3 times 4?"}]
 META = {"subject": "mathematics", "grade_level": "elementary", "teaching_style": "socratic"}
 
 
-def item(cid: str, reply: str, messages=QUESTION, **kw) -> FeedbackItem:
-    return FeedbackItem(completion_id=cid, model="math", messages=messages, reply=reply, adapter="math", **META, **kw)
+def item(cid: str, reply: str, messages=QUESTION, status="approved", **kw) -> FeedbackItem:
+    """A feedback row; approved unless told otherwise, since export takes approved rows only."""
+    return FeedbackItem(completion_id=cid, model="math", messages=messages, reply=reply, adapter="math", **META,
+                        status=status, **kw)
 
 
 def fill(db) -> None:
