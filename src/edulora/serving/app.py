@@ -34,7 +34,7 @@ MAX_BODY_BYTES = 1 << 20
 REPLY_TIMEOUT_S = 600.0
 #: The teacher page's files: a fixed list, so no request path ever reaches the file system.
 STATIC_FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css",
-                "review.html": "text/html", "review.js": "text/javascript"}
+                "common.js": "text/javascript", "review.html": "text/html", "review.js": "text/javascript"}
 #: The page talks only to this server; nothing from elsewhere may run in it.
 PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; style-src 'self'; script-src 'self'",
                 "Cache-Control": "no-cache"}
