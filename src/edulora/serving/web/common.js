@@ -15,7 +15,9 @@ function headers() {
 function setUpKeyField(onChange) {
   $("#key").value = auth.key;
   $("#key").addEventListener("change", (event) => {
-    auth.key = event.target.value.trim();
+    const key = event.target.value.trim();
+    if (key === auth.key) return;  // a reload would replace what the teacher is editing
+    auth.key = key;
     localStorage.setItem("edulora-key", auth.key);
     onChange();
   });
