@@ -514,7 +514,8 @@ def test_review_approves_edits_and_rejects_under_the_reviewers_name(staff_server
                                 "max_tokens": 8, "metadata": {"answer": "42"}})
     body = {"completion_id": reply["id"], "feedback_token": reply["edulora"]["feedback_token"], "rating": -1,
             "correction": "How many is six groups of seven?"}
-    row = as_teacher(staff_server, "ana", "POST", "/v1/feedback", body)[1]["id"]
+    forged = {"flags": [], "status": "approved", "teacher": "ben", "reply": "Forty-two."}  # none of it is the client's
+    row = as_teacher(staff_server, "ana", "POST", "/v1/feedback", {**body, **forged})[1]["id"]
     assert raw(staff_server, "GET", "/v1/feedback")[0] == 401  # the review view is behind a token
     status, listing = as_teacher(staff_server, "ben", "GET", "/v1/feedback?status=pending")
     [item] = [i for i in listing["data"] if i["id"] == row]

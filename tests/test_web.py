@@ -266,6 +266,7 @@ def test_workbench_from_question_to_an_exported_training_record(workbench, brows
     assert records == [{"instruction": QUESTION, "response": edited, "metadata": {
         "subject": "mathematics", "grade_level": "elementary", "teaching_style": "socratic", "answer": "28"}}]
     assert "prime number" not in out.read_text() and validate_any(out).ok
+    assert main(["data", "validate", str(out)]) == 0  # the command a teacher would run accepts it
     [pair] = [json.loads(line) for line in pairs.read_text().splitlines()]
     assert pair["chosen"][0]["content"] == edited and [f["code"] for f in pair["rejected_flags"]] == codes
     assert main(["feedback", "export", str(everything), "--db", str(db), "--all"]) == 0
