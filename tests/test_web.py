@@ -319,6 +319,10 @@ def test_the_workbench_fits_a_360_px_screen(workbench, browser):
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= 360, (selector, box)
     reply.get_by_role("button", name="Good reply").click()
     reply.locator(".status", has_text="Saved ✓").wait_for()
+    page.goto(workbench[0].url + "/review")  # the review view on the same small screen
+    page.locator(".item").first.wait_for()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    assert page.get_by_role("button", name="Approve").first.bounding_box()["x"] >= 0
     assert not errors, errors
 
 
