@@ -15,11 +15,11 @@ change sends it back to ``pending``. Export takes approved rows only unless told
 Export turns the rows into two files:
 
 * SFT records in the project's data schema: a corrected reply (the teacher's version) or a
-  reply rated 👍, as ``{"instruction", "response", "metadata"}`` for a single question or
+  reply rated good (1), as ``{"instruction", "response", "metadata"}`` for a single question or
   ``{"messages", "metadata"}`` for a conversation with history;
 * preference pairs in TRL's conversational format, ``{"prompt": [messages], "chosen":
   [assistant], "rejected": [assistant], "metadata"}``: teacher's correction over the model's
-  reply, and a 👍 reply over a 👎 reply to the same conversation; ``rejected_flags`` lists the
+  reply, and a reply rated good over one rated bad in the same conversation; ``rejected_flags`` lists the
   pedagogy flags the rejected reply carried (why it lost).
 """
 
@@ -325,7 +325,7 @@ def default_feedback_db() -> Path:
 
 def export_feedback(db: str | Path | None, out: str | Path, pairs_out: str | Path | None = None, *,
                     raw: bool = False, include_all: bool = False) -> ExportCounts:
-    """SFT records (rated 👍 or corrected replies) to ``out``, preference pairs to ``pairs_out``.
+    """SFT records (replies rated good, or corrected) to ``out``, preference pairs to ``pairs_out``.
 
     Only rows a teacher approved in the review view, unless ``include_all`` (pending and rejected
     ones too). ``db`` None is the default database. Students' personal details (names, e-mail,
