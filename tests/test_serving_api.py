@@ -429,3 +429,119 @@ def test_remembered_replies_are_bounded_by_size(tiny_engine, tmp_path):
     with pytest.raises(LookupError):
         service.rate(chats[0].generation.id, chats[0].info["feedback_token"], rating=1)  # the oldest is forgotten
     store.close()
+
+
+# ----- the teacher's workbench: per-conversation settings, flags, teachers, review ------------------
+
+TEACHERS = {"ana": "token-of-ana-0001", "ben": "token-of-ben-0002"}
+
+
+@pytest.fixture(scope="module")
+def staff_server(tiny_engine, tmp_path_factory):
+    """A server where each teacher has a token of their own (no shared API key)."""
+    db = tmp_path_factory.mktemp("staff") / "feedback.sqlite3"
+    service = TutorService(tiny_engine, Router(list(tiny_engine.adapters.values())), FeedbackStore(db),
+                           teachers=dict(TEACHERS))
+    httpd = TutorServer(service, "127.0.0.1", 0).start()
+    yield httpd
+    httpd.stop()
+
+
+def as_teacher(server, name: str, method: str, path: str, body: dict | None = None):
+    host, port = server.address
+    conn = http.client.HTTPConnection(host, port, timeout=60)
+    conn.request(method, path, body=None if body is None else json.dumps(body).encode(),
+                 headers={"Authorization": f"Bearer {TEACHERS[name]}", "Content-Type": "application/json"})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, json.loads(data) if data else None
+
+
+def test_conversation_grade_level_and_style_replace_the_adapters(client, tiny_engine):
+    from edulora.data.schema import GradeLevel, Metadata, TeachingStyle
+
+    override = Metadata(grade_level=GradeLevel.ELEMENTARY, teaching_style=TeachingStyle.STEP_BY_STEP)
+    system = tiny_engine.prompt_messages(QUESTION, "math", override)[0]["content"]
+    assert "elementary school students" in system and "step-by-step style" in system
+    assert "middle school" not in system and "socratic" not in system  # the adapter's own persona is replaced
+    reply = ask(client, "math", metadata={"grade_level": "grade 2", "teaching_style": "Step by step"})
+    info = reply.model_extra["edulora"]
+    assert (info["grade_level"], info["teaching_style"]) == ("elementary", "step_by_step")
+    assert reply.usage.prompt_tokens == len(tiny_engine.encode(QUESTION, "math", override))
+    with pytest.raises(openai.BadRequestError) as caught:
+        ask(client, "math", metadata={"grade_level": "kindergarten teacher"})
+    assert caught.value.body["param"] == "metadata.grade_level"
+
+
+def test_every_reply_carries_its_pedagogy_flags_streamed_or_not(server, client, tiny_engine):
+    from edulora.data.schema import Metadata, TeachingStyle
+    from edulora.serving.flags import reply_flags
+
+    meta = Metadata(teaching_style=TeachingStyle.SOCRATIC, extra={"answer": "56"})
+    plain = ask(client, "math", metadata={"answer": "56"})
+    text = plain.choices[0].message.content
+    assert plain.model_extra["edulora"]["flags"] == reply_flags(text, QUESTION, meta)
+    stream = client.chat.completions.create(model="math", messages=QUESTION, max_tokens=8, stream=True,
+                                            metadata={"answer": "56"})
+    chunks = list(stream)
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    [last] = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert streamed == text and last.model_extra["edulora"]["flags"] == reply_flags(streamed, QUESTION, meta)
+
+
+def test_another_teacher_cannot_overwrite_a_rating(staff_server):
+    status, reply = as_teacher(staff_server, "ana", "POST", "/v1/chat/completions",
+                               {"model": "math", "messages": QUESTION, "max_tokens": 8})
+    assert status == 200
+    rating = {"completion_id": reply["id"], "feedback_token": reply["edulora"]["feedback_token"]}
+    assert as_teacher(staff_server, "ana", "POST", "/v1/feedback", {**rating, "rating": 1, "comment": "fine"})[0] == 200
+    # Ben saw the reply too (same screen, same token): his rating is his own row, not a change to Ana's.
+    status, payload = as_teacher(staff_server, "ben", "POST", "/v1/feedback", {**rating, "rating": -1})
+    assert status == 200 and payload["teacher"] == "ben"
+    rows = {i.teacher: i for i in staff_server.service.feedback.items() if i.completion_id == reply["id"]}
+    assert (rows["ana"].rating, rows["ana"].comment, rows["ben"].rating) == (1, "fine", -1)
+    assert rows["ana"].reply == rows["ben"].reply == reply["choices"][0]["message"]["content"]
+    # Without the reply's token nobody rates it, and without a teacher's token nobody gets in at all.
+    assert as_teacher(staff_server, "ben", "POST", "/v1/feedback",
+                      {**rating, "feedback_token": "stolen-id-only", "rating": 1})[0] == 403
+    assert raw(staff_server, "POST", "/v1/feedback", json.dumps({**rating, "rating": 1}).encode())[0] == 401
+
+
+def test_review_approves_edits_and_rejects_under_the_reviewers_name(staff_server):
+    status, reply = as_teacher(staff_server, "ana", "POST", "/v1/chat/completions",
+                               {"model": "math", "messages": [{"role": "user", "content": "What is 6 times 7?"}],
+                                "max_tokens": 8, "metadata": {"answer": "42"}})
+    body = {"completion_id": reply["id"], "feedback_token": reply["edulora"]["feedback_token"], "rating": -1,
+            "correction": "How many is six groups of seven?"}
+    forged = {"flags": [], "status": "approved", "teacher": "ben", "reply": "Forty-two."}  # none of it is the client's
+    row = as_teacher(staff_server, "ana", "POST", "/v1/feedback", {**body, **forged})[1]["id"]
+    assert raw(staff_server, "GET", "/v1/feedback")[0] == 401  # the review view is behind a token
+    status, listing = as_teacher(staff_server, "ben", "GET", "/v1/feedback?status=pending")
+    [item] = [i for i in listing["data"] if i["id"] == row]
+    assert (item["teacher"], item["status"], item["answer"]) == ("ana", "pending", "42")
+    assert item["flags"] == reply["edulora"]["flags"] and item["reply"] == reply["choices"][0]["message"]["content"]
+    status, approved = as_teacher(staff_server, "ben", "POST", f"/v1/feedback/{row}/review",
+                                  {"status": "approved", "correction": "What do six groups of seven make?"})
+    assert status == 200 and (approved["status"], approved["reviewed_by"]) == ("approved", "ben")
+    assert approved["correction"] == "What do six groups of seven make?"
+    assert row in [i["id"] for i in as_teacher(staff_server, "ana", "GET", "/v1/feedback?status=approved")[1]["data"]]
+    # Ana changes her feedback after the review: what was approved is not what is there, so it waits again.
+    as_teacher(staff_server, "ana", "POST", "/v1/feedback", {**body, "correction": "Count by sevens."})
+    assert staff_server.service.feedback.item(row).status == "pending"
+    status, error = as_teacher(staff_server, "ben", "POST", f"/v1/feedback/{row}/review", {"status": "maybe"})
+    assert status == 400 and error["error"]["param"] == "status"
+    assert as_teacher(staff_server, "ben", "POST", "/v1/feedback/999999/review", {"status": "rejected"})[0] == 404
+    assert as_teacher(staff_server, "ben", "GET", "/v1/feedback?status=lost")[0] == 400
+
+
+def test_teacher_tokens_must_be_well_formed():
+    from edulora.serving.service import parse_teachers
+
+    assert parse_teachers(["ana=token-of-ana-0001"]) == {"ana": "token-of-ana-0001"}
+    for bad in (["ana"], ["=token-of-ana-0001"], ["ana=short"], ["ana=token-of-ana-0001", "ana=token-of-ana-0002"],
+                ["ana=token-of-ana-0001", "ben=token-of-ana-0001"], ["api-key=token-of-ana-0001"]):
+        with pytest.raises(EduloraError):
+            parse_teachers(bad)
+    with pytest.raises(EduloraError):
+        parse_teachers(["ana=same-as-the-api-key"], api_key="same-as-the-api-key")

@@ -114,3 +114,18 @@ def test_chat_gives_the_tutor_the_teachers_key(tiny_runs, tiny_engine):
 def test_typer_checks_ranges_before_loading_anything(capsys):
     assert main(["serve", "--max-batch", "0"]) == 2
     assert "--max-batch" in capsys.readouterr().err
+
+
+def test_a_bad_teacher_token_is_refused_before_loading_anything(capsys, monkeypatch):
+    assert main(["serve", "--teacher", "ms-lee", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "write NAME=TOKEN" in err and len(err.strip().splitlines()) == 1
+    assert main(["serve", "--teacher", "ms-lee=short", "--port", "0"]) == 2
+    assert "at least 12 characters" in capsys.readouterr().err
+    from edulora.serving.server import check_exposure
+    from edulora.serving.service import parse_teachers
+
+    check_exposure("0.0.0.0", parse_teachers(["ms-lee=token-of-ms-lee-0001"]))  # teachers' tokens lock it too
+    monkeypatch.setenv("EDULORA_TEACHERS", "ms-lee=token-of-ms-lee-0001 mr-ray=short")  # space-separated
+    assert main(["serve", "--port", "0"]) == 2
+    assert "teacher 'mr-ray'" in capsys.readouterr().err

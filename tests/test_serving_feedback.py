@@ -7,14 +7,17 @@ import sqlite3
 
 from edulora.cli import main
 from edulora.data.formats import validate_any
+from edulora.errors import EduloraError
 from edulora.serving.feedback import FeedbackItem, FeedbackStore, export_feedback
 
 QUESTION = [{"role": "user", "content": "What is 3 times 4?"}]
 META = {"subject": "mathematics", "grade_level": "elementary", "teaching_style": "socratic"}
 
 
-def item(cid: str, reply: str, messages=QUESTION, **kw) -> FeedbackItem:
-    return FeedbackItem(completion_id=cid, model="math", messages=messages, reply=reply, adapter="math", **META, **kw)
+def item(cid: str, reply: str, messages=QUESTION, status="approved", **kw) -> FeedbackItem:
+    """A feedback row; approved unless told otherwise, since export takes approved rows only."""
+    return FeedbackItem(completion_id=cid, model="math", messages=messages, reply=reply, adapter="math", **META,
+                        status=status, **kw)
 
 
 def fill(db) -> None:
@@ -119,3 +122,126 @@ def test_export_never_replaces_a_device_or_invents_a_folder(tmp_path, capsys):
     assert "no such directory" in capsys.readouterr().err
     assert main(["feedback", "export", str(tmp_path / "sft.jsonl"), "--db", str(db), "--pairs", str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err and not (tmp_path / "sft.jsonl").exists()
+
+
+def test_only_approved_items_are_exported_unless_all(tmp_path, capsys):
+    db = tmp_path / "fb.sqlite3"
+    store = FeedbackStore(db)
+    store.record(item("ok", "How many groups of 4 are there?", rating=1, status="pending"))
+    store.record(item("no", "The Earth is flat.", rating=1, status="pending"))
+    store.record(item("new", "Count the rows.", rating=1, status="pending"))
+    rows = {i.completion_id: i.id for i in store.items()}
+    store.review(rows["ok"], "approved", "ms-lee")
+    store.review(rows["no"], "rejected", "ms-lee")
+    store.close()
+    out, everything = tmp_path / "sft.jsonl", tmp_path / "all.jsonl"
+    assert main(["feedback", "export", str(out), "--db", str(db)]) == 0
+    printed = capsys.readouterr().out
+    assert "1 feedback rows -> 1 SFT records" in printed and "2 rows not approved, left out (--all" in printed
+    text = out.read_text()
+    assert "How many groups of 4" in text and "flat" not in text and "Count the rows" not in text
+    assert main(["feedback", "export", str(everything), "--db", str(db), "--all"]) == 0
+    assert "3 feedback rows -> 3 SFT records" in capsys.readouterr().out
+    assert validate_any(out).ok and validate_any(everything).ok
+
+
+def test_export_summary_names_what_was_left_out(tmp_path):
+    db = tmp_path / "fb.sqlite3"
+    store = FeedbackStore(db)
+    store.record(item("a", "It is 12.", rating=1))
+    store.record(item("b", "It is 13.", rating=1, status="pending"))
+    store.close()
+    counts = export_feedback(db, tmp_path / "sft.jsonl")
+    assert (counts.rows, counts.sft, counts.unapproved) == (1, 1, 1)
+    assert "1 rows not approved, left out (--all includes them)" in counts.summary("sft.jsonl", None, False)
+
+
+def test_pairs_carry_the_flags_that_made_a_reply_the_rejected_one(tmp_path):
+    db = tmp_path / "fb.sqlite3"
+    wrong = [{"code": "wrong_answer", "label": "asserted a wrong answer", "evidence": "The answer is 7."}]
+    store = FeedbackStore(db)
+    store.record(item("w", "The answer is 7.", rating=-1, correction="What is 3 + 3 + 3 + 3?", flags=wrong,
+                      answer="12"))
+    store.record(item("g", "What do 3 groups of 4 make?", rating=1))
+    store.close()
+    pairs = tmp_path / "pairs.jsonl"
+    export_feedback(db, tmp_path / "sft.jsonl", pairs)
+    exported = [json.loads(line) for line in pairs.read_text().splitlines()]
+    by_chosen = {p["chosen"][0]["content"]: p for p in exported}
+    assert by_chosen["What is 3 + 3 + 3 + 3?"]["rejected_flags"] == wrong
+    assert by_chosen["What do 3 groups of 4 make?"]["rejected"][0]["content"] == "The answer is 7."
+    assert by_chosen["What do 3 groups of 4 make?"]["rejected_flags"] == wrong
+
+
+def test_two_teachers_rate_one_reply_in_rows_of_their_own_and_export_it_once(tmp_path):
+    db = tmp_path / "fb.sqlite3"
+    store = FeedbackStore(db)
+    first = store.record(item("r", "It is 12.", rating=1, teacher="ana"))
+    second = store.record(item("r", "It is 12.", rating=1, teacher="ben"))
+    assert first != second
+    assert store.record(item("r", "It is 12.", rating=-1, teacher="ben")) == second  # ben changes only his own
+    assert {i.teacher: i.rating for i in store.items()} == {"ana": 1, "ben": -1}
+    store.record(item("r", "It is 12.", rating=1, teacher="ben"))
+    store.close()
+    out = tmp_path / "sft.jsonl"
+    assert export_feedback(db, out).sft == 1  # the same record from two teachers is one record
+
+
+def test_a_review_is_stored_and_a_later_change_by_the_rater_reopens_it(tmp_path):
+    store = FeedbackStore(tmp_path / "fb.sqlite3")
+    row = store.record(item("x", "It is 12.", rating=-1, correction="What is 3 x 4?", status="pending"))
+    reviewed = store.review(row, "approved", "ms-lee", correction="What are 3 groups of 4?")
+    assert (reviewed.status, reviewed.reviewed_by, reviewed.correction) == ("approved", "ms-lee",
+                                                                           "What are 3 groups of 4?")
+    store.record(item("x", "It is 12.", rating=-1, correction="What are 3 groups of 4?", status="pending"))
+    assert store.item(row).status == "approved"  # the same feedback again changes nothing
+    store.record(item("x", "It is 12.", rating=1, correction="What are 3 groups of 4?", status="pending"))
+    assert store.item(row).status == "pending"
+    for bad in (lambda: store.review(row, "maybe", "ms-lee"), lambda: store.review(999, "approved", "ms-lee")):
+        try:
+            bad()
+        except (EduloraError, KeyError):
+            continue
+        raise AssertionError("a bad review was accepted")
+    store.close()
+
+
+def test_a_schema_2_database_becomes_one_row_per_teacher(tmp_path):
+    db = tmp_path / "v2.sqlite3"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE feedback (id INTEGER PRIMARY KEY, completion_id TEXT NOT NULL UNIQUE, "
+                     "created_at REAL NOT NULL, updated_at REAL NOT NULL, adapter TEXT, model TEXT NOT NULL, "
+                     "subject TEXT, grade_level TEXT, teaching_style TEXT, messages TEXT NOT NULL, "
+                     "reply TEXT NOT NULL, rating INTEGER, comment TEXT, correction TEXT, answer TEXT, solution TEXT)")
+        conn.execute("INSERT INTO feedback VALUES (7, 'old', 0, 0, 'math', 'math', NULL, NULL, NULL, ?, 'It is 12.', "
+                     "1, 'ok', NULL, '12', NULL)", (json.dumps(QUESTION),))
+        conn.execute("PRAGMA user_version=2")
+    store = FeedbackStore(db)
+    store.record(item("old", "It is 12.", rating=-1, teacher="ana"))  # the same reply, another teacher
+    old, new = store.items()
+    assert (old.id, old.teacher, old.rating, old.comment, old.answer, old.status) == (7, "", 1, "ok", "12", "pending")
+    assert (new.teacher, new.rating) == ("ana", -1)
+    store.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+
+
+def test_flags_name_what_a_teacher_should_correct():
+    from edulora.data.schema import Metadata, TeachingStyle
+    from edulora.serving.flags import reply_flags
+
+    question = [{"role": "user", "content": "A rectangle is 4 cm wide and 7 cm long. How do I find its area?"}]
+    socratic = Metadata(teaching_style=TeachingStyle.SOCRATIC, extra={"answer": "28"})
+
+    def codes(reply, meta=socratic):
+        return [f["code"] for f in reply_flags(reply, question, meta)]
+
+    # The reply the issue saw: a wrong result stated outright, and no question left for the student.
+    assert codes("Multiply the sides: 10 x 2 = 20. The answer is 80 cm^2.") == ["wrong_answer", "no_question"]
+    assert codes("Multiply 4 by 7. The area is 28 square centimetres.") == ["reveals_answer", "no_question"]
+    assert codes("What do you get when you multiply 4 by 7?") == []
+    # Not Socratic: no question is fine.
+    assert codes("The area is 28.", Metadata(extra={"answer": "28"})) == ["reveals_answer"]
+    assert codes("   ") == []
+    [flag] = reply_flags("The area is 28.", question, Metadata(extra={"answer": "28"}))
+    assert flag == {"code": "reveals_answer", "label": "gave the answer away", "evidence": "The area is 28."}

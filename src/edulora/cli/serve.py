@@ -27,8 +27,9 @@ def serve(adapter: Adapters = None, base: Base = None, precision: Precision = "a
           port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port")] = 8000,
           api_key: Annotated[str | None, typer.Option(envvar="EDULORA_API_KEY", help=(
               "require 'Authorization: Bearer KEY'; needed off loopback"))] = None,
-          feedback_db: Annotated[Path | None, typer.Option(metavar="PATH", help=(
-              "SQLite file for teachers' ratings (default: ~/.cache/edulora/feedback.sqlite3)"))] = None,
+          teacher: list[str] | None = typer.Option(None, metavar="NAME=TOKEN", envvar="EDULORA_TEACHERS", help=(
+              "a teacher's own key: ratings and reviews stored under NAME (repeatable)")),
+          feedback_db: Path | None = typer.Option(None, metavar="PATH", help="default ~/.cache/edulora/feedback.sqlite3"),
           no_feedback: Annotated[bool, typer.Option("--no-feedback", help="do not store feedback")] = False,
           max_batch: Annotated[int, typer.Option(min=1, help="requests decoded together")] = 8,
           max_queue: Annotated[int, typer.Option(min=1, help="waiting requests before 429")] = 64,
@@ -38,9 +39,9 @@ def serve(adapter: Adapters = None, base: Base = None, precision: Precision = "a
     """Serve tutors: OpenAI-compatible API + teacher page ('model' picks the adapter, "auto" routes)."""
     from ..serving.server import serve as run
 
-    run(adapter or [], base=base, host=host, port=port, api_key=api_key, feedback=not no_feedback,
-        feedback_db=feedback_db, precision=precision, allow_pickle=allow_pickle, max_batch=max_batch,
-        max_queue=max_queue, max_tokens=max_tokens, route_threshold=route_threshold,
+    run(adapter or [], base=base, host=host, port=port, api_key=api_key, teachers=teacher or [],
+        feedback=not no_feedback, feedback_db=feedback_db, precision=precision, allow_pickle=allow_pickle,
+        max_batch=max_batch, max_queue=max_queue, max_tokens=max_tokens, route_threshold=route_threshold,
         fallback_adapter=fallback_adapter, log=lambda line: print(line, flush=True))
     print("Stopped.", flush=True)
 
@@ -58,12 +59,12 @@ def chat(adapter: Adapters = None, base: Base = None, precision: Precision = "au
 
 
 @feedback.command("export")
-def feedback_export(out: Annotated[Path, typer.Argument(metavar="OUT.jsonl", help="SFT records")],
-                    db: Annotated[Path | None, typer.Option(help="default: ~/.cache/edulora/feedback.sqlite3")] = None,
-                    pairs: Annotated[Path | None, typer.Option(metavar="PAIRS.jsonl", help="preference pairs")] = None,
-                    raw: Annotated[bool, typer.Option("--raw", help="keep students' names, e-mails… (never train "
-                                                                    "on it)")] = False) -> None:
-    """Write SFT records (and preference pairs) from rated or corrected replies, scrubbed of personal details."""
+def feedback_export(out: Path = typer.Argument(..., metavar="OUT.jsonl", help="SFT records"),
+                    db: Path | None = typer.Option(None, help="default: ~/.cache/edulora/feedback.sqlite3"),
+                    pairs: Path | None = typer.Option(None, metavar="PAIRS.jsonl", help="preference pairs"),
+                    raw: bool = typer.Option(False, "--raw", help="keep students' names… (never train on it)"),
+                    everything: bool = typer.Option(False, "--all", help="all items, not only approved ones")) -> None:
+    """Write SFT records (and preference pairs) from approved ratings and corrections, scrubbed of personal details."""
     from ..serving.feedback import export_feedback
 
-    print(export_feedback(db, out, pairs, raw=raw).summary(out, pairs, raw))
+    print(export_feedback(db, out, pairs, raw=raw, include_all=everything).summary(out, pairs, raw))

@@ -176,6 +176,11 @@ def _asks(sentence: str) -> bool:
     return is_question(sentence) or bool(QUESTION_START.match(sentence)) or bool(re.search(r"=\s*[.?]*\s*$", sentence))
 
 
+def asks_question(reply: str) -> bool:
+    """Does ``reply`` leave the student something to answer (a question, or a calculation left open)?"""
+    return any(_asks(s) for s in split_sentences(reply))
+
+
 @dataclass(frozen=True)
 class Guidance:
     """Whether a reply guides the student; ``label`` is MRBench's "Yes" / "To some extent" / "No"."""

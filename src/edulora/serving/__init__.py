@@ -3,7 +3,8 @@
 ``engine`` owns the model and batches requests for any mix of adapters, ``router`` picks an
 adapter for ``model: "auto"``, ``service`` is what the server does as Python calls, ``app`` its
 HTTP face (FastAPI; the teacher page in ``web/``), ``server`` runs it (uvicorn), ``chat`` is the
-terminal chat, and ``feedback`` stores teachers' ratings and turns them into training data.
+terminal chat, ``flags`` computes a reply's pedagogy flags, and ``feedback`` stores teachers' ratings and
+reviews and turns the approved ones into training data.
 
     import edulora.serving as serving
     serving.serve(["math=runs/algebra"], port=8000)              # blocks; SIGTERM stops it cleanly
@@ -26,6 +27,7 @@ _EXPORTS = {
     "Engine": "engine", "Generation": "engine", "load_engine": "engine",
     "Router": "router", "Route": "router",
     "FeedbackStore": "feedback", "export_feedback": "feedback", "default_feedback_db": "feedback",
+    "reply_flags": "flags",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,20 +1,19 @@
-"""The HTTP layer: OpenAI-compatible routes, the teacher page and feedback, on FastAPI over ``TutorService``.
+"""The HTTP layer: OpenAI routes, the teacher page, feedback and its review, on FastAPI over ``TutorService``.
 
 Handlers parse (``protocol``'s pydantic models), call the service and write the answer; every
-failure a client can cause is a 4xx with OpenAI's error body. The API key is checked in constant
-time by a dependency that runs before anything reads the body, and a body is read at most
-``MAX_BODY_BYTES`` far. Waiting for a reply holds no thread, and a client that leaves cancels its
-generation, streaming or not.
+failure a client can cause is a 4xx with OpenAI's error body. The API key (or a teacher's token)
+is checked in constant time by a dependency that runs before anything reads the body and says
+who is asking, and a body is read at most ``MAX_BODY_BYTES`` far. Waiting for a reply holds no
+thread, and a client that leaves cancels its generation, streaming or not.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 from collections.abc import AsyncIterator
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -25,8 +24,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from .engine import GenerationFailed
-from .protocol import (SERVICE_ERRORS, ApiError, ChatBody, FeedbackBody, Strict, chunk, completion, service_error,
-                       validation_error)
+from .protocol import (SERVICE_ERRORS, ApiError, ChatBody, FeedbackBody, ReviewBody, Strict, chunk, completion,
+                       service_error, validation_error)
 from .service import Chat, TutorService
 
 #: Larger bodies are refused before they are read (a conversation is kilobytes).
@@ -34,7 +33,8 @@ MAX_BODY_BYTES = 1 << 20
 #: Longest a client waits for its reply; the engine is stuck if it takes longer.
 REPLY_TIMEOUT_S = 600.0
 #: The teacher page's files: a fixed list, so no request path ever reaches the file system.
-STATIC_FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
+STATIC_FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css",
+                "common.js": "text/javascript", "review.html": "text/html", "review.js": "text/javascript"}
 #: The page talks only to this server; nothing from elsewhere may run in it.
 PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; style-src 'self'; script-src 'self'",
                 "Cache-Control": "no-cache"}
@@ -61,8 +61,8 @@ async def _events(service: TutorService, chat: Chat, include_usage: bool) -> Asy
             yield _sse(ApiError(500, str(err) or "the reply took too long", "server_error",
                                 code="generation_failed").body())
             return
-        service.complete(chat, "".join(parts))
-        yield _sse(chunk(chat, {}, gen.finish_reason))
+        flags = await run_in_threadpool(service.complete, chat, "".join(parts))
+        yield _sse(chunk(chat, {}, gen.finish_reason, edulora={"flags": flags}))
         if include_usage:
             yield _sse(chunk(chat, None, usage=chat.usage()))
         yield _sse("[DONE]")
@@ -97,14 +97,14 @@ def create_app(service: TutorService) -> FastAPI:
     """The ASGI application for ``service`` (``TutorServer`` runs it with uvicorn)."""
     app = FastAPI(title="edulora", docs_url=None, redoc_url=None, openapi_url=None)
 
-    def authorize(request: Request) -> None:
-        # A dependency without body parameters: FastAPI runs it before anything reads the body.
-        key = service.api_key
-        if key:
-            scheme, _, token = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
-                raise ApiError(401, "missing or wrong API key: send 'Authorization: Bearer KEY'",
-                               code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+    def authorize(request: Request) -> str:
+        """Who is asking; a dependency without body parameters, so FastAPI runs it before anything reads the body."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        who = service.identify(token.strip() if scheme.lower() == "bearer" else None)
+        if who is None:
+            raise ApiError(401, "missing or wrong API key: send 'Authorization: Bearer KEY' (or a teacher's token)",
+                           code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+        return who
 
     def body(model: type[Strict]) -> Any:
         async def parse(request: Request) -> Strict:
@@ -147,14 +147,22 @@ def create_app(service: TutorService) -> FastAPI:
         text = await _reply(request, chat)
         if text is None:
             return Response(status_code=499)  # nobody is listening; the status is for the access log
-        service.complete(chat, text)
+        await run_in_threadpool(service.complete, chat, text)  # the flags' metrics: off the event loop
         return JSONResponse(completion(chat, text), headers=headers)
 
     @api.post("/feedback")
-    def feedback(req: FeedbackBody = body(FeedbackBody)) -> dict[str, Any]:
+    def feedback(req: FeedbackBody = body(FeedbackBody), who: str = Depends(authorize)) -> dict[str, Any]:
         row = service.rate(req.completion_id, req.feedback_token, rating=req.rating, comment=req.comment or None,
-                           correction=req.correction or None)
-        return {"id": row, "completion_id": req.completion_id, "stored": True}
+                           correction=req.correction or None, teacher=who)
+        return {"id": row, "completion_id": req.completion_id, "teacher": who, "stored": True}
+
+    @api.get("/feedback")
+    def feedback_list(status: Literal["pending", "approved", "rejected"] | None = None) -> dict[str, Any]:
+        return {"object": "list", "data": service.feedback_items(status)}
+
+    @api.post("/feedback/{row}/review")
+    def review(row: int, req: ReviewBody = body(ReviewBody), who: str = Depends(authorize)) -> dict[str, Any]:
+        return service.review(row, who, req.status, req.correction)
 
     @app.api_route("/health", methods=["GET", "HEAD"])  # HEAD: load balancers' and uptime checkers' probe
     def health() -> dict[str, Any]:
@@ -162,7 +170,9 @@ def create_app(service: TutorService) -> FastAPI:
 
     @app.api_route("/", methods=["GET", "HEAD"])
     @app.api_route("/static/{name}", methods=["GET", "HEAD"])
-    def page(name: str = "index.html") -> Response:
+    @app.api_route("/review", methods=["GET", "HEAD"], name="review")
+    def page(request: Request, name: str | None = None) -> Response:
+        name = name or ("review.html" if request.url.path == "/review" else "index.html")
         if name not in STATIC_FILES:
             raise ApiError(404, f"no file {name!r}", code="not_found")
         data = resources.files("edulora.serving").joinpath("web", name).read_bytes()

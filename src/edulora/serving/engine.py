@@ -299,10 +299,16 @@ class Engine:
         return self.base_format if target is None else self.formats[target]
 
     def metadata(self, target: str | None, key: Metadata | None = None) -> Metadata:
-        """The adapter's persona metadata (none for the base), with the request's key when it sent one."""
+        """The adapter's persona metadata (none for the base), with the request's key when it sent one.
+
+        The request's grade level and teaching style, when it names them, replace the adapter's:
+        the persona is a system prompt, so one adapter can teach another grade or style.
+        """
         meta = Metadata() if target is None else parse_metadata(self.adapters[target].metadata,
                                                                 f"{target}: edulora.json")
         if key is not None:
+            meta.grade_level = key.grade_level or meta.grade_level
+            meta.teaching_style = key.teaching_style or meta.teaching_style
             meta.extra.update({k: v for k, v in (("answer", key.answer), ("solution", key.solution)) if v is not None})
         return meta
 

@@ -1,19 +1,26 @@
 """Teachers' ratings and corrections of tutor replies, kept in SQLite, exported as training data.
 
-One row per reply (keyed by its completion id), updated in place when the teacher changes the
-rating or adds a comment or a better reply. SQLite in WAL mode lets the server write while an
-export reads, and the file survives restarts. The conversation, the reply, the teacher's key and
-the adapter's subject, grade level and teaching style are the server's record of the reply it
-produced (see ``TutorService.rate``), never taken from the browser.
+One row per reply and teacher (keyed by completion id and the teacher's name), updated in place
+when that teacher changes the rating or adds a comment or a better reply; another teacher's
+rating of the same reply is a row of its own, so no one overwrites anyone else's. SQLite in WAL
+mode lets the server write while an export reads, and the file survives restarts. The
+conversation, the reply, its pedagogy flags, the teacher's key and the subject, grade level and
+teaching style are the server's record of the reply it produced (see ``TutorService.rate``),
+never taken from the browser.
+
+Nothing becomes training data unreviewed: each row is ``pending`` until a teacher approves it
+(optionally editing the better reply) or rejects it in the review view, and a rater's later
+change sends it back to ``pending``. Export takes approved rows only unless told ``include_all``.
 
 Export turns the rows into two files:
 
 * SFT records in the project's data schema: a corrected reply (the teacher's version) or a
-  reply rated 👍, as ``{"instruction", "response", "metadata"}`` for a single question or
+  reply rated good (1), as ``{"instruction", "response", "metadata"}`` for a single question or
   ``{"messages", "metadata"}`` for a conversation with history;
 * preference pairs in TRL's conversational format, ``{"prompt": [messages], "chosen":
   [assistant], "rejected": [assistant], "metadata"}``: teacher's correction over the model's
-  reply, and a 👍 reply over a 👎 reply to the same conversation.
+  reply, and a reply rated good over one rated bad in the same conversation; ``rejected_flags`` lists the
+  pedagogy flags the rejected reply carried (why it lost).
 """
 
 from __future__ import annotations
@@ -23,8 +30,8 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +41,20 @@ from ..data.privacy import Scrubber, intro_names
 from ..data.schema import Dialogue, Example, Turn, parse_metadata
 from ..errors import EduloraError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+#: A review's outcomes; only ``approved`` rows are exported by default.
+STATUSES = ("pending", "approved", "rejected")
+
+_COLUMNS = ("completion_id", "teacher", "created_at", "updated_at", "adapter", "model", "subject", "grade_level",
+            "teaching_style", "messages", "reply", "rating", "comment", "correction", "answer", "solution", "flags",
+            "status", "reviewed_by", "reviewed_at")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY,
-    completion_id TEXT NOT NULL UNIQUE,
+    completion_id TEXT NOT NULL,
+    teacher TEXT NOT NULL DEFAULT '',  -- who rated: a teacher token's name, 'api-key' or 'local' ('' before schema 3)
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     adapter TEXT,              -- adapter name; NULL for the base model
@@ -51,9 +66,14 @@ CREATE TABLE IF NOT EXISTS feedback (
     reply TEXT NOT NULL,
     rating INTEGER,            -- 1 (good), -1 (bad) or NULL (not rated)
     comment TEXT,
-    correction TEXT,           -- the teacher's better reply
+    correction TEXT,           -- the teacher's better reply (as edited in review)
     answer TEXT,               -- the teacher's key the tutor was given (schema 2)
-    solution TEXT
+    solution TEXT,
+    flags TEXT NOT NULL DEFAULT '[]',         -- JSON: pedagogy flags computed on the reply (schema 3)
+    status TEXT NOT NULL DEFAULT 'pending',   -- pending / approved / rejected
+    reviewed_by TEXT,
+    reviewed_at REAL,
+    UNIQUE (completion_id, teacher)
 );
 """
 
@@ -74,12 +94,49 @@ class FeedbackItem:
     #: The teacher's key the reply was written with; exported, so training sees the same key.
     answer: str | None = None
     solution: str | None = None
+    #: Who rated; each teacher has a row of their own for the same reply.
+    teacher: str = ""
+    #: Pedagogy flags the server computed on the reply (``flags.reply_flags``).
+    flags: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "pending"
+    reviewed_by: str | None = None
+    #: The database row (None until stored).
+    id: int | None = None
 
     @property
     def metadata(self) -> dict[str, str]:
         raw = {"subject": self.subject, "grade_level": self.grade_level, "teaching_style": self.teaching_style,
                "answer": self.answer, "solution": self.solution}
         return {k: v for k, v in raw.items() if v}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a schema 1 or 2 table to schema 3: one row per reply becomes one row per reply and teacher.
+
+    SQLite cannot drop the old UNIQUE(completion_id), so the table is copied; old rows keep an
+    unknown teacher ('') and wait for review like new ones.
+    """
+    columns = {row[1] for row in db.execute("PRAGMA table_info(feedback)")}
+    if "teacher" in columns:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for name in ("answer", "solution"):
+            if name not in columns:  # schema 1: no key columns yet
+                db.execute(f"ALTER TABLE feedback ADD COLUMN {name} TEXT")
+        db.execute("ALTER TABLE feedback RENAME TO feedback_old")
+        db.execute(_SCHEMA)
+        kept = ("id", "completion_id", "created_at", "updated_at", "adapter", "model", "subject", "grade_level",
+                "teaching_style", "messages", "reply", "rating", "comment", "correction", "answer", "solution")
+        db.execute(f"INSERT INTO feedback ({', '.join(kept)}) SELECT {', '.join(kept)} FROM feedback_old")
+        db.execute("DROP TABLE feedback_old")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 class FeedbackStore:
@@ -92,42 +149,73 @@ class FeedbackStore:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise EduloraError(f"{self.path}: written by a newer edulora (schema {version}); upgrade edulora")
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(feedback)")}
-            for name in ("answer", "solution"):
-                if name not in columns:  # a schema-1 database: no key columns yet
-                    self._db.execute(f"ALTER TABLE feedback ADD COLUMN {name} TEXT")
+            self._db.executescript(_SCHEMA)
+            _migrate(self._db)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as err:
             raise EduloraError(f"{self.path}: not a usable feedback database ({err})") from None
         self._lock = threading.Lock()
 
     def record(self, item: FeedbackItem) -> int:
-        """Insert or update the feedback for one reply; returns its row id."""
+        """Insert or update one teacher's feedback on one reply; returns its row id.
+
+        A new row takes the item's ``status`` (the server's are ``pending``); a change to the rating,
+        comment or better reply sends a reviewed row back to ``pending``: what was approved is not
+        what is there any more.
+        """
         now = time.time()
+        values = {**{k: getattr(item, k) for k in _COLUMNS if hasattr(item, k)}, "created_at": now,
+                  "updated_at": now, "messages": json.dumps(item.messages, ensure_ascii=False),
+                  "flags": json.dumps(item.flags, ensure_ascii=False), "comment": item.comment or None,
+                  "correction": item.correction or None, "reviewed_at": None}
         with self._lock:
             self._db.execute(
-                """INSERT INTO feedback (completion_id, created_at, updated_at, adapter, model, subject, grade_level,
-                       teaching_style, messages, reply, rating, comment, correction, answer, solution)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT(completion_id) DO UPDATE SET updated_at=excluded.updated_at, rating=excluded.rating,
-                       comment=excluded.comment, correction=excluded.correction""",
-                (item.completion_id, now, now, item.adapter, item.model, item.subject, item.grade_level,
-                 item.teaching_style, json.dumps(item.messages, ensure_ascii=False), item.reply, item.rating,
-                 item.comment or None, item.correction or None, item.answer, item.solution))
-            return self._db.execute("SELECT id FROM feedback WHERE completion_id = ?",
-                                    (item.completion_id,)).fetchone()[0]
+                f"""INSERT INTO feedback ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})
+                   ON CONFLICT(completion_id, teacher) DO UPDATE SET updated_at=excluded.updated_at,
+                       rating=excluded.rating, comment=excluded.comment, correction=excluded.correction,
+                       status=CASE WHEN rating IS excluded.rating AND comment IS excluded.comment
+                                    AND correction IS excluded.correction THEN status ELSE 'pending' END""",
+                [values[k] for k in _COLUMNS])
+            return self._db.execute("SELECT id FROM feedback WHERE completion_id = ? AND teacher = ?",
+                                    (item.completion_id, item.teacher)).fetchone()[0]
 
-    def items(self) -> Iterator[FeedbackItem]:
+    def review(self, row: int, status: str, reviewer: str, correction: str | None = None) -> FeedbackItem:
+        """Approve, reject (or reopen) row ``row``; ``correction`` not None replaces the better reply ("" removes it)."""
+        if status not in STATUSES:
+            raise EduloraError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
         with self._lock:
-            rows = self._db.execute(
-                "SELECT completion_id, model, messages, reply, adapter, subject, grade_level, teaching_style, rating, "
-                "comment, correction, answer, solution FROM feedback ORDER BY id").fetchall()
+            sets, args = "status = ?, reviewed_by = ?, reviewed_at = ?", [status, reviewer, time.time()]
+            if correction is not None:
+                sets, args = sets + ", correction = ?", [*args, correction.strip() or None]
+            if self._db.execute(f"UPDATE feedback SET {sets} WHERE id = ?", [*args, row]).rowcount == 0:
+                raise KeyError(row)
+        return self.item(row)
+
+    def _select(self, where: str = "", args: Sequence[Any] = ()) -> list[FeedbackItem]:
+        names = ("id", "completion_id", "model", "messages", "reply", "adapter", "subject", "grade_level",
+                 "teaching_style", "rating", "comment", "correction", "answer", "solution", "teacher", "flags",
+                 "status", "reviewed_by")
+        with self._lock:
+            rows = self._db.execute(f"SELECT {', '.join(names)} FROM feedback {where} ORDER BY id", args).fetchall()
+        items = []
         for row in rows:
-            yield FeedbackItem(row[0], row[1], json.loads(row[2]), *row[3:])
+            values = dict(zip(names, row))
+            values["messages"], values["flags"] = json.loads(values["messages"]), json.loads(values["flags"])
+            items.append(FeedbackItem(**values))
+        return items
+
+    def items(self, status: str | None = None) -> Iterator[FeedbackItem]:
+        """Every row, oldest first; only those with ``status`` when given."""
+        yield from self._select("WHERE status = ?", (status,)) if status else self._select()
+
+    def item(self, row: int) -> FeedbackItem:
+        found = self._select("WHERE id = ?", (row,))
+        if not found:
+            raise KeyError(row)
+        return found[0]
 
     def count(self) -> int:
         with self._lock:
@@ -148,16 +236,31 @@ def sft_record(item: FeedbackItem, response: str) -> dict[str, Any]:
     return Dialogue(turns=dialogue, metadata=meta).to_dict()
 
 
+def _unique(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records in order without repeats: two teachers approving the same reply make one record, not two."""
+    seen: set[str] = set()
+    out = []
+    for record in records:
+        key = json.dumps(record, sort_keys=True, ensure_ascii=False)
+        if key not in seen:
+            seen.add(key)
+            out.append(record)
+    return out
+
+
 def preference_pairs(items: list[FeedbackItem]) -> list[dict[str, Any]]:
+    """Chosen-over-rejected pairs; ``rejected_flags`` are the pedagogy flags of the reply that lost."""
     pairs: list[dict[str, Any]] = []
 
-    def pair(item: FeedbackItem, chosen: str, rejected: str) -> None:
+    def pair(item: FeedbackItem, chosen: str, rejected: FeedbackItem) -> None:
         pairs.append({"prompt": item.messages, "chosen": [{"role": "assistant", "content": chosen}],
-                      "rejected": [{"role": "assistant", "content": rejected}], "metadata": item.metadata})
+                      "rejected": [{"role": "assistant", "content": rejected.reply}], "metadata": item.metadata,
+                      "rejected_flags": [{k: f.get(k) for k in ("code", "label", "evidence")}
+                                         for f in rejected.flags]})
 
     for item in items:
         if item.correction and item.correction.strip() and item.correction.strip() != item.reply.strip():
-            pair(item, item.correction, item.reply)
+            pair(item, item.correction, item)
     # Replies to the very same conversation, one rated up and one down, also say which is better.
     by_prompt: dict[str, list[FeedbackItem]] = {}
     for item in items:
@@ -168,8 +271,8 @@ def preference_pairs(items: list[FeedbackItem]) -> list[dict[str, Any]]:
         for g in good:
             for b in bad:
                 if g.reply.strip() and b.reply.strip() and g.reply.strip() != b.reply.strip():
-                    pair(g, g.reply, b.reply)
-    return pairs
+                    pair(g, g.reply, b)
+    return _unique(pairs)
 
 
 def scrubbed(item: FeedbackItem, scrubber: Scrubber) -> tuple[FeedbackItem, int]:
@@ -192,7 +295,8 @@ def scrubbed(item: FeedbackItem, scrubber: Scrubber) -> tuple[FeedbackItem, int]
 
     item = dataclasses.replace(item, messages=[{**m, "content": clean(m["content"])} for m in item.messages],
                                reply=clean(item.reply) or "", correction=clean(item.correction),
-                               comment=clean(item.comment))
+                               comment=clean(item.comment),
+                               flags=[{**f, "evidence": clean(f.get("evidence"))} for f in item.flags])
     return item, replaced
 
 
@@ -203,11 +307,14 @@ class ExportCounts:
     rows: int
     #: Personal details replaced by placeholders (0 with ``raw``).
     replaced: int = 0
+    #: Rows left out because no teacher approved them (0 with ``include_all``).
+    unapproved: int = 0
 
     def summary(self, out: object, pairs_out: object | None, raw: bool) -> str:
         return (f"{self.rows} feedback rows -> {self.sft} SFT records in {out}"
                 + (f", {self.pairs} preference pairs in {pairs_out}" if pairs_out else "")
-                + ("; students' text kept as written (--raw)" if raw else f"; {self.replaced} personal details replaced"))
+                + ("; students' text kept as written (--raw)" if raw else f"; {self.replaced} personal details replaced")
+                + (f"; {self.unapproved} rows not approved, left out (--all includes them)" if self.unapproved else ""))
 
 
 def default_feedback_db() -> Path:
@@ -217,11 +324,12 @@ def default_feedback_db() -> Path:
 
 
 def export_feedback(db: str | Path | None, out: str | Path, pairs_out: str | Path | None = None, *,
-                    raw: bool = False) -> ExportCounts:
-    """SFT records (rated 👍 or corrected replies) to ``out``, preference pairs to ``pairs_out``.
+                    raw: bool = False, include_all: bool = False) -> ExportCounts:
+    """SFT records (replies rated good, or corrected) to ``out``, preference pairs to ``pairs_out``.
 
-    ``db`` None is the default database. Students' personal details (names, e-mail, phone,
-    addresses, IDs) are scrubbed unless ``raw`` (a teacher's own review; never train on that).
+    Only rows a teacher approved in the review view, unless ``include_all`` (pending and rejected
+    ones too). ``db`` None is the default database. Students' personal details (names, e-mail,
+    phone, addresses, IDs) are scrubbed unless ``raw`` (a teacher's own review; never train on that).
     """
     for target in (out, pairs_out):
         if target is not None:
@@ -234,18 +342,20 @@ def export_feedback(db: str | Path | None, out: str | Path, pairs_out: str | Pat
         items = list(store.items())
     finally:
         store.close()
+    unapproved = 0 if include_all else sum(i.status != "approved" for i in items)
+    items = items if include_all else [i for i in items if i.status == "approved"]
     replaced = 0
     if not raw:
         scrubber = Scrubber()
         cleaned = [scrubbed(i, scrubber) for i in items]
         items, replaced = [i for i, _ in cleaned], sum(n for _, n in cleaned)
     # An empty reply teaches nothing (and is not a valid record).
-    sft = [sft_record(i, i.correction if i.correction else i.reply) for i in items
-           if (i.correction and i.correction.strip()) or (i.rating == 1 and i.reply.strip())]
+    sft = _unique([sft_record(i, i.correction if i.correction else i.reply) for i in items
+                   if (i.correction and i.correction.strip()) or (i.rating == 1 and i.reply.strip())])
     with atomic_text_writer(out) as handle:
         handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in sft)
     pairs = preference_pairs(items)
     if pairs_out is not None:
         with atomic_text_writer(pairs_out) as handle:
             handle.writelines(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs)
-    return ExportCounts(len(sft), len(pairs), len(items), replaced)
+    return ExportCounts(len(sft), len(pairs), len(items), replaced, unapproved)

@@ -13,10 +13,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from ..data.schema import MAX_FIELD_CHARS, Metadata
+from ..data.schema import MAX_FIELD_CHARS, GradeLevel, Metadata, TeachingStyle, parse_grade_level, parse_teaching_style
 from ..generation import Sampling
 from .engine import MAX_STOP_CHARS, MAX_STOPS, ContextTooLong, EngineStopped, GenerationFailed, QueueFull
-from .service import Chat, FeedbackDisabled, NotYours, UnknownModel, UnknownReply
+from .service import Chat, FeedbackDisabled, NotYours, UnknownFeedback, UnknownModel, UnknownReply
 
 MAX_MESSAGES = 200
 _UNSUPPORTED = ("frequency_penalty", "presence_penalty", "tools", "functions", "tool_choice", "logprobs",
@@ -58,6 +58,20 @@ def _stops(value: Any) -> tuple[str, ...]:
     return tuple(stops)
 
 
+def _level(parse: Any) -> Any:
+    """A validator reading a teacher's wording ("grade 7", "Socratic") into the schema's value, or refusing it."""
+    def check(value: Any) -> Any:
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise PydanticCustomError("invalid_type", "must be a string")
+        try:
+            return parse(value)
+        except ValueError as err:
+            raise PydanticCustomError("invalid_value", str(err)) from None
+    return BeforeValidator(check)
+
+
 Text = Annotated[str, BeforeValidator(_text)]
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 Note = Annotated[str | None, Field(max_length=MAX_FIELD_CHARS)]
@@ -74,10 +88,13 @@ class ChatMessage(Strict):
 
 
 class Key(Strict):
-    """The teacher's key for the conversation (the request's ``metadata``): the tutor never states it."""
+    """The request's ``metadata``: the teacher's key for the conversation (the tutor never states it),
+    and the grade level and teaching style to teach in when not the adapter's own."""
 
     answer: Note = None
     solution: Note = None
+    grade_level: Annotated[GradeLevel | None, _level(parse_grade_level)] = None
+    teaching_style: Annotated[TeachingStyle | None, _level(parse_teaching_style)] = None
 
 
 class StreamOptions(Strict):
@@ -134,8 +151,11 @@ class ChatBody(Strict):
                         repetition_penalty=self.repetition_penalty or repetition_penalty)
 
     def key(self) -> Metadata | None:
-        key = self.metadata.model_dump(include={"answer", "solution"}, exclude_none=True) if self.metadata else {}
-        return Metadata(extra=key) if key else None
+        if self.metadata is None:
+            return None
+        key = self.metadata.model_dump(include={"answer", "solution"}, exclude_none=True)
+        meta = Metadata(grade_level=self.metadata.grade_level, teaching_style=self.metadata.teaching_style, extra=key)
+        return meta if key or meta.grade_level or meta.teaching_style else None
 
 
 class FeedbackBody(Strict):
@@ -146,6 +166,14 @@ class FeedbackBody(Strict):
     feedback_token: Id
     rating: Literal[1, -1] | None = None
     comment: Note = None
+    correction: Note = None
+
+
+class ReviewBody(Strict):
+    """A teacher's decision on a feedback item: approve (optionally with an edited better reply), reject, reopen."""
+
+    status: Literal["approved", "rejected", "pending"]
+    #: The better reply to train on, as edited in review; absent: keep the rater's.
     correction: Note = None
 
 
@@ -165,6 +193,7 @@ def validation_error(err: ValidationError | Any) -> ApiError:
 _SERVICE_ERRORS: dict[type[Exception], tuple[int, str, str | None, str]] = {
     UnknownModel: (404, "invalid_request_error", "model", "model_not_found"),
     UnknownReply: (404, "invalid_request_error", "completion_id", "completion_not_found"),
+    UnknownFeedback: (404, "invalid_request_error", None, "feedback_not_found"),
     NotYours: (403, "permission_error", "feedback_token", "invalid_feedback_token"),
     FeedbackDisabled: (404, "invalid_request_error", None, "feedback_disabled"),
     ContextTooLong: (400, "invalid_request_error", "messages", "context_length_exceeded"),
@@ -187,7 +216,7 @@ def completion(chat: Chat, text: str) -> dict[str, Any]:
     return {"id": gen.id, "object": "chat.completion", "created": gen.created, "model": chat.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                          "finish_reason": gen.finish_reason, "logprobs": None}],
-            "usage": chat.usage(), "system_fingerprint": None, "edulora": chat.info}
+            "usage": chat.usage(), "system_fingerprint": None, "edulora": {**chat.info, "flags": chat.flags}}
 
 
 def chunk(chat: Chat, delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..errors import EduloraError
-from .service import TutorService
+from .service import TutorService, parse_teachers
 
 #: Connections the kernel holds for us while the server is busy accepting (uvicorn's default).
 BACKLOG = 2048
@@ -34,11 +34,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_exposure(host: str, api_key: str | None) -> None:
-    """Off loopback the tutor is on the network: refuse to serve it there without an API key."""
-    if not is_loopback(host) and not api_key:
+def check_exposure(host: str, locked: object) -> None:
+    """Off loopback the tutor is on the network: refuse to serve it there unless ``locked`` (by a key or tokens)."""
+    if not is_loopback(host) and not locked:
         raise EduloraError(f"serving on {host} exposes the tutor to the network: set --api-key "
-                           "(or EDULORA_API_KEY), or bind to 127.0.0.1")
+                           "(or EDULORA_API_KEY) or --teacher NAME=TOKEN, or bind to 127.0.0.1")
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -61,7 +61,7 @@ class TutorServer:
 
         from .app import create_app
 
-        check_exposure(host, service.api_key)
+        check_exposure(host, service.locked)
         self.service = service
         self._socket = _bind(host, port)
         config = uvicorn.Config(create_app(service), lifespan="off", log_config=None, backlog=BACKLOG,
@@ -108,20 +108,23 @@ class TutorServer:
 
 
 def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base: str | None = None,
-          host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None, feedback: bool = True,
+          host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None, teachers: Sequence[str] = (),
+          feedback: bool = True,
           feedback_db: str | Path | None = None, precision: str = "auto", allow_pickle: bool = False,
           max_batch: int = 8, max_queue: int = 64, max_tokens: int = 256, route_threshold: float = 0.2,
           fallback_adapter: str | None = None, log: Callable[[str], None] = print) -> None:
     """Serve ``adapters`` (``"NAME=RUN"``, a run / adapter path, or ``(name, path)``) until SIGINT / SIGTERM.
 
     One base model with every adapter beside it; ``model`` in a request picks the adapter and
-    ``"auto"`` routes by subject. ``log`` receives the start-up lines (where the page is).
+    ``"auto"`` routes by subject. ``teachers`` are ``"NAME=TOKEN"``: each teacher's own key, under
+    whose name their ratings and reviews are stored. ``log`` receives the start-up lines (where the page is).
     """
     from .engine import load_engine, parse_adapter_arg
     from .feedback import FeedbackStore, default_feedback_db
     from .router import Router
 
-    check_exposure(host, api_key)  # before the slow model load
+    tokens = parse_teachers(list(teachers), api_key)
+    check_exposure(host, api_key or tokens)  # before the slow model load
     for name, value in (("max_batch", max_batch), ("max_queue", max_queue), ("max_tokens", max_tokens)):
         if value < 1:
             raise EduloraError(f"{name} must be at least 1")
@@ -134,13 +137,13 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
     router.prepare()
     store = FeedbackStore(feedback_db or default_feedback_db()) if feedback else None
     try:
-        server = TutorServer(TutorService(engine, router, store, api_key), host, port)
+        server = TutorServer(TutorService(engine, router, store, api_key, tokens), host, port)
         engine.start()
         log(f"Serving {engine.base_id} with adapters: {', '.join(engine.adapters) or 'none'} "
             f"(auto routing: {router.method})")
         if store is not None:
             log(f"Feedback database: {store.path}")
-        log(f"Teacher page: {server.url}/   API: {server.url}/v1")
+        log(f"Teacher page: {server.url}/   Review: {server.url}/review   API: {server.url}/v1")
         server.run()
     finally:
         engine.stop()

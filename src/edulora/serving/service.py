@@ -2,8 +2,12 @@
 
 ``TutorService`` holds the engine, the router and the feedback store, and answers in plain data:
 which models exist (with their subject, grade level and style), which adapter a request goes
-to, a queued reply, a teacher's rating. Its exceptions say what went wrong in the caller's
-terms; the HTTP layer maps each to a status code.
+to, a queued reply and its pedagogy flags, a teacher's rating, the review of collected feedback.
+Its exceptions say what went wrong in the caller's terms; the HTTP layer maps each to a status code.
+
+Who is asking: the holder of the API key (``api-key``), a teacher by the name their token was
+given (``teachers``), or ``local`` on a loopback server without keys. Ratings are stored per
+teacher, so one teacher's rating never replaces another's.
 """
 
 from __future__ import annotations
@@ -17,11 +21,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..data.schema import Metadata
+from ..errors import EduloraError
 from ..formatting import Message
 from ..generation import Sampling
 from .engine import Engine, Generation
 from .feedback import FeedbackItem, FeedbackStore
+from .flags import Flag, reply_flags
 from .router import Route, Router
+
+#: Who is asking when the API key is used, and on a server that needs no key at all.
+API_KEY_IDENTITY, LOCAL_IDENTITY = "api-key", "local"
 
 
 class UnknownModel(LookupError):
@@ -40,6 +49,26 @@ class NotYours(PermissionError):
     """Feedback whose token is not the one sent with the reply: someone else's reply."""
 
 
+class UnknownFeedback(LookupError):
+    """A review of a feedback row that does not exist."""
+
+
+def parse_teachers(values: list[str], api_key: str | None = None) -> dict[str, str]:
+    """``NAME=TOKEN`` strings as {name: token}; names and tokens must be unique (a token names one teacher)."""
+    teachers: dict[str, str] = {}
+    for value in values:
+        name, sep, token = value.partition("=")
+        name, token = name.strip(), token.strip()
+        if not sep or not name or not token:
+            raise EduloraError(f"teacher {value.split('=')[0]!r}: write NAME=TOKEN")
+        if name in teachers or name in (API_KEY_IDENTITY, LOCAL_IDENTITY):
+            raise EduloraError(f"teacher {name!r}: the name is taken")
+        if len(token) < 12 or token in teachers.values() or token == api_key:
+            raise EduloraError(f"teacher {name!r}: the token must be unique and at least 12 characters long")
+        teachers[name] = token
+    return teachers
+
+
 @dataclass
 class Chat:
     """A queued reply and who answers it."""
@@ -51,6 +80,8 @@ class Chat:
     #: The conversation as the client sent it, and the teacher's key: what a rating refers to.
     messages: list[Message] = field(default_factory=list)
     key: Metadata | None = None
+    #: Pedagogy flags computed on the finished reply (``complete``).
+    flags: list[Flag] = field(default_factory=list)
 
     @property
     def model(self) -> str:
@@ -69,6 +100,7 @@ class Served:
     messages: list[Message]
     key: Metadata | None
     reply: str
+    flags: list[Flag]
 
     @property
     def chars(self) -> int:
@@ -82,8 +114,10 @@ class TutorService:
     engine: Engine
     router: Router
     feedback: FeedbackStore | None = None
-    #: Clients must send ``Authorization: Bearer api_key`` when set.
+    #: Clients must send ``Authorization: Bearer api_key`` (or a teacher's token) when set.
     api_key: str | None = None
+    #: Teachers' own tokens, {name: token}: each rates under their name, and may use the API and review.
+    teachers: dict[str, str] = field(default_factory=dict)
     #: Highest ``max_tokens`` a request may ask for.
     max_tokens_cap: int = 2048
     #: Characters of recent conversations and replies kept in memory so teachers can rate them; the
@@ -93,6 +127,22 @@ class TutorService:
     _served: OrderedDict[str, Served] = field(default_factory=OrderedDict, init=False, repr=False)
     _served_chars: int = field(default=0, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @property
+    def locked(self) -> bool:
+        """Whether requests must carry a key (the API key or a teacher's token)."""
+        return bool(self.api_key or self.teachers)
+
+    def identify(self, token: str | None) -> str | None:
+        """Who sends bearer ``token``: ``api-key``, a teacher's name, ``local`` when no key is needed; None: nobody."""
+        if not self.locked:
+            return LOCAL_IDENTITY
+        given, found = (token or "").encode(), None
+        for name, secret in [(API_KEY_IDENTITY, self.api_key), *self.teachers.items()]:
+            # Every secret is compared, found or not: the time taken says nothing about which matched.
+            if secret and hmac.compare_digest(given, secret.encode()) and found is None:
+                found = name
+        return found
 
     def adapter(self, model: str) -> str | None:
         """The adapter a model id names (None: the base model)."""
@@ -142,36 +192,47 @@ class TutorService:
              key: Metadata | None = None) -> Chat:
         """Queue the tutor's next turn; raises the engine's ``QueueFull`` / ``ContextTooLong`` / ``EngineStopped``.
 
-        ``key`` is the teacher's answer / solution: the tutor gets it as private material.
+        ``key`` is the teacher's answer / solution (the tutor gets it as private material) and the
+        grade level / teaching style this conversation asks for instead of the adapter's.
         """
         route = self.resolve(model, messages)
         gen = self.engine.submit(messages, route.adapter, sampling, max_tokens=max_tokens, key=key)
         info = {"adapter": route.adapter, "model": self.model_id(route.adapter), **self.describe(route.adapter),
                 "routed": model == "auto", "route_score": round(route.score, 4), "route_reason": route.reason}
+        for name in ("grade_level", "teaching_style"):
+            if key is not None and getattr(key, name) is not None:
+                info[name] = getattr(key, name).value
         if self.feedback is not None:
             info["feedback_token"] = secrets.token_urlsafe(16)
         return Chat(gen, route, info, [dict(m) for m in messages], key)
 
-    def complete(self, chat: Chat, text: str) -> None:
-        """Remember a finished reply, so that whoever received it can rate it."""
+    def complete(self, chat: Chat, text: str) -> list[Flag]:
+        """The finished reply's pedagogy flags; remembers the reply, so that whoever received it can rate it."""
+        chat.flags = reply_flags(text, chat.messages, self.engine.metadata(chat.route.adapter, chat.key))
         if self.feedback is None or not text.strip() or chat.generation.finish_reason not in ("stop", "length"):
-            return
-        served = Served(chat.info, chat.messages, chat.key, text)  # not the generation: its token ids are large
+            return chat.flags
+        served = Served(chat.info, chat.messages, chat.key, text, chat.flags)  # not the generation: token ids are large
         with self._lock:
             self._served[chat.generation.id] = served
             self._served_chars += served.chars
             while self._served_chars > self.remember_chars and len(self._served) > 1:
                 self._served_chars -= self._served.popitem(last=False)[1].chars
+        return chat.flags
 
-    def rate(self, completion_id: str, token: str, *, rating: int | None, comment: str | None = None,
-             correction: str | None = None) -> int:
-        """Store a teacher's rating / comment / better reply of a reply this server produced.
-
-        The conversation, the reply, the key and the adapter's metadata are the server's own
-        record, never the client's; ``token`` (sent with the reply) proves the rater received it.
-        """
+    def _store(self) -> FeedbackStore:
         if self.feedback is None:
             raise FeedbackDisabled("feedback is off on this server")
+        return self.feedback
+
+    def rate(self, completion_id: str, token: str, *, rating: int | None, comment: str | None = None,
+             correction: str | None = None, teacher: str = LOCAL_IDENTITY) -> int:
+        """Store ``teacher``'s rating / comment / better reply of a reply this server produced.
+
+        The conversation, the reply, its flags, the key and the metadata are the server's own
+        record, never the client's; ``token`` (sent with the reply) proves the rater received it.
+        Each teacher has their own row: rating again changes only one's own.
+        """
+        store = self._store()
         with self._lock:
             served = self._served.get(completion_id)
         if served is None:
@@ -181,15 +242,26 @@ class TutorService:
         if not hmac.compare_digest(info["feedback_token"].encode(), token.encode()):
             raise NotYours("this feedback_token is not the one sent with that reply")
         key = served.key or Metadata()
-        return self.feedback.record(FeedbackItem(
+        return store.record(FeedbackItem(
             completion_id=completion_id, model=info["model"], messages=served.messages, reply=served.reply,
             adapter=info["adapter"], subject=info["subject"], grade_level=info["grade_level"],
             teaching_style=info["teaching_style"], rating=rating, comment=comment, correction=correction,
-            answer=key.answer, solution=key.solution))
+            answer=key.answer, solution=key.solution, teacher=teacher, flags=served.flags))
+
+    def feedback_items(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Collected feedback for the review view, oldest first (only ``status`` when given)."""
+        return [item.to_dict() for item in self._store().items(status)]
+
+    def review(self, row: int, reviewer: str, status: str, correction: str | None = None) -> dict[str, Any]:
+        """Approve / reject / reopen a feedback row; ``correction`` edits the better reply that will be trained on."""
+        try:
+            return self._store().review(row, status, reviewer, correction).to_dict()
+        except KeyError:
+            raise UnknownFeedback(f"no feedback item {row}") from None
 
     def health(self) -> dict[str, Any]:
         stats = self.engine.stats
         return {"status": "ok", "model": self.engine.base_id, "adapters": list(self.engine.adapters),
                 "queued": self.engine.pending, "batches": stats.batches, "mixed_batches": stats.mixed_batches,
-                "largest_batch": stats.largest_batch, "cancelled": stats.cancelled, "auth": bool(self.api_key),
+                "largest_batch": stats.largest_batch, "cancelled": stats.cancelled, "auth": self.locked,
                 "feedback": self.feedback is not None}

@@ -1,43 +1,26 @@
-// The teacher page: chat with a tutor through the server's own OpenAI-compatible API and rate replies.
-// Model text is only ever placed with textContent, so a reply can never inject markup into the page.
-// The teacher's key (answer, worked solution) goes with every request as metadata, never into the chat log.
+// The teacher page: run a tutoring conversation through the server's own OpenAI-compatible API, see
+// edulora's pedagogy flags on each reply, and rate or correct it (the review page decides what is trained on).
+// The teacher's key and this conversation's grade level and style go with every request as metadata,
+// never into the chat log. Helpers shared with the review page are in common.js.
 "use strict";
 
-const $ = (selector, root = document) => root.querySelector(selector);
-const state = { messages: [], busy: false, key: localStorage.getItem("edulora-key") || "" };
+const state = { messages: [], busy: false };
 
-function headers() {
-  const h = { "Content-Type": "application/json" };
-  if (state.key) h.Authorization = `Bearer ${state.key}`;
-  return h;
-}
-
-// The key for this conversation as the request's metadata; null when the teacher gave none.
-function teacherKey() {
-  const key = {};
+// This conversation's metadata: the key (answer, worked solution) and the grade level / style to teach in.
+function conversationMetadata() {
+  const meta = {};
   for (const field of ["answer", "solution"]) {
     const value = $(`#${field}`).value.trim();
-    if (value) key[field] = value;
+    if (value) meta[field] = value;
   }
-  return Object.keys(key).length ? key : null;
+  if ($("#grade").value) meta.grade_level = $("#grade").value;
+  if ($("#style").value) meta.teaching_style = $("#style").value;
+  return Object.keys(meta).length ? meta : null;
 }
 
 function showKeyState() {
-  $("#key-state").textContent = teacherKey() ? "(set for this conversation)" : "";
-}
-
-function showError(text) {
-  const box = $("#error");
-  box.textContent = text || "";
-  box.hidden = !text;
-}
-
-async function errorText(response) {
-  try {
-    return (await response.json()).error.message;
-  } catch {
-    return `${response.status} ${response.statusText}`;
-  }
+  const set = $("#answer").value.trim() || $("#solution").value.trim();
+  $("#key-state").textContent = set ? "(set for this conversation)" : "";
 }
 
 function describe(info) {
@@ -54,7 +37,7 @@ async function loadModels() {
   const response = await fetch("/v1/models", { headers: headers() });
   if (response.status === 401) {
     $("#settings").open = true;
-    showError("This server needs an API key: enter it under Settings.");
+    showError("This server needs a key: enter the API key or your teacher token under Settings.");
     return;
   }
   if (!response.ok) return showError(await errorText(response));
@@ -119,8 +102,8 @@ async function send(text) {
   const textBox = $(".text", node);
   const reply = { id: null, token: null, text: "" };
   const request = { model: $("#model").value, messages: asked, stream: true };
-  const key = teacherKey();
-  if (key) request.metadata = key;
+  const metadata = conversationMetadata();
+  if (metadata) request.metadata = metadata;
   try {
     const response = await fetch("/v1/chat/completions", {
       method: "POST", headers: headers(), body: JSON.stringify(request),
@@ -128,15 +111,16 @@ async function send(text) {
     if (!response.ok) throw new Error(await errorText(response));
     await readStream(response, (chunk) => {
       if (chunk.error) throw new Error(chunk.error.message);
-      if (chunk.edulora) {
+      if (chunk.edulora && chunk.edulora.model) {  // the first chunk: who answers
         reply.id = chunk.id;
         reply.token = chunk.edulora.feedback_token;
         $(".answered-by", node).textContent = describe(chunk.edulora);
       }
+      if (chunk.edulora && chunk.edulora.flags) showFlags($(".flags", node), chunk.edulora.flags);  // the last
       const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta.content;
       if (delta) {
         reply.text += delta;
-        textBox.textContent = reply.text;
+        textBox.textContent = displayText(reply.text);
         node.scrollIntoView({ block: "end" });
       }
     });
@@ -151,7 +135,8 @@ async function send(text) {
   }
 }
 
-// The server keeps the conversation and the reply; feedback names the reply and proves it was sent here.
+// The server keeps the conversation, the reply and its flags; feedback names the reply and proves it was
+// sent here, and the key under Settings says which teacher rates.
 function setUpFeedback(node, reply) {
   const box = $(".feedback", node);
   box.hidden = false;
@@ -173,7 +158,7 @@ function setUpFeedback(node, reply) {
   }
 
   function rate(value) {
-    rating = rating === value ? null : value;  // a second click takes the rating back
+    rating = rating === value ? null : value;  // a second press takes the rating back
     up.setAttribute("aria-pressed", String(rating === 1));
     down.setAttribute("aria-pressed", String(rating === -1));
     save();
@@ -186,12 +171,7 @@ function setUpFeedback(node, reply) {
 
 function setUp() {
   const input = $("#input");
-  $("#key").value = state.key;
-  $("#key").addEventListener("change", (event) => {
-    state.key = event.target.value.trim();
-    localStorage.setItem("edulora-key", state.key);
-    loadModels();
-  });
+  setUpKeyField(loadModels);
   $("#ask").addEventListener("submit", (event) => {
     event.preventDefault();
     const text = input.value.trim();
@@ -206,6 +186,9 @@ function setUp() {
     }
   });
   for (const field of ["#answer", "#solution"]) $(field).addEventListener("input", showKeyState);
+  $("#student-view").addEventListener("change", (event) => {
+    document.body.classList.toggle("student-view", event.target.checked);
+  });
   $("#reset").addEventListener("click", () => {
     state.messages = [];
     $("#answer").value = "";

@@ -1,0 +1,60 @@
+"""Pedagogy flags on one served reply: what a teacher should look at before it becomes training data.
+
+Each flag comes from edulora's own metrics (``edulora.evaluation.metrics``), the same ones the
+evaluation reports use, so what the page flags and what the evaluation counts cannot disagree:
+
+* ``reveals_answer``: the reply gives the final answer away (``answer_revealing``);
+* ``wrong_answer``: the reply asserts a final answer other than the teacher's key
+  (``answer_correctness``; only with a key, since an inferred answer is a guess);
+* ``no_question``: a Socratic tutor that leaves the student nothing to answer (``asks_question``).
+
+Flags are plain dicts (``code``, ``label``, ``evidence``) because they travel as JSON: in the
+reply's ``edulora`` block, in the feedback database and in exported preference pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..data.schema import Metadata, TeachingStyle
+from ..evaluation.metrics import answer_correctness, answer_revealing, asks_question
+from ..formatting import Message
+
+Flag = dict[str, Any]
+
+#: What each flag means, as the teacher page and the review view write it.
+LABELS = {
+    "reveals_answer": "gave the answer away",
+    "wrong_answer": "asserted a wrong answer",
+    "no_question": "asked no question (Socratic)",
+}
+
+
+def _flag(code: str, evidence: str | None = None) -> Flag:
+    return {"code": code, "label": LABELS[code], "evidence": evidence}
+
+
+def reply_flags(reply: str, messages: Sequence[Message], meta: Metadata | None = None) -> list[Flag]:
+    """The flags ``reply`` earns as the answer to ``messages`` (the conversation, ending with the student).
+
+    ``meta`` is what the tutor was asked to be: its teaching style and the teacher's key.
+    """
+    meta = meta or Metadata()
+    if not reply.strip():
+        return []
+    history = [m for m in messages if m["role"] != "system"]
+    answer, solution = meta.answer, meta.solution
+    keyed = bool((answer or "").strip() or (solution or "").strip())
+    flags: list[Flag] = []
+    reveal = answer_revealing(reply, answer=answer, history=history, reference=solution)
+    # With a key, a wrong final answer is its own, more precise flag; without one, any asserted answer is telling.
+    if reveal.revealed and (reveal.correct is not False or not keyed):
+        flags.append(_flag("reveals_answer", reveal.evidence))
+    if keyed:
+        correctness = answer_correctness(reply, answer=answer, history=history, reference=solution)
+        if correctness.score == 0.0:
+            flags.append(_flag("wrong_answer", correctness.evidence))
+    if meta.teaching_style is TeachingStyle.SOCRATIC and not asks_question(reply):
+        flags.append(_flag("no_question"))
+    return flags
