@@ -459,6 +459,7 @@ def test_misconception_needs_both_naming_and_correcting() -> None:
     ("So the answer is to make a complete loop from the battery, through the bulb, and back.",
      "a complete loop from the battery through the bulb and back", True),
     ("Which two values make both equations true? Try x first.", "x = 7, y = 3", False),
+    ("The area is 28 square centimetres.", "28 cm^2", True),   # a unit's power is no second number
 ])
 def test_revealing_reads_fractions_step_lists_and_keys_of_several_parts(reply, key, revealed):
     result = m.answer_revealing(reply, key, problem="Solve the problem on the worksheet.")

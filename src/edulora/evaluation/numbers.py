@@ -113,6 +113,8 @@ def parse_number(text: str) -> float | None:
 
     "12", "12.0", "$12", "12 apples", "twelve", "3/4", "x = 5" give a value; "2 and 3", "blue" give None.
     """
+    # "28 cm^2", "9.8 m/s^2": the power belongs to the unit, it is not a second number.
+    text = re.sub(r"(?<=[a-zA-Z])\^-?\d\b", "", text)
     mentions = find_numbers(text)
     if len(mentions) != 1:
         return None
