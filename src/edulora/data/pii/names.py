@@ -1,0 +1,231 @@
+"""Names found from the words around them, in several languages and scripts.
+
+A capitalized word alone is no evidence ("Rosa Parks refused…", "Sara has 12 marbles", "In May"),
+so a name is only taken after (or before) a cue: a self-introduction ("I'm José", "me llamo …",
+"меня зовут …", "我叫…", "मेरा नाम … है"), a relative or friend ("my mom Linda Okafor", "grandma
+Rosa"), a title ("Mr. Tanaka", "Frau Schneider"), a greeting or sign-off ("Great job, Aisha!",
+"- Kwame"), or a request ("ask for Tommy"). Lower-case names ("my name is jose", "hi it's kevin")
+are only taken after the strongest cues, since "I'm stuck" and "call me later" are not names.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .words import MONTHS, NOT_NAMES, POSSESSIVES, PUBLIC_FIGURES, RELATIVES, TITLES
+
+# Letters of any script, plus the Devanagari vowel signs and viramas Python's \w leaves out.
+_L = r"(?:[^\W\d_]|[\u0900-\u0963\u0971-\u097f])"
+_WORD = re.compile(rf"{_L}+(?:['’-]{_L}+)*")
+_GAP = re.compile(r"[ \t]+")
+_AND = re.compile(r"\s*(?:,\s*)?(?:and|&|y|e|et|und|и|και)\s+", re.IGNORECASE)
+_MONTH = re.compile(rf"(?:{MONTHS})", re.IGNORECASE)
+# Verbs and particles of languages without capitals that follow a name ("मेरा नाम राहुल है").
+_CASELESS_STOP = frozenset("है हूँ हूं था थी और का की के में से को भी".split())
+_LITERARY = re.compile(r"\b(?:novel|story|stories|book|poem|play|character|characters|author|film|movie|series|"
+                       r"fairy\s+tale|wrote|written)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class _Cue:
+    pattern: re.Pattern[str]
+    lower: bool = False  # a lower-case name may follow
+    words: int = 3  # at most this many words
+    possessive: bool = True  # "my sister Ana's" yes; "This is Newton's law" is no introduction
+    pair: bool = False  # "Ahmed and Fatima Hassan"
+    public: bool = True  # a public figure may be meant ("Mr. Darcy"): checked for titles
+    verb_like: bool = False  # "I'm Exhausted": a capitalized -ing/-ed word is a state, not a name
+    confirm: bool = False  # the name must end the sentence or be followed by "here", "from", ", I …"
+
+
+def _words(alternatives: str) -> str:
+    return "|".join(sorted((re.escape(w) for w in alternatives.split()), key=len, reverse=True))
+
+
+_I = re.IGNORECASE
+_M = re.IGNORECASE | re.MULTILINE
+_GREETING = (r"(?:hi|hey|hello|hiya|heya|yo|hola|bonjour|salut|hallo|ciao|olá|oi|good\s+(?:morning|afternoon|evening)|"
+             r"buenos\s+días|buenas)")
+_POSS = _words(" ".join(POSSESSIVES))
+_KIN = _words(" ".join(RELATIVES))
+_LOWER_KIN = ("grandma grandpa granny nana aunt auntie aunty uncle cousin coach abuela abuelo tía tío tante oncle "
+              "oma opa nonna nonno бабушка дедушка")
+_KIN_LINK = (r"(?:\s*,|\s+(?:is|was|are|were|named|called|se\s+llama|se\s+llaman|s['’]appelle|heißt|heisst|"
+             r"si\s+chiama|se\s+chama|зовут))?")
+_END = r"(?:$|[.!?,;:)\n])"
+
+_CUES = (
+    # Self-introductions strong enough to take a lower-case name.
+    _Cue(re.compile(
+        r"(?<!\w)(?:my\s+(?:real\s+|full\s+|first\s+|nick\s*)?name\s+is|my\s+(?:real\s+|full\s+)?name['’]s|name\s*:|"
+        r"(?:you\s+can\s+)?call\s+me|(?:everyone|everybody|they|people|friends)\s+calls?\s+me|i\s+go\s+by|"
+        r"me\s+llamo|mi\s+nombre\s+es|je\s+m['’]appelle|mon\s+(?:pr[ée]nom|nom)\s+est|ich\s+hei(?:ß|ss)e|"
+        r"mein\s+name\s+ist|mi\s+chiamo|il\s+mio\s+nome\s+è|me\s+chamo|meu\s+nome\s+é|меня\s+зовут|мо[её]\s+имя|"
+        r"με\s+λένε|ονομάζομαι|το\s+όνομά\s+μου\s+είναι|मेरा\s+नाम)\s+", _I), lower=True, pair=True),
+    # After a greeting, "it's …" and "this is …" introduce the writer, in lower case too.
+    _Cue(re.compile(rf"(?:^|[.!?]\s+)\s*{_GREETING}\b[\s,!.]*(?:it['’]?s|this\s+is|c['’]est|soy|es|sono|"
+                    r"i['’]?m|i\s+am)\s+", _M), lower=True, possessive=False),
+    _Cue(re.compile(r"(?<!\w)(?:[Ii]['’]m|im|[Ii]\s+am)\s+"), verb_like=True, pair=True),
+    _Cue(re.compile(r"(?<!\w)(?:soy|je\s+suis|sono|eu\s+sou|ich\s+bin|я|είμαι)\s+", _I), pair=True),
+    # "This is Priya from 7B" without a greeting; "This is Newton's law" is not one.
+    _Cue(re.compile(r"(?:^|[.!?]\s+)\s*this\s+is\s+", _M), possessive=False, words=2, confirm=True),
+    _Cue(re.compile(rf"(?<!\w)(?:{_POSS})\s+(?:[^\W\d_]+\s+){{0,2}}?(?:{_KIN}){_KIN_LINK}\s+", _I), pair=True),
+    _Cue(re.compile(rf"(?<![\w.])(?:{_words(_LOWER_KIN)}){_KIN_LINK}\s+"), pair=True),
+    _Cue(re.compile(rf"(?<![\w.])(?:{'|'.join(TITLES)})\.?\s+"), public=False),
+    _Cue(re.compile(r"(?<!\w)(?:ask(?:ed)?|tell|told)(?:\s+for)?\s+", _I), words=2),
+    # Greetings and praise addressed to someone: "Hi Sam,", "Great job, Aisha!".
+    _Cue(re.compile(rf"(?:^|[.!?]\s+)\s*(?:{_GREETING}|dear|thanks|thank\s+you|(?:great|good|nice|awesome|excellent)"
+                    r"\s+(?:job|work|question|thinking|try|answer|effort)|well\s+done|awesome|excellent|amazing)"
+                    r"[\s,]+(?=\S+\s*[,!.?])", _M), words=2, possessive=False),
+)
+
+# Names before their cue: "Mateo here", and sign-offs at the very end: "- Kwame", "Love, Mia".
+_HERE = re.compile(rf"(?:^|[.!?]\s+)\s*(?:{_GREETING}[\s,!]+)?({_WORD.pattern}(?:\s+{_WORD.pattern})?)\s+here\b", _M)
+_SIGN_OFF = re.compile(rf"(?:^|[.!?]\s*|\n)\s*(?:[-–—~]+\s*|(?:thanks|thank\s+you|thx|cheers|love|best|regards|from)"
+                       rf"[,!]?\s+)({_WORD.pattern})\s*[.!]?\s*$", _I)
+# Scripts without spaces: the name runs to a particle or punctuation.
+_CJK = (
+    re.compile(r"(?:我叫|我名叫|我的名字是|我的名字叫|名字叫|名字是|(?:妈妈|爸爸|哥哥|姐姐|弟弟|妹妹|朋友|同学|老师|奶奶|爷爷|外婆|外公)叫)"
+               r"([\u4e00-\u9fff]{2,4}?)(?=[，,。.！!？?\s、；;]|$|今年|是|在|我|他|她|的|和)"),
+    re.compile(r"(?:名前は|なまえは)([\u3040-\u30ff\u4e00-\u9fff]{2,8}?)(?:です|だよ|といいます|と申します)"),
+    re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]{0,2}?([\u3040-\u30ff\u4e00-\u9fff]{2,8}?)(?:といいます|と申します)"),
+    re.compile(r"(?:이름은|이름이)\s*([\uac00-\ud7af]{2,4}?)(?:입니다|이에요|예요|이야|야|라고|이라고)"),
+)
+
+
+def _plain(word: str) -> tuple[str, bool]:
+    """The word without a possessive ending, and whether it had one."""
+    for ending in ("'s", "’s", "'", "’"):
+        if word.endswith(ending) and len(word) > len(ending) + 1:
+            return word[: -len(ending)], True
+    return word, False
+
+
+def _name_word(word: str, lower: bool) -> bool:
+    low = word.lower()
+    if low in NOT_NAMES or low in RELATIVES or low in _CASELESS_STOP or _MONTH.fullmatch(low):
+        return False
+    first = word[0]
+    if first.isupper():
+        return len(word) >= 2
+    if first.islower():
+        return lower and len(word) >= 2
+    return True  # a script without capitals (Devanagari, Arabic …): the cue decides
+
+
+def _take(text: str, pos: int, cue: _Cue) -> tuple[list[str], int]:
+    """The name (or names, with ``pair``) starting at ``pos``, and where they end."""
+    found: list[str] = []
+    words: list[str] = []
+    lowercase = False
+    end = pos
+    while len(words) < (2 if lowercase else cue.words):
+        start = end
+        if words:
+            gap = _GAP.match(text, end)
+            if not gap:
+                break
+            start = gap.end()
+        match = _WORD.match(text, start)
+        if not match:
+            break
+        word, possessive = _plain(match.group(0))
+        if possessive and not cue.possessive:
+            return [], pos
+        if not _name_word(word, cue.lower and (not words or lowercase)):
+            break
+        if words and word[0].isupper() != words[0][0].isupper():
+            break  # "Ana lopez": case changes, so only the first part is sure
+        if not words:
+            lowercase = word[0].islower()
+        words.append(word)
+        end = start + len(word)
+        if possessive:
+            break
+    if words and cue.verb_like and words[0][0].isupper() and len(words[0]) > 4 and words[0].endswith(("ing", "ed")):
+        return [], pos
+    if words:
+        found.append(" ".join(words))
+        more = _AND.match(text, end) if cue.pair else None
+        if more:
+            rest, rest_end = _take(text, more.end(), _Cue(cue.pattern, words=cue.words))
+            if rest:
+                found.extend(rest)
+                end = rest_end
+    return found, end
+
+
+def _public(name: str, text: str, at: int) -> bool:
+    """A titled name a lesson is about: a known figure, or a sentence about a book or a film."""
+    if any(w.lower() in PUBLIC_FIGURES for w in name.split()):
+        return True
+    sentence_start = max(text.rfind(c, 0, at) for c in ".!?\n") + 1
+    ends = [i for i in (text.find(c, at) for c in ".!?\n") if i != -1]
+    return bool(_LITERARY.search(text, sentence_start, min(ends) if ends else len(text)))
+
+
+def find_names(text: str) -> list[str]:
+    """Names given in ``text`` by cue words, in order of appearance, each once."""
+    spans: list[tuple[int, str]] = []
+    for cue in _CUES:
+        for match in cue.pattern.finditer(text):
+            names, _ = _take(text, match.end(), cue)
+            if not cue.public and names and _public(names[0], text, match.end()):
+                continue
+            if cue.confirm and names:
+                # "This is Priya, I …" / "This is Priya from 7B" / "This is Priya." — not "This is Paris, the capital".
+                after = text[match.end() + len(names[0]):]
+                if not re.match(r"\s*(?:$|[.!]|,?\s+(?:here|from|speaking|again)\b|,\s*(?:I|i|my)\b)", after):
+                    continue
+            spans.extend((match.end(), n) for n in names)
+    for match in _HERE.finditer(text):
+        names = [w for w in match.group(1).split() if _name_word(w, False)]
+        if names and len(names) == len(match.group(1).split()):
+            spans.append((match.start(1), match.group(1)))
+    for match in _SIGN_OFF.finditer(text):
+        if _name_word(match.group(1), False):
+            spans.append((match.start(1), match.group(1)))
+    for pattern in _CJK:
+        spans.extend((m.start(1), m.group(1)) for m in pattern.finditer(text))
+    seen: set[str] = set()
+    out: list[str] = []
+    for _, name in sorted(spans):
+        if name not in seen:
+            seen.add(name)
+            out.append(name)
+    return out
+
+
+def name_pattern(names: list[str]) -> re.Pattern[str] | None:
+    """One pattern for ``names`` and their distinctive parts ("Linda Okafor" → also "Okafor" alone),
+    longest first; a lower-case name also matches capitalized, a name that is a common word only as given."""
+    exact: set[str] = set()
+    folded: set[str] = set()
+    for name in names:
+        parts = [name] + (name.split() if " " in name else [])
+        for part in parts:
+            if len(part) < 2:
+                continue
+            if len(part) >= 3 and part.lower() not in NOT_NAMES and part.lower() not in RELATIVES:
+                folded.add(part)
+            elif part is name:
+                exact.add(part)
+    if not exact and not folded:
+        return None
+    alternatives = [(n, False) for n in exact] + [(n, True) for n in folded]
+    alternatives.sort(key=lambda item: len(item[0]), reverse=True)
+    return re.compile("|".join(_bounded(n, fold) for n, fold in alternatives))
+
+
+def _spaceless(char: str) -> bool:
+    return "\u3040" <= char <= "\u30ff" or "\u3400" <= char <= "\u9fff" or "\uac00" <= char <= "\ud7af"
+
+
+def _bounded(name: str, fold: bool) -> str:
+    """``name`` as a whole word; in scripts without spaces ("我叫王小明") the characters around it are
+    part of the sentence, so no word boundary is asked for there."""
+    body = f"(?i:{re.escape(name)})" if fold else re.escape(name)
+    before = "" if _spaceless(name[0]) else r"(?<![\w\[])"
+    after = "" if _spaceless(name[-1]) else r"(?![\w\]])"
+    return before + body + after
