@@ -23,6 +23,7 @@ _AND = re.compile(r"\s*(?:,\s*)?(?:and|&|y|e|et|und|и|και)\s+", re.IGNORECAS
 _MONTH = re.compile(rf"(?:{MONTHS})", re.IGNORECASE)
 # Verbs and particles of languages without capitals that follow a name ("मेरा नाम राहुल है").
 _CASELESS_STOP = frozenset("है हूँ हूं था थी और का की के में से को भी".split())
+_GERMAN = re.compile(r"\b(?:und|ist|der|die|das|ich|nicht|wir|ein|eine|mit|auf|wenn|haben)\b", re.IGNORECASE)
 _LITERARY = re.compile(r"\b(?:novel|story|stories|book|poem|play|character|characters|author|film|movie|series|"
                        r"fairy\s+tale|wrote|written)\b", re.IGNORECASE)
 
@@ -36,7 +37,8 @@ class _Cue:
     pair: bool = False  # "Ahmed and Fatima Hassan"
     public: bool = True  # a public figure may be meant ("Mr. Darcy"): checked for titles
     verb_like: bool = False  # "I'm Exhausted": a capitalized -ing/-ed word is a state, not a name
-    confirm: bool = False  # the name must end the sentence or be followed by "here", "from", ", I …"
+    confirm: bool = False  # the name must be followed by "here", "from", ", I …" (or end a "this is" sentence)
+    german: bool = True  # the cue also holds in German text
 
 
 def _words(alternatives: str) -> str:
@@ -53,27 +55,35 @@ _LOWER_KIN = ("grandma grandpa granny nana aunt auntie aunty uncle cousin coach 
               "oma opa nonna nonno бабушка дедушка")
 _KIN_LINK = (r"(?:\s*,|\s+(?:is|was|are|were|named|called|se\s+llama|se\s+llaman|s['’]appelle|heißt|heisst|"
              r"si\s+chiama|se\s+chama|зовут))?")
-_END = r"(?:$|[.!?,;:)\n])"
+_KIN_AFTER = re.compile(rf"\s+(?:{_KIN})\b", re.IGNORECASE)
 
 _CUES = (
     # Self-introductions strong enough to take a lower-case name.
     _Cue(re.compile(
-        r"(?<!\w)(?:my\s+(?:real\s+|full\s+|first\s+|nick\s*)?name\s+is|my\s+(?:real\s+|full\s+)?name['’]s|name\s*:|"
+        r"(?<!\w)(?:my\s+(?:real\s+|full\s+|first\s+|nick\s*)?name\s+is|my\s+(?:real\s+|full\s+)?names?['’]?s?|"
+        r"name\s*:|"
         r"(?:you\s+can\s+)?call\s+me|(?:everyone|everybody|they|people|friends)\s+calls?\s+me|i\s+go\s+by|"
         r"me\s+llamo|mi\s+nombre\s+es|je\s+m['’]appelle|mon\s+(?:pr[ée]nom|nom)\s+est|ich\s+hei(?:ß|ss)e|"
         r"mein\s+name\s+ist|mi\s+chiamo|il\s+mio\s+nome\s+è|me\s+chamo|meu\s+nome\s+é|меня\s+зовут|мо[её]\s+имя|"
         r"με\s+λένε|ονομάζομαι|το\s+όνομά\s+μου\s+είναι|मेरा\s+नाम)\s+", _I), lower=True, pair=True),
-    # After a greeting, "it's …" and "this is …" introduce the writer, in lower case too.
-    _Cue(re.compile(rf"(?:^|[.!?]\s+)\s*{_GREETING}\b[\s,!.]*(?:it['’]?s|this\s+is|c['’]est|soy|es|sono|"
-                    r"i['’]?m|i\s+am)\s+", _M), lower=True, possessive=False),
+    # After a greeting, "it's …" and "this is …" introduce the writer, in lower case too ("hey it's
+    # kevin", "Hi Ms. Novak, it's Ella").
+    _Cue(re.compile(rf"(?:^|[.!?]\s+)\s*{_GREETING}\b(?:[^!?\n]{{0,40}}?[,!.])?[\s,!.]*(?:it['’]?s|this\s+is|"
+                    r"c['’]est|soy|es|sono|i['’]?m|i\s+am)\s+", _M), lower=True, possessive=False),
     _Cue(re.compile(r"(?<!\w)(?:[Ii]['’]m|im|[Ii]\s+am)\s+"), verb_like=True, pair=True),
+    # "Im Hamid" is "I'm" typed fast, unless the text is German ("Im Winter").
+    _Cue(re.compile(r"(?<!\w)Im\s+"), verb_like=True, pair=True, german=False),
     _Cue(re.compile(r"(?<!\w)(?:soy|je\s+suis|sono|eu\s+sou|ich\s+bin|я|είμαι)\s+", _I), pair=True),
-    # "This is Priya from 7B" without a greeting; "This is Newton's law" is not one.
-    _Cue(re.compile(r"(?:^|[.!?]\s+)\s*this\s+is\s+", _M), possessive=False, words=2, confirm=True),
+    # "This is Priya from 7B", "It's Lucía from 3rd period" without a greeting; "This is Newton's
+    # law" and "It's Paris, the capital" are no introductions.
+    _Cue(re.compile(r"(?:^|[.!?]\s+)\s*(?:this\s+is|it['’]?s)\s+", _M), possessive=False, words=2, confirm=True),
     _Cue(re.compile(rf"(?<!\w)(?:{_POSS})\s+(?:[^\W\d_]+\s+){{0,2}}?(?:{_KIN}){_KIN_LINK}\s+", _I), pair=True),
     _Cue(re.compile(rf"(?<![\w.])(?:{_words(_LOWER_KIN)}){_KIN_LINK}\s+"), pair=True),
     _Cue(re.compile(rf"(?<![\w.])(?:{'|'.join(TITLES)})\.?\s+"), public=False),
     _Cue(re.compile(r"(?<!\w)(?:ask(?:ed)?|tell|told)(?:\s+for)?\s+", _I), words=2),
+    # Where someone sits in class: "I sit next to Jamal".
+    _Cue(re.compile(r"(?<!\w)(?:sit|sits|sat|sitting)\s+(?:next\s+to|beside|with|behind|in\s+front\s+of)\s+", _I),
+         words=2),
     # Greetings and praise addressed to someone: "Hi Sam,", "Great job, Aisha!".
     _Cue(re.compile(rf"(?:^|[.!?]\s+)\s*(?:{_GREETING}|dear|thanks|thank\s+you|(?:great|good|nice|awesome|excellent)"
                     r"\s+(?:job|work|question|thinking|try|answer|effort)|well\s+done|awesome|excellent|amazing)"
@@ -131,8 +141,8 @@ def _take(text: str, pos: int, cue: _Cue) -> tuple[list[str], int]:
         if not match:
             break
         word, possessive = _plain(match.group(0))
-        if possessive and not cue.possessive:
-            return [], pos
+        if possessive and not cue.possessive and not _KIN_AFTER.match(text, start + len(match.group(0))):
+            return [], pos  # "This is Newton's law" — but "this is Rafael's sister" names Rafael
         if not _name_word(word, cue.lower and (not words or lowercase)):
             break
         if words and word[0].isupper() != words[0][0].isupper():
@@ -168,7 +178,10 @@ def _public(name: str, text: str, at: int) -> bool:
 def find_names(text: str) -> list[str]:
     """Names given in ``text`` by cue words, in order of appearance, each once."""
     spans: list[tuple[int, str]] = []
+    german = _GERMAN.search(text) is not None
     for cue in _CUES:
+        if german and not cue.german:
+            continue
         for match in cue.pattern.finditer(text):
             names, _ = _take(text, match.end(), cue)
             if not cue.public and names and _public(names[0], text, match.end()):
@@ -176,7 +189,8 @@ def find_names(text: str) -> list[str]:
             if cue.confirm and names:
                 # "This is Priya, I …" / "This is Priya from 7B" / "This is Priya." — not "This is Paris, the capital".
                 after = text[match.end() + len(names[0]):]
-                if not re.match(r"\s*(?:$|[.!]|,?\s+(?:here|from|speaking|again)\b|,\s*(?:I|i|my)\b)", after):
+                ends = r"$|[.!]|" if match.group(0).strip().lower().startswith("this") else ""
+                if not re.match(rf"\s*(?:{ends},?\s+(?:here|from|speaking|again)\b|,\s*(?:I|i|my)\b)", after):
                     continue
             spans.extend((match.end(), n) for n in names)
     for match in _HERE.finditer(text):

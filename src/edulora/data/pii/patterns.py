@@ -34,8 +34,8 @@ HANDLE_AT = re.compile(r"(?<![\w@.\[])@[A-Za-z0-9_](?:[A-Za-z0-9_.]{0,28}[A-Za-z
 # "my tiktok is mateo.draws08", "add me on discord: pixelpanda#4821", "my login for the portal is x.y".
 HANDLE_CUED = re.compile(
     r"(?i:\b(?:insta|instagram|ig|tiktok|tik\s+tok|snap|snapchat|twitter|discord|roblox|minecraft|fortnite|xbox|"
-    r"psn|steam|twitch|youtube|username|user\s*name|login|gamertag|handle)"
-    r"(?:\s+(?:name|id|handle|username|account|tag))?(?:\s+[a-z][a-z ]{0,30}?\s+is)?\s*[:=-]?\s*(?:is\s+)?)"
+    r"psn|steam|twitch|youtube|username|user\s*name|login|gamertag|handle)\b"
+    r"(?:\s+(?:name|id|handle|username|account|tag))?(?:\s+[a-z][a-z ]{0,30}?\s+is)?\s*[:=-]?\s*(?:is\s+|as\s+)?)"
     r"(@?[A-Za-z0-9_][A-Za-z0-9_.#-]*[A-Za-z0-9_])"
 )
 
@@ -67,7 +67,7 @@ _BIRTH_WORD = (
 BIRTH_DATE = re.compile(
     r"(?:"
     rf"\b(?:my|our|his|her|their|mi|mon|ma|mein|meine|mio|mia|\w+['’]s)\s+(?:{_BIRTH_WORD})"
-    r"\s*(?:is|was|es|est|ist|è|é|:|=|-)?\s*(?:on\s+|the\s+|el\s+|le\s+|am\s+|il\s+)?"
+    r"\s*(?:is|was|es|est|ist|è|é|:|=|-)?\s*(?:(?:on|the|el|le|am|il)\s+){0,2}"
     r"|\b(?:dob|d\.o\.b\.?|date\s+of\s+birth|birth\s*date|fecha\s+de\s+nacimiento|date\s+de\s+naissance|"
     r"geburtsdatum|data\s+di\s+nascita)\s*(?:is\s+)?[:=-]?\s*"
     r"|(?:\bI\s+was|\bI['’]m|\bI\s+am|\bwe\s+were|\bmy\s+\w+\s+was|^|[.!?]\s+)\s*born\s+(?:on\s+|in\s+)?(?:the\s+)?"
@@ -97,7 +97,8 @@ ADDRESS = re.compile(
     r"(?:,\s*[A-Z][A-Za-z .'-]+,\s*[A-Z]{2}(?:\s+\d{5}(?:-\d{4})?)?)?"
     r"|\bP\.?\s?O\.?\s+Box\s+\d+\b"
     # "17 Rue de la Paix, 75002 Paris", "Calle Mayor 10, 28013 Madrid", "Lindenstraße 23, 10969 Berlin"
-    rf"|\b\d{{1,5}}[a-zA-Z]?,?\s+{_ROMANCE_STREET}\s+{_ROMANCE_NAME}{_POSTAL_CITY}"
+    # (after a number the street word may be lower case, as French writes it: "8 avenue Victor Hugo")
+    rf"|\b\d{{1,5}}[a-zA-Z]?,?\s+(?i:{_ROMANCE_STREET})\s+{_ROMANCE_NAME}{_POSTAL_CITY}"
     rf"|\b{_ROMANCE_STREET}\s+{_ROMANCE_NAME}\s+\d{{1,5}}[a-zA-Z]?\b{_POSTAL_CITY}"
     rf"|\b[A-ZÄÖÜ][a-zäöüß]+(?:-[A-ZÄÖÜ]?[a-zäöüß]+)*(?:straße|strasse|str\.|weg|gasse|platz|allee)\s+\d{{1,4}}[a-z]?\b"
     rf"{_POSTAL_CITY}"

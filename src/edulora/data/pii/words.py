@@ -82,6 +82,7 @@ RELATIVES = frozenset("""
 mom mum mommy mummy mother dad daddy father brother bro sister sis sibling siblings aunt auntie aunty
 uncle cousin grandma grandpa granny grandmother grandfather nana nan gran grandad granddad papa mama
 stepmom stepmum stepdad stepmother stepfather stepbrother stepsister parents parent guardian twin
+step-mom step-mum step-dad step-brother step-sister half-brother half-sister
 son daughter husband wife niece nephew godmother godfather
 friend friends bff buddy pal classmate classmates teacher teachers tutor coach neighbour neighbor
 boyfriend girlfriend babysitter nanny principal headteacher headmaster headmistress counselor counsellor
@@ -105,7 +106,7 @@ unsere mio mia miei mie il la meu minha мой моя мою моего моей
 """.split())
 
 #: Titles before a surname ("Mr. Tanaka", "Frau Schneider"); matched with their capital letter.
-TITLES = ("Mr", "Mrs", "Ms", "Mx", "Miss", "Dr", "Prof", "Coach", "Mme", "Mlle", "Madame", "Monsieur", "Herr",
+TITLES = ("Mr", "Mrs", "Ms", "Mx", "Miss", "Dr", "Prof", "Professor", "Coach", "Mme", "Mlle", "Madame", "Monsieur", "Herr",
           "Frau", "Sr", "Sra", "Srta", "Señor", "Señora", "Señorita", "Profesor", "Profesora", "Maestro",
           "Maestra", "Signor", "Signora")
 
