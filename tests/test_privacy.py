@@ -299,3 +299,14 @@ def test_training_data_is_scrubbed_whatever_its_shape(write_jsonl, shape, settin
         assert counts["train"]["EMAIL"] == 2 and counts["eval"]["EMAIL"] == 1 and counts["eval"]["NAME"] >= 2
     else:
         assert "pii_scrubbed" not in split.info
+
+
+def test_the_authored_sample_lessons_keep_their_text():
+    """Training now scrubs single-turn data too: 506 written lessons full of historical figures,
+    dates, numbers and word problems must come through it unchanged (one public website aside)."""
+    from edulora.data import sample_data_path
+    from edulora.data.formats import load_records
+
+    records = load_records(sample_data_path("tutoring.jsonl"))
+    _, report = scrub_records(records)
+    assert report.records == 506 and dict(report.counts) == {"URL": 1}
