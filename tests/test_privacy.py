@@ -161,6 +161,9 @@ def test_clean_records_report_nothing():
     ("mi abuela Carmen me ayuda", "mi abuela [NAME] me ayuda"),
     ("Frau Schneider ist meine Lehrerin", "Frau [NAME] ist meine Lehrerin"),
     ("my sister Ana's phone", "my sister [NAME]'s phone"),
+    # a third person's relatives count in a student's own message, not in a history lesson (above)
+    ("My friend Björn and I built it, his mom Ingrid helped", "My friend [NAME] and I built it, his mom [NAME] helped"),
+    ("Im Hamid, can u explain ratios", "Im [NAME], can u explain ratios"),
 ])
 def test_names_from_cue_words(text, expected):
     assert scrubbed(text) == expected
@@ -223,6 +226,13 @@ def test_new_kinds_are_replaced(text, expected):
     "我是初二的学生，我喜欢物理。",
     "The COVID-19 pandemic began in 2019; the F-16 first flew in 1974.",
     "The @ symbol is read as \"at\". The High Middle Ages came later.",
+    "Henry VIII and his wife Anne Boleyn had a daughter. Queen Victoria and her husband Albert had nine children.",
+    "Madame Curie discovered radium. Professor McGonagall teaches at Hogwarts.",
+    "Key organelles:\n- Nucleus\n- Mitochondria",
+    "Gravity here on Earth pulls at 9.8 m/s². Photosynthesis here means making food from light.",
+    "It's Halloween again! If in doubt, ask Google.",
+    "hello i am kinda lost, my name isn't important",
+    "Wir treffen uns im Zentrum. La madre Teresa ayudó a los pobres.",
 ])
 def test_ordinary_lesson_text_survives(text):
     assert scrubbed(text) == text
@@ -241,7 +251,8 @@ def test_our_message_set_is_large_enough_and_labels_are_in_the_text():
     assert len({i.type for m in pii for i in m.items}) >= 10
 
 
-@pytest.mark.parametrize("name", ["pii_messages.jsonl", "pii_messages_batch2.jsonl", "pii_messages_batch3.jsonl"])
+@pytest.mark.parametrize("name", ["pii_messages.jsonl", "pii_messages_batch2.jsonl", "pii_messages_batch3.jsonl",
+                                  "pii_messages_batch4.jsonl"])
 def test_recall_at_least_95_percent_and_no_ordinary_text_changed(name):
     result = evaluate_pii(DATA / name)
     assert result.recall >= 0.95, result.summary_lines(show_misses=True)

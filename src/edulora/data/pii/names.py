@@ -35,10 +35,11 @@ class _Cue:
     words: int = 3  # at most this many words
     possessive: bool = True  # "my sister Ana's" yes; "This is Newton's law" is no introduction
     pair: bool = False  # "Ahmed and Fatima Hassan"
-    public: bool = True  # a public figure may be meant ("Mr. Darcy"): checked for titles
+    lesson: bool = False  # the name may be a figure a lesson is about ("Mr. Darcy", "Madame Curie")
     verb_like: bool = False  # "I'm Exhausted": a capitalized -ing/-ed word is a state, not a name
     confirm: bool = False  # the name must be followed by "here", "from", ", I …" (or end a "this is" sentence)
-    german: bool = True  # the cue also holds in German text
+    german: bool = True  # the cue also holds in German text ("im Zentrum" is no "I'm")
+    first_person: bool = False  # only in a text that speaks of "I"/"my": "his wife Anne Boleyn" is history
 
 
 def _words(alternatives: str) -> str:
@@ -50,6 +51,10 @@ _M = re.IGNORECASE | re.MULTILINE
 _GREETING = (r"(?:hi|hey|hello|hiya|heya|yo|hola|bonjour|salut|hallo|ciao|olá|oi|good\s+(?:morning|afternoon|evening)|"
              r"buenos\s+días|buenas)")
 _POSS = _words(" ".join(POSSESSIVES))
+# "his mom Ingrid" in a student's message; "his wife Anne Boleyn" in a history lesson.
+_OTHERS_POSS = _words("his her their su sus son sa ses sein seine ihr ihre suo sua seu sua его её ее")
+_FIRST_PERSON = re.compile(r"(?<!\w)(?:I|I['’]m|I['’]ve|me|my|mine|we|our|mi|yo|je|mon|ma|mes|ich|mein|meine|"
+                           r"io|eu|meu|minha|я|мой|моя|меня|μου|我|मेरा|मेरी|मैं)(?!\w)")
 _KIN = _words(" ".join(RELATIVES))
 _LOWER_KIN = ("grandma grandpa granny nana aunt auntie aunty uncle cousin coach abuela abuelo tía tío tante oncle "
               "oma opa nonna nonno бабушка дедушка")
@@ -60,7 +65,7 @@ _KIN_AFTER = re.compile(rf"\s+(?:{_KIN})\b", re.IGNORECASE)
 _CUES = (
     # Self-introductions strong enough to take a lower-case name.
     _Cue(re.compile(
-        r"(?<!\w)(?:my\s+(?:real\s+|full\s+|first\s+|nick\s*)?name\s+is|my\s+(?:real\s+|full\s+)?names?['’]?s?|"
+        r"(?<!\w)(?:my\s+(?:real\s+|full\s+|first\s+|nick\s*)?name\s+is|my\s+(?:real\s+|full\s+)?name['’]s|my\s+names|"
         r"name\s*:|"
         r"(?:you\s+can\s+)?call\s+me|(?:everyone|everybody|they|people|friends)\s+calls?\s+me|i\s+go\s+by|"
         r"me\s+llamo|mi\s+nombre\s+es|je\s+m['’]appelle|mon\s+(?:pr[ée]nom|nom)\s+est|ich\s+hei(?:ß|ss)e|"
@@ -69,17 +74,19 @@ _CUES = (
     # After a greeting, "it's …" and "this is …" introduce the writer, in lower case too ("hey it's
     # kevin", "Hi Ms. Novak, it's Ella").
     _Cue(re.compile(rf"(?:^|[.!?]\s+)\s*{_GREETING}\b(?:[^!?\n]{{0,40}}?[,!.])?[\s,!.]*(?:it['’]?s|this\s+is|"
-                    r"c['’]est|soy|es|sono|i['’]?m|i\s+am)\s+", _M), lower=True, possessive=False),
-    _Cue(re.compile(r"(?<!\w)(?:[Ii]['’]m|im|[Ii]\s+am)\s+"), verb_like=True, pair=True),
-    # "Im Hamid" is "I'm" typed fast, unless the text is German ("Im Winter").
-    _Cue(re.compile(r"(?<!\w)Im\s+"), verb_like=True, pair=True, german=False),
+                    r"c['’]est|soy|es|sono)\s+", _M), lower=True, possessive=False),
+    _Cue(re.compile(r"(?<!\w)(?:[Ii]['’]m|[Ii]\s+am)\s+"), verb_like=True, pair=True),
+    # "Im Hamid" is "I'm" typed fast, unless the text is German ("Im Winter", "im Zentrum").
+    _Cue(re.compile(r"(?<!\w)[Ii]m\s+"), verb_like=True, pair=True, german=False),
     _Cue(re.compile(r"(?<!\w)(?:soy|je\s+suis|sono|eu\s+sou|ich\s+bin|я|είμαι)\s+", _I), pair=True),
     # "This is Priya from 7B", "It's Lucía from 3rd period" without a greeting; "This is Newton's
     # law" and "It's Paris, the capital" are no introductions.
     _Cue(re.compile(r"(?:^|[.!?]\s+)\s*(?:this\s+is|it['’]?s)\s+", _M), possessive=False, words=2, confirm=True),
     _Cue(re.compile(rf"(?<!\w)(?:{_POSS})\s+(?:[^\W\d_]+\s+){{0,2}}?(?:{_KIN}){_KIN_LINK}\s+", _I), pair=True),
+    _Cue(re.compile(rf"(?<!\w)(?:{_OTHERS_POSS})\s+(?:[^\W\d_]+\s+){{0,2}}?(?:{_KIN}){_KIN_LINK}\s+", _I), pair=True,
+         first_person=True, lesson=True),
     _Cue(re.compile(rf"(?<![\w.])(?:{_words(_LOWER_KIN)}){_KIN_LINK}\s+"), pair=True),
-    _Cue(re.compile(rf"(?<![\w.])(?:{'|'.join(TITLES)})\.?\s+"), public=False),
+    _Cue(re.compile(rf"(?<![\w.])(?:{'|'.join(TITLES)})\.?\s+"), lesson=True),
     _Cue(re.compile(r"(?<!\w)(?:ask(?:ed)?|tell|told)(?:\s+for)?\s+", _I), words=2),
     # Where someone sits in class: "I sit next to Jamal".
     _Cue(re.compile(r"(?<!\w)(?:sit|sits|sat|sitting)\s+(?:next\s+to|beside|with|behind|in\s+front\s+of)\s+", _I),
@@ -90,10 +97,12 @@ _CUES = (
                     r"[\s,]+(?=\S+\s*[,!.?])", _M), words=2, possessive=False),
 )
 
-# Names before their cue: "Mateo here", and sign-offs at the very end: "- Kwame", "Love, Mia".
-_HERE = re.compile(rf"(?:^|[.!?]\s+)\s*(?:{_GREETING}[\s,!]+)?({_WORD.pattern}(?:\s+{_WORD.pattern})?)\s+here\b", _M)
-_SIGN_OFF = re.compile(rf"(?:^|[.!?]\s*|\n)\s*(?:[-–—~]+\s*|(?:thanks|thank\s+you|thx|cheers|love|best|regards|from)"
+# Names before their cue, opening a message: "Mateo here." ("Gravity here on Earth" is physics);
+# sign-offs at the very end: "Thanks! - Kwame", "Love, Mia" (not the last item of a "- …" list).
+_HERE = re.compile(rf"^\s*(?:{_GREETING}[\s,!]+)?({_WORD.pattern}(?:\s+{_WORD.pattern})?)\s+here\s*(?:[.!,;:–-]|$)", _M)
+_SIGN_OFF = re.compile(rf"(?:^|[.!?]\s*)\s*(?:[-–—~]+\s*|(?:thanks|thank\s+you|thx|cheers|love|best|regards|from)"
                        rf"[,!]?\s+)({_WORD.pattern})\s*[.!]?\s*$", _I)
+_BULLET = re.compile(r"^\s*[-–—•*]\s", re.MULTILINE)
 # Scripts without spaces: the name runs to a particle or punctuation.
 _CJK = (
     re.compile(r"(?:我叫|我名叫|我的名字是|我的名字叫|名字叫|名字是|(?:妈妈|爸爸|哥哥|姐姐|弟弟|妹妹|朋友|同学|老师|奶奶|爷爷|外婆|外公)叫)"
@@ -114,6 +123,8 @@ def _plain(word: str) -> tuple[str, bool]:
 
 def _name_word(word: str, lower: bool) -> bool:
     low = word.lower()
+    if word[0].islower() and any(c in word for c in "'’"):
+        return False  # "isn't", "they're": a lower-case word with an apostrophe is no name
     if low in NOT_NAMES or low in RELATIVES or low in _CASELESS_STOP or _MONTH.fullmatch(low):
         return False
     first = word[0]
@@ -179,18 +190,20 @@ def find_names(text: str) -> list[str]:
     """Names given in ``text`` by cue words, in order of appearance, each once."""
     spans: list[tuple[int, str]] = []
     german = _GERMAN.search(text) is not None
+    first_person = _FIRST_PERSON.search(text) is not None
     for cue in _CUES:
-        if german and not cue.german:
+        if (german and not cue.german) or (cue.first_person and not first_person):
             continue
         for match in cue.pattern.finditer(text):
             names, _ = _take(text, match.end(), cue)
-            if not cue.public and names and _public(names[0], text, match.end()):
+            if cue.lesson and names and _public(names[0], text, match.end()):
                 continue
             if cue.confirm and names:
                 # "This is Priya, I …" / "This is Priya from 7B" / "This is Priya." — not "This is Paris, the capital".
                 after = text[match.end() + len(names[0]):]
-                ends = r"$|[.!]|" if match.group(0).strip().lower().startswith("this") else ""
-                if not re.match(rf"\s*(?:{ends},?\s+(?:here|from|speaking|again)\b|,\s*(?:I|i|my)\b)", after):
+                this = match.group(0).strip().lower().startswith("this")
+                ends, again = (r"$|[.!]|", "|again") if this else ("", "")
+                if not re.match(rf"\s*(?:{ends},?\s+(?:here|from|speaking{again})\b|,\s*(?:I|i|my)\b)", after):
                     continue
             spans.extend((match.end(), n) for n in names)
     for match in _HERE.finditer(text):
@@ -198,7 +211,7 @@ def find_names(text: str) -> list[str]:
         if names and len(names) == len(match.group(1).split()):
             spans.append((match.start(1), match.group(1)))
     for match in _SIGN_OFF.finditer(text):
-        if _name_word(match.group(1), False):
+        if _name_word(match.group(1), False) and len(_BULLET.findall(text)) < 2:
             spans.append((match.start(1), match.group(1)))
     for pattern in _CJK:
         spans.extend((m.start(1), m.group(1)) for m in pattern.finditer(text))

@@ -58,6 +58,10 @@ i'm i’m i'll i've i'd it's it’s that's there's what's let's we're they're yo
 didn't can't won't isn't aren't wasn't weren't couldn't wouldn't shouldn't
 senior junior public private primary secondary high middle elementary grammar boarding summer night medical
 law business dance driving local catholic christian state community charter international
+kinda sorta gonna wanna gotta super totally actually basically literally probably definitely honestly
+confusing impossible annoying boring due urgent important tricky complicated weird hard
+christmas halloween easter thanksgiving diwali ramadan eid hanukkah passover
+google siri alexa chatgpt wikipedia youtube bing
 """.split()
 
 _SPANISH_FRENCH_GERMAN = """
@@ -101,8 +105,8 @@ mãe pai irmão irmã avó avô tia tio
 
 #: Possessives that make the following relationship word a cue in any case ("My Mom", "mi mamá").
 POSSESSIVES = frozenset("""
-my our his her their mi mis tu su nuestra nuestro ma mon mes notre mein meine meinem meinen meiner unser
-unsere mio mia miei mie il la meu minha мой моя мою моего моей моё мои μου η ο
+my our mi mis tu nuestra nuestro ma mon mes notre mein meine meinem meinen meiner unser
+unsere mio mia miei mie meu minha мой моя мою моего моей моё мои μου
 """.split())
 
 #: Titles before a surname ("Mr. Tanaka", "Frau Schneider"); matched with their capital letter.
@@ -115,6 +119,8 @@ PUBLIC_FIGURES = frozenset("""
 darcy bennet bingley wickham collins knightley rochester havisham dalloway hyde jekyll frankenstein
 watson holmes moriarty hudson seuss king utterson scrooge micawber pickwick frizzle rogers bean
 doolittle dolittle strangelove zhivago faustus
+curie pankhurst thatcher mandela gandhi lincoln roosevelt kennedy churchill einstein newton darwin freud
+pasteur nightingale parks mcgonagall snape dumbledore lupin weasley dursley tumnus wonka
 """.split())
 
 MONTHS = (
