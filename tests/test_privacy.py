@@ -164,6 +164,12 @@ def test_clean_records_report_nothing():
     # a third person's relatives count in a student's own message, not in a history lesson (above)
     ("My friend Björn and I built it, his mom Ingrid helped", "My friend [NAME] and I built it, his mom [NAME] helped"),
     ("Im Hamid, can u explain ratios", "Im [NAME], can u explain ratios"),
+    ("My full name is María José Rodríguez Pérez", "My full name is [NAME]"),
+    ("Me llamo Juan Carlos de la Cruz y tengo 12", "Me llamo [NAME] y tengo 12"),
+    ("my mom's name is Patricia. My dad (Carlos) says hi", "my mom's name is [NAME]. My dad ([NAME]) says hi"),
+    ("tell Jamal I said hi", "tell [NAME] I said hi"),
+    ("Regards,\nSunita Rao", "Regards,\n[NAME]"),
+    ("Mit freundlichen Grüßen, Jonas", "Mit freundlichen Grüßen, [NAME]"),
 ])
 def test_names_from_cue_words(text, expected):
     assert scrubbed(text) == expected
@@ -233,6 +239,8 @@ def test_new_kinds_are_replaced(text, expected):
     "It's Halloween again! If in doubt, ask Google.",
     "hello i am kinda lost, my name isn't important",
     "Wir treffen uns im Zentrum. La madre Teresa ayudó a los pobres.",
+    "Ask Maria how many apples she has. Tell Ben to bring 3 pencils.",
+    "Imagination is more important than knowledge. - Albert Einstein",
 ])
 def test_ordinary_lesson_text_survives(text):
     assert scrubbed(text) == text

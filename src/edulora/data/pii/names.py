@@ -32,12 +32,12 @@ _LITERARY = re.compile(r"\b(?:novel|story|stories|book|poem|play|character|chara
 class _Cue:
     pattern: re.Pattern[str]
     lower: bool = False  # a lower-case name may follow
-    words: int = 3  # at most this many words
+    words: int = 4  # at most this many words ("María José Rodríguez Pérez")
     possessive: bool = True  # "my sister Ana's" yes; "This is Newton's law" is no introduction
     pair: bool = False  # "Ahmed and Fatima Hassan"
     lesson: bool = False  # the name may be a figure a lesson is about ("Mr. Darcy", "Madame Curie")
     verb_like: bool = False  # "I'm Exhausted": a capitalized -ing/-ed word is a state, not a name
-    confirm: bool = False  # the name must be followed by "here", "from", ", I …" (or end a "this is" sentence)
+    confirm: bool = False  # the name must be followed by "here", "from", "I …" (or end a "this is" sentence)
     german: bool = True  # the cue also holds in German text ("im Zentrum" is no "I'm")
     first_person: bool = False  # only in a text that speaks of "I"/"my": "his wife Anne Boleyn" is history
 
@@ -58,8 +58,12 @@ _FIRST_PERSON = re.compile(r"(?<!\w)(?:I|I['’]m|I['’]ve|me|my|mine|we|our|mi
 _KIN = _words(" ".join(RELATIVES))
 _LOWER_KIN = ("grandma grandpa granny nana aunt auntie aunty uncle cousin coach abuela abuelo tía tío tante oncle "
               "oma opa nonna nonno бабушка дедушка")
-_KIN_LINK = (r"(?:\s*,|\s+(?:is|was|are|were|named|called|se\s+llama|se\s+llaman|s['’]appelle|heißt|heisst|"
-             r"si\s+chiama|se\s+chama|зовут))?")
+# What joins a relative to the name: "my mom Linda", "Mon père, Karim", "my mother is Sunita", "my
+# mom's name is Patricia", "My dad (Carlos)" — the bracket first, or the bare space would take it.
+_KIN_LINK = (r"(?:\s*\(|(?:\s*,|['’]s\s+name\s+is|\s+(?:is|was|are|were|named|called|se\s+llama|se\s+llaman|"
+             r"s['’]appelle|heißt|heisst|si\s+chiama|se\s+chama|зовут))?\s+)")
+# Lower-case parts inside a name: "de la Cruz", "van Beethoven", "bint Ahmed".
+_PARTICLES = frozenset("de del della der den di da das do dos du la le van von ter bin bint ibn al el".split())
 _KIN_AFTER = re.compile(rf"\s+(?:{_KIN})\b", re.IGNORECASE)
 
 _CUES = (
@@ -82,12 +86,14 @@ _CUES = (
     # "This is Priya from 7B", "It's Lucía from 3rd period" without a greeting; "This is Newton's
     # law" and "It's Paris, the capital" are no introductions.
     _Cue(re.compile(r"(?:^|[.!?]\s+)\s*(?:this\s+is|it['’]?s)\s+", _M), possessive=False, words=2, confirm=True),
-    _Cue(re.compile(rf"(?<!\w)(?:{_POSS})\s+(?:[^\W\d_]+\s+){{0,2}}?(?:{_KIN}){_KIN_LINK}\s+", _I), pair=True),
-    _Cue(re.compile(rf"(?<!\w)(?:{_OTHERS_POSS})\s+(?:[^\W\d_]+\s+){{0,2}}?(?:{_KIN}){_KIN_LINK}\s+", _I), pair=True,
+    _Cue(re.compile(rf"(?<!\w)(?:{_POSS})\s+(?:[^\W\d_]+\s+){{0,2}}?(?:{_KIN}){_KIN_LINK}", _I), pair=True),
+    _Cue(re.compile(rf"(?<!\w)(?:{_OTHERS_POSS})\s+(?:[^\W\d_]+\s+){{0,2}}?(?:{_KIN}){_KIN_LINK}", _I), pair=True,
          first_person=True, lesson=True),
-    _Cue(re.compile(rf"(?<![\w.])(?:{_words(_LOWER_KIN)}){_KIN_LINK}\s+"), pair=True),
+    _Cue(re.compile(rf"(?<![\w.])(?:{_words(_LOWER_KIN)}){_KIN_LINK}"), pair=True),
     _Cue(re.compile(rf"(?<![\w.])(?:{'|'.join(TITLES)})\.?\s+"), lesson=True),
-    _Cue(re.compile(r"(?<!\w)(?:ask(?:ed)?|tell|told)(?:\s+for)?\s+", _I), words=2),
+    # "ask for Tommy", "tell Jamal I said hi"; "Ask Maria how many apples she has" is a word problem.
+    _Cue(re.compile(r"(?<!\w)ask(?:ed)?\s+for\s+", _I), words=2),
+    _Cue(re.compile(r"(?<!\w)(?:ask(?:ed)?|tell|told)\s+", _I), words=2, confirm=True),
     # Where someone sits in class: "I sit next to Jamal".
     _Cue(re.compile(r"(?<!\w)(?:sit|sits|sat|sitting)\s+(?:next\s+to|beside|with|behind|in\s+front\s+of)\s+", _I),
          words=2),
@@ -100,8 +106,10 @@ _CUES = (
 # Names before their cue, opening a message: "Mateo here." ("Gravity here on Earth" is physics);
 # sign-offs at the very end: "Thanks! - Kwame", "Love, Mia" (not the last item of a "- …" list).
 _HERE = re.compile(rf"^\s*(?:{_GREETING}[\s,!]+)?({_WORD.pattern}(?:\s+{_WORD.pattern})?)\s+here\s*(?:[.!,;:–-]|$)", _M)
-_SIGN_OFF = re.compile(rf"(?:^|[.!?]\s*)\s*(?:[-–—~]+\s*|(?:thanks|thank\s+you|thx|cheers|love|best|regards|from)"
-                       rf"[,!]?\s+)({_WORD.pattern})\s*[.!]?\s*$", _I)
+_SIGN_OFF = re.compile(
+    rf"(?:^|[.!?]\s*)\s*(?:[-–—~]+\s*({_WORD.pattern})|(?:(?:mit\s+)?(?:freundlichen|viele|liebe|herzliche)\s+)?(?:thanks|thank\s+you|thx|cheers|love|best|regards|"
+    r"kind\s+regards|best\s+wishes|sincerely|from|saludos|un\s+saludo|cordialement|bisous|grüße|grüßen|ciao|"
+    rf"abrazos)[,!]?\s+({_WORD.pattern}(?:[ \t]+{_WORD.pattern})?))\s*[.!]?\s*$", _I)
 _BULLET = re.compile(r"^\s*[-–—•*]\s", re.MULTILINE)
 # Scripts without spaces: the name runs to a particle or punctuation.
 _CJK = (
@@ -135,24 +143,31 @@ def _name_word(word: str, lower: bool) -> bool:
     return True  # a script without capitals (Devanagari, Arabic …): the cue decides
 
 
+def _next_word(text: str, end: int) -> re.Match[str] | None:
+    gap = _GAP.match(text, end)
+    return _WORD.match(text, gap.end()) if gap else None
+
+
 def _take(text: str, pos: int, cue: _Cue) -> tuple[list[str], int]:
     """The name (or names, with ``pair``) starting at ``pos``, and where they end."""
     found: list[str] = []
     words: list[str] = []
     lowercase = False
-    end = pos
+    first = end = pos
     while len(words) < (2 if lowercase else cue.words):
-        start = end
-        if words:
-            gap = _GAP.match(text, end)
-            if not gap:
-                break
-            start = gap.end()
-        match = _WORD.match(text, start)
-        if not match:
+        match = _next_word(text, end) if words else _WORD.match(text, end)
+        if match is None:
             break
+        if words and not lowercase and match.group(0) in _PARTICLES:
+            # "Juan Carlos de la Cruz", "Ludwig van Beethoven": particles only before another capitalized part
+            after = match
+            while after is not None and after.group(0) in _PARTICLES:
+                after = _next_word(text, after.end())
+            if after is None or not after.group(0)[0].isupper():
+                break
+            match = after
         word, possessive = _plain(match.group(0))
-        if possessive and not cue.possessive and not _KIN_AFTER.match(text, start + len(match.group(0))):
+        if possessive and not cue.possessive and not _KIN_AFTER.match(text, match.end()):
             return [], pos  # "This is Newton's law" — but "this is Rafael's sister" names Rafael
         if not _name_word(word, cue.lower and (not words or lowercase)):
             break
@@ -160,14 +175,15 @@ def _take(text: str, pos: int, cue: _Cue) -> tuple[list[str], int]:
             break  # "Ana lopez": case changes, so only the first part is sure
         if not words:
             lowercase = word[0].islower()
+            first = match.start()
         words.append(word)
-        end = start + len(word)
+        end = match.start() + len(word)
         if possessive:
             break
     if words and cue.verb_like and words[0][0].isupper() and len(words[0]) > 4 and words[0].endswith(("ing", "ed")):
         return [], pos
     if words:
-        found.append(" ".join(words))
+        found.append(text[first:end])
         more = _AND.match(text, end) if cue.pair else None
         if more:
             rest, rest_end = _take(text, more.end(), _Cue(cue.pattern, words=cue.words))
@@ -203,7 +219,7 @@ def find_names(text: str) -> list[str]:
                 after = text[match.end() + len(names[0]):]
                 this = match.group(0).strip().lower().startswith("this")
                 ends, again = (r"$|[.!]|", "|again") if this else ("", "")
-                if not re.match(rf"\s*(?:{ends},?\s+(?:here|from|speaking{again})\b|,\s*(?:I|i|my)\b)", after):
+                if not re.match(rf"\s*(?:{ends},?\s+(?:here|from|speaking{again})\b|,?\s*(?:I|i|my)\b)", after):
                     continue
             spans.extend((match.end(), n) for n in names)
     for match in _HERE.finditer(text):
@@ -211,8 +227,11 @@ def find_names(text: str) -> list[str]:
         if names and len(names) == len(match.group(1).split()):
             spans.append((match.start(1), match.group(1)))
     for match in _SIGN_OFF.finditer(text):
-        if _name_word(match.group(1), False) and len(_BULLET.findall(text)) < 2:
-            spans.append((match.start(1), match.group(1)))
+        # one word after a dash ("- Albert Einstein" closes a quotation), up to two after "Regards,"
+        group = 1 if match.group(1) else 2
+        name = match.group(group)
+        if all(_name_word(w, False) for w in name.split()) and len(_BULLET.findall(text)) < 2:
+            spans.append((match.start(group), name))
     for pattern in _CJK:
         spans.extend((m.start(1), m.group(1)) for m in pattern.finditer(text))
     seen: set[str] = set()
