@@ -329,3 +329,12 @@ def test_the_authored_sample_lessons_keep_their_text():
     records = load_records(sample_data_path("tutoring.jsonl"))
     _, report = scrub_records(records)
     assert report.records == 506 and dict(report.counts) == {"URL": 1}
+
+
+def test_a_found_name_is_removed_throughout_the_record_with_its_parts():
+    assert scrubbed("I'm Hope. I hope you can help, Hope") == "I'm [NAME]. I hope you can help, [NAME]"
+    assert scrubbed("my name is kevin. Kevin likes maths") == "my name is [NAME]. [NAME] likes maths"
+    assert scrubbed("Me llamo Juan Carlos de la Cruz. The van is red. Juan is here, Cruz too") == (
+        "Me llamo [NAME]. The van is red. [NAME] is here, [NAME] too")
+    assert scrubbed("my mom Linda Okafor said Mrs. Okafor signs, Linda knows") == (
+        "my mom [NAME] said Mrs. [NAME] signs, [NAME] knows")

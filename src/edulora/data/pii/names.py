@@ -245,18 +245,18 @@ def find_names(text: str) -> list[str]:
 
 def name_pattern(names: list[str]) -> re.Pattern[str] | None:
     """One pattern for ``names`` and their distinctive parts ("Linda Okafor" → also "Okafor" alone),
-    longest first; a lower-case name also matches capitalized, a name that is a common word only as given."""
+    longest first. A name given in lower case ("my name is kevin") also matches "Kevin"; one given
+    capitalized matches as given, so "I'm Hope" leaves "I hope so" alone."""
     exact: set[str] = set()
     folded: set[str] = set()
     for name in names:
-        parts = [name] + (name.split() if " " in name else [])
+        lower = name[:1].islower()
+        parts = [name] + ([w for w in name.split() if w not in _PARTICLES] if " " in name else [])
         for part in parts:
-            if len(part) < 2:
+            distinctive = len(part) >= 3 and part.lower() not in NOT_NAMES and part.lower() not in RELATIVES
+            if len(part) < 2 or (part is not name and not distinctive):
                 continue
-            if len(part) >= 3 and part.lower() not in NOT_NAMES and part.lower() not in RELATIVES:
-                folded.add(part)
-            elif part is name:
-                exact.add(part)
+            (folded if lower and distinctive else exact).add(part)
     if not exact and not folded:
         return None
     alternatives = [(n, False) for n in exact] + [(n, True) for n in folded]
