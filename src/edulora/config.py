@@ -59,7 +59,7 @@ class DataConfig:
     #: building new ones for each length: on the 2-core CPU, 32 cut peak memory by 15% at equal speed.
     pad_to_multiple_of: int = 32
     #: Replace e-mails, phone numbers, names … with placeholders before training (see ``edulora data scrub``):
-    #: ``auto`` does it for dialogue data (real student turns), ``true`` always, ``false`` never.
+    #: ``auto`` (and ``true``) for data of every shape; ``false`` only for data known to be clean already.
     scrub_pii: str = "auto"
     #: Repeat records of thin teaching-style × grade-level cells up to this count (0: off).
     balance_floor: int = 0

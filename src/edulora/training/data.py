@@ -8,7 +8,7 @@ import torch
 
 from ..config import RunConfig
 from ..data.formats import load_records
-from ..data.schema import Dialogue, Record
+from ..data.schema import Record
 from ..data.split import fingerprint, split_records
 from ..errors import EduloraError
 from ..formatting import EncodedExample, PromptFormat, collate_examples
@@ -32,7 +32,7 @@ def load_data(config: RunConfig) -> DataSplit:
     else:
         train, held_out = split_records(records, config.data.eval_fraction, config.data.split_seed)
     info: dict = {"train_file": config.data.train_file, "eval_file": config.data.eval_file or None}
-    if should_scrub(config.data.scrub_pii, train + held_out):
+    if should_scrub(config.data.scrub_pii):
         from ..data.privacy import scrub_records
 
         train, report = scrub_records(train)
@@ -56,11 +56,11 @@ def _has_key(record: Record) -> bool:
     return record.metadata.answer is not None or record.metadata.solution is not None
 
 
-def should_scrub(setting: str, records: list[Record]) -> bool:
-    """``auto`` scrubs dialogue data (real student turns), not authored single-turn examples."""
-    if setting == "auto":
-        return any(isinstance(r, Dialogue) for r in records)
-    return setting == "true"
+def should_scrub(setting: str) -> bool:
+    """Personal details are scrubbed from data of every shape: single-turn records carry students'
+    words too (a feedback export is single-turn). Only ``false``, the config's word that the data
+    is already clean, turns it off; ``auto`` and ``true`` both scrub."""
+    return setting != "false"
 
 
 def encode(records: list[Record], fmt: PromptFormat, max_length: int) -> tuple[list[EncodedExample], dict]:
