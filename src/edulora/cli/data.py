@@ -76,7 +76,7 @@ def scrub(src: In, out: str | None = typer.Argument(None, help="output JSONL (re
           report_json: str | None = typer.Option(None, help="write counts per type and line as JSON"),
           from_format: InputFormat = None, column_map: ColumnMap = None,
           exclude_telling: ExcludeTelling = False) -> None:
-    """Replace emails, phones, URLs, addresses, student IDs and names by placeholders."""
+    """Replace names, schools, e-mails, phones, addresses, IDs, birth dates, handles and URLs by placeholders."""
     result = data.scrub_file(src, out, roster=roster, in_place=in_place, report_json=report_json,
                              **_reading(from_format, column_map, exclude_telling))
     print("\n".join(result.summary_lines()))
