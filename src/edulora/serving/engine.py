@@ -32,7 +32,8 @@ from ..data.schema import Metadata, parse_metadata
 from ..errors import EduloraError
 from ..formatting import Message, PromptFormat
 from ..generation import PEFT_BASE, Request, Sampling, decode
-from ..modeling import AdapterInfo, adapter_dir, inference_precision, load_base_model, read_adapter_info
+from ..modeling import (AdapterInfo, adapter_dir, adapter_weights, attach_adapter, inference_precision,
+                        load_base_model, read_adapter_info)
 from ..rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -95,9 +96,7 @@ def parse_adapter_arg(text: str) -> tuple[str | None, str]:
 
 def find_adapter(path: str | Path, name: str | None = None, allow_pickle: bool = False) -> AdapterSpec:
     folder = adapter_dir(path)
-    if not (folder / "adapter_model.safetensors").exists() and not allow_pickle:
-        raise EduloraError(f"{folder}: no adapter_model.safetensors; pickle weights (.bin) can run code and are "
-                           "refused unless you pass --allow-pickle")
+    adapter_weights(folder, allow_pickle)
     info = read_adapter_info(folder)
     if name is None:
         name = re.sub(r"[^A-Za-z0-9_.-]", "-", info.subject or (folder.parent.name if folder.name == "adapter"
@@ -122,8 +121,6 @@ def display_name(base_model: str) -> str:
 def load_engine(adapters: Sequence[tuple[str | None, str | Path]], base: str | None = None, precision: str = "auto",
                 allow_pickle: bool = False, **engine_options) -> Engine:
     """Load the base model once and every adapter beside it (no merging); all must share that base."""
-    from peft import PeftModel
-
     specs = [find_adapter(path, name, allow_pickle) for name, path in adapters]
     names = [s.name for s in specs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -137,11 +134,8 @@ def load_engine(adapters: Sequence[tuple[str | None, str | Path]], base: str | N
                     f"adapters need one shared base model: {specs[0].name!r} was trained on {base_model!r} but "
                     f"{spec.name!r} on {spec.info.base_model!r}; serve them separately (or force one with --base)")
     model, tokenizer, _ = load_base_model(ModelConfig(name=base_model, precision=inference_precision(precision)))
-    for i, spec in enumerate(specs):
-        if i == 0:
-            model = PeftModel.from_pretrained(model, str(spec.folder), adapter_name=spec.name, is_trainable=False)
-        else:
-            model.load_adapter(str(spec.folder), adapter_name=spec.name, is_trainable=False)
+    for spec in specs:
+        model = attach_adapter(model, spec.folder, spec.name)
     model.eval()
     return Engine(model, tokenizer, display_name(base_model), {s.name: s for s in specs}, **engine_options)
 
