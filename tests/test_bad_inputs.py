@@ -173,3 +173,24 @@ def test_the_server_and_evaluation_load_adapters_the_same_way(tiny_runs, tmp_pat
         load_models([run_dir], precision="fp32", allow_pickle=True)
     assert needle in str(caught.value)
     assert not (run_dir / "adapter" / "PWNED").exists()
+
+
+# --------------------------------------------------------------------------- a failed start blocks nothing
+
+
+def test_a_run_whose_data_fails_validation_can_be_retried(tiny_llama, tmp_path):
+    from conftest import tutoring_rows
+    from test_training import tiny_config
+
+    from edulora.training import train
+
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"instruction": "What is 2+2?"}) + "\n", encoding="utf-8")
+    config = tiny_config(tiny_llama, data, tmp_path / "runs", max_steps=2, eval_steps=2, save_steps=2,
+                         pedagogy_sample=0)  # no replies to generate: the retry is what is tested
+    with pytest.raises(EduloraError, match="missing field 'response'"):
+        train(config)
+    assert (tmp_path / "runs" / "run").is_dir()  # the config snapshot is written before the data is read
+    data.write_text("".join(json.dumps(r) + "\n" for r in tutoring_rows(8)), encoding="utf-8")
+    result = train(config)  # the same command again, without --overwrite
+    assert result.summary.optimizer_steps == 2 and (result.run_dir.path / "adapter" / "adapter_model.safetensors").is_file()
