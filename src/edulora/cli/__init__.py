@@ -36,7 +36,6 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 for _group in (train, evaluate, export):
     app.add_typer(_group.app)
 app.add_typer(data.app, name="data")
-
 serve.register(app)
 
 
