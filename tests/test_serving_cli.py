@@ -3,41 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from test_serving_support import tiny_engine, tiny_runs  # noqa: F401  (fixtures)
+from test_serving_support import launch_serve, serve_env, tiny_engine, tiny_runs  # noqa: F401  (fixtures)
 
 from edulora.cli import main
 from edulora.errors import EduloraError
 from edulora.serving.engine import load_engine, parse_adapter_arg, validate_name
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
-
-
 def test_serve_answers_then_stops_cleanly_on_sigterm(tiny_runs, tmp_path):
     openai = pytest.importorskip("openai")
-    command = [sys.executable, "-m", "edulora", "serve", "--adapter", f"math={tiny_runs['math']}",
-               "--port", "0", "--precision", "fp32", "--max-tokens", "4", "--feedback-db", str(tmp_path / "fb.db")]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+    process, url = launch_serve("--adapter", f"math={tiny_runs['math']}", "--port", "0", "--precision", "fp32",
+                                "--max-tokens", "4", "--feedback-db", str(tmp_path / "fb.db"))
     try:
-        url, lines, deadline = None, [], time.monotonic() + 60
-        while url is None and time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("Teacher page:"):
-                url = line.split()[2].rstrip("/")
-        assert url, "".join(lines)
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=30)
         assert client.chat.completions.create(model="math", messages=[{"role": "user", "content": "hi"}]).model == "math"
         process.send_signal(signal.SIGTERM)
@@ -78,7 +62,7 @@ def test_chat_streams_switches_and_resets(tiny_runs, tiny_engine):
     command = [sys.executable, "-m", "edulora", "chat", "--adapter", str(tiny_runs["math"]),
                "--adapter", f"bio={tiny_runs['bio']}", "--precision", "fp32", "--max-tokens", "6"]
     script = "What is 2+2?\n/adapter bio\nWhy?\n/adapter nope\n/adapters\n/reset\nHello\n/quit\n"
-    done = subprocess.run(command, input=script, capture_output=True, text=True, timeout=120, env=_env())
+    done = subprocess.run(command, input=script, capture_output=True, text=True, timeout=120, env=serve_env())
     assert done.returncode == 0, done.stderr
     out = done.stdout
     # The bare path was named after its subject; replies match what the engine says to the same history.
@@ -101,7 +85,7 @@ def test_chat_gives_the_tutor_the_teachers_key(tiny_runs, tiny_engine):
     command = [sys.executable, "-m", "edulora", "chat", "--adapter", f"math={tiny_runs['math']}", "--precision",
                "fp32", "--max-tokens", "6", "--answer", "4", "--solution", "Two and two make four."]
     done = subprocess.run(command, input="What is 2+2?\n/quit\n", capture_output=True, text=True, timeout=120,
-                          env=_env())
+                          env=serve_env())
     assert done.returncode == 0, done.stderr
     question = [{"role": "user", "content": "What is 2+2?"}]
     key = Metadata(extra={"answer": "4", "solution": "Two and two make four."})

@@ -7,6 +7,10 @@ makes each adapter answer differently, which is what mixed-batch tests need to n
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,6 +44,28 @@ def make_adapter(base_dir: Path, run_dir: Path, subject: str, grade: str, style:
     rows = [{"instruction": q, "response": "-", "metadata": {"subject": subject}} for q in questions]
     (run_dir / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return run_dir
+
+
+def serve_env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+
+
+def launch_serve(*args: str) -> tuple[subprocess.Popen, str]:
+    """``edulora serve ARGS`` as a child process, and its URL once it prints where the page is."""
+    command = [sys.executable, "-m", "edulora", "serve", *args]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=serve_env())
+    url, lines, deadline = None, [], time.monotonic() + 60
+    while url is None and time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("Teacher page:"):
+            url = line.split()[2].rstrip("/")
+    if url is None:
+        process.kill()
+        raise AssertionError("edulora serve did not start:\n" + "".join(lines))
+    return process, url
 
 
 @pytest.fixture(scope="session")

@@ -103,6 +103,51 @@ class Request:
         self.finish_reason = reason
 
 
+class StopStrings:
+    """Where a reply's stop strings cut it, and how much of its end may still turn into one.
+
+    Both checks run on every new token, so each is linear in the stop strings' length: finding
+    one is ``str.find`` from where a match could still begin, and the longest end of the text that
+    starts a stop string comes from one Knuth-Morris-Pratt pass over the text's last characters
+    (trying every length against ``startswith`` would cost the square of that length per token).
+    """
+
+    def __init__(self, stops: Sequence[str]):
+        self.stops = [s for s in stops if s]
+        self.longest = max((len(s) for s in self.stops), default=0)
+        # fallback[i]: length of the longest proper prefix of stop[: i + 1] that is also its suffix.
+        self._fallback = [self._prefix_function(s) for s in self.stops]
+
+    @staticmethod
+    def _prefix_function(stop: str) -> list[int]:
+        fallback, k = [0] * len(stop), 0
+        for i in range(1, len(stop)):
+            while k and stop[i] != stop[k]:
+                k = fallback[k - 1]
+            if stop[i] == stop[k]:
+                k += 1
+            fallback[i] = k
+        return fallback
+
+    def find(self, text: str, start: int = 0) -> int:
+        """Index of the first stop string in ``text`` that begins at or after ``start``, or -1."""
+        hits = [i for i in (text.find(s, start) for s in self.stops) if i >= 0]
+        return min(hits, default=-1)
+
+    def pending(self, text: str, end: int) -> int:
+        """Length of the longest ``text[:end]`` ending that is the start (not all) of a stop string."""
+        held = 0
+        for stop, fallback in zip(self.stops, self._fallback, strict=True):
+            matched = 0  # characters of ``stop`` matched by the text read so far
+            for char in text[max(0, end - len(stop) + 1): end]:
+                while matched and char != stop[matched]:
+                    matched = fallback[matched - 1]
+                if char == stop[matched]:
+                    matched += 1
+            held = max(held, matched)
+        return held
+
+
 class _Row:
     """Decoding state of one request inside a batch."""
 
@@ -118,6 +163,7 @@ class _Row:
         self.length = len(request.prompt_ids)
         self.tokens: list[int] = []
         self.emitted = 0
+        self.stops = StopStrings(self.sampling.stop)
         self.searched = 0  # stop strings cannot start before this index: each token's check is linear
         self.generator: torch.Generator | None = None
         if self.sampling.temperature > 0:
@@ -145,18 +191,15 @@ class _Row:
         self.length += 1
         request.tokens = len(self.tokens)
         text = self.decode_text(self.tokens)
-        stops = self.sampling.stop
-        hits = [i for i in (text.find(s, self.searched) for s in stops) if i >= 0]
-        if hits:
-            return self._done(text[: min(hits)], "stop")
+        cut = self.stops.find(text, self.searched)
+        if cut >= 0:
+            return self._done(text[:cut], "stop")
         if len(self.tokens) >= self.sampling.max_new_tokens:
             return self._done(text, "length")
         # Hold back what may still change: a half-decoded UTF-8 character, or the start of a stop string.
         safe = len(text.rstrip("\ufffd"))
-        hold = max((k for s in stops for k in range(1, min(len(s), safe + 1))
-                    if s.startswith(text[safe - k: safe])), default=0)
-        self.searched = max(0, safe - max((len(s) for s in stops), default=0))
-        self._send(text, safe - hold)
+        self.searched = max(0, safe - self.stops.longest)
+        self._send(text, safe - self.stops.pending(text, safe))
         return False
 
     def _send(self, text: str, upto: int) -> None:

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -256,23 +257,100 @@ def adapter_dir(run_or_adapter: str | Path) -> Path:
     return RunDir.find_adapter(run_or_adapter)
 
 
+def _read_json(path: Path) -> object:
+    """A small JSON file of an adapter; unreadable or malformed is the user's to fix (one line)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise EduloraError(f"{path}: not valid JSON ({err.__class__.__name__})") from None
+    except OSError as err:  # a folder, a link loop, no permission
+        raise EduloraError(f"{path}: cannot read it ({err.strerror or err})") from None
+
+
+def _field_problem(name: str, value: object) -> str | None:
+    """Why ``value`` cannot be ``AdapterInfo.name`` (a wrong type would fail far from the file), else None."""
+    default = AdapterInfo.__dataclass_fields__[name].default
+    if name in ("eval_loss", "pedagogy"):
+        wanted: tuple[type, ...] = (int, float, type(None)) if name == "eval_loss" else (dict, type(None))
+    else:
+        wanted = (type(default),) if name != "base_model" else (str,)
+    ok = isinstance(value, wanted) and not (isinstance(value, bool) and bool not in wanted)
+    return None if ok else f"'{name}' must be {' or '.join(t.__name__ for t in wanted)}, got {type(value).__name__}"
+
+
 def read_adapter_info(path: Path) -> AdapterInfo:
     """``edulora.json`` beside the PEFT files; a plain PEFT adapter gets the base model its config names."""
     meta_file = path / ADAPTER_META_FILE
-    if meta_file.exists():
-        try:
-            values = json.loads(meta_file.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise EduloraError(f"{meta_file}: not valid JSON ({err.__class__.__name__})") from None
+    if os.path.lexists(meta_file):  # lexists: a broken link is an error to report, not a missing file
+        values = _read_json(meta_file)
         if not isinstance(values, dict) or not isinstance(values.get("base_model"), str) or not values["base_model"]:
             raise EduloraError(f"{meta_file}: must be an object with a 'base_model' name")
-        known = AdapterInfo.__dataclass_fields__
-        return AdapterInfo(**{k: v for k, v in values.items() if k in known})
-    try:
-        peft_config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise EduloraError(f"{path / 'adapter_config.json'}: not valid JSON ({err.__class__.__name__})") from None
+        known = {k: v for k, v in values.items() if k in AdapterInfo.__dataclass_fields__}
+        problems = [p for p in (_field_problem(k, v) for k, v in known.items()) if p]
+        if problems:
+            raise EduloraError(f"{meta_file}: {'; '.join(problems)}")
+        return AdapterInfo(**known)
+    peft_config = _read_json(path / "adapter_config.json")
+    if not isinstance(peft_config, dict):
+        raise EduloraError(f"{path / 'adapter_config.json'}: must be a JSON object")
     return AdapterInfo(base_model=peft_config.get("base_model_name_or_path") or DEFAULT_MODEL)
+
+
+#: The adapter's weights as PEFT saves them: safetensors (plain data), or pickle (which can run code).
+SAFE_WEIGHTS, PICKLE_WEIGHTS = "adapter_model.safetensors", "adapter_model.bin"
+
+
+def adapter_weights(folder: Path, allow_pickle: bool = False) -> Path:
+    """The adapter's weights file, checked before anything loads it.
+
+    Pickle (``.bin``) only with ``allow_pickle``; and the file must be a regular file (through links,
+    as in the Hugging Face cache): a link to a device, a folder, nowhere or itself is an error here,
+    not a traceback (or an endless read of ``/dev/zero``) inside PEFT.
+    """
+    weights = folder / SAFE_WEIGHTS
+    if not os.path.lexists(weights):
+        if not allow_pickle:
+            raise EduloraError(f"{folder}: no {SAFE_WEIGHTS}; pickle weights (.bin) can run code and are "
+                               "refused unless you pass --allow-pickle")
+        weights = folder / PICKLE_WEIGHTS
+        if not os.path.lexists(weights):
+            raise EduloraError(f"{folder}: no adapter weights ({SAFE_WEIGHTS} or {PICKLE_WEIGHTS})")
+    try:
+        mode = weights.stat().st_mode
+    except OSError as err:
+        raise EduloraError(f"{weights}: cannot read it ({err.strerror or err})") from None
+    if not stat.S_ISREG(mode):
+        raise EduloraError(f"{weights}: not a regular file (a link to a device or a folder?)")
+    return weights
+
+
+def attach_adapter(model, folder: Path, name: str = "default"):
+    """``model`` with the adapter in ``folder`` loaded under ``name`` (beside those already attached).
+
+    Check the folder with ``adapter_weights`` first. A corrupt file, or a pickle that torch's
+    ``weights_only`` loader refuses (it would run code or build objects), is an ``EduloraError``.
+    """
+    import pickle
+
+    from peft import PeftModel
+    from safetensors import SafetensorError
+
+    try:
+        if isinstance(model, PeftModel):
+            model.load_adapter(str(folder), adapter_name=name, is_trainable=False)
+            return model
+        return PeftModel.from_pretrained(model, str(folder), adapter_name=name, is_trainable=False)
+    except SafetensorError as err:
+        raise EduloraError(f"{folder / SAFE_WEIGHTS}: not a valid safetensors file ({err})") from None
+    except pickle.UnpicklingError as err:
+        why = ("torch's safe loader (weights_only) refused it: not plain tensors (it would run code) or damaged"
+               if "weights only" in str(err).lower() else f"not a valid PyTorch file ({str(err).splitlines()[0]})")
+        raise EduloraError(f"{folder / PICKLE_WEIGHTS}: {why}") from None
+    except (EOFError, IndexError, RuntimeError) as err:  # what torch.load makes of a truncated or garbled .bin
+        if os.path.lexists(folder / SAFE_WEIGHTS):
+            raise
+        raise EduloraError(f"{folder / PICKLE_WEIGHTS}: cannot load it ({type(err).__name__}: "
+                           f"{(str(err).splitlines() or [''])[0]})") from None
 
 
 def save_adapter(model, tokenizer, path: Path, info: AdapterInfo, model_card: str,
@@ -310,8 +388,6 @@ def inference_precision(precision: str) -> str:
 def load_tutor(adapter: str | Path | None = None, base: str | None = None, precision: str = "auto",
                allow_pickle: bool = False):
     """Base model (+ adapter when given) ready for generation; returns (model, tokenizer, info)."""
-    from peft import PeftModel
-
     precision = inference_precision(precision)
 
     if adapter is None:
@@ -320,13 +396,11 @@ def load_tutor(adapter: str | Path | None = None, base: str | None = None, preci
         model.eval()
         return model, tokenizer, info
     folder = adapter_dir(adapter)
-    if not (folder / "adapter_model.safetensors").exists() and not allow_pickle:
-        raise EduloraError(f"{folder}: no adapter_model.safetensors; pickle weights (.bin) can run code and are "
-                           "refused unless you pass --allow-pickle")
+    adapter_weights(folder, allow_pickle)
     info = read_adapter_info(folder)
     if base:
         info.base_model = base
     model, tokenizer, _ = load_base_model(ModelConfig(name=info.base_model, precision=precision))
-    model = PeftModel.from_pretrained(model, str(folder), is_trainable=False)
+    model = attach_adapter(model, folder)
     model.eval()
     return model, tokenizer, info

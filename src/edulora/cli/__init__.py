@@ -1,8 +1,7 @@
-"""The ``edulora`` command line: a thin Typer skin over the Python API (``import edulora``).
-
-Commands parse, call the API and print. ``main`` maps errors once for all: a user mistake (``EduloraError``,
-a usage error, a full disk or read-only folder) is one line on stderr and exit 2, Ctrl-C is 130; anything
-else is a bug in edulora and keeps its traceback.
+"""The ``edulora`` command line: a thin Typer skin over the Python API (``import edulora``); commands parse,
+call the API and print. ``main`` maps errors once for all: a user mistake (``EduloraError``, a usage error,
+a full disk or read-only folder) is one line on stderr and exit 2, Ctrl-C is 130; anything else is a bug
+in edulora and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -36,7 +35,6 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 for _group in (train, evaluate, export):
     app.add_typer(_group.app)
 app.add_typer(data.app, name="data")
-
 serve.register(app)
 
 

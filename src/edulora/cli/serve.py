@@ -27,13 +27,15 @@ def serve(adapter: Adapters = None, base: Base = None, precision: Precision = "a
           port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port")] = 8000,
           api_key: Annotated[str | None, typer.Option(envvar="EDULORA_API_KEY", help=(
               "require 'Authorization: Bearer KEY'; needed off loopback"))] = None,
-          teacher: list[str] | None = typer.Option(None, metavar="NAME=TOKEN", envvar="EDULORA_TEACHERS", help=(
-              "a teacher's own key: ratings and reviews stored under NAME (repeatable)")),
+          teacher: list[str] | None = typer.Option(None, metavar="NAME=TOKEN", envvar="EDULORA_TEACHERS",
+                                                   help="a teacher's own key; ratings stored under NAME (repeatable)"),
           feedback_db: Path | None = typer.Option(None, metavar="PATH", help="default ~/.cache/edulora/feedback.sqlite3"),
           no_feedback: Annotated[bool, typer.Option("--no-feedback", help="do not store feedback")] = False,
           max_batch: Annotated[int, typer.Option(min=1, help="requests decoded together")] = 8,
           max_queue: Annotated[int, typer.Option(min=1, help="waiting requests before 429")] = 64,
           max_tokens: Annotated[int, typer.Option(min=1, help="reply length when a request sets none")] = 256,
+          max_request_tokens: Annotated[int, typer.Option(min=1, help="prompt + reply; longer is a 400")] = 4096,
+          max_batch_tokens: Annotated[int, typer.Option(min=1, help="rows x (prompt + reply) per batch")] = 8192,
           route_threshold: Annotated[float, typer.Option(help="similarity under which 'auto' falls back")] = 0.2,
           fallback_adapter: Annotated[str | None, typer.Option(help="for questions no adapter fits")] = None) -> None:
     """Serve tutors: OpenAI-compatible API + teacher page ('model' picks the adapter, "auto" routes)."""
@@ -41,8 +43,8 @@ def serve(adapter: Adapters = None, base: Base = None, precision: Precision = "a
 
     run(adapter or [], base=base, host=host, port=port, api_key=api_key, teachers=teacher or [],
         feedback=not no_feedback, feedback_db=feedback_db, precision=precision, allow_pickle=allow_pickle,
-        max_batch=max_batch, max_queue=max_queue, max_tokens=max_tokens, route_threshold=route_threshold,
-        fallback_adapter=fallback_adapter, log=lambda line: print(line, flush=True))
+        max_batch=max_batch, max_queue=max_queue, max_tokens=max_tokens, max_request_tokens=max_request_tokens,
+        max_batch_tokens=max_batch_tokens, route_threshold=route_threshold, fallback_adapter=fallback_adapter)
     print("Stopped.", flush=True)
 
 

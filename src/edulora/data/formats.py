@@ -394,7 +394,8 @@ def same_file(a: str | Path, b: str | Path) -> bool:
     try:
         return os.path.samefile(a, b)
     except OSError:
-        return Path(a).resolve() == Path(b).resolve()
+        # realpath, not Path.resolve: it does not raise on a symbolic link loop (reading the file says so).
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 __all__ = [

@@ -7,8 +7,10 @@ are refused with the line where decoding failed.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -54,6 +56,42 @@ def open_data_file(path: str | Path) -> IO[bytes]:
         raise EduloraError(f"{path}: is a directory, expected a data file") from None
     except PermissionError:
         raise EduloraError(f"{path}: permission denied") from None
+    except OSError as err:
+        if err.errno == errno.ELOOP:  # a link that points (through others) back at itself
+            raise EduloraError(f"{path}: symbolic link loop; point the link at a data file") from None
+        raise
+
+
+#: A JSON escape of a UTF-16 surrogate ("\ud800"); only when one occurs is a parsed record checked further.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def lone_surrogate(text: str, obj: Any) -> str | None:
+    """A problem message when ``obj`` (parsed from ``text``) holds a lone UTF-16 surrogate, else None.
+
+    ``json.loads`` turns a surrogate pair into one character but keeps half a pair as it is: not
+    text, so every UTF-8 writer (convert, scrub, training's tokenizer) would crash on it later.
+    """
+    if not _SURROGATE_ESCAPE.search(text):
+        return None
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as err:
+        return (f"holds a lone UTF-16 surrogate {err.object[err.start]!r} (half of an emoji or other character); "
+                "fix or remove it")
+    return None
+
+
+def parse_json(name: str, line: int, text: str) -> Any | Problem:
+    """``text`` parsed, or the ``Problem`` with it (invalid JSON, too deep, a lone surrogate) at ``line``."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as err:
+        return Problem(name, line + err.lineno - 1, f"invalid JSON: {err.msg} (column {err.colno})")
+    except RecursionError:
+        return Problem(name, line, "invalid JSON: nested too deeply")
+    problem = lone_surrogate(text, obj)
+    return obj if problem is None else Problem(name, line, problem)
 
 
 def iter_json_lines(path: str | Path) -> Iterator[tuple[int, Any | Problem]]:
@@ -75,12 +113,7 @@ def iter_json_lines(path: str | Path) -> Iterator[tuple[int, Any | Problem]]:
             text = text.strip()
             if not text:
                 continue
-            try:
-                yield number, json.loads(text)
-            except json.JSONDecodeError as err:
-                yield number, Problem(name, number, f"invalid JSON: {err.msg} (column {err.colno})")
-            except RecursionError:
-                yield number, Problem(name, number, "invalid JSON: nested too deeply")
+            yield number, parse_json(name, number, text)
 
 
 @contextmanager

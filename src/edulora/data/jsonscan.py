@@ -8,13 +8,12 @@ read, and every element knows the line it starts on (for ``FILE:LINE`` messages)
 from __future__ import annotations
 
 import codecs
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .io import MAX_LINE_BYTES, Problem, iter_json_lines, open_data_file
+from .io import MAX_LINE_BYTES, Problem, iter_json_lines, open_data_file, parse_json
 
 #: Bytes read per step when streaming a JSON array.
 _CHUNK_BYTES = 1 << 20
@@ -246,13 +245,7 @@ class _ArrayAbort(Exception):
 
 
 def _parse_element(name: str, line: int, text: str) -> tuple[int, Any | Problem]:
-    try:
-        return line, json.loads(text)
-    except json.JSONDecodeError as err:
-        at = line + err.lineno - 1
-        return line, Problem(name, at, f"invalid JSON: {err.msg} (column {err.colno})")
-    except RecursionError:
-        return line, Problem(name, line, "invalid JSON: nested too deeply")
+    return line, parse_json(name, line, text)
 
 
 def iter_json_objects(path: str | Path) -> Iterator[tuple[int, Any | Problem]]:

@@ -148,7 +148,7 @@ def split_file(src: PathLike, *, train_out: PathLike, eval_out: PathLike, eval_f
     for out in (train_out, eval_out):
         _refuse_same(src, out, "split")
         check_output_file(out)
-    if Path(train_out).resolve() == Path(eval_out).resolve():
+    if same_file(train_out, eval_out):
         raise EduloraError("split: --train-out and --eval-out must be different files")
     records, _ = load_records_with_lines(src, **_reading(from_format, column_map, exclude_telling))
     train, held_out, stats = split_with_stats(records, eval_fraction, seed, near_threshold=near_threshold or None,

@@ -299,14 +299,12 @@ def load_models(sources: Sequence[str | Path], include_base: bool = False, base_
     the base model is evaluated with the adapters' prompt template, so only the weights differ.
     """
     from ..config import DEFAULT_MODEL, ModelConfig
-    from ..modeling import adapter_dir, load_base_model, read_adapter_info
+    from ..modeling import adapter_dir, adapter_weights, attach_adapter, load_base_model, read_adapter_info
 
     folders = [adapter_dir(s) for s in sources]
     infos = [read_adapter_info(f) for f in folders]
     for folder in folders:
-        if not (folder / "adapter_model.safetensors").exists() and not allow_pickle:
-            raise EduloraError(f"{folder}: no adapter_model.safetensors; pickle weights (.bin) can run code and "
-                               "are refused unless you pass --allow-pickle")
+        adapter_weights(folder, allow_pickle)
     bases = {info.base_model for info in infos}
     if base_model is None and len(bases) > 1:
         raise EduloraError(f"the adapters were trained on different base models ({', '.join(sorted(bases))}); "
@@ -321,14 +319,8 @@ def load_models(sources: Sequence[str | Path], include_base: bool = False, base_
     formats = [PromptFormat.create(tokenizer, i.template or "auto", i.system_prompt, i.answer_key) for i in infos]
     tested: list[Tutor] = []
     names = _unique_names(sources)
-    if folders:
-        from peft import PeftModel
-
-        for i, (folder, name) in enumerate(zip(folders, names, strict=True)):
-            if i == 0:
-                model = PeftModel.from_pretrained(model, str(folder), adapter_name=name, is_trainable=False)
-            else:
-                model.load_adapter(str(folder), adapter_name=name, is_trainable=False)
+    for folder, name in zip(folders, names, strict=True):
+        model = attach_adapter(model, folder, name)
     model.eval()
     if include_base:
         fmt = formats[0] if formats else PromptFormat.create(tokenizer)

@@ -1,12 +1,16 @@
 """The inference engine: one base model, several LoRA adapters, one thread that owns them.
 
 HTTP handlers (or the terminal chat) call :meth:`Engine.submit` and read text deltas from the
-returned :class:`Generation`. The engine thread takes whatever is waiting (up to ``max_batch``)
-and decodes it as one batch, token by token with a KV cache, even when the requests are for
-different adapters: PEFT's ``adapter_names`` argument applies each row's own LoRA weights
-inside the same forward pass. Rows leave the batch as soon as they finish, so a short answer
-never pays for a long neighbour. Requests that arrive while a batch is decoding wait for the
-next one (static batching: simple, and correct with PEFT's mixed-adapter forward).
+returned :class:`Generation`. The engine thread takes whatever is waiting (up to ``max_batch``
+requests and ``max_batch_tokens``) and decodes it as one batch, token by token with a KV cache,
+even when the requests are for different adapters: PEFT's ``adapter_names`` argument applies
+each row's own LoRA weights inside the same forward pass. Rows leave the batch as soon as
+they finish, so a short answer never pays for a long neighbour. Requests that arrive while a
+batch is decoding wait for the next one (static batching: simple, and correct with PEFT's mixed-adapter forward). Token
+budgets bound what one request can cost the others: a request's prompt plus reply may not
+exceed ``max_request_tokens`` (a 400 naming the limit), and a batch's KV cache (rows × longest
+prompt plus reply) stays within ``max_batch_tokens``, so a long prompt is decoded apart from
+short ones instead of making every row in its batch pad to its length.
 
 The decoding itself is ``generation.decode``, the same loop ``Tutor.reply`` and ``edulora eval``
 use: each row's tokens are chosen from that row's own tokens only, never from padding, so an
@@ -32,7 +36,8 @@ from ..data.schema import Metadata, parse_metadata
 from ..errors import EduloraError
 from ..formatting import Message, PromptFormat
 from ..generation import PEFT_BASE, Request, Sampling, decode
-from ..modeling import AdapterInfo, adapter_dir, inference_precision, load_base_model, read_adapter_info
+from ..modeling import (AdapterInfo, adapter_dir, adapter_weights, attach_adapter, inference_precision,
+                        load_base_model, read_adapter_info)
 from ..rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -95,9 +100,7 @@ def parse_adapter_arg(text: str) -> tuple[str | None, str]:
 
 def find_adapter(path: str | Path, name: str | None = None, allow_pickle: bool = False) -> AdapterSpec:
     folder = adapter_dir(path)
-    if not (folder / "adapter_model.safetensors").exists() and not allow_pickle:
-        raise EduloraError(f"{folder}: no adapter_model.safetensors; pickle weights (.bin) can run code and are "
-                           "refused unless you pass --allow-pickle")
+    adapter_weights(folder, allow_pickle)
     info = read_adapter_info(folder)
     if name is None:
         name = re.sub(r"[^A-Za-z0-9_.-]", "-", info.subject or (folder.parent.name if folder.name == "adapter"
@@ -122,8 +125,6 @@ def display_name(base_model: str) -> str:
 def load_engine(adapters: Sequence[tuple[str | None, str | Path]], base: str | None = None, precision: str = "auto",
                 allow_pickle: bool = False, **engine_options) -> Engine:
     """Load the base model once and every adapter beside it (no merging); all must share that base."""
-    from peft import PeftModel
-
     specs = [find_adapter(path, name, allow_pickle) for name, path in adapters]
     names = [s.name for s in specs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -137,11 +138,8 @@ def load_engine(adapters: Sequence[tuple[str | None, str | Path]], base: str | N
                     f"adapters need one shared base model: {specs[0].name!r} was trained on {base_model!r} but "
                     f"{spec.name!r} on {spec.info.base_model!r}; serve them separately (or force one with --base)")
     model, tokenizer, _ = load_base_model(ModelConfig(name=base_model, precision=inference_precision(precision)))
-    for i, spec in enumerate(specs):
-        if i == 0:
-            model = PeftModel.from_pretrained(model, str(spec.folder), adapter_name=spec.name, is_trainable=False)
-        else:
-            model.load_adapter(str(spec.folder), adapter_name=spec.name, is_trainable=False)
+    for spec in specs:
+        model = attach_adapter(model, spec.folder, spec.name)
     model.eval()
     return Engine(model, tokenizer, display_name(base_model), {s.name: s for s in specs}, **engine_options)
 
@@ -255,7 +253,8 @@ class Engine:
 
     def __init__(self, model, tokenizer, base_id: str, adapters: dict[str, AdapterSpec], *, max_batch: int = 8,
                  max_queue: int = 64, gather_seconds: float = 0.005, default_max_tokens: int = 256,
-                 repetition_penalty: float = 1.1):
+                 repetition_penalty: float = 1.1, max_request_tokens: int | None = None,
+                 max_batch_tokens: int | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.base_id = base_id
@@ -266,12 +265,18 @@ class Engine:
         self.repetition_penalty = repetition_penalty
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self.context_limit = int(getattr(base.config, "max_position_embeddings", None) or 2048)
+        #: Prompt plus reply tokens one request may use (None: the model's context).
+        self.max_request_tokens = min(max_request_tokens or self.context_limit, self.context_limit)
+        #: KV-cache slots one batch may fill, ``rows × (longest prompt + longest reply)`` (None: no bound).
+        self.max_batch_tokens = max_batch_tokens
         self.stats = EngineStats()
         # Each adapter is prompted as it was trained (template, persona, key); the base like a fresh chat model.
         self.formats = {name: PromptFormat.create(tokenizer, spec.info.template or "auto", spec.info.system_prompt,
                                                   spec.info.answer_key) for name, spec in adapters.items()}
         self.base_format = PromptFormat.create(tokenizer)
         self._queue: queue.Queue[Generation] = queue.Queue(max(1, max_queue))
+        # A request taken from the queue that did not fit the batch being formed: it leads the next one.
+        self._held: Generation | None = None
         # Fast tokenizers raise "Already borrowed" when used from several threads at once.
         self._tokenizer_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -293,7 +298,7 @@ class Engine:
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize()
+        return self._queue.qsize() + (self._held is not None)
 
     def format(self, target: str | None) -> PromptFormat:
         return self.base_format if target is None else self.formats[target]
@@ -342,11 +347,13 @@ class Engine:
         if len(sampling.stop) > MAX_STOPS or any(len(s) > MAX_STOP_CHARS for s in sampling.stop):
             raise EduloraError(f"stop: at most {MAX_STOPS} strings of at most {MAX_STOP_CHARS} characters each")
         prompt_ids = self.encode(messages, target, key)
-        room = self.context_limit - len(prompt_ids)
+        budget = self.max_request_tokens
+        room = budget - len(prompt_ids)
         if room < 1 or (max_tokens is not None and max_tokens > room):
-            raise ContextTooLong(
-                f"this model's context is {self.context_limit} tokens; the prompt has {len(prompt_ids)} and "
-                f"{max_tokens or 1} more were requested. Shorten the conversation or lower max_tokens")
+            limit = (f"this model's context is {budget} tokens" if budget == self.context_limit else
+                     f"this server allows {budget} tokens per request (prompt plus reply)")
+            raise ContextTooLong(f"{limit}; the prompt has {len(prompt_ids)} and {max_tokens or 1} more were "
+                                 "requested. Shorten the conversation or lower max_tokens")
         limit = max_tokens or min(self.default_max_tokens, room)
         gen = Generation(target, prompt_ids, dataclasses.replace(sampling, max_new_tokens=limit))
         try:
@@ -357,20 +364,33 @@ class Engine:
         return gen
 
     # ----- engine thread -----------------------------------------------------------------------
+    def _fits(self, batch: list[Generation]) -> bool:
+        """Whether ``batch``'s KV cache stays within the batch budget (rows are padded to the longest)."""
+        if self.max_batch_tokens is None:
+            return True
+        width = max(len(g.prompt_ids) for g in batch) + max(g.sampling.max_new_tokens for g in batch)
+        return len(batch) * width <= self.max_batch_tokens
+
     def _loop(self) -> None:
         while not self._stopping.is_set():
-            try:
-                first = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                continue
+            first, self._held = self._held, None
+            if first is None:
+                try:
+                    first = self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    continue
             batch = [first]
             # A few milliseconds' wait lets requests sent together share one batch.
             deadline = time.monotonic() + self.gather_seconds
             while len(batch) < self.max_batch:
                 try:
-                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                    nxt = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
+                if not self._fits(batch + [nxt]):
+                    self._held = nxt  # it opens the next batch, so nobody is overtaken for long
+                    break
+                batch.append(nxt)
             for gone in [g for g in batch if g.cancelled]:  # its client left while it waited
                 self.stats.cancelled += 1
                 gone.finish("cancelled")
@@ -389,6 +409,9 @@ class Engine:
         self._drain("the server is shutting down")
 
     def _drain(self, message: str) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held._fail(message)
         while True:
             try:
                 self._queue.get_nowait()._fail(message)

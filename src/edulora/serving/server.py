@@ -8,6 +8,7 @@ the engine's queue is full) instead of a TCP reset.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import signal
 import socket
@@ -111,13 +112,17 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
           host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None, teachers: Sequence[str] = (),
           feedback: bool = True,
           feedback_db: str | Path | None = None, precision: str = "auto", allow_pickle: bool = False,
-          max_batch: int = 8, max_queue: int = 64, max_tokens: int = 256, route_threshold: float = 0.2,
-          fallback_adapter: str | None = None, log: Callable[[str], None] = print) -> None:
+          max_batch: int = 8, max_queue: int = 64, max_tokens: int = 256, max_request_tokens: int = 4096,
+          max_batch_tokens: int = 8192, route_threshold: float = 0.2, fallback_adapter: str | None = None,
+          log: Callable[[str], None] = functools.partial(print, flush=True)) -> None:
     """Serve ``adapters`` (``"NAME=RUN"``, a run / adapter path, or ``(name, path)``) until SIGINT / SIGTERM.
 
     One base model with every adapter beside it; ``model`` in a request picks the adapter and
     ``"auto"`` routes by subject. ``teachers`` are ``"NAME=TOKEN"``: each teacher's own key, under
     whose name their ratings and reviews are stored. ``log`` receives the start-up lines (where the page is).
+    ``max_request_tokens`` bounds one request's prompt plus reply (a longer one is refused with 400);
+    ``max_batch_tokens`` bounds a batch's KV cache (rows × longest prompt plus reply), so one long
+    prompt is decoded apart from short ones (see ``Engine``).
     """
     from .engine import load_engine, parse_adapter_arg
     from .feedback import FeedbackStore, default_feedback_db
@@ -125,12 +130,17 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
 
     tokens = parse_teachers(list(teachers), api_key)
     check_exposure(host, api_key or tokens)  # before the slow model load
-    for name, value in (("max_batch", max_batch), ("max_queue", max_queue), ("max_tokens", max_tokens)):
+    for name, value in (("max_batch", max_batch), ("max_queue", max_queue), ("max_tokens", max_tokens),
+                        ("max_request_tokens", max_request_tokens)):
         if value < 1:
             raise EduloraError(f"{name} must be at least 1")
+    if max_batch_tokens < max_request_tokens:
+        raise EduloraError(f"max_batch_tokens ({max_batch_tokens}) must be at least max_request_tokens "
+                           f"({max_request_tokens}), or the longest request could never be decoded")
     pairs = [parse_adapter_arg(a) if isinstance(a, str) else a for a in adapters]
     engine = load_engine(pairs, base=base, precision=precision, allow_pickle=allow_pickle, max_batch=max_batch,
-                         max_queue=max_queue, default_max_tokens=max_tokens)
+                         max_queue=max_queue, default_max_tokens=max_tokens, max_request_tokens=max_request_tokens,
+                         max_batch_tokens=max_batch_tokens)
     if fallback_adapter and fallback_adapter not in engine.adapters:
         raise EduloraError(f"fallback adapter {fallback_adapter!r} is not one of the served adapters")
     router = Router(list(engine.adapters.values()), route_threshold, fallback_adapter)
