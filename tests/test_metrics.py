@@ -464,3 +464,23 @@ def test_misconception_needs_both_naming_and_correcting() -> None:
 def test_revealing_reads_fractions_step_lists_and_keys_of_several_parts(reply, key, revealed):
     result = m.answer_revealing(reply, key, problem="Solve the problem on the worksheet.")
     assert result.revealed is revealed, result
+
+
+_SYLLABLES = "How many syllables are in one line of iambic pentameter?"
+_PERMITS = "He stamps 50 permit applications an hour for 2 hours. How many permits does he stamp?"
+
+
+@pytest.mark.parametrize("reply, key, problem, revealed", [
+    # an indirect question asks about the value it names
+    ("Now imagine how much sunlight your plant receives every day.", "sunlight", "Why did my plant turn yellow?", False),
+    ("Plants need sunlight to make food.", "sunlight", "Why did my plant turn yellow?", True),
+    ("Count how many 10s fit in the line.", "10", _SYLLABLES, False),
+    # a number that counts another noun of a "how many" problem is not the answer …
+    ("Then try writing down ten lines from the text.", "10", _SYLLABLES, False),
+    ("A line has ten syllables.", "10", _SYLLABLES, True),
+    ("So there are 10 in every line.", "10", _SYLLABLES, True),
+    # … but a noun next to the asked one in the problem names the same thing
+    ("So he stamps 100 applications.", "100", _PERMITS, True),
+])
+def test_revealing_reads_indirect_questions_and_counts_of_other_things(reply, key, problem, revealed):
+    assert m.answer_revealing(reply, key, problem=problem).revealed is revealed

@@ -157,13 +157,16 @@ def answer_statement(reply: str, answer: str, turns: list[tuple[str, str]], prob
     # the given ("the $50 represents …"); only a mention written as a result counts.
     answer_is_given = bool(problem and answer_spans(problem, answer))
     student_said = any(answer_spans(text, answer) for role, text in turns if role == "student")
+    counted = _counted_nouns(problem) if parse_number(answer) is not None else None
     asked = False
     for sentence in clauses(without_list_markers(reply)):
         for start, end in answer_spans(sentence, answer):
             if not states_at(sentence, start, end):
                 continue
-            if is_question(sentence):
+            if is_question(sentence) or _EMBEDDED_QUESTION.search(sentence[:start]):
                 asked = True
+                continue
+            if counted and _counts_other(sentence[end:], *counted):
                 continue
             if answer_is_given and not _RESULT_BEFORE.search(sentence[:start]):
                 continue
@@ -172,6 +175,35 @@ def answer_statement(reply: str, answer: str, turns: list[tuple[str, str]], prob
                 continue
             return sentence, asked
     return None, asked
+
+
+# "imagine how much sunlight it gets", "count how many syllables …": an indirect question asks
+# about the value it names; it does not assert it.
+_EMBEDDED_QUESTION = re.compile(r"\bhow (?:much|many)\s+(?:\w+\s+){0,2}$", re.IGNORECASE)
+
+
+def _counted_nouns(problem: str | None) -> tuple[set[str], set[str]] | None:
+    """For a "how many X" problem: (X as lemmas, lemmas of the other nouns the problem names)."""
+    if not problem or not re.search(r"\bhow many\b", problem, re.IGNORECASE):
+        return None
+    quantity = asked_quantity(problem)
+    if not quantity:
+        return None
+    lemmas = [lemma(w) for w in words(problem)]
+    # "permit applications" names the permits too: a neighbour of the asked noun is no other noun.
+    near = {w for i, w in enumerate(lemmas) for n in lemmas[max(i - 1, 0) : i + 2] if n in quantity}
+    return quantity, {w for w in lemmas if w not in STOPWORDS} - quantity - near
+
+
+def _counts_other(after: str, quantity: set[str], others: set[str]) -> bool:
+    """Whether the number just before ``after`` counts another noun of the problem than the one it
+    asks about: "How many syllables are in a line?" -> "write down ten lines" counts lines. Only a
+    plural noun counts (units such as "cm" or "kg" are no plurals and stay statements)."""
+    following = words(after)[:1]
+    if not following or following[0] in STOPWORDS or lemma(following[0]) == following[0]:
+        return False
+    noun = lemma(following[0])
+    return noun not in quantity and noun in others
 
 
 def already_said(answer: str, turns: list[tuple[str, str]]) -> bool:
