@@ -116,6 +116,12 @@ class TrainingSettings:
     #: NEFTune: noise on input embeddings during training, which helps small instruction sets
     #: generalize (Jain et al., 2023; 5 is the paper's usual value; 0 turns it off).
     neftune_noise_alpha: float = 0.0
+    #: Peak memory (GB) a step should stay under; 0: no bound. See ``gradient_checkpointing``.
+    memory_budget_gb: float = 4.0
+    #: Recompute activations in the backward pass instead of storing them (~30% more compute, a
+    #: fraction of the memory): ``auto`` when the estimate for the largest micro-batch exceeds
+    #: ``memory_budget_gb``, or ``true`` / ``false``.
+    gradient_checkpointing: str = "auto"
     seed: int = 42
 
 
@@ -263,6 +269,9 @@ def validate_config(config: RunConfig) -> None:
         (config.training.select_by == "eval_loss" or config.training.pedagogy_sample > 0,
          "training.select_by needs training.pedagogy_sample > 0 (replies to score)"),
         (config.training.pedagogy_max_new_tokens >= 1, "training.pedagogy_max_new_tokens must be positive"),
+        (config.training.memory_budget_gb >= 0, "training.memory_budget_gb must be 0 (no bound) or positive"),
+        (config.training.gradient_checkpointing in ("auto", "true", "false"),
+         "training.gradient_checkpointing must be auto, true or false"),
     ]
     for ok, message in checks:
         if not ok:

@@ -69,6 +69,8 @@ class RunSummary:
     selection: str = ""
     #: Pedagogy rates of the kept checkpoint on the fixed held-out sample (leak, incorrect answer, question).
     pedagogy: dict[str, Any] = field(default_factory=dict)
+    #: The memory estimate for the largest micro-batch and whether activations were recomputed to fit.
+    memory: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

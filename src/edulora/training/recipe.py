@@ -23,6 +23,7 @@ from ..rundir import RunDir, RunSummary, is_main_process
 from ..tutor import Tutor
 from .callbacks import GracefulStop, MetricsLog, ReleaseMemory, out_of_space_is_a_user_error
 from .data import Collator, ExampleDataset, encode, load_data
+from .memory import MemoryPlan, plan_memory
 from .pedagogy import PedagogyProbe
 from .trainer import EduloraTrainer, training_arguments
 
@@ -81,13 +82,14 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
     model = attach_lora(model, config.lora)
     dtype = choose_dtype(config.model.precision)
     probe = _pedagogy_probe(config, data.eval, fmt)
+    memory = _memory_plan(config, model, train_examples, train_stats)
 
     with out_of_space_is_a_user_error(run_dir):
         # 3. Trainer: the guide's arguments, our loss and evaluation, metrics.jsonl + TensorBoard.
         stop = GracefulStop()
         trainer = EduloraTrainer(
             model=model,
-            args=training_arguments(config, run_dir, dtype),
+            args=training_arguments(config, run_dir, dtype, memory.gradient_checkpointing),
             train_dataset=ExampleDataset(train_examples),
             eval_dataset=ExampleDataset(eval_examples),
             data_collator=Collator(tokenizer.pad_token_id, config.data.packing, config.data.pad_to_multiple_of),
@@ -141,7 +143,7 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
             dtype=str(dtype).removeprefix("torch."), base_model=config.model.name, base_model_path=base_path,
             template=fmt.template, trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
             resumed_from=checkpoint, select_by=config.training.select_by, selected_step=selected_step,
-            selection=selection, pedagogy=pedagogy)
+            selection=selection, pedagogy=pedagogy, memory=memory.to_dict())
         if trainer.is_world_process_zero():
             run_dir.write_summary(summary)
         tutor = Tutor(trainer.model, tokenizer, fmt, info, name=run_dir.name, source=str(run_dir), adapter="default")
@@ -155,6 +157,17 @@ def _pedagogy_probe(config: RunConfig, held_out, fmt: PromptFormat) -> PedagogyP
         return None
     return PedagogyProbe(held_out, fmt, t.pedagogy_sample, t.pedagogy_max_new_tokens, config.data.split_seed,
                          t.select_by)
+
+
+def _memory_plan(config: RunConfig, model, examples, stats: dict) -> MemoryPlan:
+    """Recompute activations when the longest micro-batch would not fit the memory budget."""
+    t = config.training
+    share = stats["trainable_tokens"] / max(stats["tokens"], 1) if t.response_only_head else 1.0
+    plan = plan_memory(model, [len(e.input_ids) for e in examples], t.batch_size, config.data.pad_to_multiple_of,
+                       share, t.memory_budget_gb, t.gradient_checkpointing, len(config.lora.target_modules))
+    if plan.gradient_checkpointing and is_main_process():
+        print(f"edulora: activation checkpointing on ({plan.reason})", flush=True)
+    return plan
 
 
 def _callbacks(config: RunConfig, run_dir: RunDir, stop: GracefulStop) -> list:

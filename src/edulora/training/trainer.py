@@ -82,7 +82,8 @@ def mean_token_loss(model, batches, response_only_head: bool = True, accelerator
     return float(total[0] / total[1].clamp(min=1))
 
 
-def training_arguments(config: RunConfig, run_dir: RunDir, dtype: torch.dtype) -> TrainingArguments:
+def training_arguments(config: RunConfig, run_dir: RunDir, dtype: torch.dtype,
+                       gradient_checkpointing: bool = False) -> TrainingArguments:
     """The guide's arguments, mapped to today's transformers API."""
     t = config.training
     on_cuda = device().type == "cuda"
@@ -112,6 +113,9 @@ def training_arguments(config: RunConfig, run_dir: RunDir, dtype: torch.dtype) -
         metric_for_best_model="eval_loss" if t.select_by == "eval_loss" else f"eval_{SELECT_METRIC}",
         greater_is_better=False,
         neftune_noise_alpha=t.neftune_noise_alpha or None,
+        # Non-reentrant checkpointing needs no gradient on the (frozen) inputs and keeps dropout's RNG.
+        activation_checkpointing=gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if gradient_checkpointing else None,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         # Weights are already loaded in the chosen dtype; autocast is needed only for CUDA fp16/bf16.
         bf16=on_cuda and dtype == torch.bfloat16,
