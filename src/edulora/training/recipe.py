@@ -55,6 +55,10 @@ def resume(run_dir: str | os.PathLike) -> RunResult:
 
 
 def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResult:
+    if config.training.method == "dpo":  # preference pairs instead of records: same run, in its own module
+        from .preference import run_preference
+
+        return run_preference(config, run_dir, checkpoint)
     started = time.perf_counter()
     # 1. Data: validated records, split, fingerprinted; the held-out part is kept with the run.
     data = load_data(config)
