@@ -45,6 +45,9 @@ _EXPORTS = {
     "evaluate": "edulora.evaluation.runner",
     "EvalSettings": "edulora.evaluation.runner",
     "EvalResult": "edulora.evaluation.results",
+    "mine_pairs": "edulora.evaluation.mining",
+    "PreferencePair": "edulora.data.pairs",
+    "load_pairs": "edulora.data.pairs",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -68,6 +71,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .data.formats import load_records
     from .data.schema import Dialogue, Example, GradeLevel, Metadata, TeachingStyle, Turn
     from .errors import EduloraError
+    from .data.pairs import PreferencePair, load_pairs
+    from .evaluation.mining import mine_pairs
     from .evaluation.results import EvalResult
     from .evaluation.runner import EvalSettings, evaluate
     from .formatting import PromptFormat

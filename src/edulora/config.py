@@ -19,6 +19,10 @@ from .errors import EduloraError
 DEFAULT_MODEL = "smollm2-135m-instruct"
 #: What ``training.select_by`` can choose checkpoints by.
 SELECT_BY = ("eval_loss", "leak_rate", "incorrect_answer_rate", "style_adherence")
+#: What ``training.method`` can be: supervised tuning on records, or preference tuning on pairs.
+METHODS = ("sft", "dpo")
+#: DPO losses offered (TRL's names): the paper's logistic loss, IPO's squared one, hinge (SLiC), robust DPO.
+DPO_LOSSES = ("sigmoid", "ipo", "hinge", "robust")
 
 
 @dataclass
@@ -31,6 +35,11 @@ class ModelConfig:
     load_in_4bit: bool = False
     #: Run code shipped with a hub model; off unless you trust the model's authors.
     trust_remote_code: bool = False
+    #: A trained adapter (run or adapter directory) to start from, for ``training.method=dpo``: it is
+    #: trained further and a frozen copy of it is the reference model. Its base model, prompt format
+    #: and LoRA shape are used (``model.name`` only when it names another copy of that base).
+    #: Empty: a new LoRA adapter on the base model, whose reference is the base (adapter disabled).
+    adapter: str = ""
 
 
 @dataclass
@@ -80,6 +89,14 @@ class LoraSettings:
 
 @dataclass
 class TrainingSettings:
+    #: ``sft``: supervised tuning on records (replies to imitate); ``dpo``: preference tuning (TRL's DPOTrainer)
+    #: on pairs ``{"prompt" | "messages", "chosen", "rejected", "metadata"}`` (``edulora data pairs``,
+    #: ``edulora feedback export --pairs``), usually from an SFT adapter (``model.adapter``).
+    method: str = "sft"
+    #: DPO: how far the tuned tutor may move from the reference (TRL's beta; lower lets it move further).
+    beta: float = 0.1
+    #: DPO: ``sigmoid`` (the DPO paper), ``ipo``, ``hinge`` or ``robust`` (see DPO_LOSSES).
+    loss_type: str = "sigmoid"
     epochs: float = 3.0
     #: Stop after this many optimizer steps (overrides ``epochs`` when > 0).
     max_steps: int = -1
@@ -269,9 +286,17 @@ def validate_config(config: RunConfig) -> None:
         (config.training.select_by == "eval_loss" or config.training.pedagogy_sample > 0,
          "training.select_by needs training.pedagogy_sample > 0 (replies to score)"),
         (config.training.pedagogy_max_new_tokens >= 1, "training.pedagogy_max_new_tokens must be positive"),
+<<<<<<< HEAD
         (config.training.memory_budget_gb >= 0, "training.memory_budget_gb must be 0 (no bound) or positive"),
         (config.training.gradient_checkpointing in ("auto", "true", "false"),
          "training.gradient_checkpointing must be auto, true or false"),
+=======
+        (config.training.method in METHODS, f"training.method must be one of {', '.join(METHODS)}"),
+        (config.training.beta > 0, "training.beta must be positive"),
+        (config.training.loss_type in DPO_LOSSES, f"training.loss_type must be one of {', '.join(DPO_LOSSES)}"),
+        (not config.model.adapter or config.training.method != "sft",
+         "model.adapter (a trained adapter to start from) applies to training.method=dpo"),
+>>>>>>> dpo
     ]
     for ok, message in checks:
         if not ok:

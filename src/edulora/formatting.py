@@ -158,6 +158,14 @@ class PromptFormat:
             return reply
         return messages[-1]["content"] + (tokenizer.eos_token or "")
 
+    def completion(self, prompt: Sequence[Message], reply: str) -> str:
+        """The tutor turn ``reply`` as the template writes it after ``render(prompt)``, ending with EOS:
+        what preference tuning scores, so a pair is seen exactly as an SFT record's reply is trained."""
+        text = self._reply_text([*prompt, {"role": "assistant", "content": reply}], self.render(prompt))
+        eos = self.tokenizer.eos_token
+        # Nothing after the end of the turn: TRL adds an EOS to a completion that does not end with one.
+        return text.rstrip() if eos and text.rstrip().endswith(eos) else text
+
     def encode(self, record: Record, max_length: int) -> EncodedExample:
         """Token ids with labels on tutor text only; every tutor turn of a dialogue is learned from.
 

@@ -42,6 +42,8 @@ class RunSummary:
     """What ``summary.json`` holds: the outcome of a run, written last."""
 
     status: str = "training"
+    #: ``sft`` or ``dpo`` (``training.method``); for ``dpo`` the eval loss is the DPO loss on held-out pairs.
+    method: str = "sft"
     eval_loss_before: float | None = None
     eval_loss_after: float | None = None
     #: Relative drop of the held-out loss, (before − after) / before.
@@ -69,8 +71,13 @@ class RunSummary:
     selection: str = ""
     #: Pedagogy rates of the kept checkpoint on the fixed held-out sample (leak, incorrect answer, question).
     pedagogy: dict[str, Any] = field(default_factory=dict)
+<<<<<<< HEAD
     #: The memory estimate for the largest micro-batch and whether activations were recomputed to fit.
     memory: dict[str, Any] = field(default_factory=dict)
+=======
+    #: DPO: held-out reward accuracy (chosen scored above rejected), margin, chosen and rejected rewards.
+    preference: dict[str, float] = field(default_factory=dict)
+>>>>>>> dpo
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

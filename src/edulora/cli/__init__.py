@@ -1,8 +1,6 @@
-"""The ``edulora`` command line: a thin Typer skin over the Python API (``import edulora``); commands parse,
-call the API and print. ``main`` maps errors once for all: a user mistake (``EduloraError``, a usage error,
-a full disk or read-only folder) is one line on stderr and exit 2, Ctrl-C is 130; anything else is a bug
-in edulora and keeps its traceback.
-"""
+"""The ``edulora`` command line: a thin Typer skin over the Python API (``import edulora``): parse, call, print.
+``main`` maps errors once for all: a user mistake (``EduloraError``, a usage error, a full disk or read-only
+folder) is one line on stderr and exit 2, Ctrl-C is 130; anything else is a bug in edulora: a traceback."""
 
 from __future__ import annotations
 

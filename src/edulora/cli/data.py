@@ -95,3 +95,14 @@ def split(file: str, train_out: str = typer.Option(...), eval_out: str = typer.O
                             near_threshold=near_threshold, group_by=group_by,
                             **_reading(from_format, column_map, exclude_telling))
     print("\n".join(stats.summary_lines(train_out, eval_out, group_by)))
+
+
+@app.command()
+def pairs(run: str, out: str = typer.Option(..., help="pairs JSONL to write"), seed: int = 0,
+          data_file: str | None = typer.Option(None, "--data", help="training records (default: the run's)"),
+          samples: int = typer.Option(4, min=2), temperature: float = typer.Option(0.8, min=0.01),
+          max_new_tokens: int = typer.Option(200, min=1), limit: int | None = typer.Option(None, min=1)) -> None:
+    """Mine preference pairs from a run's own mistakes (never from its held-out records)."""
+    from ..evaluation.mining import mine_run_pairs
+    print(mine_run_pairs(run, data_file, out, samples=samples, seed=seed, temperature=temperature,
+                         max_new_tokens=max_new_tokens, limit=limit).summary() + f"\nwrote {out}")

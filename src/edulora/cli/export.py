@@ -19,7 +19,6 @@ def merge(run: Run, out: str = typer.Argument(..., metavar="OUT", help="model fo
           tolerance: Tolerance = None, allow_pickle: AllowPickle = False, overwrite: Overwrite = False) -> None:
     """Merge a run's adapter into its base (fp32) as a plain HF model folder."""
     from ..export import merge_run
-
     print(merge_run(run, out, base, overwrite, allow_pickle=allow_pickle, **_given(tolerance=tolerance)))
 
 
@@ -31,7 +30,6 @@ def export(run: Run, gguf: str = typer.Option(..., metavar="OUT.gguf", help="GGU
            allow_pickle: AllowPickle = False) -> None:
     """Write a run as one GGUF file (+ Ollama Modelfile) for llama.cpp."""
     from ..export import export_gguf
-
     print(export_gguf(run, gguf, dtype, base, allow_pickle=allow_pickle, pre_tokenizer=tokenizer_pre,
                       overwrite=overwrite, modelfile=not no_modelfile, **_given(tolerance=tolerance)))
 

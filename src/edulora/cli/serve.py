@@ -40,7 +40,6 @@ def serve(adapter: Adapters = None, base: Base = None, precision: Precision = "a
           fallback_adapter: Annotated[str | None, typer.Option(help="for questions no adapter fits")] = None) -> None:
     """Serve tutors: OpenAI-compatible API + teacher page ('model' picks the adapter, "auto" routes)."""
     from ..serving.server import serve as run
-
     run(adapter or [], base=base, host=host, port=port, api_key=api_key, teachers=teacher or [],
         feedback=not no_feedback, feedback_db=feedback_db, precision=precision, allow_pickle=allow_pickle,
         max_batch=max_batch, max_queue=max_queue, max_tokens=max_tokens, max_request_tokens=max_request_tokens,
@@ -55,7 +54,6 @@ def chat(adapter: Adapters = None, base: Base = None, precision: Precision = "au
          solution: Annotated[str | None, typer.Option(help="teacher's key: a worked solution")] = None) -> None:
     """Chat with a tutor in the terminal (/adapter NAME switches, /reset, /quit)."""
     from ..serving.terminal import chat as run
-
     run(adapter or [], base=base, precision=precision, allow_pickle=allow_pickle, max_tokens=max_tokens,
         temperature=temperature, answer=answer, solution=solution)
 
@@ -68,5 +66,4 @@ def feedback_export(out: Path = typer.Argument(..., metavar="OUT.jsonl", help="S
                     everything: bool = typer.Option(False, "--all", help="all items, not only approved ones")) -> None:
     """Write SFT records (and preference pairs) from approved ratings and corrections, scrubbed of personal details."""
     from ..serving.feedback import export_feedback
-
     print(export_feedback(db, out, pairs, raw=raw, include_all=everything).summary(out, pairs, raw))

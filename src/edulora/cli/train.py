@@ -16,7 +16,6 @@ app = typer.Typer()
 def demo(output_dir: str = typer.Option("runs", help="where the run directory is created")) -> None:
     """Train a tutor on the packaged model and sample data, show before/after."""
     from ..demo import run_demo
-
     print(run_demo(output_dir).run_dir)
 
 
@@ -26,14 +25,11 @@ def train(config: str | None = typer.Argument(None, help="YAML config (see confi
           resume: str | None = typer.Option(None, metavar="RUN_DIR", help="continue a run from its last checkpoint"),
           overwrite: bool = typer.Option(False, "--overwrite", help="replace a non-empty run directory")) -> None:
     """Train a LoRA adapter from a YAML config."""
-    if resume:
-        if config or overrides:
-            raise EduloraError("--resume continues a run with its saved config; drop CONFIG and --set")
-        result = el.resume(resume)
-    else:
-        if not config and not overrides:
-            raise EduloraError("give a config file (e.g. configs/default.yaml) or --set values")
-        result = el.train(el.load_config(config, overrides), overwrite=overwrite)
+    if resume and (config or overrides):
+        raise EduloraError("--resume continues a run with its saved config; drop CONFIG and --set")
+    if not resume and not config and not overrides:
+        raise EduloraError("give a config file (e.g. configs/default.yaml) or --set values")
+    result = el.resume(resume) if resume else el.train(el.load_config(config, overrides), overwrite=overwrite)
     print(f"{result.summary.headline()}\n{result.run_dir}")
 
 

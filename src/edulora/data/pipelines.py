@@ -58,7 +58,14 @@ def check_output_file(path: PathLike) -> Path:
 
 def validate(path: PathLike, from_format: str | None = None, column_map: ColumnMap = None, *,
              exclude_telling: bool = False) -> ValidationResult:
-    """Check every record of a file (streamed); ``.ok`` is False when it has problems or no records."""
+    """Check every record of a file (streamed); ``.ok`` is False when it has problems or no records.
+
+    A file of preference pairs (``edulora.data.pairs``: objects with ``chosen`` and ``rejected``) is
+    checked as pairs."""
+    from .pairs import is_pair_file, validate_pairs
+
+    if from_format in (None, "pairs") and not column_map and (from_format == "pairs" or is_pair_file(path)):
+        return validate_pairs(path)
     return validate_any(path, **_reading(from_format, column_map, exclude_telling))
 
 

@@ -17,8 +17,9 @@ Export turns the rows into two files:
 * SFT records in the project's data schema: a corrected reply (the teacher's version) or a
   reply rated good (1), as ``{"instruction", "response", "metadata"}`` for a single question or
   ``{"messages", "metadata"}`` for a conversation with history;
-* preference pairs in TRL's conversational format, ``{"prompt": [messages], "chosen":
-  [assistant], "rejected": [assistant], "metadata"}``: teacher's correction over the model's
+* preference pairs in edulora's pair format (``edulora.data.pairs``: TRL's conversational format,
+  ``{"prompt": [messages], "chosen": [assistant], "rejected": [assistant], "metadata"}``, which
+  ``training.method=dpo`` trains on): teacher's correction over the model's
   reply, and a reply rated good over one rated bad in the same conversation; ``rejected_flags`` lists the
   pedagogy flags the rejected reply carried (why it lost).
 """
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.io import atomic_text_writer
+from ..data.pairs import PreferencePair
 from ..data.pipelines import check_output_file
 from ..data.privacy import Scrubber, intro_names
 from ..data.schema import Dialogue, Example, Turn, parse_metadata
@@ -253,10 +255,10 @@ def preference_pairs(items: list[FeedbackItem]) -> list[dict[str, Any]]:
     pairs: list[dict[str, Any]] = []
 
     def pair(item: FeedbackItem, chosen: str, rejected: FeedbackItem) -> None:
-        pairs.append({"prompt": item.messages, "chosen": [{"role": "assistant", "content": chosen}],
-                      "rejected": [{"role": "assistant", "content": rejected.reply}], "metadata": item.metadata,
-                      "rejected_flags": [{k: f.get(k) for k in ("code", "label", "evidence")}
-                                         for f in rejected.flags]})
+        # The one pair format (edulora.data.pairs), so `train … training.method=dpo` reads what is written here.
+        flags = [{k: f.get(k) for k in ("code", "label", "evidence")} for f in rejected.flags]
+        pairs.append(PreferencePair(item.messages, chosen, rejected.reply, parse_metadata(item.metadata),
+                                    {"rejected_flags": flags}).to_dict())
 
     for item in items:
         if item.correction and item.correction.strip() and item.correction.strip() != item.reply.strip():

@@ -56,6 +56,10 @@ def resume(run_dir: str | os.PathLike) -> RunResult:
 
 
 def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResult:
+    if config.training.method == "dpo":  # preference pairs instead of records: same run, in its own module
+        from .preference import run_preference
+
+        return run_preference(config, run_dir, checkpoint)
     started = time.perf_counter()
     # 1. Data: validated records, split, fingerprinted; the held-out part is kept with the run.
     data = load_data(config)
@@ -89,7 +93,7 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
         stop = GracefulStop()
         trainer = EduloraTrainer(
             model=model,
-            args=training_arguments(config, run_dir, dtype, memory.gradient_checkpointing),
+            args=training_arguments(config, run_dir, dtype, gradient_checkpointing=memory.gradient_checkpointing),
             train_dataset=ExampleDataset(train_examples),
             eval_dataset=ExampleDataset(eval_examples),
             data_collator=Collator(tokenizer.pad_token_id, config.data.packing, config.data.pad_to_multiple_of),

@@ -82,15 +82,16 @@ def mean_token_loss(model, batches, response_only_head: bool = True, accelerator
     return float(total[0] / total[1].clamp(min=1))
 
 
-def training_arguments(config: RunConfig, run_dir: RunDir, dtype: torch.dtype,
-                       gradient_checkpointing: bool = False) -> TrainingArguments:
-    """The guide's arguments, mapped to today's transformers API."""
+def training_arguments(config: RunConfig, run_dir: RunDir, dtype: torch.dtype, arguments=TrainingArguments,
+                       gradient_checkpointing: bool = False, **changes) -> TrainingArguments:
+    """The guide's arguments, mapped to today's transformers API; ``arguments`` may be a subclass
+    (TRL's ``DPOConfig``) and ``changes`` its own settings or overrides, so every method shares one recipe."""
     t = config.training
     on_cuda = device().type == "cuda"
     tensorboard = has_tensorboard()
     if tensorboard:
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir.tensorboard_dir)  # transformers 5 has no logging_dir
-    return TrainingArguments(
+    settings = dict(
         output_dir=str(run_dir.checkpoints_dir),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps,
@@ -130,6 +131,7 @@ def training_arguments(config: RunConfig, run_dir: RunDir, dtype: torch.dtype,
         save_only_model=False,
         disable_tqdm=False,
     )
+    return arguments(**{**settings, **changes})
 
 
 def has_tensorboard() -> bool:

@@ -1,0 +1,145 @@
+"""Preference pairs from a tutor's own mistakes: sample replies, score them, pair a failing one with a good one.
+
+For each training prompt the tutor writes ``samples`` replies (seeded sampling, so a run is
+repeatable); each is scored with the pedagogy metrics — gave the answer away (leak), asserted a
+wrong answer, did not keep its teaching style, gave no guidance. The worst failing reply becomes
+``rejected``; ``chosen`` is the record's reference reply when it passes the same checks, else the
+first passing sample. Held-out records are never sampled: any training record whose conversation
+also appears in ``held_out`` (e.g. a run's eval.jsonl) is dropped before anything is generated.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..data.pairs import PreferencePair, prompt_key
+from ..data.schema import Record
+from ..generation import Request, Sampling, decode
+from .cuts import open_turns
+from .metrics import providing_guidance, style_adherence
+from .rates import record_history, reply_pedagogy
+
+#: Failure kinds, most serious first: the rejected reply is the one whose worst failure ranks first.
+FAILURES = ("leak", "incorrect_answer", "off_style", "no_guidance")
+#: Style adherence under this is "off style" (socratic without a question scores 0.3, a leak 0).
+STYLE_PASS = 0.5
+
+
+@dataclass
+class MinedPairs:
+    pairs: list[PreferencePair]
+    #: Rejected replies per failure kind (a reply may count under several).
+    failures: Counter = field(default_factory=Counter)
+    prompts: int = 0
+    #: Training records left out because their conversation is in the held-out set.
+    held_out_skipped: int = 0
+    #: Prompts where every sample passed (nothing to learn) or none did and the reference failed too.
+    all_passed: int = 0
+    none_passed: int = 0
+
+    def summary(self) -> str:
+        kinds = ", ".join(f"{k} {self.failures[k]}" for k in FAILURES)
+        return (f"{self.prompts} prompts -> {len(self.pairs)} pairs (rejected for: {kinds}); "
+                f"{self.all_passed} prompts had no failing reply, {self.none_passed} no passing one; "
+                f"{self.held_out_skipped} records left out (in the held-out set)")
+
+
+def failures(reply: str, record: Record) -> list[str]:
+    """What is wrong with ``reply`` as the tutor's answer to ``record``, most serious first (empty: it passes)."""
+    meta = record.metadata
+    history = record_history(record)
+    scored = reply_pedagogy(reply, record, history)
+    found = []
+    if scored.reveal.revealed:
+        found.append("leak")
+    if scored.correctness.score == 0.0:
+        found.append("incorrect_answer")
+    if meta.teaching_style is not None and style_adherence(reply, meta.teaching_style, meta.answer,
+                                                           history).score < STYLE_PASS:
+        found.append("off_style")
+    if providing_guidance(reply, history, scored.reveal.revealed).label == "No":
+        found.append("no_guidance")
+    return found
+
+
+def _severity(found: list[str]) -> tuple:
+    return tuple(kind not in found for kind in FAILURES)  # sorts the most serious failures first
+
+
+def mine_pairs(tutor, records: Sequence[Record], *, samples: int = 4, seed: int = 0, temperature: float = 0.8,
+               max_new_tokens: int = 200, held_out: Sequence[Record] = (), batch_size: int = 8,
+               progress: bool = False) -> MinedPairs:
+    """Pairs (failing sample rejected, reference or passing sample chosen) from ``tutor``'s replies to ``records``.
+
+    Keyed dialogues are asked at each tutor turn where the student has not reached the key yet
+    (``cuts.open_turns``), where a leak is possible. Deterministic for a given ``seed``.
+    """
+    from tqdm.auto import tqdm
+
+    banned = {prompt_key(tutor.format.prompt_and_reference(r)[0]) for r in open_turns(held_out)}
+    candidates = open_turns(records)
+    kept = [r for r in candidates if prompt_key(tutor.format.prompt_and_reference(r)[0]) not in banned]
+    result = MinedPairs([], held_out_skipped=len(candidates) - len(kept), prompts=len(kept))
+    prompts = [tutor.format.prompt_and_reference(r) for r in kept]
+    bar = tqdm(total=len(kept), desc="mining pairs", unit="prompt", disable=not progress)
+    per_batch = max(1, batch_size // samples)
+    for start in range(0, len(kept), per_batch):
+        chunk = range(start, min(start + per_batch, len(kept)))
+        # One seed per (record, sample), so a reply does not depend on what shared its batch.
+        requests = [Request(tutor.tokenizer(tutor.format.render(prompts[i][0]), add_special_tokens=False)["input_ids"],
+                            Sampling(max_new_tokens=max_new_tokens, temperature=temperature,
+                                     seed=seed * 1_000_003 + i * samples + j))
+                    for i in chunk for j in range(samples)]
+        with tutor.active() as model:
+            decode(model, tutor.tokenizer, requests)
+        for n, i in enumerate(chunk):
+            replies = [r.output.strip() for r in requests[n * samples:(n + 1) * samples]]
+            _pair(kept[i], prompts[i], replies, result)
+        bar.update(len(chunk))
+    bar.close()
+    return result
+
+
+def _pair(record: Record, prompt: tuple[list[dict], str], replies: list[str], result: MinedPairs) -> None:
+    scored = [(reply, failures(reply, record)) for reply in replies if reply]
+    failing = sorted((s for s in scored if s[1]), key=lambda s: _severity(s[1]))
+    if not failing:
+        result.all_passed += 1
+        return
+    messages, reference = prompt
+    passing = [reply for reply, found in scored if not found]
+    chosen = reference if not failures(reference, record) else (passing[0] if passing else None)
+    if chosen is None:
+        result.none_passed += 1
+        return
+    rejected, found = failing[0]
+    result.failures.update(found)
+    conversation = [m for m in messages if m["role"] != "system"]  # persona and key come from metadata
+    result.pairs.append(PreferencePair(conversation, chosen, rejected, record.metadata,
+                                       {"failures": found, "source": "mined"}))
+
+
+def mine_run_pairs(run: str, data: str | None, out: str, *, samples: int = 4, seed: int = 0, temperature: float = 0.8,
+                   max_new_tokens: int = 200, limit: int | None = None, progress: bool = True) -> MinedPairs:
+    """``edulora data pairs``: mine pairs with a run's adapter on ``data`` (default: the run's training
+    file), leaving out every conversation of the run's held-out set, and write them to ``out``."""
+    from ..data.formats import load_records
+    from ..data.pairs import write_pairs
+    from ..data.pipelines import check_output_file
+    from ..errors import EduloraError
+    from ..rundir import RunDir
+    from ..tutor import Tutor
+
+    check_output_file(out)
+    run_dir = RunDir.open(run)
+    source = data or run_dir.read_data_info().get("train_file")
+    if not source:
+        raise EduloraError(f"{run}: the run names no training file; pass --data")
+    records = load_records(source)[:limit]
+    tutor = Tutor.load(run)
+    result = mine_pairs(tutor, records, samples=samples, seed=seed, temperature=temperature,
+                        max_new_tokens=max_new_tokens, held_out=run_dir.eval_records(), progress=progress)
+    write_pairs(out, result.pairs)
+    return result

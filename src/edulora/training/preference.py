@@ -1,0 +1,254 @@
+"""Preference tuning (``training.method=dpo``): TRL's DPOTrainer on chosen/rejected pairs, usually from an SFT adapter.
+
+The same run as SFT, top to bottom — run directory, data, model, Trainer, adapter, summary — with
+what differs kept here: pairs instead of records, a reference model, and the DPO loss. Pairs go
+through ``PromptFormat`` (persona + teacher's key, the template the SFT adapter was trained
+with), so the tutor is tuned on exactly the prompts it is asked in.
+
+The reference model: when ``model.adapter`` names a trained adapter, it is loaded trainable and
+TRL's DPOTrainer copies it into a frozen adapter named ``ref``, which scores the reference (TRL's
+documented way to re-train an existing adapter). Without one, a new LoRA adapter is trained on the
+base model, and its initial copy (B = 0: the base model's outputs) is the reference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import resource
+import sys
+import time
+
+import torch
+from trl import DPOConfig, DPOTrainer
+
+from ..config import DEFAULT_MODEL, RunConfig
+from ..data.pairs import PreferencePair, load_pairs, split_pairs
+from ..data.split import fingerprint
+from ..errors import EduloraError
+from ..formatting import PromptFormat
+from ..modeling import (AdapterInfo, adapter_dir, adapter_weights, attach_lora, choose_dtype, device,
+                        load_base_model, read_adapter_info, save_adapter)
+from ..rundir import RunDir, RunSummary, is_main_process
+from ..tutor import Tutor
+from .callbacks import GracefulStop, out_of_space_is_a_user_error
+from .data import should_scrub
+from .pedagogy import PedagogyProbe, selection_score
+from .recipe import (RunResult, _callbacks, _final_evaluation, _pedagogy_probe, _rates, _selection, model_card)
+from .trainer import SELECT_METRIC, training_arguments
+
+#: TRL's name for the frozen copy of the starting adapter (dropped before the adapter is saved).
+REFERENCE = "ref"
+#: DPO's own held-out measures, reported in the summary beside the loss.
+PREFERENCE_METRICS = ("rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")
+
+
+class PreferenceTrainer(DPOTrainer):
+    """TRL's DPOTrainer plus what an edulora run reports: pedagogy rates of held-out replies at each
+    evaluation (and checkpoint choice by them), evaluation time and trained tokens."""
+
+    def __init__(self, *args, probe: PedagogyProbe | None = None, select_by: str = "eval_loss", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.probe, self.select_by = probe, select_by
+        self.tokens_trained = 0
+        self.eval_seconds = 0.0
+        self.last_eval: tuple[int, dict[str, float]] | None = None
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training:
+            self.tokens_trained += int(inputs["attention_mask"].sum())  # real tokens: padding is masked out
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        began = time.perf_counter()
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        if self.probe is not None and eval_dataset is None:
+            rates = {f"{metric_key_prefix}_{k}": v for k, v in self.probe.measure(self.model).items()}
+            if self.select_by != "eval_loss":
+                plain = {k.removeprefix(f"{metric_key_prefix}_"): v for k, v in rates.items()}
+                rates[f"{metric_key_prefix}_{SELECT_METRIC}"] = selection_score(
+                    self.select_by, plain, metrics[f"{metric_key_prefix}_loss"])
+            metrics.update(rates)
+            self.log(rates)
+            if self.select_by != "eval_loss":  # early stopping reads the selection metric from this event
+                self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        self.eval_seconds += time.perf_counter() - began
+        if eval_dataset is None:
+            self.last_eval = (self.state.global_step, metrics)
+        return metrics
+
+
+def run_preference(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResult:
+    """One DPO run into ``run_dir`` (resumed from ``checkpoint`` when given); see ``training.recipe._run``."""
+    from datasets import Dataset
+
+    started = time.perf_counter()
+    # 1. Data: pairs, split by conversation; the held-out conversations (with their chosen reply) are
+    #    kept as the run's eval.jsonl, so `edulora eval RUN` and the pedagogy probe use them.
+    train_pairs, held_out, info = load_pair_data(config)
+    if is_main_process():
+        run_dir.write_eval_records([p.as_record() for p in held_out])
+
+    # 2. Model: the starting adapter twice (trained, and frozen as the reference), or a new adapter.
+    model, tokenizer, base_path, start = _policy_and_reference(config)
+    fmt = _prompt_format(config, tokenizer, start)
+    train_rows, eval_rows = _rows(train_pairs, fmt), _rows(held_out, fmt)
+    info.update({"method": "dpo", "template": fmt.template, "answer_key": fmt.answer_key,
+                 "start_adapter": config.model.adapter or None})
+    if is_main_process():
+        run_dir.write_data_info(info)
+    dtype = choose_dtype(config.model.precision)
+    probe = _pedagogy_probe(config, [p.as_record() for p in held_out], fmt)
+    t = config.training
+
+    with out_of_space_is_a_user_error(run_dir):
+        # 3. Trainer: the SFT run's arguments plus DPO's own; TRL tokenizes the rendered texts.
+        stop = GracefulStop()
+        args = training_arguments(
+            config, run_dir, dtype, DPOConfig, beta=t.beta, loss_type=[t.loss_type], max_length=config.data.max_length,
+            truncation_mode="keep_end",  # like SFT: a long conversation loses its oldest turns, never the reply
+            train_sampling_strategy="random", remove_unused_columns=True, gradient_checkpointing=False,
+            pad_to_multiple_of=config.data.pad_to_multiple_of, precompute_ref_log_probs=False,
+            dataset_num_proc=None)
+        trainer = PreferenceTrainer(model=model, args=args, train_dataset=Dataset.from_dict(train_rows),
+                                    eval_dataset=Dataset.from_dict(eval_rows), processing_class=tokenizer,
+                                    callbacks=_callbacks(config, run_dir, stop), probe=probe, select_by=t.select_by)
+
+        # 4. Train, measuring the held-out DPO loss (and pedagogy) before and after.
+        previous = run_dir.read_summary() or RunSummary()
+        if previous.eval_loss_before is None:
+            before = trainer.evaluate()
+            previous = RunSummary(eval_loss_before=before["eval_loss"], pedagogy={"before": _rates(before)},
+                                  method="dpo")
+            if trainer.is_world_process_zero():
+                run_dir.write_summary(previous)
+        train_started, eval_seconds = time.perf_counter(), trainer.eval_seconds
+        with stop.installed():
+            output = trainer.train(resume_from_checkpoint=checkpoint)
+        train_seconds = time.perf_counter() - train_started - (trainer.eval_seconds - eval_seconds)
+        if stop.requested is not None:
+            print(f"edulora: checkpoint saved at step {trainer.state.global_step}; continue with: "
+                  f"edulora train --resume {run_dir}", file=sys.stderr, flush=True)
+            raise KeyboardInterrupt
+        after = _final_evaluation(trainer, t.keep_best)
+        selected_step, selection = _selection(trainer, config)
+
+        # 5. The adapter alone (the frozen reference is dropped), then the summary last.
+        policy = trainer.model
+        if REFERENCE in getattr(policy, "peft_config", {}):
+            policy.delete_adapter(REFERENCE)
+        pedagogy = {"before": previous.pedagogy.get("before", {}), "after": _rates(after)}
+        preference = {name: after[f"eval_{name}"] for name in PREFERENCE_METRICS if f"eval_{name}" in after}
+        meta = _adapter_meta(config, start)
+        adapter = AdapterInfo(base_model=start.base_model if start else config.model.name, **meta,
+                              template=fmt.template, system_prompt=fmt.system_prompt, answer_key=fmt.answer_key,
+                              data_fingerprint=info["train_fingerprint"], eval_loss=after["eval_loss"],
+                              select_by=t.select_by, pedagogy=pedagogy)
+        if trainer.is_world_process_zero():
+            card = model_card(config, adapter, previous.eval_loss_before, after["eval_loss"], selection)
+            save_adapter(policy, tokenizer, run_dir.adapter_dir, adapter, card + _card_section(config, preference))
+        before_loss = previous.eval_loss_before
+        summary = RunSummary(
+            status="done", method="dpo", eval_loss_before=before_loss, eval_loss_after=after["eval_loss"],
+            eval_loss_drop=(before_loss - after["eval_loss"]) / before_loss if before_loss else None,
+            train_loss=output.training_loss, optimizer_steps=trainer.state.global_step,
+            train_examples=len(train_pairs), eval_examples=len(held_out),
+            train_tokens_per_s=trainer.tokens_trained / train_seconds if train_seconds > 0 else None,
+            train_seconds=train_seconds, eval_seconds=trainer.eval_seconds, wall_s=time.perf_counter() - started,
+            peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, device=device().type,
+            dtype=str(dtype).removeprefix("torch."), base_model=adapter.base_model, base_model_path=base_path,
+            template=fmt.template, trainable_parameters=sum(p.numel() for p in policy.parameters() if p.requires_grad),
+            resumed_from=checkpoint, select_by=t.select_by, selected_step=selected_step, selection=selection,
+            pedagogy=pedagogy, preference=preference)
+        if trainer.is_world_process_zero():
+            run_dir.write_summary(summary)
+        tutor = Tutor(policy, tokenizer, fmt, adapter, name=run_dir.name, source=str(run_dir), adapter="default")
+        return RunResult(run_dir, summary, tutor)
+
+
+def load_pair_data(config: RunConfig) -> tuple[list[PreferencePair], list[PreferencePair], dict]:
+    """Pairs from ``data.train_file`` (and ``data.eval_file``, else a split by conversation), scrubbed."""
+    d = config.data
+    if not d.train_file:
+        raise EduloraError("config: data.train_file is not set (e.g. --set data.train_file=pairs.jsonl)")
+    pairs = load_pairs(d.train_file)
+    train, held_out = (pairs, load_pairs(d.eval_file)) if d.eval_file else split_pairs(pairs, d.eval_fraction,
+                                                                                        d.split_seed)
+    if not held_out:
+        raise EduloraError("no held-out pairs: set data.eval_file or a positive data.eval_fraction")
+    info: dict = {"train_file": d.train_file, "eval_file": d.eval_file or None}
+    if should_scrub(d.scrub_pii):
+        train, counts = scrub_pairs(train)
+        held_out, eval_counts = scrub_pairs(held_out)
+        info["pii_scrubbed"] = {"train": counts, "eval": eval_counts}  # counts only, never the values
+    info.update({"train_pairs": len(train), "eval_pairs": len(held_out), "train_fingerprint": fingerprint(train),
+                 "eval_fingerprint": fingerprint(held_out)})
+    return train, held_out, info
+
+
+def scrub_pairs(pairs: list[PreferencePair]) -> tuple[list[PreferencePair], dict[str, int]]:
+    """Students' personal details replaced in every turn and both replies; counts per kind."""
+    from collections import Counter
+
+    from ..data.privacy import Scrubber, intro_names
+
+    scrubber, counts, out = Scrubber(), Counter(), []
+    for pair in pairs:
+        names = [n for m in pair.prompt for n in intro_names(m["content"])]
+
+        def clean(text: str) -> str:
+            text, found = scrubber.scrub_text(text, names)
+            counts.update(found)
+            return text
+
+        out.append(dataclasses.replace(pair, prompt=[{**m, "content": clean(m["content"])} for m in pair.prompt],
+                                       chosen=clean(pair.chosen), rejected=clean(pair.rejected)))
+    return out, dict(counts)
+
+
+def _policy_and_reference(config: RunConfig):
+    """(model, tokenizer, base path, starting adapter's info or None), the model ready for DPOTrainer."""
+    if not config.model.adapter:
+        model, tokenizer, path = load_base_model(config.model, for_training=True)
+        torch.manual_seed(config.training.seed)  # the LoRA init is part of the recipe
+        return attach_lora(model, config.lora), tokenizer, path, None
+    from peft import PeftModel
+
+    folder = adapter_dir(config.model.adapter)
+    adapter_weights(folder)  # safetensors only, a regular file: checked before PEFT reads it
+    start = read_adapter_info(folder)
+    name = start.base_model if config.model.name == DEFAULT_MODEL else config.model.name
+    model, tokenizer, path = load_base_model(dataclasses.replace(config.model, name=name), for_training=True)
+    # DPOTrainer copies a PEFT model's adapter into a frozen one named "ref" and scores the reference with it.
+    model = PeftModel.from_pretrained(model, str(folder), adapter_name="default", is_trainable=True)
+    return model, tokenizer, path, start
+
+
+def _prompt_format(config: RunConfig, tokenizer, start: AdapterInfo | None) -> PromptFormat:
+    """The starting adapter's format (its template, persona and key switches), else the config's."""
+    if start is not None:
+        return PromptFormat.create(tokenizer, start.template or "auto", start.system_prompt, start.answer_key)
+    return PromptFormat.create(tokenizer, config.data.template, config.data.system_prompt,
+                               answer_key=config.data.answer_key == "auto")
+
+
+def _rows(pairs: list[PreferencePair], fmt: PromptFormat) -> dict[str, list[str]]:
+    """Rendered prompts and completions: TRL's standard (non-chat) format, so PromptFormat owns every string."""
+    prompts = [fmt.with_persona(p.prompt, p.metadata) for p in pairs]
+    return {"prompt": [fmt.render(m) for m in prompts],
+            "chosen": [fmt.completion(m, p.chosen) for m, p in zip(prompts, pairs)],
+            "rejected": [fmt.completion(m, p.rejected) for m, p in zip(prompts, pairs)]}
+
+
+def _adapter_meta(config: RunConfig, start: AdapterInfo | None) -> dict[str, str]:
+    """Subject, grade level, style, description: the config's, else the starting adapter's."""
+    names = ("subject", "grade_level", "teaching_style", "description")
+    return {n: getattr(config.adapter, n) or (getattr(start, n) if start else "") for n in names}
+
+
+def _card_section(config: RunConfig, preference: dict[str, float]) -> str:
+    t = config.training
+    rows = [("Method", f"DPO (TRL), loss={t.loss_type}, beta={t.beta}"),
+            ("Started from", config.model.adapter or "a new adapter on the base model (reference: the base)"),
+            ("Eval loss above", "the DPO loss on held-out pairs (ln 2 = 0.693 when tuned = reference)")]
+    rows += [(f"Held-out {name}", f"{value:.4f}") for name, value in preference.items()]
+    return "\n## Preference tuning\n\n| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows) + "\n"

@@ -1,0 +1,183 @@
+"""Preference tuning (training.method=dpo), the pair format, and pairs mined from a tutor's own mistakes.
+
+Tiny random Llama; a DPO step on it is dominated by TRL's chunked log-prob kernel, so runs are short.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import edulora as el
+from edulora.cli import main
+
+COMMON = ["model.precision=fp32", "data.max_length=64", "lora.target_modules=q_proj,v_proj", "training.batch_size=2",
+          "training.grad_accum=1", "training.logging_steps=1", "training.warmup_ratio=0", "training.keep_best=false",
+          "training.pedagogy_sample=0"]
+
+
+def toy_pairs(n: int = 10) -> list[dict]:
+    """A Socratic question (chosen) over telling the answer (rejected), per multiplication."""
+    rows = []
+    for i in range(n):
+        a, b = 2 + i % 7, 3 + i % 5
+        rows.append({"prompt": f"What is {a} times {b}?", "chosen": f"How many are {a} groups of {b}?",
+                     "rejected": f"It is {a * b}.",
+                     "metadata": {"subject": "mathematics", "teaching_style": "socratic", "answer": str(a * b)}})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def sft_run(tiny_llama, tmp_path_factory):
+    from conftest import write_tutoring_file
+
+    folder = tmp_path_factory.mktemp("sft")
+    data = write_tutoring_file(folder, 16)
+    config = el.load_config(None, [f"model.name={tiny_llama}", f"data.train_file={data}", "data.eval_fraction=0.25",
+                                   *COMMON, "training.max_steps=2", "training.eval_steps=2", "training.save_steps=2",
+                                   f"output_dir={folder}", "run_name=sft"])
+    return el.train(config).run_dir
+
+
+@pytest.fixture
+def pairs_file(write_jsonl):
+    return write_jsonl(toy_pairs(), "pairs.jsonl")
+
+
+def _dpo(model, pairs, out, *extra: str) -> el.RunConfig:
+    return el.load_config(None, [f"model.name={model}", f"data.train_file={pairs}", "training.method=dpo",
+                                 "data.eval_fraction=0.2", *COMMON, "training.learning_rate=5e-3",
+                                 "training.eval_steps=100", "training.save_steps=100", f"output_dir={out}",
+                                 "run_name=dpo", *extra])
+
+
+def test_dpo_from_an_sft_adapter_lowers_the_loss_and_never_updates_the_reference(
+        tiny_llama, sft_run, pairs_file, tmp_path, monkeypatch):
+    from edulora.training.preference import PreferenceTrainer
+
+    seen = {}
+    original = PreferenceTrainer.train
+
+    def train_then_look(self, *args, **kwargs):
+        output = original(self, *args, **kwargs)
+        params = dict(self.model.named_parameters())
+        seen["ref"] = {n: p.detach().clone() for n, p in params.items() if ".ref." in n}
+        seen["ref_trainable"] = any(p.requires_grad for n, p in params.items() if ".ref." in n)
+        seen["policy"] = {n: p.detach().clone() for n, p in params.items() if ".default." in n}
+        return output
+
+    monkeypatch.setattr(PreferenceTrainer, "train", train_then_look)
+    run = el.train(_dpo(tiny_llama, pairs_file, tmp_path, f"model.adapter={sft_run}", "training.max_steps=4"))
+    summary = run.summary
+    assert summary.method == "dpo" and summary.optimizer_steps == 4
+    assert summary.eval_loss_before == pytest.approx(0.6931, abs=1e-3)  # tuned == reference at the start
+    assert summary.eval_loss_after < summary.eval_loss_before
+    losses = [row["loss"] for row in run.run_dir.read_metrics() if "loss" in row]
+    assert losses[0] == pytest.approx(0.6931, abs=1e-3) and losses[-1] < losses[0]
+    assert summary.preference["rewards/accuracies"] > 0.5
+
+    # The reference is the SFT adapter, frozen: equal to its saved weights after training; the policy moved.
+    start = load_file(str(sft_run / "adapter" / "adapter_model.safetensors"))
+    assert seen["ref"] and not seen["ref_trainable"]
+    for name, value in seen["ref"].items():
+        assert torch.equal(value, start[name.replace(".ref.", ".")]), name
+    assert any(not torch.equal(v, start[n.replace(".default.", ".")]) for n, v in seen["policy"].items())
+
+    # A plain PEFT adapter (no reference inside) with the SFT adapter's prompt format and metadata.
+    adapter = run.run_dir.adapter_dir
+    assert not (adapter / "ref").exists()
+    info = json.loads((adapter / "edulora.json").read_text())
+    assert info["base_model"] == str(tiny_llama) and info["template"] == "chat"
+    assert "Preference tuning" in (adapter / "README.md").read_text()
+    assert el.Tutor.load(run.run_dir).ask("What is 2 times 3?").tokens >= 0
+    assert list(run.run_dir.eval_records())  # held-out conversations, as records `edulora eval` can read
+
+
+def test_bad_pairs_are_file_line_errors_and_exit_2(tiny_llama, write_jsonl, tmp_path, capsys):
+    good = toy_pairs(2)
+    bad = write_jsonl([good[0], {"prompt": "Why?", "chosen": "Same.", "rejected": "Same."},
+                       {"messages": [{"role": "assistant", "content": "Hi"}], "chosen": "a"}], "bad.jsonl")
+    argv = ["train", *[f"--set={s}" for s in [f"model.name={tiny_llama}", f"data.train_file={bad}",
+                                               "training.method=dpo", f"output_dir={tmp_path}"]]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:2: 'chosen' and 'rejected' are the same reply" in err
+    assert f"{bad}:3: field 'messages' must end with a user (student) turn" in err
+    assert f"{bad}:3: missing field 'rejected'" in err and "Traceback" not in err
+    assert main(["data", "validate", str(bad)]) == 2
+    assert f"{bad}:2:" in capsys.readouterr().err
+
+
+def test_feedback_export_round_trips_into_dpo_training(tiny_llama, tmp_path):
+    from edulora.serving.feedback import FeedbackItem, FeedbackStore, export_feedback
+
+    store = FeedbackStore(tmp_path / "fb.sqlite3")
+    for i, row in enumerate(toy_pairs(8)):
+        messages = [{"role": "user", "content": row["prompt"]}]
+        meta = {k: v for k, v in row["metadata"].items() if k != "answer"}
+        # A teacher rates the telling reply down and writes the Socratic one; a reviewer approves it.
+        store.record(FeedbackItem(completion_id=f"c{i}", model="math", messages=messages, reply=row["rejected"],
+                                  rating=-1, correction=row["chosen"], answer=row["metadata"]["answer"],
+                                  status="approved", **meta))
+    store.close()
+    pairs = tmp_path / "pairs.jsonl"
+    counts = export_feedback(tmp_path / "fb.sqlite3", tmp_path / "sft.jsonl", pairs)
+    assert counts.pairs == 8
+    assert len(el.load_pairs(pairs)) == 8  # one format both ways
+
+    run = el.train(_dpo(tiny_llama, pairs, tmp_path / "runs", "training.max_steps=3"))
+    assert run.summary.eval_loss_after < run.summary.eval_loss_before
+    losses = [row["loss"] for row in run.run_dir.read_metrics() if "loss" in row]
+    assert losses[-1] < losses[0]
+
+
+def test_mining_pairs_never_uses_the_held_out_records_and_is_deterministic(sft_run, tmp_path, capsys):
+    from edulora.data.pairs import prompt_key
+    from edulora.evaluation.mining import mine_pairs
+
+    held_out = sft_run.eval_records()
+    train_file = sft_run.read_data_info()["train_file"]  # the whole file: it holds the held-out records too
+    out = tmp_path / "pairs.jsonl"
+    assert main(["data", "pairs", str(sft_run), "--out", str(out), "--samples", "3", "--max-new-tokens", "12"]) == 0
+    printed = capsys.readouterr().out
+    assert f"{len(held_out)} records left out (in the held-out set)" in printed
+    mined = el.load_pairs(out) if out.read_text() else []
+    held_keys = {prompt_key(el.PromptFormat(None).prompt_and_reference(r)[0]) for r in held_out}
+    assert not [p for p in mined if p.prompt_key() in held_keys]
+    assert all(p.extra["failures"] and p.chosen != p.rejected for p in mined)
+
+    tutor = el.Tutor.load(sft_run)
+    records = el.load_records(train_file)
+    again = mine_pairs(tutor, records, samples=3, max_new_tokens=12, held_out=held_out)
+    assert [p.to_dict() for p in again.pairs] == [p.to_dict() for p in mined]
+    assert again.prompts + again.held_out_skipped == len(records)
+    assert len(again.pairs) + again.all_passed + again.none_passed == again.prompts
+
+
+def test_a_dpo_run_killed_mid_run_resumes_to_the_end(tiny_llama, sft_run, pairs_file, tmp_path):
+    from test_crash_resume import _env, _wait_for
+
+    settings = [f"model.name={tiny_llama}", f"data.train_file={pairs_file}", "training.method=dpo",
+                f"model.adapter={sft_run}", "data.eval_fraction=0.2", *COMMON, "training.max_steps=6",
+                "training.save_steps=2", "training.eval_steps=100", f"output_dir={tmp_path}", "run_name=dpo"]
+    run = tmp_path / "dpo"
+    process = subprocess.Popen([sys.executable, "-m", "edulora", "train", *[f"--set={s}" for s in settings]],
+                               env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: (run / "checkpoints" / "checkpoint-2" / "trainer_state.json").exists(), process, timeout=300)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    assert not (run / "adapter").exists()
+    result = subprocess.run([sys.executable, "-m", "edulora", "train", "--resume", str(run)], check=False,
+                            capture_output=True, text=True, env=_env(), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "done" and summary["method"] == "dpo" and summary["optimizer_steps"] == 6
+    assert summary["resumed_from"].rsplit("-", 1)[-1] in ("2", "4")
+    assert (run / "adapter" / "adapter_model.safetensors").exists()
