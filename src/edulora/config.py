@@ -286,17 +286,14 @@ def validate_config(config: RunConfig) -> None:
         (config.training.select_by == "eval_loss" or config.training.pedagogy_sample > 0,
          "training.select_by needs training.pedagogy_sample > 0 (replies to score)"),
         (config.training.pedagogy_max_new_tokens >= 1, "training.pedagogy_max_new_tokens must be positive"),
-<<<<<<< HEAD
         (config.training.memory_budget_gb >= 0, "training.memory_budget_gb must be 0 (no bound) or positive"),
         (config.training.gradient_checkpointing in ("auto", "true", "false"),
          "training.gradient_checkpointing must be auto, true or false"),
-=======
         (config.training.method in METHODS, f"training.method must be one of {', '.join(METHODS)}"),
         (config.training.beta > 0, "training.beta must be positive"),
         (config.training.loss_type in DPO_LOSSES, f"training.loss_type must be one of {', '.join(DPO_LOSSES)}"),
         (not config.model.adapter or config.training.method != "sft",
          "model.adapter (a trained adapter to start from) applies to training.method=dpo"),
->>>>>>> dpo
     ]
     for ok, message in checks:
         if not ok:

@@ -71,13 +71,10 @@ class RunSummary:
     selection: str = ""
     #: Pedagogy rates of the kept checkpoint on the fixed held-out sample (leak, incorrect answer, question).
     pedagogy: dict[str, Any] = field(default_factory=dict)
-<<<<<<< HEAD
     #: The memory estimate for the largest micro-batch and whether activations were recomputed to fit.
     memory: dict[str, Any] = field(default_factory=dict)
-=======
     #: DPO: held-out reward accuracy (chosen scored above rejected), margin, chosen and rejected rewards.
     preference: dict[str, float] = field(default_factory=dict)
->>>>>>> dpo
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
