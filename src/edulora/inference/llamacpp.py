@@ -27,7 +27,7 @@ import torch
 
 from ..config import DEFAULT_MODEL
 from ..errors import EduloraError
-from ..generation import Request, Sampling, _Row, stop_token_ids
+from ..generation import PEFT_BASE, Request, Sampling, _Row, stop_token_ids
 from ..modeling import cache_dir, packaged_gguf, resolve_model_path
 
 
@@ -73,7 +73,8 @@ class LlamaCpp:
     """A GGUF base with named GGUF LoRA adapters in one llama.cpp server core (no HTTP is used)."""
 
     def __init__(self, gguf: str | os.PathLike, loras: Mapping[str, str | os.PathLike] | None = None, *,
-                 parallel: int = 8, context: int = 8192, threads: int | None = None):
+                 parallel: int = 8, context: int = 8192, threads: int | None = None, exact_cache: bool = False):
+        """``exact_cache`` keeps the KV cache in f32 (llama.cpp's default is f16): for parity checks on f32 bases."""
         xllamacpp = require_xllamacpp()
         self.gguf = Path(gguf)
         self.names = list(loras or {})
@@ -92,6 +93,9 @@ class LlamaCpp:
         # The core also listens on a loopback port; a random key keeps that door shut (edulora calls it in-process).
         params.api_keys = [secrets.token_hex(24)]
         params.verbosity = -1
+        if exact_cache:
+            params.cache_type_k = params.cache_type_v = xllamacpp.ggml_type.GGML_TYPE_F32
+        params.cache_ram_mib = 0  # no prompt cache across slots either (see ``body``)
         if not self.gguf.is_file():
             raise EduloraError(f"{self.gguf}: no such GGUF file")
         try:
@@ -108,8 +112,9 @@ class LlamaCpp:
     def body(self, request: Request) -> dict:
         """The completion request for ``request``: token ids in, one token id per streamed chunk out."""
         s: Sampling = request.sampling
-        if request.adapter is not None and request.adapter not in self.names:
-            raise EduloraError(f"adapter {request.adapter!r} is not loaded in llama.cpp")
+        adapter = None if request.adapter == PEFT_BASE else request.adapter  # the server's name for "no adapter"
+        if adapter is not None and adapter not in self.names:
+            raise EduloraError(f"adapter {adapter!r} is not loaded in llama.cpp")
         return {
             "prompt": list(request.prompt_ids), "n_predict": s.max_new_tokens, "stream": True,
             "n_probs": 1,  # the chosen token's id comes with its log-probability
@@ -118,8 +123,10 @@ class LlamaCpp:
             "repeat_last_n": len(request.prompt_ids) + s.max_new_tokens,  # the whole prompt and reply, as transformers
             "presence_penalty": 0.0, "frequency_penalty": 0.0, "dry_multiplier": 0.0,
             "seed": s.seed if s.seed is not None else int.from_bytes(uuid.uuid4().bytes[:4], "little"),
-            "lora": [{"id": i, "scale": 1.0 if name == request.adapter else 0.0} for i, name in enumerate(self.names)],
-            "cache_prompt": True,
+            "lora": [{"id": i, "scale": 1.0 if name == adapter else 0.0} for i, name in enumerate(self.names)],
+            # A slot's cached prompt was computed under the previous request's adapters; reusing it for
+            # another adapter would mix two tutors, so every prompt is evaluated afresh (it is the cheap part).
+            "cache_prompt": False,
         }
 
     def run(self, request: Request, decode_text: Callable[[list[int]], str], stop_ids: set[int]) -> None:
@@ -214,3 +221,29 @@ def byte_level_alphabet() -> dict[str, int]:
     printable = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
     others = [b for b in range(256) if b not in printable]
     return {**{chr(b): b for b in printable}, **{chr(0x100 + i): b for i, b in enumerate(others)}}
+
+
+def load_llamacpp(adapters: Mapping[str, Path], base_model: str, gguf: str | os.PathLike | None = None,
+                  allow_pickle: bool = False, parallel: int = 8, context: int = 8192, exact_cache: bool | None = None):
+    """(LlamaCpp, tokenizer, base config): the base's GGUF with each adapter folder as a GGUF LoRA, loaded once."""
+    from transformers import AutoConfig
+
+    from ..modeling import load_tokenizer
+    from .gguf_lora import cached_gguf_lora
+
+    folder = resolve_model_path(base_model)
+    config = AutoConfig.from_pretrained(folder)
+    tokenizer = load_tokenizer(folder)
+    loras = {name: cached_gguf_lora(Path(path), config, allow_pickle) for name, path in adapters.items()}
+    path = base_gguf(base_model, gguf)
+    if exact_cache is None:  # an f32 base is asked for exactness: keep its KV cache in f32 too
+        exact_cache = _all_f32(path)
+    model = LlamaCpp(path, loras, parallel=parallel, context=context, exact_cache=exact_cache)
+    model.use_tokenizer(tokenizer)
+    return model, tokenizer, config
+
+
+def _all_f32(path: Path) -> bool:
+    from gguf import GGMLQuantizationType, GGUFReader
+
+    return all(t.tensor_type == GGMLQuantizationType.F32 for t in GGUFReader(str(path)).tensors)
