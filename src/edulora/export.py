@@ -7,10 +7,12 @@ under a temporary name and renamed, so a crash never leaves a file that looks fi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -238,6 +240,27 @@ def _adds_bos(tokenizer) -> bool:
     return tokenizer.bos_token_id is not None and bool(ids) and ids[0] == tokenizer.bos_token_id
 
 
+@contextlib.contextmanager
+def gguf_writer(out: Path, arch: str = "llama") -> Iterator:
+    """A ``GGUFWriter`` whose file appears at ``out`` only when the block has added everything and it is written."""
+    import gguf
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        writer = gguf.GGUFWriter(str(tmp), arch)
+        yield writer
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_gguf(model, tokenizer, out: str | Path, dtype: str = "f16", name: str = "edulora-tutor",
                pre_tokenizer: str | None = None, overwrite: bool = False) -> Path:
     """One GGUF file (llama architecture) holding weights, hyperparameters, tokenizer and chat template."""
@@ -257,12 +280,7 @@ def write_gguf(model, tokenizer, out: str | Path, dtype: str = "f16", name: str 
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        writer = gguf.GGUFWriter(str(tmp), "llama")
+    with gguf_writer(out) as writer:
         writer.add_name(name)
         writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if dtype == "f16" else gguf.LlamaFileType.ALL_F32)
         writer.add_context_length(int(config.max_position_embeddings))
@@ -298,13 +316,6 @@ def write_gguf(model, tokenizer, out: str | Path, dtype: str = "f16", name: str 
             # llama.cpp keeps 1-D tensors (norms) in f32 whatever the file type.
             half = dtype == "f16" and tensor.ndim > 1
             writer.add_tensor(tensor_name, tensor.numpy().astype("float16" if half else "float32"))
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 

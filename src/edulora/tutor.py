@@ -26,8 +26,10 @@ class Tutor:
     """A model ready to tutor: ``ask`` one question, ``reply`` to whole conversations, ``base()`` to compare."""
 
     def __init__(self, model, tokenizer, format: PromptFormat, info: AdapterInfo, name: str = BASE_NAME,
-                 source: str = "", adapter: str | None = None):
+                 source: str = "", adapter: str | None = None, backend: str = "transformers"):
+        #: A transformers (PEFT) network, or for ``backend="llamacpp"`` an ``inference.llamacpp.LlamaCpp``.
         self.model = model
+        self.backend = backend
         self.tokenizer = tokenizer
         self.format = format
         self.info = info
@@ -53,6 +55,8 @@ class Tutor:
 
         from .modeling import choose_dtype, inference_precision
 
+        if self.backend != "transformers":
+            return self
         dtype = choose_dtype(inference_precision("auto"))
         if next(self.model.parameters()).dtype != dtype and dtype == torch.float32:
             self.model.to(dtype)
@@ -60,23 +64,33 @@ class Tutor:
 
     def as_base(self, name: str = BASE_NAME) -> Tutor:
         """The base model with this tutor's prompt format, sharing its network (nothing is loaded again)."""
-        return Tutor(self.model, self.tokenizer, self.format, self.info, name, self.info.base_model, adapter=None)
+        return Tutor(self.model, self.tokenizer, self.format, self.info, name, self.info.base_model, adapter=None,
+                     backend=self.backend)
 
     @classmethod
     def load(cls, source: str | os.PathLike | None = None, *, base: str | None = None, precision: str = "auto",
-             allow_pickle: bool = False, name: str | None = None) -> Tutor:
+             allow_pickle: bool = False, name: str | None = None, backend: str = "transformers",
+             gguf: str | os.PathLike | None = None) -> Tutor:
         """A run directory or adapter directory (base + adapter), or no source: the base model alone.
 
-        ``base`` replaces the base model the adapter names (e.g. a local copy of it).
+        ``base`` replaces the base model the adapter names (e.g. a local copy of it). ``backend`` is
+        ``"transformers"`` (the exact reference; ``precision`` applies) or ``"llamacpp"``: the base as
+        GGUF (``gguf``, else the packaged file or an f16 export) and the adapter as a GGUF LoRA.
         """
-        from .modeling import load_tutor
+        if backend == "llamacpp":
+            model, tokenizer, info = _load_llamacpp(source, base, gguf, allow_pickle)
+        elif backend == "transformers":
+            from .modeling import load_tutor
 
-        model, tokenizer, info = load_tutor(source, base, precision=precision, allow_pickle=allow_pickle)
+            model, tokenizer, info = load_tutor(source, base, precision=precision, allow_pickle=allow_pickle)
+        else:
+            raise EduloraError(f"backend must be transformers or llamacpp, not {backend!r}")
         if source is None:
             fmt = PromptFormat.create(tokenizer)
-            return cls(model, tokenizer, fmt, info, name or BASE_NAME, info.base_model)
+            return cls(model, tokenizer, fmt, info, name or BASE_NAME, info.base_model, backend=backend)
         fmt = PromptFormat.create(tokenizer, info.template or "auto", info.system_prompt, info.answer_key)
-        return cls(model, tokenizer, fmt, info, name or _default_name(Path(source)), str(source), adapter="default")
+        return cls(model, tokenizer, fmt, info, name or _default_name(Path(source)), str(source), adapter="default",
+                   backend=backend)
 
     @property
     def metadata(self) -> Metadata:
@@ -96,6 +110,8 @@ class Tutor:
     @contextlib.contextmanager
     def active(self) -> Iterator[Any]:
         """The network in eval mode with this tutor's adapter on (or every adapter off for the base)."""
+        if self.backend != "transformers":
+            raise EduloraError(f"this needs the tutor's network: load it with backend='transformers', not {self.backend!r}")
         model = self.model
         was_training = model.training
         model.eval()  # a model fresh from training still has LoRA dropout on; replies must be deterministic
@@ -149,8 +165,24 @@ class Tutor:
             if not messages or messages[-1]["role"] != "user":
                 raise EduloraError(f"conversation {i}: must end with a user (student) turn")
         texts = [self.format.render(m) for m in prompts]
+        if self.backend == "llamacpp":
+            return self._generate_llamacpp(texts, sampling or Sampling(), batch_size)
         with self.active() as model:
             return generate(model, self.tokenizer, texts, sampling or Sampling(), batch_size)
+
+    def _generate_llamacpp(self, texts: Sequence[str], sampling: Sampling, parallel: int) -> list[Reply]:
+        """All replies in flight together (continuous batching), each with this tutor's adapter or none."""
+        import time
+
+        from .generation import Request
+
+        adapter = None if self.adapter is None or self._base_only else self.adapter
+        requests = [Request(self.tokenizer(t, add_special_tokens=False)["input_ids"], sampling, adapter)
+                    for t in texts]
+        began = time.perf_counter()
+        self.model.decode(self.tokenizer, requests, parallel=parallel)
+        seconds = time.perf_counter() - began
+        return [Reply(r.output.strip(), r.tokens, seconds, r.finish_reason or "stop") for r in requests]
 
     def __repr__(self) -> str:
         return f"Tutor({self.name!r}, source={self.source!r})"
@@ -162,3 +194,21 @@ def _default_name(source: Path) -> str:
     from .rundir import RunDir
 
     return source.parent.name if source.name == RunDir.ADAPTER else source.name
+
+
+def _load_llamacpp(source, base: str | None, gguf, allow_pickle: bool):
+    """(LlamaCpp, tokenizer, info) for ``Tutor.load(..., backend="llamacpp")``; the adapter is named "default"."""
+    from .config import DEFAULT_MODEL
+    from .inference.llamacpp import load_llamacpp
+    from .modeling import adapter_dir, read_adapter_info
+
+    if source is None:
+        info = AdapterInfo(base_model=base or DEFAULT_MODEL)
+        adapters = {}
+    else:
+        folder = adapter_dir(source)
+        info = read_adapter_info(folder)
+        info.base_model = base or info.base_model
+        adapters = {"default": folder}
+    model, tokenizer, _ = load_llamacpp(adapters, info.base_model, gguf, allow_pickle)
+    return model, tokenizer, info

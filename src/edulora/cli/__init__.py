@@ -30,9 +30,8 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     """LoRA fine-tuning for educational AI tutors."""
 
 
-for _group in (train, evaluate, export):
-    app.add_typer(_group.app)
-app.add_typer(data.app, name="data")
+for _group, _name in ((train, None), (evaluate, None), (export, None), (data, "data")):
+    app.add_typer(_group.app, name=_name)
 serve.register(app)
 
 

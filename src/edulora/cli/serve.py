@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -37,10 +37,11 @@ def serve(adapter: Adapters = None, base: Base = None, precision: Precision = "a
           max_request_tokens: Annotated[int, typer.Option(min=1, help="prompt + reply; longer is a 400")] = 4096,
           max_batch_tokens: Annotated[int, typer.Option(min=1, help="rows x (prompt + reply) per batch")] = 8192,
           route_threshold: Annotated[float, typer.Option(help="similarity under which 'auto' falls back")] = 0.2,
-          fallback_adapter: Annotated[str | None, typer.Option(help="for questions no adapter fits")] = None) -> None:
+          fallback_adapter: Annotated[str | None, typer.Option(help="for questions no adapter fits")] = None,
+          backend: Literal["transformers", "llamacpp"] = "transformers") -> None:
     """Serve tutors: OpenAI-compatible API + teacher page ('model' picks the adapter, "auto" routes)."""
     from ..serving.server import serve as run
-    run(adapter or [], base=base, host=host, port=port, api_key=api_key, teachers=teacher or [],
+    run(adapter or [], base=base, host=host, port=port, api_key=api_key, teachers=teacher or [], backend=backend,
         feedback=not no_feedback, feedback_db=feedback_db, precision=precision, allow_pickle=allow_pickle,
         max_batch=max_batch, max_queue=max_queue, max_tokens=max_tokens, max_request_tokens=max_request_tokens,
         max_batch_tokens=max_batch_tokens, route_threshold=route_threshold, fallback_adapter=fallback_adapter)

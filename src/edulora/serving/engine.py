@@ -122,9 +122,9 @@ def display_name(base_model: str) -> str:
     return path.name if path.exists() else base_model
 
 
-def load_engine(adapters: Sequence[tuple[str | None, str | Path]], base: str | None = None, precision: str = "auto",
-                allow_pickle: bool = False, **engine_options) -> Engine:
-    """Load the base model once and every adapter beside it (no merging); all must share that base."""
+def resolve_adapters(adapters: Sequence[tuple[str | None, str | Path]], base: str | None = None,
+                     allow_pickle: bool = False) -> tuple[list[AdapterSpec], str]:
+    """Each adapter's spec and the one base model they share (``base`` forces it)."""
     specs = [find_adapter(path, name, allow_pickle) for name, path in adapters]
     names = [s.name for s in specs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -137,6 +137,13 @@ def load_engine(adapters: Sequence[tuple[str | None, str | Path]], base: str | N
                 raise EduloraError(
                     f"adapters need one shared base model: {specs[0].name!r} was trained on {base_model!r} but "
                     f"{spec.name!r} on {spec.info.base_model!r}; serve them separately (or force one with --base)")
+    return specs, base_model
+
+
+def load_engine(adapters: Sequence[tuple[str | None, str | Path]], base: str | None = None, precision: str = "auto",
+                allow_pickle: bool = False, **engine_options) -> Engine:
+    """Load the base model once and every adapter beside it (no merging); all must share that base."""
+    specs, base_model = resolve_adapters(adapters, base, allow_pickle)
     model, tokenizer, _ = load_base_model(ModelConfig(name=base_model, precision=inference_precision(precision)))
     for spec in specs:
         model = attach_adapter(model, spec.folder, spec.name)
@@ -251,10 +258,13 @@ class EngineStats:
 class Engine:
     """Owns the model; runs a single decoding thread fed by a bounded queue."""
 
+    #: Which library decodes (``llamacpp_engine.LlamaCppEngine`` is the other).
+    backend = "transformers"
+
     def __init__(self, model, tokenizer, base_id: str, adapters: dict[str, AdapterSpec], *, max_batch: int = 8,
                  max_queue: int = 64, gather_seconds: float = 0.005, default_max_tokens: int = 256,
                  repetition_penalty: float = 1.1, max_request_tokens: int | None = None,
-                 max_batch_tokens: int | None = None):
+                 max_batch_tokens: int | None = None, context_limit: int | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.base_id = base_id
@@ -263,8 +273,10 @@ class Engine:
         self.gather_seconds = gather_seconds
         self.default_max_tokens = default_max_tokens
         self.repetition_penalty = repetition_penalty
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        self.context_limit = int(getattr(base.config, "max_position_embeddings", None) or 2048)
+        if context_limit is None:
+            base = model.get_base_model() if hasattr(model, "get_base_model") else model
+            context_limit = int(getattr(base.config, "max_position_embeddings", None) or 2048)
+        self.context_limit = context_limit
         #: Prompt plus reply tokens one request may use (None: the model's context).
         self.max_request_tokens = min(max_request_tokens or self.context_limit, self.context_limit)
         #: KV-cache slots one batch may fill, ``rows × (longest prompt + longest reply)`` (None: no bound).

@@ -114,6 +114,7 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
           feedback_db: str | Path | None = None, precision: str = "auto", allow_pickle: bool = False,
           max_batch: int = 8, max_queue: int = 64, max_tokens: int = 256, max_request_tokens: int = 4096,
           max_batch_tokens: int = 8192, route_threshold: float = 0.2, fallback_adapter: str | None = None,
+          backend: str = "transformers", gguf: str | Path | None = None,
           log: Callable[[str], None] = functools.partial(print, flush=True)) -> None:
     """Serve ``adapters`` (``"NAME=RUN"``, a run / adapter path, or ``(name, path)``) until SIGINT / SIGTERM.
 
@@ -122,9 +123,11 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
     whose name their ratings and reviews are stored. ``log`` receives the start-up lines (where the page is).
     ``max_request_tokens`` bounds one request's prompt plus reply (a longer one is refused with 400);
     ``max_batch_tokens`` bounds a batch's KV cache (rows × longest prompt plus reply), so one long
-    prompt is decoded apart from short ones (see ``Engine``).
+    prompt is decoded apart from short ones (see ``Engine``). ``backend`` is ``"transformers"`` (the exact
+    reference) or ``"llamacpp"`` (the base as GGUF, ``gguf`` or found from the base, adapters as GGUF LoRA).
     """
     from .engine import load_engine, parse_adapter_arg
+    from .llamacpp_engine import load_llamacpp_engine
     from .feedback import FeedbackStore, default_feedback_db
     from .router import Router
 
@@ -137,10 +140,14 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
     if max_batch_tokens < max_request_tokens:
         raise EduloraError(f"max_batch_tokens ({max_batch_tokens}) must be at least max_request_tokens "
                            f"({max_request_tokens}), or the longest request could never be decoded")
+    if backend not in ("transformers", "llamacpp"):
+        raise EduloraError(f"backend must be transformers or llamacpp, not {backend!r}")
     pairs = [parse_adapter_arg(a) if isinstance(a, str) else a for a in adapters]
-    engine = load_engine(pairs, base=base, precision=precision, allow_pickle=allow_pickle, max_batch=max_batch,
-                         max_queue=max_queue, default_max_tokens=max_tokens, max_request_tokens=max_request_tokens,
-                         max_batch_tokens=max_batch_tokens)
+    options = dict(max_batch=max_batch, max_queue=max_queue, default_max_tokens=max_tokens,
+                   max_request_tokens=max_request_tokens, max_batch_tokens=max_batch_tokens)
+    engine = (load_llamacpp_engine(pairs, base=base, gguf=gguf, allow_pickle=allow_pickle, **options)
+              if backend == "llamacpp" else
+              load_engine(pairs, base=base, precision=precision, allow_pickle=allow_pickle, **options))
     if fallback_adapter and fallback_adapter not in engine.adapters:
         raise EduloraError(f"fallback adapter {fallback_adapter!r} is not one of the served adapters")
     router = Router(list(engine.adapters.values()), route_threshold, fallback_adapter)
@@ -149,7 +156,7 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
     try:
         server = TutorServer(TutorService(engine, router, store, api_key, tokens), host, port)
         engine.start()
-        log(f"Serving {engine.base_id} with adapters: {', '.join(engine.adapters) or 'none'} "
+        log(f"Serving {engine.base_id} on {engine.backend} with adapters: {', '.join(engine.adapters) or 'none'} "
             f"(auto routing: {router.method})")
         if store is not None:
             log(f"Feedback database: {store.path}")

@@ -261,7 +261,7 @@ class TutorService:
 
     def health(self) -> dict[str, Any]:
         stats = self.engine.stats
-        return {"status": "ok", "model": self.engine.base_id, "adapters": list(self.engine.adapters),
+        return {"status": "ok", "model": self.engine.base_id, "backend": self.engine.backend, "adapters": list(self.engine.adapters),
                 "queued": self.engine.pending, "batches": stats.batches, "mixed_batches": stats.mixed_batches,
                 "largest_batch": stats.largest_batch, "cancelled": stats.cancelled, "auth": self.locked,
                 "feedback": self.feedback is not None}

@@ -1,0 +1,249 @@
+"""llama.cpp (through PyPI ``xllamacpp``, a prebuilt CPU wheel) as edulora's fast decoder.
+
+One GGUF base and every adapter's GGUF LoRA are loaded once; each request names its adapter in
+its own body (a per-request LoRA list with scales), so concurrent users of different adapters never
+race over a global switch. llama.cpp's server core runs ``parallel`` slots with continuous
+batching: a request joins the running batch as soon as a slot is free, and leaves it when done.
+
+What edulora keeps for itself, so both backends answer alike: the prompt is tokenized by the
+same Hugging Face tokenizer (llama.cpp receives token ids), and each new token id goes through
+``generation``'s row logic (stop tokens, stop strings, UTF-8-safe streaming, cancellation). The
+sampling rules are mapped one to one (greedy, temperature, top-p, a repetition penalty over the
+prompt and reply), and llama.cpp's own extras (top-k 40, min-p 0.05) are switched off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+from ..config import DEFAULT_MODEL
+from ..errors import EduloraError
+from ..generation import PEFT_BASE, Request, Sampling, _Row, stop_token_ids
+from ..modeling import cache_dir, packaged_gguf, resolve_model_path
+
+
+class LlamaCppError(RuntimeError):
+    """llama.cpp refused or failed a request (not the caller's fault)."""
+
+
+def require_xllamacpp():
+    try:
+        import xllamacpp
+    except ImportError:
+        raise EduloraError("the llama.cpp backend needs the package xllamacpp: run 'pip install xllamacpp'") from None
+    return xllamacpp
+
+
+def base_gguf(base_model: str, gguf: str | os.PathLike | None = None) -> Path:
+    """The GGUF file to serve ``base_model`` from: ``gguf`` when given, the packaged file for the default
+    model (the very weights training dequantized), a ``.gguf`` base itself, else an f16 export in the cache."""
+    if gguf is not None:
+        path = Path(gguf).expanduser()
+        if not path.is_file():
+            raise EduloraError(f"{path}: no such GGUF file")
+        return path
+    if base_model in (DEFAULT_MODEL, "default", ""):
+        return packaged_gguf()
+    if Path(base_model).expanduser().suffix == ".gguf":
+        return base_gguf(base_model, base_model)
+    folder = Path(resolve_model_path(base_model))
+    stamp = f"{folder.resolve()}:{(folder / 'config.json').stat().st_mtime_ns}" if folder.is_dir() else str(folder)
+    out = cache_dir() / "gguf" / f"{folder.name}-{hashlib.sha256(stamp.encode()).hexdigest()[:16]}-f16.gguf"
+    if not out.is_file():
+        from transformers import AutoModelForCausalLM
+
+        from ..export import write_gguf
+        from ..modeling import load_tokenizer
+
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        write_gguf(model, load_tokenizer(str(folder)), out, dtype="f16", name=folder.name)
+    return out
+
+
+class LlamaCpp:
+    """A GGUF base with named GGUF LoRA adapters in one llama.cpp server core (no HTTP is used)."""
+
+    def __init__(self, gguf: str | os.PathLike, loras: Mapping[str, str | os.PathLike] | None = None, *,
+                 parallel: int = 8, context: int = 8192, threads: int | None = None, exact_cache: bool = False):
+        """``exact_cache`` keeps the KV cache in f32 (llama.cpp's default is f16): for parity checks on f32 bases."""
+        xllamacpp = require_xllamacpp()
+        self.gguf = Path(gguf)
+        self.names = list(loras or {})
+        self.vocab: ByteVocab | None = None
+        params = xllamacpp.CommonParams()
+        params.model.path = str(self.gguf)
+        params.n_parallel = max(1, parallel)
+        # One KV cache shared by all slots: ``context`` bounds the whole batch, like the transformers
+        # engine's max_batch_tokens, instead of reserving a full context for every slot.
+        params.kv_unified = True
+        params.n_ctx = context
+        params.ctx_shift = False  # edulora bounds prompt + reply itself; never drop context silently
+        params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads or len(os.sched_getaffinity(0))
+        # Loaded once with scale 0: each request sets the scales it wants, nothing is switched globally.
+        params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(p), 0.0) for p in (loras or {}).values()]
+        # The core also listens on a loopback port; a random key keeps that door shut (edulora calls it in-process).
+        params.api_keys = [secrets.token_hex(24)]
+        params.verbosity = -1
+        if exact_cache:
+            params.cache_type_k = params.cache_type_v = xllamacpp.ggml_type.GGML_TYPE_F32
+        params.cache_ram_mib = 0  # no prompt cache across slots either (see ``body``)
+        if not self.gguf.is_file():
+            raise EduloraError(f"{self.gguf}: no such GGUF file")
+        try:
+            self.server = xllamacpp.Server(params)
+        except Exception as err:  # llama.cpp reports a bad file or a mismatched adapter as a runtime error
+            raise EduloraError(f"llama.cpp could not load {self.gguf.name} with adapters "
+                               f"{', '.join(self.names) or 'none'}: {err}") from None
+
+    def use_tokenizer(self, tokenizer) -> None:
+        """The Hugging Face tokenizer whose ids the requests carry (see ``ByteVocab``)."""
+        if self.vocab is None or self.vocab.tokenizer is not tokenizer:
+            self.vocab = ByteVocab(tokenizer)
+
+    def body(self, request: Request) -> dict:
+        """The completion request for ``request``: token ids in, one token id per streamed chunk out."""
+        s: Sampling = request.sampling
+        adapter = None if request.adapter == PEFT_BASE else request.adapter  # the server's name for "no adapter"
+        if adapter is not None and adapter not in self.names:
+            raise EduloraError(f"adapter {adapter!r} is not loaded in llama.cpp")
+        return {
+            "prompt": list(request.prompt_ids), "n_predict": s.max_new_tokens, "stream": True,
+            "n_probs": 1,  # the chosen token's id comes with its log-probability
+            "temperature": s.temperature, "top_p": s.top_p if s.temperature > 0 else 1.0, "top_k": 0,
+            "min_p": 0.0, "typical_p": 1.0, "repeat_penalty": s.repetition_penalty,
+            "repeat_last_n": len(request.prompt_ids) + s.max_new_tokens,  # the whole prompt and reply, as transformers
+            "presence_penalty": 0.0, "frequency_penalty": 0.0, "dry_multiplier": 0.0,
+            "seed": s.seed if s.seed is not None else int.from_bytes(uuid.uuid4().bytes[:4], "little"),
+            "lora": [{"id": i, "scale": 1.0 if name == adapter else 0.0} for i, name in enumerate(self.names)],
+            # A slot's cached prompt was computed under the previous request's adapters; reusing it for
+            # another adapter would mix two tutors, so every prompt is evaluated afresh (it is the cheap part).
+            "cache_prompt": False,
+        }
+
+    def run(self, request: Request, decode_text: Callable[[list[int]], str], stop_ids: set[int]) -> None:
+        """Decode ``request`` to its end (blocking; other threads' requests share llama.cpp's batch meanwhile)."""
+        row = _Row(request, decode_text, stop_ids, torch.device("cpu"))
+        vocab = self.vocab
+        failure: list[str] = []
+        ended: list[str] = []
+
+        def on_chunk(chunk: dict) -> bool:  # True tells llama.cpp to stop this request
+            if "choices" not in chunk:
+                failure.append(str(chunk.get("message") or chunk.get("error") or chunk))
+                return True
+            choice = chunk["choices"][0]
+            for item in (choice.get("logprobs") or {}).get("content") or ():
+                for token in vocab.tokens(int(item["id"]), bytes(item.get("bytes") or b"")):
+                    if row.advance(token):
+                        return True
+            if choice.get("finish_reason"):
+                ended.append(choice["finish_reason"])
+            return request.cancelled
+
+        self.server.handle_completions(self.body(request), on_chunk)
+        if failure:
+            raise LlamaCppError(failure[0])
+        if request.finish_reason is None:
+            # llama.cpp stopped first: an end-of-generation token (not streamed), its length limit, or a cancel.
+            if request.cancelled:
+                request.finish("cancelled")
+            else:
+                row._done(decode_text(row.tokens), "length" if ended == ["length"] else "stop")
+
+    def decode(self, tokenizer, requests: Sequence[Request], decode_text=None, parallel: int = 8) -> None:
+        """Every request decoded to its end, up to ``parallel`` at a time (continuous batching)."""
+        decode_text = decode_text or _thread_safe_decoder(tokenizer)
+        self.use_tokenizer(tokenizer)
+        stops = set(stop_token_ids(tokenizer))
+        with ThreadPoolExecutor(max(1, min(parallel, len(requests)))) as pool:
+            for future in [pool.submit(self.run, r, decode_text, stops) for r in requests]:
+                future.result()
+
+
+def _thread_safe_decoder(tokenizer) -> Callable[[list[int]], str]:
+    """Fast tokenizers raise "Already borrowed" when used from several threads at once."""
+    lock = threading.Lock()
+
+    def decode(tokens: list[int]) -> str:
+        with lock:
+            return tokenizer.decode(tokens, skip_special_tokens=True)
+
+    return decode
+
+
+class ByteVocab:
+    """Token ids from llama.cpp's stream, including the ones it folds into the next chunk.
+
+    llama.cpp holds back a token that ends inside a UTF-8 character and streams it together with the
+    next one, reporting only the last token's id but the bytes of both. The held tokens are found
+    again from those leading bytes (longest vocabulary match), so the reply's tokens stay complete.
+    """
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        to_byte = byte_level_alphabet()
+        special = set(getattr(tokenizer, "all_special_tokens", ()))
+        self.by_id: dict[int, bytes] = {}
+        for text, token_id in tokenizer.get_vocab().items():
+            byte_level = text not in special and all(c in to_byte for c in text)
+            self.by_id[token_id] = bytes(to_byte[c] for c in text) if byte_level else text.encode()
+        self.by_bytes = {b: i for i, b in sorted(self.by_id.items(), reverse=True)}
+        self.longest = max(map(len, self.by_bytes), default=1)
+
+    def tokens(self, token_id: int, raw: bytes) -> list[int]:
+        own = self.by_id.get(token_id, b"")
+        if len(raw) <= len(own) or not raw.endswith(own):
+            return [token_id]
+        held, out = raw[: len(raw) - len(own)], []
+        while held:
+            for size in range(min(len(held), self.longest), 0, -1):
+                if held[:size] in self.by_bytes:
+                    out.append(self.by_bytes[held[:size]])
+                    held = held[size:]
+                    break
+            else:
+                raise LlamaCppError(f"llama.cpp streamed bytes {held!r} that no token of the tokenizer spells")
+        return out + [token_id]
+
+
+def byte_level_alphabet() -> dict[str, int]:
+    """Byte-level BPE's character for each byte: printable Latin-1 bytes stand for themselves, the
+    other 68 bytes (controls, space, a few more) take the characters from U+0100 on, in byte order."""
+    printable = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    others = [b for b in range(256) if b not in printable]
+    return {**{chr(b): b for b in printable}, **{chr(0x100 + i): b for i, b in enumerate(others)}}
+
+
+def load_llamacpp(adapters: Mapping[str, Path], base_model: str, gguf: str | os.PathLike | None = None,
+                  allow_pickle: bool = False, parallel: int = 8, context: int = 8192, exact_cache: bool | None = None):
+    """(LlamaCpp, tokenizer, base config): the base's GGUF with each adapter folder as a GGUF LoRA, loaded once."""
+    from transformers import AutoConfig
+
+    from ..modeling import load_tokenizer
+    from .gguf_lora import cached_gguf_lora
+
+    folder = resolve_model_path(base_model)
+    config = AutoConfig.from_pretrained(folder)
+    tokenizer = load_tokenizer(folder)
+    loras = {name: cached_gguf_lora(Path(path), config, allow_pickle) for name, path in adapters.items()}
+    path = base_gguf(base_model, gguf)
+    if exact_cache is None:  # an f32 base is asked for exactness: keep its KV cache in f32 too
+        exact_cache = _all_f32(path)
+    model = LlamaCpp(path, loras, parallel=parallel, context=context, exact_cache=exact_cache)
+    model.use_tokenizer(tokenizer)
+    return model, tokenizer, config
+
+
+def _all_f32(path: Path) -> bool:
+    from gguf import GGMLQuantizationType, GGUFReader
+
+    return all(t.tensor_type == GGMLQuantizationType.F32 for t in GGUFReader(str(path)).tensors)
