@@ -9,6 +9,7 @@ The public API, in the order a notebook uses it::
     print(tutor.ask("Why is 3/4 + 1/8 = 7/8?", teaching_style="socratic").text)
     result = el.evaluate([tutor], el.load_records("eval.jsonl"), include_base=True)
     result.write_reports("reports/")
+    print(el.measure_retention(tutor).reading)  # drift from the base on general prompts, in words
 
 Names are imported on first use, so ``import edulora`` (and the CLI's start-up) stays fast: the
 heavy libraries load only when a model is touched.
@@ -48,6 +49,8 @@ _EXPORTS = {
     "mine_pairs": "edulora.evaluation.mining",
     "PreferencePair": "edulora.data.pairs",
     "load_pairs": "edulora.data.pairs",
+    "Retention": "edulora.evaluation.results",
+    "measure_retention": "edulora.evaluation.retention",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -73,7 +76,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .errors import EduloraError
     from .data.pairs import PreferencePair, load_pairs
     from .evaluation.mining import mine_pairs
-    from .evaluation.results import EvalResult
+    from .evaluation.results import EvalResult, Retention
+    from .evaluation.retention import measure_retention
     from .evaluation.runner import EvalSettings, evaluate
     from .formatting import PromptFormat
     from .generation import Reply, Sampling

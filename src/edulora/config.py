@@ -72,6 +72,14 @@ class DataConfig:
     scrub_pii: str = "auto"
     #: Repeat records of thin teaching-style × grade-level cells up to this count (0: off).
     balance_floor: int = 0
+    #: Against drift from the base model: this share of the training examples is general instruction
+    #: data (everyday requests, not tutoring) drawn, seeded, from ``replay_file`` (0: off).
+    replay_fraction: float = 0.0
+    #: That data, in any supported format; empty: our packaged ``replay.jsonl`` (general requests in
+    #: English, French, Spanish and German, disjoint from the retention prompts).
+    replay_file: str = ""
+    #: General prompts the drift from the base is measured on; empty: our packaged ``retention.jsonl``.
+    retention_file: str = ""
 
 
 @dataclass
@@ -130,6 +138,15 @@ class TrainingSettings:
     pedagogy_sample: int = 16
     #: Reply length for those answers; short keeps the cost under ~20% of training time.
     pedagogy_max_new_tokens: int = 80
+    #: General prompts (a fixed sample of ``data.retention_file``) on which the drift from the base
+    #: (mean per-token KL, ``evaluation.retention``) is logged at each evaluation as ``eval_drift``
+    #: and reported in the summary; 0 turns it off.
+    retention_sample: int = 8
+    #: Length of the base's continuations the drift is measured on.
+    retention_max_new_tokens: int = 32
+    #: Warn at each evaluation whose drift exceeds this (0: no bound). With ``keep_best`` a checkpoint
+    #: past the bound is kept only when every checkpoint is past it (then the least drifting one).
+    max_drift: float = 0.0
     #: NEFTune: noise on input embeddings during training, which helps small instruction sets
     #: generalize (Jain et al., 2023; 5 is the paper's usual value; 0 turns it off).
     neftune_noise_alpha: float = 0.0
@@ -294,6 +311,14 @@ def validate_config(config: RunConfig) -> None:
         (config.training.loss_type in DPO_LOSSES, f"training.loss_type must be one of {', '.join(DPO_LOSSES)}"),
         (not config.model.adapter or config.training.method != "sft",
          "model.adapter (a trained adapter to start from) applies to training.method=dpo"),
+        (config.training.retention_sample >= 0, "training.retention_sample must be 0 (off) or positive"),
+        (config.training.retention_max_new_tokens >= 1, "training.retention_max_new_tokens must be positive"),
+        (config.training.max_drift >= 0, "training.max_drift must be 0 (no bound) or positive"),
+        (not config.training.max_drift or config.training.retention_sample > 0,
+         "training.max_drift needs training.retention_sample > 0 (prompts to measure drift on)"),
+        (0.0 <= config.data.replay_fraction < 1.0, "data.replay_fraction must be in [0, 1)"),
+        (not config.data.replay_file or config.data.replay_fraction > 0,
+         "data.replay_file needs data.replay_fraction > 0 (the share of training examples it supplies)"),
     ]
     for ok, message in checks:
         if not ok:

@@ -14,6 +14,7 @@ from .data.formats import validate_any
 from .data.schema import Example
 from .errors import EduloraError
 from .evaluation.rates import rate_for_style
+from .evaluation.report import format_drift
 from .evaluation.runner import evaluate_trained
 from .generation import Sampling
 from .training import RunResult, train
@@ -122,6 +123,7 @@ def run_demo(output_dir: str = "runs") -> RunResult:
     evaluation, reports = evaluate_trained(tutor, held_out, result.run_dir)
     phase("evaluation and report")
     print_rates(evaluation)
+    print(drift_line(evaluation))
     print(f"Report: {reports['html']}")
     print("Time: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in phases)
           + f"; total {sum(s for _, s in phases):.0f} s")
@@ -146,6 +148,14 @@ def print_rates(evaluation) -> None:
                                         f"{100 * socratic.value:.0f}% [{100 * socratic.low:.0f}–{100 * socratic.high:.0f}%]"
                                         f" of {socratic.n}"))
     print(f"  {'Socratic replies giving it away':<30} " + "   ".join(cells))
+
+
+def drift_line(evaluation) -> str:
+    """The tuned adapter's drift from the base on general prompts, and how often each model's replies loop."""
+    tuned = next(r.retention for r in evaluation.models if not r.is_base)
+    loops = "   ".join(f"{r.name} {100 * r.retention.degenerate.value:.0f}%" for r in evaluation.models)
+    return (f"Drift from the base on {tuned.n} general prompts (KL per token, 95% CI): {format_drift(tuned)}\n"
+            f"  {tuned.reading}; degenerate replies: {loops}")
 
 
 def _pick_varied(examples: list[Example], n: int) -> list[Example]:

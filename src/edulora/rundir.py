@@ -75,13 +75,16 @@ class RunSummary:
     memory: dict[str, Any] = field(default_factory=dict)
     #: DPO: held-out reward accuracy (chosen scored above rejected), margin, chosen and rejected rewards.
     preference: dict[str, float] = field(default_factory=dict)
+    #: Drift of the kept adapter from its base on general prompts (``evaluation.results.Retention`` as a dict).
+    retention: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def headline(self) -> str:
         """One line: the held-out loss before and after, speed and time."""
-        return (f"eval loss {self.eval_loss_before:.4f} -> {self.eval_loss_after:.4f}; "
+        drift = f"; drift from base {self.retention['drift']:.4f}" if self.retention else ""
+        return (f"eval loss {self.eval_loss_before:.4f} -> {self.eval_loss_after:.4f}{drift}; "
                 f"{self.train_tokens_per_s or 0:.0f} tokens/s; {self.wall_s:.0f} s")
 
     @classmethod

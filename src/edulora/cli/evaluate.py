@@ -26,9 +26,9 @@ def evaluate(models: list[str] | None = typer.Argument(None, metavar="RUN_OR_ADA
              max_new_tokens: int = typer.Option(200, min=1),
              max_length: int = typer.Option(0, min=0, help="default (0): the run's data.max_length"),
              seed: int = 0, resamples: int = typer.Option(1000, min=1, help="bootstrap resamples"),
-             precision: Precision = "auto", allow_pickle: AllowPickle = False,
+             retention_data: str | None = typer.Option(None, help="general prompts for the drift (default: ours)"),
+             precision: Precision = "auto", allow_pickle: AllowPickle = False, judge_model: str = "gpt-4o-mini",
              judge: str | None = typer.Option(None, metavar="URL", help="OpenAI-compatible judge server"),
-             judge_model: str = "gpt-4o-mini",
              judge_key: str | None = typer.Option(None, help="default: $EDULORA_JUDGE_KEY or $OPENAI_API_KEY"),
              judge_cache: str | None = None, judge_max_tokens: int = typer.Option(400, min=1)) -> None:
     """Evaluate adapters (and the base model) on held-out records."""
@@ -38,7 +38,7 @@ def evaluate(models: list[str] | None = typer.Argument(None, metavar="RUN_OR_ADA
 
     scorer = Judge(judge, judge_model, judge_key, cache_dir=judge_cache, max_tokens=judge_max_tokens) if judge else None
     settings = el.EvalSettings(max_new_tokens=max_new_tokens, limit=limit, turns=turns, seed=seed,
-                               bootstrap_resamples=resamples, max_length=max_length)
+                               bootstrap_resamples=resamples, max_length=max_length, retention_file=retention_data)
     result = evaluate_sources(models or [], data, settings, include_base=base, base_model=base_model,
                               precision=precision, allow_pickle=allow_pickle, judge=scorer,
                               progress=lambda text: print(text, file=sys.stderr, flush=True))

@@ -6,15 +6,19 @@ from pathlib import Path
 
 from ..errors import EduloraError
 
-#: Written for this project: single-turn tutoring examples with the teacher's key where one is
-#: definite, and multi-turn tutoring dialogues.
-SAMPLES = ("tutoring.jsonl", "dialogues.jsonl")
+#: Written for this project (licence: the project's own): single-turn tutoring examples with the
+#: teacher's key where one is definite, multi-turn tutoring dialogues, and two disjoint sets of
+#: general, non-tutoring requests (everyday facts, instructions, short writing, simple arithmetic in
+#: English, French, Spanish and German): ``retention.jsonl`` measures an adapter's drift from its base
+#: (``evaluation.retention``), ``replay.jsonl`` is mixed into training against that drift
+#: (``data.replay_fraction``). Disjoint, so that replay never trains on what retention measures.
+SAMPLES = ("tutoring.jsonl", "dialogues.jsonl", "retention.jsonl", "replay.jsonl")
 
 _FOLDER = Path(__file__).resolve().parents[1] / "sample_data"
 
 
 def sample_data_path(name: str = "tutoring.jsonl") -> Path:
-    """The path of a packaged sample dataset (``tutoring.jsonl`` or ``dialogues.jsonl``)."""
+    """The path of a packaged sample dataset (one of ``SAMPLES``)."""
     if name not in SAMPLES:
         raise EduloraError(f"unknown sample dataset {name!r} (known: {', '.join(SAMPLES)})")
     path = _FOLDER / name

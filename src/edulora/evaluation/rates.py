@@ -13,6 +13,7 @@ model and no deep-learning library: the metrics are regular expressions over str
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -72,6 +73,26 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def bootstrap_ci(differences: Sequence[float], resamples: int = 1000, seed: int = 0,
+                 confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean of per-record values (e.g. paired differences) and its percentile bootstrap interval
+    (resampling records).
+
+    Seeded with its own generator, so the same inputs always give the same interval.
+    """
+    n = len(differences)
+    if n == 0:
+        raise ValueError("no differences to bootstrap")
+    centre = sum(differences) / n
+    rng = random.Random(seed)
+    means = sorted(sum(differences[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    tail = (1 - confidence) / 2
+    low = means[max(0, math.floor(tail * resamples))]
+    high = means[min(resamples - 1, math.ceil((1 - tail) * resamples) - 1)]
+    # With few records the percentile interval can miss its own centre by a rounding hair.
+    return centre, min(low, centre), max(high, centre)
 
 
 def rate(successes: int, n: int, confidence: float = 0.95) -> Rate:

@@ -73,7 +73,7 @@ def to_json(result: EvalResult) -> dict[str, Any]:
                  for name in rate_names(result)}
         summary[r.name] = {"eval_loss": r.eval_loss, "perplexity": r.perplexity, "tokens_per_s": r.tokens_per_s,
                            "mean_latency_s": r.mean_latency_s, "peak_rss_mb": r.peak_rss_mb, **r.metrics,
-                           "rates": rates}
+                           "rates": rates, "drift": r.retention and r.retention.drift}
     return {"summary": summary, **result.to_dict()}
 
 
@@ -169,6 +169,38 @@ def format_rate(rate: Rate | None) -> str:
     return f"{100 * rate.value:.1f}% [{100 * rate.low:.1f}%, {100 * rate.high:.1f}%] (n={rate.n})"
 
 
+RETENTION_HEADER = ["model", "drift: KL per token (95% CI)", "reading", "distinct-2", "longest repeat (words)",
+                    "degenerate replies (95% CI)"]
+
+
+def _retention_table(result: EvalResult) -> tuple[list[str], list[list[str]]] | None:
+    """Drift from the base on general prompts, and how repetitive each model's own replies are."""
+    if not any(r.retention for r in result.models):
+        return None
+    rows = []
+    for r in result.models:
+        k = r.retention
+        rows.append([r.name, ABSENT, ABSENT, ABSENT, ABSENT, ABSENT] if k is None else
+                    [r.name, format_drift(k), k.reading.split(":")[0], _fmt(k.distinct_2), _fmt(k.longest_repeat, 1),
+                     format_rate(k.degenerate)])
+    return RETENTION_HEADER, rows
+
+
+def format_drift(retention) -> str:
+    """``0.123 [0.080, 0.170] (n=40)``: the drift score with its interval."""
+    return f"{retention.drift:.3f} [{retention.low:.3f}, {retention.high:.3f}] (n={retention.n})"
+
+
+def retention_note(result: EvalResult) -> str:
+    """What the retention table measures and on what, in one paragraph."""
+    measured = next((r.retention for r in result.models if r.retention), None)
+    source = measured.data if measured else ""
+    return (f"On {measured.n if measured else 0} general, non-tutoring prompts ({source}): mean per-token "
+            "KL(tuned ‖ base) in nats along the base model's own greedy replies (0: identical to the base), "
+            "and the repetitiveness of each model's own replies (degenerate: empty, or a repeated span of "
+            "6+ words).")
+
+
 def _rates_table(result: EvalResult) -> tuple[list[str], list[list[str]]]:
     names = rate_names(result)
     header = ["model", *[f"{RATE_LABELS.get(n, n.replace('_', ' '))} (95% CI)" for n in names]]
@@ -186,7 +218,11 @@ def to_text(result: EvalResult) -> str:
     header = ["model", "eval loss", "tokens/s", *[n[:10] for n in names]]
     rows = [[r.name, _fmt(r.eval_loss, 4), _fmt(r.tokens_per_s, 1), *[_fmt(r.metrics.get(n)) for n in names]]
             for r in result.models]
-    return "\n".join(table(header, rows) + [""] + table(*_rates_table(result)))
+    lines = table(header, rows) + [""] + table(*_rates_table(result))
+    retention = _retention_table(result)
+    if retention:
+        lines += ["", "Retention (drift from the base). " + retention_note(result)] + table(*retention)
+    return "\n".join(lines)
 
 
 def _delta_table(result: EvalResult) -> dict[str, Any]:
@@ -235,6 +271,8 @@ def to_markdown(result: EvalResult) -> str:
              + (f" Run: `{result.run_dir}`." if result.run_dir else ""), "",
              "## Technical", "", _md_table(TECHNICAL_HEADER, _technical_rows(result)), "",
              "## Pedagogy rates", "", _md_table(*_rates_table(result)), "",
+             *(["## Retention (drift from the base)", "", retention_note(result), "",
+                _md_table(*_retention_table(result)), ""] if _retention_table(result) else []),
              "## Educational metrics (means)", "", _md_table(*_metrics_table(result)), ""]
     if result.deltas:
         deltas = _delta_table(result)
@@ -284,6 +322,7 @@ def to_html(result: EvalResult) -> str:
     return render("eval_report.html.j2", title="edulora evaluation", heading="edulora evaluation report",
                   summary=summary, loss_curve=loss_curve_png(result.training_log),
                   technical=(TECHNICAL_HEADER, _technical_rows(result)), rates=_rates_table(result),
+                  retention=_retention_table(result), retention_note=retention_note(result),
                   metric_bars=metric_bars_png(result),
                   metrics=_metrics_table(result),
                   deltas=_delta_table(result) if result.deltas else None, groups=groups,

@@ -55,6 +55,30 @@ class Rate:
 
 
 @dataclass
+class Retention:
+    """How far a model has drifted from its base on general, non-tutoring requests (``evaluation.retention``)."""
+
+    #: Mean over prompts of the mean per-token KL(tuned ‖ base), in nats, on the base's own greedy
+    #: continuations; 0 for the base itself. With its bootstrap interval over prompts.
+    drift: float
+    low: float
+    high: float
+    #: Prompts measured, and continuation tokens the KL was averaged over.
+    n: int
+    tokens: int
+    #: The drift in words (``retention.drift_reading``).
+    reading: str
+    #: Mean distinct-2 (unique word pairs / word pairs) of the model's own replies; 1.0 = no repeated pair.
+    distinct_2: float
+    #: Mean length, in words, of the longest word sequence that occurs twice in a reply.
+    longest_repeat: float
+    #: Share of replies that are empty or loop (a repeated span of ``DEGENERATE_SPAN`` words or more).
+    degenerate: Rate
+    #: The general prompts measured on (our packaged set, or the user's file).
+    data: str = ""
+
+
+@dataclass
 class ModelResult:
     name: str
     source: str
@@ -71,6 +95,8 @@ class ModelResult:
     replies: list[ReplyResult]
     #: Per-model pedagogy rates (``leak_rate``, ``incorrect_answer_rate``, ``question_rate``) with 95% CIs.
     rates: dict[str, Rate] = field(default_factory=dict)
+    #: Drift from the base on general prompts (None when the evaluation skipped retention).
+    retention: Retention | None = None
 
 
 @dataclass

@@ -12,7 +12,6 @@ Loss is measured exactly as training measures it (``PromptFormat.encode`` → ``
 from __future__ import annotations
 
 import math
-import random
 import resource
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -25,8 +24,9 @@ from ..errors import EduloraError
 from ..rundir import RunDir
 from ..tutor import Tutor
 from . import metrics as m
-from .rates import ReplyPedagogy, record_history, reply_pedagogy, summarize
-from .results import GROUP_KEYS, LOWER_IS_BETTER, METRICS, Delta, EvalResult, ModelResult, RecordInfo, ReplyResult
+from .rates import ReplyPedagogy, bootstrap_ci, record_history, reply_pedagogy, summarize
+from .results import (GROUP_KEYS, LOWER_IS_BETTER, METRICS, Delta, EvalResult, ModelResult, RecordInfo, ReplyResult,
+                      Retention)
 
 @dataclass
 class EvalSettings:
@@ -45,6 +45,13 @@ class EvalSettings:
     confidence: float = 0.95
     #: Sentence embedder for outcome alignment; None loads MiniLM (``embeddings.embed``).
     embed: Callable[[list[str]], Sequence[Sequence[float]]] | None = None
+    #: Measure each model's drift from its base on general, non-tutoring prompts (``evaluation.retention``).
+    retention: bool = True
+    #: Those prompts: a data file of any supported format; None: our packaged ``retention.jsonl``.
+    retention_file: str | None = None
+    retention_limit: int | None = None
+    #: Length of the base's continuations the drift is measured on, and of each model's own replies.
+    retention_max_new_tokens: int = 48
 
 
 # --------------------------------------------------------------------------------------------
@@ -122,25 +129,6 @@ def _cached_embedder(texts: Sequence[str], embed: Callable | None) -> Callable[[
 def mean(values: Sequence[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return sum(present) / len(present) if present else None
-
-
-def bootstrap_ci(differences: Sequence[float], resamples: int = 1000, seed: int = 0,
-                 confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean of paired differences and its percentile bootstrap interval (resampling records).
-
-    Seeded with its own generator, so the same inputs always give the same interval.
-    """
-    n = len(differences)
-    if n == 0:
-        raise ValueError("no differences to bootstrap")
-    centre = sum(differences) / n
-    rng = random.Random(seed)
-    means = sorted(sum(differences[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
-    tail = (1 - confidence) / 2
-    low = means[max(0, math.floor(tail * resamples))]
-    high = means[min(resamples - 1, math.ceil((1 - tail) * resamples) - 1)]
-    # With few records the percentile interval can miss its own centre by a rounding hair.
-    return centre, min(low, centre), max(high, centre)
 
 
 def paired_deltas(models: Sequence[ModelResult], settings: EvalSettings) -> list[Delta]:
@@ -247,6 +235,7 @@ def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalS
     texts += [r.context for r in records if isinstance(r, Example) and r.context]
     embed = _cached_embedder(texts, settings.embed)
 
+    retention = _retention(models, settings, say)
     results: list[ModelResult] = []
     for mut, loss, tokens, replies, seconds in raw:
         scored, pedagogy = [], []
@@ -267,7 +256,7 @@ def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalS
             tokens_per_s=new_tokens / seconds if seconds > 0 else None,
             mean_latency_s=mean([r.seconds for r in replies]), generation_seconds=seconds,
             peak_rss_mb=_peak_rss_mb(), metrics=means, replies=scored,
-            rates=summarize(pedagogy, settings.confidence)))
+            rates=summarize(pedagogy, settings.confidence), retention=retention.get(mut.name)))
 
     return EvalResult(
         records=infos, models=results, groups=group_means(infos, results), deltas=paired_deltas(results, settings),
@@ -277,6 +266,26 @@ def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalS
         run_dir=str(run_dir) if run_dir else None,
         judge_model=getattr(judge, "model", None) if judge is not None else None,
     )
+
+
+def _retention(models: Sequence[Tutor], settings: EvalSettings, say: Callable[[str], None]) -> dict[str, Retention]:
+    """Each model's drift from its base on the general prompts; one probe per prompt format, so the
+    base's continuations are decoded once per network and format, whatever the number of adapters."""
+    from .retention import RetentionProbe, retention_records
+
+    if not settings.retention:
+        return {}
+    records = retention_records(settings.retention_file, settings.retention_limit)
+    source = settings.retention_file or "edulora retention.jsonl"
+    probes: dict[tuple[str, bool], RetentionProbe] = {}
+    measured = {}
+    for mut in models:
+        key = (mut.format.template, mut.format.system_prompt)
+        probe = probes.setdefault(key, RetentionProbe(records, mut.format, settings.retention_max_new_tokens,
+                                                      settings.generation_batch_size, source))
+        say(f"{mut.name}: drift from the base on {len(records)} general prompts")
+        measured[mut.name] = probe.measure(mut, settings.confidence, settings.bootstrap_resamples, settings.seed)
+    return measured
 
 
 def read_training_log(run_dir: str | Path) -> list[dict[str, Any]]:

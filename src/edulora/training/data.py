@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 
 import torch
@@ -45,11 +46,50 @@ def load_data(config: RunConfig) -> DataSplit:
         before = len(train)
         train = balance_records(train, config.data.balance_floor, config.data.split_seed)
         info["balanced"] = {"floor": config.data.balance_floor, "added_copies": len(train) - before}
+    if config.data.replay_fraction > 0:
+        replay = load_replay(config.data.replay_file)
+        if should_scrub(config.data.scrub_pii):
+            from ..data.privacy import scrub_records
+
+            replay, _ = scrub_records(replay)
+        before = len(train)
+        train = mix_replay(train, replay, config.data.replay_fraction, config.data.split_seed)
+        info["replay"] = {"file": config.data.replay_file or "edulora replay.jsonl",
+                          "fraction": config.data.replay_fraction, "added": len(train) - before}
     info.update({"train_records": len(train), "eval_records": len(held_out),
                  "keyed_train_records": sum(_has_key(r) for r in train),
                  "keyed_eval_records": sum(_has_key(r) for r in held_out),
                  "train_fingerprint": fingerprint(train), "eval_fingerprint": fingerprint(held_out)})
     return DataSplit(train, held_out, info)
+
+
+def load_replay(path: str = "") -> list[Record]:
+    """General instruction data for ``data.replay_fraction``: the user's file, or our ``replay.jsonl``."""
+    from ..data.samples import sample_data_path
+
+    records = load_records(path or sample_data_path("replay.jsonl"))
+    if not records:
+        raise EduloraError(f"{path}: data.replay_file holds no records")
+    return records
+
+
+def mix_replay(train: list[Record], replay: list[Record], fraction: float, seed: int) -> list[Record]:
+    """``train`` plus replay records making up ``fraction`` of the result (rounded), drawn seeded.
+
+    Drawn without replacement, in passes over a fresh shuffle each, so every replay record is
+    used once before any is repeated. Appended at the end: the Trainer's sampler shuffles (or
+    groups by length) the whole set, so replay examples land in batches throughout training.
+    """
+    if not 0 <= fraction < 1:
+        raise EduloraError(f"data.replay_fraction must be in [0, 1), got {fraction}")
+    wanted = round(len(train) * fraction / (1 - fraction))
+    rng = random.Random(seed)
+    drawn: list[Record] = []
+    while len(drawn) < wanted and replay:
+        order = list(replay)
+        rng.shuffle(order)
+        drawn += order[: wanted - len(drawn)]
+    return train + drawn
 
 
 def _has_key(record: Record) -> bool:

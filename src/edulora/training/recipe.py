@@ -7,16 +7,18 @@ checkpoint; both go through ``_run``, whose steps are short functions with the r
 from __future__ import annotations
 
 import os
+import random
 import resource
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from ..config import RunConfig
 from ..errors import EduloraError
+from ..evaluation.retention import RetentionProbe, retention_records
 from ..formatting import PromptFormat
 from ..modeling import AdapterInfo, attach_lora, choose_dtype, device, load_base_model, save_adapter
 from ..rundir import RunDir, RunSummary, is_main_process
@@ -87,6 +89,9 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
     dtype = choose_dtype(config.model.precision)
     probe = _pedagogy_probe(config, data.eval, fmt)
     memory = _memory_plan(config, model, train_examples, train_stats)
+    # The training network seen as a tutor: its adapter on, or off for the base the drift is measured from.
+    learner = Tutor(model, tokenizer, fmt, AdapterInfo(base_model=config.model.name), run_dir.name, adapter="default")
+    retention = _retention_probe(config, fmt)
 
     with out_of_space_is_a_user_error(run_dir):
         # 3. Trainer: the guide's arguments, our loss and evaluation, metrics.jsonl + TensorBoard.
@@ -101,6 +106,8 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
             response_only_head=config.training.response_only_head,
             probe=probe,
             select_by=config.training.select_by,
+            retention=(retention, learner) if retention else None,
+            max_drift=config.training.max_drift,
         )
 
         # 4. Train, measuring the held-out loss (and pedagogy) before and after.
@@ -120,6 +127,7 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
             raise KeyboardInterrupt
         after = _final_evaluation(trainer, config.training.keep_best)
         selected_step, selection = _selection(trainer, config)
+        drift = asdict(retention.measure(learner)) if retention else {}
 
         # 5. Save the adapter with what PEFT cannot hold, then the summary last (its presence means "done").
         pedagogy = {"before": previous.pedagogy.get("before", {}), "after": _rates(after)}
@@ -133,7 +141,7 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
         full_state = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None
         if trainer.is_world_process_zero():
             save_adapter(trainer.model, tokenizer, run_dir.adapter_dir, info,
-                         model_card(config, info, previous.eval_loss_before, after["eval_loss"], selection),
+                         model_card(config, info, previous.eval_loss_before, after["eval_loss"], selection, drift),
                          state_dict=full_state)
         before_loss = previous.eval_loss_before
         summary = RunSummary(
@@ -147,7 +155,7 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
             dtype=str(dtype).removeprefix("torch."), base_model=config.model.name, base_model_path=base_path,
             template=fmt.template, trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
             resumed_from=checkpoint, select_by=config.training.select_by, selected_step=selected_step,
-            selection=selection, pedagogy=pedagogy, memory=memory.to_dict())
+            selection=selection, pedagogy=pedagogy, memory=memory.to_dict(), retention=drift)
         if trainer.is_world_process_zero():
             run_dir.write_summary(summary)
         tutor = Tutor(trainer.model, tokenizer, fmt, info, name=run_dir.name, source=str(run_dir), adapter="default")
@@ -172,6 +180,18 @@ def _memory_plan(config: RunConfig, model, examples, stats: dict) -> MemoryPlan:
     if plan.gradient_checkpointing and is_main_process():
         print(f"edulora: activation checkpointing on ({plan.reason})", flush=True)
     return plan
+
+
+def _retention_probe(config: RunConfig, fmt: PromptFormat) -> RetentionProbe | None:
+    """General prompts (a fixed, seeded sample) whose drift from the base is logged at each evaluation."""
+    t = config.training
+    if t.retention_sample <= 0:
+        return None
+    records = retention_records(config.data.retention_file)
+    chosen = sorted(random.Random(config.data.split_seed).sample(range(len(records)), min(t.retention_sample,
+                                                                                          len(records))))
+    return RetentionProbe([records[i] for i in chosen], fmt, t.retention_max_new_tokens,
+                          source=config.data.retention_file or "edulora retention.jsonl")
 
 
 def _callbacks(config: RunConfig, run_dir: RunDir, stop: GracefulStop) -> list:
@@ -214,7 +234,8 @@ def _selection(trainer: EduloraTrainer, config: RunConfig) -> tuple[int | None, 
     measure = config.training.select_by.replace("_", " ")
     better = "highest" if config.training.select_by == "style_adherence" else "lowest"
     ties = "; ties broken by eval loss" if config.training.select_by != "eval_loss" else ""
-    return step, f"checkpoint-{step}: {better} {measure} of {evaluations} evaluations{ties}"
+    bound = f", among those within training.max_drift={config.training.max_drift}" if config.training.max_drift else ""
+    return step, f"checkpoint-{step}: {better} {measure} of {evaluations} evaluations{bound}{ties}"
 
 
 def _check_launcher() -> None:
@@ -234,7 +255,8 @@ def _check_launcher() -> None:
             raise EduloraError("the DeepSpeed config needs the deepspeed package: pip install deepspeed")
 
 
-def model_card(config: RunConfig, info: AdapterInfo, eval_before: float, eval_after: float, selection: str) -> str:
+def model_card(config: RunConfig, info: AdapterInfo, eval_before: float, eval_after: float, selection: str,
+               drift: dict | None = None) -> str:
     lora, t = config.lora, config.training
     rows = [("Base model", info.base_model), ("Subject", info.subject or "any"),
             ("Grade level", info.grade_level or "any"), ("Teaching style", info.teaching_style or "any"),
@@ -252,6 +274,11 @@ def model_card(config: RunConfig, info: AdapterInfo, eval_before: float, eval_af
             was = f"{before[name]:.3f} → " if name in before else ""
             rows.append((f"{name.replace('_', ' ').capitalize()} (base → tuned, {t.pedagogy_sample} held-out)",
                          f"{was}{after[name]:.3f}"))
+    if drift:
+        rows.append((f"Drift from the base on {drift['n']} general prompts (KL per token, 95% CI)",
+                     f"{drift['drift']:.4f} [{drift['low']:.4f}, {drift['high']:.4f}]: {drift['reading']}"))
+        rows.append(("Degenerate replies to those prompts (empty or looping)",
+                     f"{drift['degenerate']['value']:.3f} of {drift['degenerate']['n']}"))
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     return (f"# edulora tutor adapter\n\n{info.description or 'A LoRA adapter trained with edulora.'}\n\n"
             f"| | |\n|---|---|\n{table}\n\n"

@@ -6,6 +6,7 @@ import importlib.util
 import math
 import os
 import time
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import Trainer, TrainingArguments
@@ -16,8 +17,14 @@ from ..modeling import device
 from ..rundir import RunDir
 from .pedagogy import PedagogyProbe, selection_score
 
-#: The Trainer's name for the metric that chooses checkpoints when it is not the loss.
+if TYPE_CHECKING:
+    from ..evaluation.retention import RetentionProbe
+    from ..tutor import Tutor
+
+#: The Trainer's name for the metric that chooses checkpoints when it is not the loss alone.
 SELECT_METRIC = "select"
+#: Selection-score penalty of a checkpoint past ``training.max_drift`` (scores are rates and losses, far below).
+OUT_OF_BOUND = 1e3
 
 
 class EduloraTrainer(Trainer):
@@ -25,11 +32,15 @@ class EduloraTrainer(Trainer):
     (optionally) pedagogy rates of replies generated at each evaluation."""
 
     def __init__(self, *args, response_only_head: bool = True, probe: PedagogyProbe | None = None,
-                 select_by: str = "eval_loss", **kwargs):
+                 select_by: str = "eval_loss", retention: tuple[RetentionProbe, Tutor] | None = None,
+                 max_drift: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.response_only_head = response_only_head
         self.probe = probe
         self.select_by = select_by
+        #: The drift probe and the training model seen as a tutor (its adapter on or off), and the bound.
+        self.retention = retention
+        self.max_drift = max_drift
         # Makes the Trainer count labelled tokens over all accumulated micro-batches (num_items_in_batch),
         # so each token weighs the same however examples were batched.
         self.model_accepts_loss_kwargs = True
@@ -53,17 +64,34 @@ class EduloraTrainer(Trainer):
         loss = mean_token_loss(self.model, self.get_eval_dataloader(eval_dataset), self.response_only_head,
                                self.accelerator)
         metrics = {f"{metric_key_prefix}_loss": loss, f"{metric_key_prefix}_perplexity": math.exp(min(loss, 50))}
+        score = loss
         if self.probe is not None and eval_dataset is None:
             rates = self.probe.measure(self.model)
             metrics.update({f"{metric_key_prefix}_{name}": value for name, value in rates.items()})
             if self.select_by != "eval_loss":
-                metrics[f"{metric_key_prefix}_{SELECT_METRIC}"] = selection_score(self.select_by, rates, loss)
+                score = selection_score(self.select_by, rates, loss)
+        if self.retention is not None and eval_dataset is None:
+            drift = self.retention[0].drift(self.retention[1])
+            metrics[f"{metric_key_prefix}_drift"] = drift
+            score = bounded_score(score, drift, self.max_drift)
+            if self.max_drift and drift > self.max_drift and self.is_world_process_zero():
+                print(f"warning: step {self.state.global_step}: drift from the base {drift:.4f} exceeds "
+                      f"training.max_drift={self.max_drift}", flush=True)
+        if eval_dataset is None and (self.select_by != "eval_loss" or self.max_drift):
+            metrics[f"{metric_key_prefix}_{SELECT_METRIC}"] = score
         self.eval_seconds += time.perf_counter() - began
         if eval_dataset is None:
             self.last_eval = (self.state.global_step, metrics)
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
+
+
+def bounded_score(score: float, drift: float, bound: float) -> float:
+    """A checkpoint's selection score (lower wins) under ``training.max_drift``: unchanged within the
+    bound; past it, ``OUT_OF_BOUND + drift``, so any checkpoint within the bound wins over every one
+    past it, and when all are past it the least drifting one is kept, whatever its other measures."""
+    return OUT_OF_BOUND + drift if bound and drift > bound else score
 
 
 @torch.no_grad()
@@ -111,7 +139,8 @@ def training_arguments(config: RunConfig, run_dir: RunDir, dtype: torch.dtype, a
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
         load_best_model_at_end=t.keep_best,
-        metric_for_best_model="eval_loss" if t.select_by == "eval_loss" else f"eval_{SELECT_METRIC}",
+        metric_for_best_model=("eval_loss" if t.select_by == "eval_loss" and not t.max_drift
+                               else f"eval_{SELECT_METRIC}"),
         greater_is_better=False,
         neftune_noise_alpha=t.neftune_noise_alpha or None,
         # Non-reentrant checkpointing needs no gradient on the (frozen) inputs and keeps dropout's RNG.
