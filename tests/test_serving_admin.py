@@ -95,6 +95,12 @@ def test_adapters_come_and_go_without_a_restart(backend, tiny_runs, tiny_llama, 
         assert reply(engine, "math", 40) == expected["math"]
         assert admin.post("/admin/adapters", json=body).status_code == 200
         assert reply(engine, "bio", 40) == expected["bio"]
+        # With every adapter removed the base model still answers, as a server started without adapters does.
+        base = reply(engine, None, 12)
+        for name in ("bio", "math"):
+            assert admin.delete(f"/admin/adapters/{name}").status_code == 200
+        assert admin.get("/models").json()["data"][0]["kind"] == "base" and engine.adapters == {}
+        assert reply(engine, None, 12) == base
     finally:
         server.stop()
         engine.stop()

@@ -439,6 +439,11 @@ class Engine:
         self._drain("the server is shutting down")
 
     def _drain(self, message: str) -> None:
+        while True:  # adapter changes that never ran: their callers get an answer now, not after a timeout
+            try:
+                self._tasks.get_nowait()[1].set_exception(EngineStopped(message))
+            except queue.Empty:
+                break
         held, self._held = self._held, None
         if held is not None:
             held._fail(message)
