@@ -350,7 +350,10 @@ class Engine:
         def detach() -> bool:
             if self._serving(name):
                 return False  # asked again after the next batch
-            self.model.delete_adapter(name)
+            if set(self.model.peft_config) == {name}:  # PEFT keeps no sane state without any adapter left
+                self.model = self.model.unload()  # the plain base model, as served without adapters
+            else:
+                self.model.delete_adapter(name)
             return True
 
         self._on_engine_thread(detach, timeout)
