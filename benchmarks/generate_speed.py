@@ -3,7 +3,10 @@
 Greedy decoding with a KV cache, every row forced to the same number of new tokens so the three
 forms do identical work; prompts are questions from the sample data, rendered as in training.
 Reports new tokens per second (all rows of a batch together) per form and batch size, as the
-median over repetitions. Without ``--adapter`` an untrained LoRA with the guide's settings (r=16
+median over repetitions. ``--backend llamacpp`` measures the packaged Q4_1 GGUF in llama.cpp instead
+(base, and the adapter as a GGUF LoRA chosen per request; "batch" = requests decoded together by
+continuous batching); llama.cpp may end a row at its end-of-text token, so the tokens actually
+generated are counted. Without ``--adapter`` an untrained LoRA with the guide's settings (r=16
 on q/k/v/o, the server benchmark's) is used: speed does not depend on what the adapter learned.
 """
 
@@ -41,6 +44,34 @@ def tokens_per_second(model, tokenizer, prompts: list[str], new_tokens: int) -> 
     return len(prompts) * new_tokens / seconds
 
 
+def llamacpp_tokens_per_second(model, tokenizer, prompt_ids: list[list[int]], adapter: str | None,
+                               new_tokens: int) -> float:
+    from edulora.generation import Request, Sampling
+
+    requests = [Request(ids, Sampling(max_new_tokens=new_tokens), adapter) for ids in prompt_ids]
+    began = time.perf_counter()
+    model.decode(tokenizer, requests, parallel=len(requests))
+    return sum(r.tokens for r in requests) / (time.perf_counter() - began)
+
+
+def llamacpp_rows(adapter: Path, prompts: list[str], batches: list[int], args) -> list[dict]:
+    from edulora.inference.llamacpp import load_llamacpp
+
+    model, tokenizer, _ = load_llamacpp({"adapter": adapter / "adapter" if (adapter / "adapter").is_dir()
+                                         else adapter}, "smollm2-135m-instruct", parallel=max(batches))
+    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    rows = []
+    for form, name in (("base", None), ("adapter (GGUF LoRA)", "adapter")):
+        for batch in batches:
+            rates = [llamacpp_tokens_per_second(model, tokenizer, ids[i * batch:(i + 1) * batch], name, args.new_tokens)
+                     for i in range(args.repeats + 1)][1:]  # the first call warms up
+            rows.append({"backend": "llamacpp", "form": form, "batch": batch, "tokens_per_s": statistics.median(rates),
+                         "dtype": "Q4_1"})
+            print(f"llama.cpp {form:20s} batch {batch:2d}: {rows[-1]['tokens_per_s']:6.1f} new tokens/s (Q4_1)",
+                  flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--adapter", help="a run or adapter folder (default: a fresh untrained LoRA)")
@@ -49,16 +80,26 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--backend", choices=["transformers", "llamacpp"], default="transformers")
     args = parser.parse_args()
 
     records = load_records(REPO / "examples" / "data" / "tutoring.jsonl")
     with tempfile.TemporaryDirectory() as tmp:
         adapter = Path(args.adapter) if args.adapter else benchmark_adapters("smollm2-135m-instruct", Path(tmp))[0][1]
+        batches = [int(b) for b in args.batch_sizes.split(",")]
+        if args.backend == "llamacpp":
+            from edulora.modeling import load_tokenizer, resolve_model_path
+
+            fmt = PromptFormat.create(load_tokenizer(resolve_model_path("smollm2-135m-instruct")), "chat")
+            prompts = [fmt.render(fmt.prompt_and_reference(r)[0]) for r in records[:64]]
+            results = llamacpp_rows(adapter, prompts, batches, args)
+            if args.json:
+                Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+            return
         base, tokenizer, _ = load_tutor(precision=args.precision)
         tutor, _, info = load_tutor(adapter, precision=args.precision)
         fmt = PromptFormat.create(tokenizer, info.template or "auto", info.system_prompt, info.answer_key)
         prompts = [fmt.render(fmt.prompt_and_reference(r)[0]) for r in records[:64]]
-        batches = [int(b) for b in args.batch_sizes.split(",")]
         results = []
         for form in ("base", "adapter (unmerged)", "merged"):
             if form == "merged":

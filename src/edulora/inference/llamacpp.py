@@ -77,7 +77,9 @@ class LlamaCpp:
         """``exact_cache`` keeps the KV cache in f32 (llama.cpp's default is f16): for parity checks on f32 bases."""
         xllamacpp = require_xllamacpp()
         self.gguf = Path(gguf)
-        self.names = list(loras or {})
+        self.loras = {name: Path(path) for name, path in (loras or {}).items()}
+        self.names = list(self.loras)
+        self.settings = {"parallel": parallel, "context": context, "threads": threads, "exact_cache": exact_cache}
         self.vocab: ByteVocab | None = None
         params = xllamacpp.CommonParams()
         params.model.path = str(self.gguf)
@@ -103,6 +105,17 @@ class LlamaCpp:
         except Exception as err:  # llama.cpp reports a bad file or a mismatched adapter as a runtime error
             raise EduloraError(f"llama.cpp could not load {self.gguf.name} with adapters "
                                f"{', '.join(self.names) or 'none'}: {err}") from None
+
+    def reloaded(self, loras: Mapping[str, str | os.PathLike]) -> LlamaCpp:
+        """A new core on the same base and settings with these adapters.
+
+        llama.cpp fixes a core's LoRA files when it starts (its server can change their scales, not
+        load new ones), so another set of adapters needs another core; the old one decodes what it
+        has in flight and is freed when its last request ends.
+        """
+        new = LlamaCpp(self.gguf, loras, **self.settings)
+        new.vocab = self.vocab
+        return new
 
     def use_tokenizer(self, tokenizer) -> None:
         """The Hugging Face tokenizer whose ids the requests carry (see ``ByteVocab``)."""

@@ -24,8 +24,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from .engine import GenerationFailed
-from .protocol import (SERVICE_ERRORS, ApiError, ChatBody, FeedbackBody, ReviewBody, Strict, chunk, completion,
-                       service_error, validation_error)
+from .protocol import (SERVICE_ERRORS, AdapterBody, ApiError, ChatBody, FeedbackBody, ReviewBody, Strict, chunk,
+                       completion, service_error, validation_error)
 from .service import Chat, TutorService
 
 #: Larger bodies are refused before they are read (a conversation is kilobytes).
@@ -163,6 +163,15 @@ def create_app(service: TutorService) -> FastAPI:
     @api.post("/feedback/{row}/review")
     def review(row: int, req: ReviewBody = body(ReviewBody), who: str = Depends(authorize)) -> dict[str, Any]:
         return service.review(row, who, req.status, req.correction)
+
+    # Loading takes seconds and a removal waits for the replies in flight: both off the event loop.
+    @api.post("/admin/adapters")
+    async def add_adapter(req: AdapterBody = body(AdapterBody), who: str = Depends(authorize)) -> dict[str, Any]:
+        return await run_in_threadpool(service.add_adapter, req.path, req.name, who)
+
+    @api.delete("/admin/adapters/{name}")
+    async def remove_adapter(name: str, who: str = Depends(authorize)) -> dict[str, Any]:
+        return await run_in_threadpool(service.remove_adapter, name, who)
 
     @app.api_route("/health", methods=["GET", "HEAD"])  # HEAD: load balancers' and uptime checkers' probe
     def health() -> dict[str, Any]:

@@ -22,8 +22,19 @@ QUESTIONS = ["Explain why the sky is blue to a ten-year-old.", "How do I find th
              "Explain fractions using pizza.", "Why did the Roman Empire fall?"]
 
 
-def benchmark_adapters(base: str, folder: Path) -> list[tuple[str, Path]]:
-    """Two untrained adapters (default LoRA settings) saved as runs under ``folder``: [(name, run folder)]."""
+#: The two adapters the throughput benchmark serves: (name, subject).
+TWO_SUBJECTS = (("math", "mathematics"), ("science", "biology"))
+
+
+def benchmark_adapters(base: str, folder: Path, subjects=TWO_SUBJECTS, noise: float = 0.0,
+                       seed: int = 0) -> list[tuple[str, Path]]:
+    """Untrained adapters (default LoRA settings) saved as runs under ``folder``: [(name, run folder)].
+
+    A fresh LoRA's B matrices are zero, so every such adapter answers exactly as the base does;
+    ``noise`` > 0 fills them with seeded Gaussian noise of that standard deviation, so adapters
+    differ from the base and from each other (what a mixed-adapter benchmark must serve) at the
+    same compute cost as trained ones.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -32,9 +43,15 @@ def benchmark_adapters(base: str, folder: Path) -> list[tuple[str, Path]]:
 
     path = resolve_model_path(base)
     out = []
-    for name, subject in (("math", "mathematics"), ("science", "biology")):
+    for i, (name, subject) in enumerate(subjects):
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
         peft_model = attach_lora(model, LoraSettings())
+        if noise > 0:
+            generator = torch.Generator().manual_seed(seed + i)
+            with torch.no_grad():
+                for param_name, param in peft_model.named_parameters():
+                    if "lora_B" in param_name:
+                        param.copy_(torch.randn(param.shape, generator=generator) * noise)
         info = AdapterInfo(base_model=base, subject=subject, grade_level="middle_school", template="chat")
         save_adapter(peft_model, load_tokenizer(path), folder / name / "adapter", info, "# benchmark adapter\n")
         out.append((name, folder / name))

@@ -23,11 +23,11 @@ import asyncio
 import dataclasses
 import logging
 import queue
-import re
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,16 +36,12 @@ from ..data.schema import Metadata, parse_metadata
 from ..errors import EduloraError
 from ..formatting import Message, PromptFormat
 from ..generation import PEFT_BASE, Request, Sampling, decode
-from ..modeling import (AdapterInfo, adapter_dir, adapter_weights, attach_adapter, inference_precision,
-                        load_base_model, read_adapter_info)
-from ..rundir import RunDir
+from ..modeling import attach_adapter, inference_precision, load_base_model
+from .adapters import (NAME_PATTERN, RESERVED_NAMES, AdapterSpec, _same_model, display_name,  # noqa: F401 (API)
+                       find_adapter, parse_adapter_arg, resolve_adapters, validate_name)
 
 log = logging.getLogger(__name__)
 
-#: Adapter names travel in URLs, JSON and the web page; keep them plain.
-NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
-#: Names with another meaning in the API.
-RESERVED_NAMES = {"auto", "base", PEFT_BASE}
 #: Stop strings per request and their length (OpenAI allows 4): every new token is checked against each.
 MAX_STOPS = 4
 MAX_STOP_CHARS = 100
@@ -67,77 +63,8 @@ class GenerationFailed(Exception):
     """Decoding failed inside the engine (not the caller's fault)."""
 
 
-@dataclass(frozen=True)
-class AdapterSpec:
-    """One adapter the engine serves, with where it came from."""
-
-    name: str
-    folder: Path
-    info: AdapterInfo
-    #: The training run directory when the adapter sits in one with its held-out records (they help routing).
-    run_dir: RunDir | None = None
-
-    @property
-    def metadata(self) -> dict[str, str]:
-        return {k: v for k, v in (("subject", self.info.subject), ("grade_level", self.info.grade_level),
-                                  ("teaching_style", self.info.teaching_style)) if v}
-
-
-def validate_name(name: str) -> str:
-    if not NAME_PATTERN.fullmatch(name) or name in (".", "..") or name in RESERVED_NAMES:
-        raise EduloraError(f"adapter name {name!r}: use letters, digits, '_', '.' or '-' "
-                           f"(and not {', '.join(sorted(RESERVED_NAMES))})")
-    return name
-
-
-def parse_adapter_arg(text: str) -> tuple[str | None, str]:
-    """``NAME=PATH`` or a bare ``PATH`` (the name then comes from the adapter's subject or folder)."""
-    name, sep, path = text.partition("=")
-    if sep and NAME_PATTERN.fullmatch(name) and not Path(text).exists():
-        return validate_name(name), path
-    return None, text
-
-
-def find_adapter(path: str | Path, name: str | None = None, allow_pickle: bool = False) -> AdapterSpec:
-    folder = adapter_dir(path)
-    adapter_weights(folder, allow_pickle)
-    info = read_adapter_info(folder)
-    if name is None:
-        name = re.sub(r"[^A-Za-z0-9_.-]", "-", info.subject or (folder.parent.name if folder.name == "adapter"
-                                                                 else folder.name)) or "adapter"
-    run = RunDir(folder.parent) if folder.name == RunDir.ADAPTER else None
-    return AdapterSpec(validate_name(name), folder, info, run if run is not None and run.eval_file.is_file() else None)
-
-
-def _same_model(a: str, b: str) -> bool:
-    if a == b:
-        return True
-    pa, pb = Path(a).expanduser(), Path(b).expanduser()
-    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
-
-
-def display_name(base_model: str) -> str:
-    """The id the API shows for the base model: a local folder's name, else the hub id / packaged name."""
-    path = Path(base_model).expanduser()
-    return path.name if path.exists() else base_model
-
-
-def resolve_adapters(adapters: Sequence[tuple[str | None, str | Path]], base: str | None = None,
-                     allow_pickle: bool = False) -> tuple[list[AdapterSpec], str]:
-    """Each adapter's spec and the one base model they share (``base`` forces it)."""
-    specs = [find_adapter(path, name, allow_pickle) for name, path in adapters]
-    names = [s.name for s in specs]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise EduloraError(f"adapter name used twice: {', '.join(duplicates)}; name them with --adapter NAME=RUN")
-    base_model = base or (specs[0].info.base_model if specs else None) or ModelConfig().name
-    if base is None:
-        for spec in specs[1:]:
-            if not _same_model(spec.info.base_model, base_model):
-                raise EduloraError(
-                    f"adapters need one shared base model: {specs[0].name!r} was trained on {base_model!r} but "
-                    f"{spec.name!r} on {spec.info.base_model!r}; serve them separately (or force one with --base)")
-    return specs, base_model
+class AdapterConflict(Exception):
+    """An adapter cannot be added now: its name is already served."""
 
 
 def load_engine(adapters: Sequence[tuple[str | None, str | Path]], base: str | None = None, precision: str = "auto",
@@ -148,7 +75,8 @@ def load_engine(adapters: Sequence[tuple[str | None, str | Path]], base: str | N
     for spec in specs:
         model = attach_adapter(model, spec.folder, spec.name)
     model.eval()
-    return Engine(model, tokenizer, display_name(base_model), {s.name: s for s in specs}, **engine_options)
+    return Engine(model, tokenizer, display_name(base_model), {s.name: s for s in specs}, base_model=base_model,
+                  **engine_options)
 
 
 class Generation(Request):
@@ -264,11 +192,16 @@ class Engine:
     def __init__(self, model, tokenizer, base_id: str, adapters: dict[str, AdapterSpec], *, max_batch: int = 8,
                  max_queue: int = 64, gather_seconds: float = 0.005, default_max_tokens: int = 256,
                  repetition_penalty: float = 1.1, max_request_tokens: int | None = None,
-                 max_batch_tokens: int | None = None, context_limit: int | None = None):
+                 max_batch_tokens: int | None = None, context_limit: int | None = None,
+                 base_model: str | None = None):
         self.model = model
+        #: What adapters added at run time must have been trained on (a hub id or a folder).
+        self.base_model = base_model or base_id
         self.tokenizer = tokenizer
         self.base_id = base_id
         self.adapters = adapters
+        # Every adapter served since start, by name: replies accepted before a removal still need theirs.
+        self._known = dict(adapters)
         self.max_batch = max(1, max_batch)
         self.gather_seconds = gather_seconds
         self.default_max_tokens = default_max_tokens
@@ -283,8 +216,7 @@ class Engine:
         self.max_batch_tokens = max_batch_tokens
         self.stats = EngineStats()
         # Each adapter is prompted as it was trained (template, persona, key); the base like a fresh chat model.
-        self.formats = {name: PromptFormat.create(tokenizer, spec.info.template or "auto", spec.info.system_prompt,
-                                                  spec.info.answer_key) for name, spec in adapters.items()}
+        self.formats = {name: self._format(spec) for name, spec in adapters.items()}
         self.base_format = PromptFormat.create(tokenizer)
         self._queue: queue.Queue[Generation] = queue.Queue(max(1, max_queue))
         # A request taken from the queue that did not fit the batch being formed: it leads the next one.
@@ -293,6 +225,11 @@ class Engine:
         self._tokenizer_lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        # Replies accepted and not yet finished (pruned as they end): what an adapter's removal waits for.
+        self._accepted: set[Generation] = set()
+        self._admit = threading.Lock()
+        # Work that must run on the engine thread between two batches (adding / removing an adapter).
+        self._tasks: queue.SimpleQueue[tuple[Callable[[], bool], Future]] = queue.SimpleQueue()
 
     # ----- caller side -------------------------------------------------------------------------
     def start(self) -> Engine:
@@ -321,7 +258,7 @@ class Engine:
         The request's grade level and teaching style, when it names them, replace the adapter's:
         the persona is a system prompt, so one adapter can teach another grade or style.
         """
-        meta = Metadata() if target is None else parse_metadata(self.adapters[target].metadata,
+        meta = Metadata() if target is None else parse_metadata(self._known[target].metadata,
                                                                 f"{target}: edulora.json")
         if key is not None:
             meta.grade_level = key.grade_level or meta.grade_level
@@ -368,12 +305,95 @@ class Engine:
                                  "requested. Shorten the conversation or lower max_tokens")
         limit = max_tokens or min(self.default_max_tokens, room)
         gen = Generation(target, prompt_ids, dataclasses.replace(sampling, max_new_tokens=limit))
-        try:
-            self._queue.put_nowait(gen)
-        except queue.Full:
-            self.stats.rejected += 1
-            raise QueueFull(f"{self._queue.maxsize} requests are already waiting; retry shortly") from None
+        with self._admit:  # an adapter's removal sees either this request or the adapter already gone
+            if target is not None and target not in self.adapters:
+                raise KeyError(target)
+            try:
+                self._queue.put_nowait(gen)
+            except queue.Full:
+                self.stats.rejected += 1
+                raise QueueFull(f"{self._queue.maxsize} requests are already waiting; retry shortly") from None
+            self._accepted = {g for g in self._accepted if g.finish_reason is None} | {gen}
         return gen
+
+    # ----- adapters at run time ----------------------------------------------------------------
+    def _format(self, spec: AdapterSpec) -> PromptFormat:
+        return PromptFormat.create(self.tokenizer, spec.info.template or "auto", spec.info.system_prompt,
+                                   spec.info.answer_key)
+
+    def adapter_spec(self, path: str | Path, name: str | None = None) -> AdapterSpec:
+        """An adapter folder checked before loading: safetensors weights, a free name, this server's base model."""
+        spec = find_adapter(path, name)
+        if spec.name in self.adapters:
+            raise AdapterConflict(f"an adapter named {spec.name!r} is already served; remove it first")
+        if spec.info.base_model and not _same_model(spec.info.base_model, self.base_model):
+            raise EduloraError(f"adapter {spec.name!r} was trained on {spec.info.base_model!r}, not on this "
+                               f"server's base {self.base_model!r}")
+        return spec
+
+    def add_adapter(self, path: str | Path, name: str | None = None, timeout: float = 600.0) -> AdapterSpec:
+        """Load an adapter beside the others between two batches; requests may name it once this returns."""
+        spec = self.adapter_spec(path, name)
+
+        def attach() -> bool:
+            self.model = attach_adapter(self.model, spec.folder, spec.name).eval()
+            self._admit_adapter(spec)
+            return True
+
+        self._on_engine_thread(attach, timeout)
+        return spec
+
+    def remove_adapter(self, name: str, timeout: float = 600.0) -> AdapterSpec:
+        """Refuse new requests for ``name`` now; free its weights once the replies accepted for it are done."""
+        spec = self._retire(name)
+
+        def detach() -> bool:
+            if self._serving(name):
+                return False  # asked again after the next batch
+            if set(self.model.peft_config) == {name}:  # PEFT keeps no sane state without any adapter left
+                self.model = self.model.unload()  # the plain base model, as served without adapters
+            else:
+                self.model.delete_adapter(name)
+            return True
+
+        self._on_engine_thread(detach, timeout)
+        return spec
+
+    def _admit_adapter(self, spec: AdapterSpec) -> None:
+        self.formats = {**self.formats, spec.name: self._format(spec)}
+        self._known = {**self._known, spec.name: spec}
+        self.adapters = {**self.adapters, spec.name: spec}
+
+    def _retire(self, name: str) -> AdapterSpec:
+        with self._admit:
+            spec = self.adapters[name]  # KeyError: not served
+            self.adapters = {k: v for k, v in self.adapters.items() if k != name}
+        return spec
+
+    def _serving(self, name: str) -> bool:
+        """Whether a reply accepted for adapter ``name`` is still queued or being decoded."""
+        with self._admit:
+            return any(g.target == name and g.finish_reason is None for g in self._accepted)
+
+    def _on_engine_thread(self, task: Callable[[], bool], timeout: float) -> None:
+        """Run ``task`` on the engine thread, which owns the model, between batches (again until it says done)."""
+        done: Future = Future()
+        self._tasks.put((task, done))
+        done.result(timeout)
+
+    def _run_tasks(self) -> None:
+        later = []
+        while True:
+            try:
+                task, done = self._tasks.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                (done.set_result(None) if task() else later.append((task, done)))
+            except Exception as err:  # the caller gets it; the engine goes on
+                done.set_exception(err)
+        for item in later:
+            self._tasks.put(item)
 
     # ----- engine thread -----------------------------------------------------------------------
     def _fits(self, batch: list[Generation]) -> bool:
@@ -385,6 +405,7 @@ class Engine:
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
+            self._run_tasks()
             first, self._held = self._held, None
             if first is None:
                 try:
@@ -421,6 +442,11 @@ class Engine:
         self._drain("the server is shutting down")
 
     def _drain(self, message: str) -> None:
+        while True:  # adapter changes that never ran: their callers get an answer now, not after a timeout
+            try:
+                self._tasks.get_nowait()[1].set_exception(EngineStopped(message))
+            except queue.Empty:
+                break
         held, self._held = self._held, None
         if held is not None:
             held._fail(message)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..generation import stop_token_ids
-from .engine import Engine, Generation, display_name, resolve_adapters
+from .engine import AdapterSpec, Engine, Generation, display_name, resolve_adapters
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def load_llamacpp_engine(adapters: Sequence[tuple[str | None, str | Path]], base
                                              parallel=parallel, context=context)
     return LlamaCppEngine(model, tokenizer, display_name(base_model), {s.name: s for s in specs},
                           context_limit=int(getattr(config, "max_position_embeddings", None) or 2048),
-                          **engine_options)
+                          base_model=base_model, config=config, **engine_options)
 
 
 class LlamaCppEngine(Engine):
@@ -44,8 +44,11 @@ class LlamaCppEngine(Engine):
 
     backend = "llamacpp"
 
-    def __init__(self, model, tokenizer, base_id, adapters, **options):
+    def __init__(self, model, tokenizer, base_id, adapters, config=None, **options):
         super().__init__(model, tokenizer, base_id, adapters, **options)
+        #: The base's Hugging Face config: what an adapter added at run time is converted to GGUF against.
+        self.config = config
+        self._reload_lock = threading.Lock()  # one change of the adapter set at a time
         self._stop_ids = set(stop_token_ids(tokenizer))
         self._workers: list[threading.Thread] = []
         self._stats_lock = threading.Lock()
@@ -65,6 +68,29 @@ class LlamaCppEngine(Engine):
         for worker in self._workers:
             worker.join(max(0.0, deadline - time.monotonic()))
         self._drain("the server is shutting down")
+
+    def add_adapter(self, path: str | Path, name: str | None = None, timeout: float = 600.0) -> AdapterSpec:
+        """Convert the adapter to a GGUF LoRA and start a core with it; replies in flight finish on the old one."""
+        from ..inference.gguf_lora import cached_gguf_lora
+
+        with self._reload_lock:
+            spec = self.adapter_spec(path, name)
+            lora = cached_gguf_lora(spec.folder, self.config)
+            self.model = self.model.reloaded({**self.model.loras, spec.name: lora})
+            self._admit_adapter(spec)
+        return spec
+
+    def remove_adapter(self, name: str, timeout: float = 600.0) -> AdapterSpec:
+        """Refuse new requests for ``name`` now; once those accepted are done, start a core without it."""
+        with self._reload_lock:
+            spec = self._retire(name)
+            deadline = time.monotonic() + timeout
+            while self._serving(name):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"replies for {name!r} are still being decoded; it is no longer served")
+                time.sleep(0.05)
+            self.model = self.model.reloaded({k: v for k, v in self.model.loras.items() if k != name})
+        return spec
 
     def _work(self) -> None:
         while not self._stopping.is_set():

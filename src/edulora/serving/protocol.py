@@ -15,8 +15,10 @@ from pydantic_core import PydanticCustomError
 
 from ..data.schema import MAX_FIELD_CHARS, GradeLevel, Metadata, TeachingStyle, parse_grade_level, parse_teaching_style
 from ..generation import Sampling
-from .engine import MAX_STOP_CHARS, MAX_STOPS, ContextTooLong, EngineStopped, GenerationFailed, QueueFull
-from .service import Chat, FeedbackDisabled, NotYours, UnknownFeedback, UnknownModel, UnknownReply
+from .engine import (MAX_STOP_CHARS, MAX_STOPS, AdapterConflict, ContextTooLong, EngineStopped, GenerationFailed,
+                     QueueFull)
+from .service import (BadAdapter, Chat, FeedbackDisabled, NotAdmin, NotYours, UnknownFeedback, UnknownModel,
+                      UnknownReply)
 
 MAX_MESSAGES = 200
 _UNSUPPORTED = ("frequency_penalty", "presence_penalty", "tools", "functions", "tool_choice", "logprobs",
@@ -169,6 +171,14 @@ class FeedbackBody(Strict):
     correction: Note = None
 
 
+class AdapterBody(Strict):
+    """An adapter to serve from now on: a run or adapter folder on the server's machine, and its name."""
+
+    path: Annotated[str, Field(min_length=1, max_length=4096)]
+    #: Default: the adapter's subject (as ``--adapter RUN``).
+    name: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+
+
 class ReviewBody(Strict):
     """A teacher's decision on a feedback item: approve (optionally with an edited better reply), reject, reopen."""
 
@@ -200,6 +210,10 @@ _SERVICE_ERRORS: dict[type[Exception], tuple[int, str, str | None, str]] = {
     QueueFull: (429, "rate_limit_error", None, "queue_full"),
     EngineStopped: (503, "server_error", None, "shutting_down"),
     GenerationFailed: (500, "server_error", None, "generation_failed"),
+    NotAdmin: (403, "permission_error", None, "admin_only"),
+    BadAdapter: (400, "invalid_request_error", "path", "invalid_adapter"),
+    AdapterConflict: (409, "invalid_request_error", "name", "adapter_conflict"),
+    TimeoutError: (503, "server_error", None, "timeout"),
 }
 SERVICE_ERRORS = tuple(_SERVICE_ERRORS)
 

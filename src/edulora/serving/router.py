@@ -24,7 +24,7 @@ from ..data.formats import iter_format_records
 from ..data.schema import SUBJECT_ALIASES, Example
 from ..errors import EduloraError
 from ..formatting import Message
-from .engine import AdapterSpec
+from .adapters import AdapterSpec
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ class Router:
         self.adapters = list(adapters)
         self.threshold = threshold
         self.fallback = fallback
+        self.use_embeddings = use_embeddings
         self._lock = threading.Lock()  # the embedding tokenizer is not safe across threads
         self._profiles: dict[str, tuple[list[float], list[float] | None]] | None = None
         self._embed = None

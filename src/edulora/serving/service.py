@@ -24,7 +24,7 @@ from ..data.schema import Metadata
 from ..errors import EduloraError
 from ..formatting import Message
 from ..generation import Sampling
-from .engine import Engine, Generation
+from .engine import AdapterConflict, Engine, Generation
 from .feedback import FeedbackItem, FeedbackStore
 from .flags import Flag, reply_flags
 from .router import Route, Router
@@ -51,6 +51,14 @@ class NotYours(PermissionError):
 
 class UnknownFeedback(LookupError):
     """A review of a feedback row that does not exist."""
+
+
+class NotAdmin(PermissionError):
+    """Only the API key's holder (or anyone on a loopback server without keys) changes the served adapters."""
+
+
+class BadAdapter(ValueError):
+    """An adapter folder that cannot be served here (missing, damaged, another base model)."""
 
 
 def parse_teachers(values: list[str], api_key: str | None = None) -> dict[str, str]:
@@ -127,6 +135,7 @@ class TutorService:
     _served: OrderedDict[str, Served] = field(default_factory=OrderedDict, init=False, repr=False)
     _served_chars: int = field(default=0, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _admin_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @property
     def locked(self) -> bool:
@@ -258,6 +267,46 @@ class TutorService:
             return self._store().review(row, status, reviewer, correction).to_dict()
         except KeyError:
             raise UnknownFeedback(f"no feedback item {row}") from None
+
+    # ----- adapters at run time (the API key's holder only) ------------------------------------
+    def add_adapter(self, path: str, name: str | None = None, who: str = LOCAL_IDENTITY) -> dict[str, Any]:
+        """Serve the adapter (a run or adapter folder on this machine) beside the others, without a restart.
+
+        Replies in flight are not touched; ``auto`` routing includes it once this returns. Only
+        safetensors weights are loaded here (a pickle could run code). Returns its model object.
+        """
+        self._admin(who)
+        with self._admin_lock:
+            try:
+                spec = self.engine.add_adapter(path, name)
+            except EduloraError as err:
+                raise BadAdapter(str(err)) from None
+            self._reroute()
+        return self.model(spec.name)
+
+    def remove_adapter(self, name: str, who: str = LOCAL_IDENTITY) -> dict[str, Any]:
+        """Stop serving adapter ``name``: new requests for it are refused at once, the replies already
+        accepted for it are completed, then its weights are freed (this returns after that)."""
+        self._admin(who)
+        with self._admin_lock:
+            if name not in self.engine.adapters:
+                raise UnknownModel(f"no adapter {name!r} is served here")
+            if name == self.router.fallback:
+                raise AdapterConflict(f"{name!r} is the fallback adapter of 'auto' routing; it cannot be removed")
+            self.engine.remove_adapter(name)
+            self._reroute()
+        return {"id": name, "object": "model", "deleted": True}
+
+    def _admin(self, who: str) -> None:
+        if who not in (API_KEY_IDENTITY, LOCAL_IDENTITY):
+            raise NotAdmin("changing the served adapters needs the server's API key, not a teacher's token")
+
+    def _reroute(self) -> None:
+        """``auto`` routing over the adapters served now (the old router answers until the new one is ready)."""
+        old = self.router
+        router = Router(list(self.engine.adapters.values()), old.threshold, old.fallback, old.use_embeddings)
+        router.prepare()
+        self.router = router
 
     def health(self) -> dict[str, Any]:
         stats = self.engine.stats

@@ -1,0 +1,95 @@
+"""Which adapters a server serves: names, folders, metadata, and the one base model they share.
+
+Used at start (``resolve_adapters``) and when an adapter is added at run time (``find_adapter``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import ModelConfig
+from ..errors import EduloraError
+from ..generation import PEFT_BASE
+from ..modeling import AdapterInfo, adapter_dir, adapter_weights, read_adapter_info
+from ..rundir import RunDir
+
+#: Adapter names travel in URLs, JSON and the web page; keep them plain.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+#: Names with another meaning in the API.
+RESERVED_NAMES = {"auto", "base", PEFT_BASE}
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """One adapter the engine serves, with where it came from."""
+
+    name: str
+    folder: Path
+    info: AdapterInfo
+    #: The training run directory when the adapter sits in one with its held-out records (they help routing).
+    run_dir: RunDir | None = None
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return {k: v for k, v in (("subject", self.info.subject), ("grade_level", self.info.grade_level),
+                                  ("teaching_style", self.info.teaching_style)) if v}
+
+
+def validate_name(name: str) -> str:
+    if not NAME_PATTERN.fullmatch(name) or name in (".", "..") or name in RESERVED_NAMES:
+        raise EduloraError(f"adapter name {name!r}: use letters, digits, '_', '.' or '-' "
+                           f"(and not {', '.join(sorted(RESERVED_NAMES))})")
+    return name
+
+
+def parse_adapter_arg(text: str) -> tuple[str | None, str]:
+    """``NAME=PATH`` or a bare ``PATH`` (the name then comes from the adapter's subject or folder)."""
+    name, sep, path = text.partition("=")
+    if sep and NAME_PATTERN.fullmatch(name) and not Path(text).exists():
+        return validate_name(name), path
+    return None, text
+
+
+def find_adapter(path: str | Path, name: str | None = None, allow_pickle: bool = False) -> AdapterSpec:
+    folder = adapter_dir(path)
+    adapter_weights(folder, allow_pickle)
+    info = read_adapter_info(folder)
+    if name is None:
+        name = re.sub(r"[^A-Za-z0-9_.-]", "-", info.subject or (folder.parent.name if folder.name == "adapter"
+                                                                 else folder.name)) or "adapter"
+    run = RunDir(folder.parent) if folder.name == RunDir.ADAPTER else None
+    return AdapterSpec(validate_name(name), folder, info, run if run is not None and run.eval_file.is_file() else None)
+
+
+def _same_model(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
+
+
+def display_name(base_model: str) -> str:
+    """The id the API shows for the base model: a local folder's name, else the hub id / packaged name."""
+    path = Path(base_model).expanduser()
+    return path.name if path.exists() else base_model
+
+
+def resolve_adapters(adapters: Sequence[tuple[str | None, str | Path]], base: str | None = None,
+                     allow_pickle: bool = False) -> tuple[list[AdapterSpec], str]:
+    """Each adapter's spec and the one base model they share (``base`` forces it)."""
+    specs = [find_adapter(path, name, allow_pickle) for name, path in adapters]
+    names = [s.name for s in specs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise EduloraError(f"adapter name used twice: {', '.join(duplicates)}; name them with --adapter NAME=RUN")
+    base_model = base or (specs[0].info.base_model if specs else None) or ModelConfig().name
+    if base is None:
+        for spec in specs[1:]:
+            if not _same_model(spec.info.base_model, base_model):
+                raise EduloraError(
+                    f"adapters need one shared base model: {specs[0].name!r} was trained on {base_model!r} but "
+                    f"{spec.name!r} on {spec.info.base_model!r}; serve them separately (or force one with --base)")
+    return specs, base_model

@@ -1,0 +1,106 @@
+"""Adapters loaded and unloaded at run time (``/v1/admin/adapters``), on both backends, on the tiny model."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+openai = pytest.importorskip("openai")
+httpx = pytest.importorskip("httpx")
+
+from test_serving_support import tiny_runs  # noqa: E402,F401  (fixtures)
+
+from edulora.generation import Sampling  # noqa: E402
+from edulora.serving.router import Router  # noqa: E402
+from edulora.serving.server import TutorServer  # noqa: E402
+from edulora.serving.service import TutorService  # noqa: E402
+
+KEY, TEACHER = "admin-key-1234", "teacher-token-5678"
+QUESTION = [{"role": "user", "content": "What does the mitochondria do in a cell?"}]
+GREEDY = Sampling(repetition_penalty=1.0)
+
+
+def load(backend: str, adapters, tiny_llama, tmp_path_factory):
+    if backend == "transformers":
+        from edulora.serving.engine import load_engine
+
+        return load_engine(adapters, precision="fp32", max_batch=4, max_queue=32, default_max_tokens=12).start()
+    pytest.importorskip("xllamacpp")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from edulora.export import write_gguf
+    from edulora.serving.llamacpp_engine import load_llamacpp_engine
+
+    gguf = tmp_path_factory.getbasetemp() / "admin-tiny-f32.gguf"
+    if not gguf.is_file():  # f32: llama.cpp then computes what transformers does, so replies can be compared
+        write_gguf(AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32),
+                   AutoTokenizer.from_pretrained(tiny_llama), gguf, dtype="f32")
+    return load_llamacpp_engine(adapters, base=str(tiny_llama), gguf=gguf, max_batch=4, max_queue=32,
+                                default_max_tokens=12).start()
+
+
+def reply(engine, model: str | None, max_tokens: int = 12) -> str:
+    return engine.submit(QUESTION, model, GREEDY, max_tokens=max_tokens).text(timeout=120)
+
+
+@pytest.mark.parametrize("backend", ["transformers", "llamacpp"])
+def test_adapters_come_and_go_without_a_restart(backend, tiny_runs, tiny_llama, tmp_path_factory):
+    both = load(backend, list(tiny_runs.items()), tiny_llama, tmp_path_factory)
+    expected = {name: reply(both, name, 40) for name in ("math", "bio")}
+    both.stop()
+    engine = load(backend, [("math", tiny_runs["math"])], tiny_llama, tmp_path_factory)
+    service = TutorService(engine, Router(list(engine.adapters.values()), use_embeddings=False), api_key=KEY,
+                           teachers={"ada": TEACHER})
+    server = TutorServer(service, "127.0.0.1", 0).start()
+    admin = httpx.Client(base_url=f"{server.url}/v1", headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
+    try:
+        body = {"name": "bio", "path": str(tiny_runs["bio"])}
+        assert httpx.post(f"{server.url}/v1/admin/adapters", json=body).status_code == 401
+        teacher = httpx.post(f"{server.url}/v1/admin/adapters", json=body,
+                             headers={"Authorization": f"Bearer {TEACHER}"})
+        assert teacher.status_code == 403 and teacher.json()["error"]["code"] == "admin_only"
+        missing = admin.post("/admin/adapters", json={"name": "x", "path": str(tiny_llama / "nope")})
+        assert missing.status_code == 400 and missing.json()["error"]["code"] == "invalid_adapter"
+
+        added = admin.post("/admin/adapters", json=body)
+        assert added.status_code == 200, added.text
+        assert added.json()["id"] == "bio" and added.json()["subject"] == "biology"
+        assert admin.post("/admin/adapters", json=body).status_code == 409
+        assert "bio" in [m["id"] for m in admin.get("/models").json()["data"]]
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=KEY, max_retries=0, timeout=120)
+        # The added adapter answers as it does when served from the start.
+        got = client.chat.completions.create(model="bio", messages=QUESTION, max_tokens=40, temperature=0,
+                                             extra_body={"repetition_penalty": 1.0})
+        assert got.choices[0].message.content == expected["bio"]
+
+        # Removing it while its reply streams: the reply completes unchanged, then the adapter is gone.
+        stream = client.chat.completions.create(model="bio", messages=QUESTION, max_tokens=40, temperature=0,
+                                                stream=True, extra_body={"repetition_penalty": 1.0})
+        chunks = iter(stream)
+        parts = [next(chunks).choices[0].delta.content or ""]
+        removed: list[httpx.Response] = []
+        remover = threading.Thread(target=lambda: removed.append(admin.delete("/admin/adapters/bio")))
+        remover.start()
+        parts += [c.choices[0].delta.content or "" for c in chunks if c.choices]
+        remover.join(120)
+        assert "".join(parts) == expected["bio"]
+        assert removed[0].status_code == 200 and removed[0].json() == {"id": "bio", "object": "model", "deleted": True}
+        assert "bio" not in [m["id"] for m in admin.get("/models").json()["data"]]
+        with pytest.raises(openai.NotFoundError):
+            client.chat.completions.create(model="bio", messages=QUESTION, max_tokens=4)
+        assert admin.delete("/admin/adapters/bio").status_code == 404
+        # The adapter that stayed still answers as before; a removed name can be loaded again.
+        assert reply(engine, "math", 40) == expected["math"]
+        assert admin.post("/admin/adapters", json=body).status_code == 200
+        assert reply(engine, "bio", 40) == expected["bio"]
+        # With every adapter removed the base model still answers, as a server started without adapters does.
+        base = reply(engine, None, 12)
+        for name in ("bio", "math"):
+            assert admin.delete(f"/admin/adapters/{name}").status_code == 200
+        assert admin.get("/models").json()["data"][0]["kind"] == "base" and engine.adapters == {}
+        assert reply(engine, None, 12) == base
+    finally:
+        server.stop()
+        engine.stop()
