@@ -206,6 +206,44 @@ def test_bad_backend_and_missing_gguf_are_one_line_errors(tiny_runs, tmp_path):
         Tutor.load(tiny_runs["math"], backend="llamacpp", gguf=tmp_path / "missing.gguf")
 
 
+def test_evaluation_generates_on_llama_cpp_and_keeps_the_loss_exact(tiny_runs, tmp_path):
+    """Replies come from the chosen backend, the loss from the PyTorch network, the report keeps its shape."""
+    from test_eval_runner import fake_embed
+
+    from edulora.data.formats import load_records
+    from edulora.evaluation.runner import EvalSettings, evaluate, load_models
+    from edulora.tutor import on_llamacpp
+
+    records = load_records(tiny_runs["math"] / "eval.jsonl")[:4]
+    models = load_models([tiny_runs["math"], tiny_runs["bio"]], include_base=True, precision="fp32")
+    results = {backend: evaluate(models, records, EvalSettings(
+        max_new_tokens=8, embed=fake_embed, bootstrap_resamples=20, max_length=128, backend=backend))
+        for backend in ("llamacpp", "transformers")}
+    fast, exact = results["llamacpp"], results["transformers"]
+    assert (fast.settings["backend"], exact.settings["backend"]) == ("llamacpp", "transformers")
+    assert [m.eval_loss for m in fast.models] == [m.eval_loss for m in exact.models]
+    sampling = Sampling(max_new_tokens=8, temperature=0.0)
+    for result, speaker in zip(fast.models, on_llamacpp(models), strict=True):
+        direct = speaker.generate([speaker.format.prompt_and_reference(r)[0] for r in records], sampling)
+        assert [r.text for r in result.replies] == [d.text for d in direct]
+    shapes = []
+    for backend, result in results.items():
+        report = json.loads(result.write_reports(tmp_path / backend)["json"].read_text())
+        shapes.append({key: sorted(value) if isinstance(value, dict) else type(value) for key, value in report.items()})
+    assert shapes[0] == shapes[1]
+
+
+def test_backend_choice():
+    import torch
+
+    from edulora.inference.llamacpp import choose_backend
+
+    assert choose_backend("auto") == ("transformers" if torch.cuda.is_available() else "llamacpp")
+    assert choose_backend("transformers") == "transformers"
+    with pytest.raises(EduloraError, match="backend must be auto, llamacpp, transformers"):
+        choose_backend("vllm")
+
+
 @pytest.mark.e2e
 def test_packaged_q4_model_starts_like_the_fp32_reference():
     """The packaged Q4_1 GGUF holds the very weights training dequantized, but llama.cpp multiplies them

@@ -43,6 +43,23 @@ def require_xllamacpp():
     return xllamacpp
 
 
+BACKENDS = ("auto", "llamacpp", "transformers")
+
+
+def choose_backend(backend: str = "auto") -> str:
+    """``"llamacpp"`` or ``"transformers"``: ``"auto"`` decodes on llama.cpp when it is installed and the
+    model would run on a CPU (where it is ~8× faster; docs/serving.md has its tolerance), else transformers."""
+    if backend not in BACKENDS:
+        raise EduloraError(f"backend must be {', '.join(BACKENDS)}, not {backend!r}")
+    if backend != "auto":
+        return backend
+    import importlib.util
+
+    from ..modeling import device
+
+    return "llamacpp" if importlib.util.find_spec("xllamacpp") and device().type == "cpu" else "transformers"
+
+
 def base_gguf(base_model: str, gguf: str | os.PathLike | None = None) -> Path:
     """The GGUF file to serve ``base_model`` from: ``gguf`` when given, the packaged file for the default
     model (the very weights training dequantized), a ``.gguf`` base itself, else an f16 export in the cache."""
