@@ -15,10 +15,12 @@ from .data.schema import Example
 from .errors import EduloraError
 from .evaluation.rates import rate_for_style
 from .evaluation.report import format_drift
-from .evaluation.runner import evaluate_trained
+from .evaluation.runner import EvalSettings, evaluate_trained, run_max_length
 from .generation import Sampling
+from .inference.llamacpp import choose_backend
 from .training import RunResult, train
-from .tutor import Tutor
+from .tutor import Tutor, on_llamacpp
+
 
 def demo_config(output_dir: str = "runs") -> RunConfig:
     """The guide's default LoRA preset (r=16, alpha=32, dropout 0.05, q/k/v/o) on our sample data.
@@ -87,7 +89,10 @@ RATE_NAMES = {"leak_rate": "gives the answer away", "incorrect_answer_rate": "as
               "question_rate": "asks the student a question"}
 
 
-def run_demo(output_dir: str = "runs") -> RunResult:
+def run_demo(output_dir: str = "runs", backend: str = "auto") -> RunResult:
+    """Check the sample data, train, show base vs tuned replies, evaluate and report. ``backend`` generates every
+    reply (``inference.llamacpp.choose_backend``); the losses always come from the trained PyTorch network."""
+    backend = choose_backend(backend)
     phases: list[tuple[str, float]] = []
     clock = time.perf_counter()
 
@@ -116,11 +121,13 @@ def run_demo(output_dir: str = "runs") -> RunResult:
     tutor = result.tutor.for_inference()
     held_out = [r for r in result.run_dir.eval_records() if isinstance(r, Example)]
     picks = _pick_varied(held_out, 3)
-    show_before_after(tutor, picks, width)
-    phase("before/after replies")
+    # On llama.cpp: the packaged GGUF base with the adapter just saved, converted to a GGUF LoRA.
+    show_before_after(on_llamacpp([tutor])[0] if backend == "llamacpp" else tutor, picks, width)
+    phase(f"before/after replies ({backend})")
     print(f"Scoring base vs tuned replies on all {len(held_out)} held-out records (pedagogy metrics, report)…",
           flush=True)
-    evaluation, reports = evaluate_trained(tutor, held_out, result.run_dir)
+    settings = EvalSettings(max_new_tokens=120, max_length=run_max_length(result.run_dir.path), backend=backend)
+    evaluation, reports = evaluate_trained(tutor, held_out, result.run_dir, settings)
     phase("evaluation and report")
     print_rates(evaluation)
     print(drift_line(evaluation))

@@ -196,6 +196,24 @@ def _default_name(source: Path) -> str:
     return source.parent.name if source.name == RunDir.ADAPTER else source.name
 
 
+def on_llamacpp(tutors: Sequence[Tutor], gguf: str | os.PathLike | None = None,
+                allow_pickle: bool = False) -> list[Tutor]:
+    """The same tutors (names, prompt formats, adapters) decoding on llama.cpp: one GGUF base (``gguf``, else
+    the packaged file or an f16 export) with each adapter's saved folder as a GGUF LoRA, all loaded once.
+    Tutors already on llama.cpp are returned as they are, when all are."""
+    from .inference.llamacpp import load_llamacpp
+    from .modeling import adapter_dir
+
+    if all(t.backend == "llamacpp" for t in tutors):
+        return list(tutors)
+    bases = {t.info.base_model for t in tutors}
+    if len(bases) != 1:
+        raise EduloraError(f"llama.cpp serves one base model; these tutors have {len(bases)}: {', '.join(sorted(bases))}")
+    folders = {t.adapter: adapter_dir(t.source) for t in tutors if t.adapter is not None}
+    model, tokenizer, _ = load_llamacpp(folders, bases.pop(), gguf, allow_pickle)
+    return [Tutor(model, tokenizer, t.format, t.info, t.name, t.source, t.adapter, backend="llamacpp") for t in tutors]
+
+
 def _load_llamacpp(source, base: str | None, gguf, allow_pickle: bool):
     """(LlamaCpp, tokenizer, info) for ``Tutor.load(..., backend="llamacpp")``; the adapter is named "default"."""
     from .config import DEFAULT_MODEL

@@ -9,7 +9,7 @@ import typer
 
 import edulora as el
 
-from .options import AllowPickle, Precision
+from .options import AllowPickle, Backend, Precision
 
 Turns = typing.Literal["last", "open"]
 app = typer.Typer()
@@ -23,11 +23,11 @@ def evaluate(models: list[str] | None = typer.Argument(None, metavar="RUN_OR_ADA
              html: str | None = None, json_out: str | None = typer.Option(None, "--json"), markdown: str | None = None,
              limit: int | None = typer.Option(None, min=1, help="evaluate only the first N records"),
              turns: Turns = typer.Option("last", help="last tutor turn, or each before the key was reached (open)"),
-             max_new_tokens: int = typer.Option(200, min=1),
-             max_length: int = typer.Option(0, min=0, help="default (0): the run's data.max_length"),
-             seed: int = 0, resamples: int = typer.Option(1000, min=1, help="bootstrap resamples"),
-             retention_data: str | None = typer.Option(None, help="general prompts for the drift (default: ours)"),
-             precision: Precision = "auto", allow_pickle: AllowPickle = False, judge_model: str = "gpt-4o-mini",
+             max_new_tokens: int = typer.Option(200, min=1), seed: int = 0,
+             max_length: int = typer.Option(0, min=0, help="0: the run's data.max_length"),
+             resamples: int = typer.Option(1000, min=1, help="bootstrap resamples"), retention_data: str | None = None,
+             precision: Precision = "auto", allow_pickle: AllowPickle = False, backend: Backend = "auto",
+             judge_model: str = "gpt-4o-mini",
              judge: str | None = typer.Option(None, metavar="URL", help="OpenAI-compatible judge server"),
              judge_key: str | None = typer.Option(None, help="default: $EDULORA_JUDGE_KEY or $OPENAI_API_KEY"),
              judge_cache: str | None = None, judge_max_tokens: int = typer.Option(400, min=1)) -> None:
@@ -38,11 +38,10 @@ def evaluate(models: list[str] | None = typer.Argument(None, metavar="RUN_OR_ADA
 
     scorer = Judge(judge, judge_model, judge_key, cache_dir=judge_cache, max_tokens=judge_max_tokens) if judge else None
     settings = el.EvalSettings(max_new_tokens=max_new_tokens, limit=limit, turns=turns, seed=seed,
-                               bootstrap_resamples=resamples, max_length=max_length, retention_file=retention_data)
+                               bootstrap_resamples=resamples, max_length=max_length, retention_file=retention_data,
+                               backend=backend)
     result = evaluate_sources(models or [], data, settings, include_base=base, base_model=base_model,
                               precision=precision, allow_pickle=allow_pickle, judge=scorer,
                               progress=lambda text: print(text, file=sys.stderr, flush=True))
     written = result.write_reports(html_path=html, json_path=json_out, markdown_path=markdown)
-    print(to_text(result))
-    for report in written.values():
-        print(report)
+    print("\n".join(map(str, [to_text(result), *written.values()])))

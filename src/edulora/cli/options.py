@@ -10,6 +10,7 @@ from ..data.formats import FORMATS
 
 AllowPickle = Annotated[bool, typer.Option("--allow-pickle", help="allow loading .bin (pickle) adapter weights")]
 Base = Annotated[str | None, typer.Option("--base", help="base model (default: the one the adapter names)")]
+Backend = Annotated[Literal["auto", "llamacpp", "transformers"], typer.Option(help="auto: llamacpp on CPU if installed")]
 Precision = Annotated[Literal["auto", "fp32", "bf16", "fp16"], typer.Option(help="auto: fp32 on CPU, bf16/fp16 on GPU")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="replace an existing output")]
 InputFormat = Annotated[str | None, typer.Option(

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from .options import AllowPickle, Base, Precision
+from .options import AllowPickle, Backend, Base, Precision
 
 Adapters = Annotated[list[str] | None, typer.Option("--adapter", metavar="NAME=RUN", help=(
     "adapter as NAME=RUN_DIR or RUN_DIR (repeatable; the name defaults to its subject)"))]
@@ -49,14 +49,14 @@ def serve(adapter: Adapters = None, base: Base = None, precision: Precision = "a
 
 
 def chat(adapter: Adapters = None, base: Base = None, precision: Precision = "auto", allow_pickle: AllowPickle = False,
-         max_tokens: Annotated[int, typer.Option(min=1, help="longest reply in tokens")] = 256,
+         max_tokens: Annotated[int, typer.Option(min=1, help="longest reply in tokens")] = 256, backend: Backend = "auto",
          temperature: Annotated[float, typer.Option(min=0.0, max=2.0, help="0 is deterministic")] = 0.0,
          answer: Annotated[str | None, typer.Option(help="teacher's key: the final answer (never stated)")] = None,
          solution: Annotated[str | None, typer.Option(help="teacher's key: a worked solution")] = None) -> None:
     """Chat with a tutor in the terminal (/adapter NAME switches, /reset, /quit)."""
     from ..serving.terminal import chat as run
     run(adapter or [], base=base, precision=precision, allow_pickle=allow_pickle, max_tokens=max_tokens,
-        temperature=temperature, answer=answer, solution=solution)
+        temperature=temperature, answer=answer, solution=solution, backend=backend)
 
 
 @feedback.command("export")

@@ -7,16 +7,16 @@ import typer
 import edulora as el
 
 from ..errors import EduloraError
-from .options import AllowPickle, Base, Precision
+from .options import AllowPickle, Backend, Base, Precision
 
 app = typer.Typer()
 
 
 @app.command()
-def demo(output_dir: str = typer.Option("runs", help="where the run directory is created")) -> None:
+def demo(output_dir: str = typer.Option("runs", help="where the run directory is created"), backend: Backend = "auto") -> None:
     """Train a tutor on the packaged model and sample data, show before/after."""
     from ..demo import run_demo
-    print(run_demo(output_dir).run_dir)
+    print(run_demo(output_dir, backend).run_dir)
 
 
 @app.command()

@@ -22,7 +22,7 @@ from typing import Any
 from ..data.schema import Example, Record
 from ..errors import EduloraError
 from ..rundir import RunDir
-from ..tutor import Tutor
+from ..tutor import Tutor, on_llamacpp
 from . import metrics as m
 from .rates import ReplyPedagogy, bootstrap_ci, record_history, reply_pedagogy, summarize
 from .results import (GROUP_KEYS, LOWER_IS_BETTER, METRICS, Delta, EvalResult, ModelResult, RecordInfo, ReplyResult,
@@ -43,6 +43,9 @@ class EvalSettings:
     bootstrap_resamples: int = 1000
     seed: int = 0
     confidence: float = 0.95
+    #: Who generates the replies: ``llamacpp``, ``transformers`` (the exact reference) or ``auto`` (llama.cpp on
+    #: a CPU when installed; ``inference.llamacpp.choose_backend``). The loss always comes from the PyTorch network.
+    backend: str = "auto"
     #: Sentence embedder for outcome alignment; None loads MiniLM (``embeddings.embed``).
     embed: Callable[[list[str]], Sequence[Sequence[float]]] | None = None
     #: Measure each model's drift from its base on general, non-tutoring prompts (``evaluation.retention``).
@@ -217,15 +220,17 @@ def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalS
         raise EduloraError("no evaluation records")
     infos = [_record_info(i, r) for i, r in enumerate(records)]
     sampling = Sampling(max_new_tokens=settings.max_new_tokens, temperature=0.0)
+    backend = _generation_backend(models, settings.backend)
+    speakers = on_llamacpp(models) if backend == "llamacpp" else models
 
     raw: list[tuple[Tutor, float, int, list, float]] = []
-    for mut in models:
+    for mut, speaker in zip(models, speakers, strict=True):
         prompts = [mut.format.prompt_and_reference(r)[0] for r in records]
         say(f"{mut.name}: eval loss on {len(held_out)} records")
         loss, tokens = eval_loss(mut, held_out, settings)
-        say(f"{mut.name}: generating {len(records)} replies")
+        say(f"{mut.name}: generating {len(records)} replies on {backend}")
         began = time.perf_counter()
-        replies = mut.generate(prompts, sampling, batch_size=settings.generation_batch_size)
+        replies = speaker.generate(prompts, sampling, batch_size=settings.generation_batch_size)
         seconds = time.perf_counter() - began
         raw.append((mut, loss, tokens, replies, seconds))
 
@@ -260,8 +265,8 @@ def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalS
 
     return EvalResult(
         records=infos, models=results, groups=group_means(infos, results), deltas=paired_deltas(results, settings),
-        settings={k: v for k, v in asdict(settings).items() if k != "embed"} | {"records": len(held_out),
-                                                                                   "replies": len(records)},
+        settings={k: v for k, v in asdict(settings).items() if k != "embed"} | {
+            "records": len(held_out), "replies": len(records), "backend": backend},
         training_log=read_training_log(run_dir) if run_dir else [],
         run_dir=str(run_dir) if run_dir else None,
         judge_model=getattr(judge, "model", None) if judge is not None else None,
@@ -286,6 +291,16 @@ def _retention(models: Sequence[Tutor], settings: EvalSettings, say: Callable[[s
         say(f"{mut.name}: drift from the base on {len(records)} general prompts")
         measured[mut.name] = probe.measure(mut, settings.confidence, settings.bootstrap_resamples, settings.seed)
     return measured
+
+
+def _generation_backend(models: Sequence[Tutor], requested: str) -> str:
+    """The backend replies come from: ``auto`` picks llama.cpp only for networks on a CPU."""
+    from ..inference.llamacpp import choose_backend
+
+    backend = choose_backend(requested)
+    if requested == "auto" and any(t.backend == "transformers" and t.model.device.type != "cpu" for t in models):
+        return "transformers"
+    return backend
 
 
 def read_training_log(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -422,8 +437,10 @@ def evaluate_trained(tutor: Tutor, records: Sequence[Record], run_dir: str | Pat
     from ..rundir import RunDir
 
     run = RunDir(run_dir)
-    tuned = Tutor(tutor.model, tutor.tokenizer, tutor.format, tutor.info, "tuned", str(run.adapter_dir),
-                  adapter=tutor.adapter)
+    # The source names the adapter's saved files (llama.cpp decodes from them): the run's, unless the
+    # reports go to a folder without an adapter, where the tutor's own source is kept.
+    source = str(run.adapter_dir) if run.adapter_dir.is_dir() else tutor.source
+    tuned = Tutor(tutor.model, tutor.tokenizer, tutor.format, tutor.info, "tuned", source, adapter=tutor.adapter)
     settings = settings or EvalSettings(max_new_tokens=120, max_length=run_max_length(run.path))
     result = evaluate([tuned], records, settings, include_base=True, run_dir=run.path, progress=progress)
     return result, result.write_reports(run.path)

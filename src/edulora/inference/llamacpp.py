@@ -43,6 +43,23 @@ def require_xllamacpp():
     return xllamacpp
 
 
+BACKENDS = ("auto", "llamacpp", "transformers")
+
+
+def choose_backend(backend: str = "auto") -> str:
+    """``"llamacpp"`` or ``"transformers"``: ``"auto"`` decodes on llama.cpp when it is installed and the
+    model would run on a CPU (where it is ~8× faster; docs/serving.md has its tolerance), else transformers."""
+    if backend not in BACKENDS:
+        raise EduloraError(f"backend must be {', '.join(BACKENDS)}, not {backend!r}")
+    if backend != "auto":
+        return backend
+    import importlib.util
+
+    from ..modeling import device
+
+    return "llamacpp" if importlib.util.find_spec("xllamacpp") and device().type == "cpu" else "transformers"
+
+
 def base_gguf(base_model: str, gguf: str | os.PathLike | None = None) -> Path:
     """The GGUF file to serve ``base_model`` from: ``gguf`` when given, the packaged file for the default
     model (the very weights training dequantized), a ``.gguf`` base itself, else an f16 export in the cache."""
@@ -74,7 +91,8 @@ class LlamaCpp:
 
     def __init__(self, gguf: str | os.PathLike, loras: Mapping[str, str | os.PathLike] | None = None, *,
                  parallel: int = 8, context: int = 8192, threads: int | None = None, exact_cache: bool = False):
-        """``exact_cache`` keeps the KV cache in f32 (llama.cpp's default is f16): for parity checks on f32 bases."""
+        """``exact_cache`` keeps attention in f32 (llama.cpp's default rounds K and V to f16): for f32 bases, where
+        llama.cpp then computes what the PEFT forward computes, up to f32 rounding."""
         xllamacpp = require_xllamacpp()
         self.gguf = Path(gguf)
         self.loras = {name: Path(path) for name, path in (loras or {}).items()}
@@ -97,6 +115,10 @@ class LlamaCpp:
         params.verbosity = -1
         if exact_cache:
             params.cache_type_k = params.cache_type_v = xllamacpp.ggml_type.GGML_TYPE_F32
+            # llama.cpp's CPU flash attention (on by default) rounds K and V through f16 even from an f32
+            # cache: measured on the tiny f32 model, log-probs then differ from the PEFT forward by up to
+            # 1e-2 (2e-5 without it), enough to flip near-tied greedy picks a few tokens into a reply.
+            params.flash_attn_type = xllamacpp.llama_flash_attn_type.LLAMA_FLASH_ATTN_TYPE_DISABLED
         params.cache_ram_mib = 0  # no prompt cache across slots either (see ``body``)
         if not self.gguf.is_file():
             raise EduloraError(f"{self.gguf}: no such GGUF file")

@@ -14,17 +14,20 @@ CHAT_HELP = "Commands: /adapter NAME (switch tutor), /adapters, /reset (forget t
 
 def chat(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base: str | None = None,
          precision: str = "auto", allow_pickle: bool = False, max_tokens: int = 256, temperature: float = 0.0,
-         answer: str | None = None, solution: str | None = None) -> None:
+         answer: str | None = None, solution: str | None = None, backend: str = "auto") -> None:
     """Chat with the adapters (switch with ``/adapter``) on stdin / stdout until ``/quit`` or end of input.
 
     ``answer`` / ``solution`` are the teacher's key for the problem discussed: the tutor gets them
-    as private material and guides the student toward them.
+    as private material and guides the student toward them. ``backend``: see ``choose_backend``.
     """
+    from ..inference.llamacpp import choose_backend
     from .engine import load_engine, parse_adapter_arg
+    from .llamacpp_engine import load_llamacpp_engine
 
     pairs = [parse_adapter_arg(a) if isinstance(a, str) else a for a in adapters]
-    engine = load_engine(pairs, base=base, precision=precision, allow_pickle=allow_pickle, max_batch=1,
-                         max_queue=2, default_max_tokens=max_tokens).start()
+    options = dict(base=base, allow_pickle=allow_pickle, max_batch=1, max_queue=2, default_max_tokens=max_tokens)
+    engine = (load_llamacpp_engine(pairs, **options) if choose_backend(backend) == "llamacpp"
+              else load_engine(pairs, precision=precision, **options)).start()
     try:
         talk(engine, Sampling(temperature=temperature, repetition_penalty=engine.repetition_penalty),
              key_metadata(answer, solution))
