@@ -37,6 +37,9 @@ def real_run(tmp_path_factory, packaged_model_dir):
     config.training.learning_rate = 1e-3
     config.training.eval_steps = 3
     config.training.save_steps = 3
+    # The probes' code paths are covered on tiny models; here a few replies show they run on the real one.
+    config.training.pedagogy_sample = 4
+    config.training.retention_sample = 2
     config.adapter.subject = "mathematics"
     config.output_dir = str(folder / "runs")
     config.run_name = "real"

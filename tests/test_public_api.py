@@ -27,7 +27,7 @@ def _config(model: str, data, out, lr: float, **training) -> "el.RunConfig":
     overrides = [f"model.name={model}", f"data.train_file={data}", "data.eval_fraction=0.25", "data.max_length=128",
                  "training.batch_size=2", "training.grad_accum=1", f"training.learning_rate={lr}",
                  "training.warmup_ratio=0", "training.logging_steps=2", "training.pedagogy_sample=4",
-                 "training.pedagogy_max_new_tokens=8", f"output_dir={out}", "run_name=algebra",
+                 "training.pedagogy_max_new_tokens=8", "training.retention_sample=2", f"output_dir={out}", "run_name=algebra",
                  "adapter.grade_level=grade 7", "adapter.teaching_style=Socratic method"]
     overrides += [f"training.{k}={v}" for k, v in training.items()]
     if "tiny" in str(model):
@@ -98,7 +98,8 @@ def _story(model: str, tmp_path, monkeypatch, rows: int = 24, lr: float = 3e-2):
     _csv_export(export, tutoring_rows(rows))
     records = el.load_records(export, column_map={"instruction": "question"})
     assert records[0].instruction.startswith("What is") and records[0].metadata.answer
-    settings = el.EvalSettings(max_new_tokens=8, bootstrap_resamples=50, max_length=128)
+    settings = el.EvalSettings(max_new_tokens=8, bootstrap_resamples=50, max_length=128, retention_limit=4,
+                               retention_max_new_tokens=8)
     result = el.evaluate([tutor], records[:6], settings, include_base=True)
     assert isinstance(result, el.EvalResult)
     assert [m.name for m in result.models] == ["base", "algebra"]
