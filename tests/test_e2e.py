@@ -19,7 +19,9 @@ from edulora.tutor import Tutor
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
 
-@pytest.fixture(scope="module")
+# Session scope: xdist may interleave other modules' tests on this worker, and a module fixture
+# would then be torn down and this training run repeated.
+@pytest.fixture(scope="session")
 def real_run(tmp_path_factory, packaged_model_dir):
     from conftest import REPO
 
@@ -37,9 +39,10 @@ def real_run(tmp_path_factory, packaged_model_dir):
     config.training.learning_rate = 1e-3
     config.training.eval_steps = 3
     config.training.save_steps = 3
-    # The probes' code paths are covered on tiny models; here a few replies show they run on the real one.
-    config.training.pedagogy_sample = 4
-    config.training.retention_sample = 2
+    # The probes are covered on tiny models (tests/test_selection.py, tests/test_retention.py); on the
+    # real model each reply costs seconds, so only two pedagogy replies show the path runs.
+    config.training.pedagogy_sample = 2
+    config.training.retention_sample = 0
     config.adapter.subject = "mathematics"
     config.output_dir = str(folder / "runs")
     config.run_name = "real"

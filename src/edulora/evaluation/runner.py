@@ -52,7 +52,7 @@ class EvalSettings:
     retention: bool = True
     #: Those prompts: a data file of any supported format; None: our packaged ``retention.jsonl``.
     retention_file: str | None = None
-    #: At most this many of them (None: all; ``limit`` caps them too).
+    #: At most this many of them (None: all).
     retention_limit: int | None = None
     #: Length of the base's continuations the drift is measured on, and of each model's own replies.
     retention_max_new_tokens: int = 48
@@ -281,8 +281,7 @@ def _retention(models: Sequence[Tutor], settings: EvalSettings, say: Callable[[s
 
     if not settings.retention:
         return {}
-    # A quick look (``limit``) is quick throughout: at most as many general prompts as records.
-    records = retention_records(settings.retention_file, settings.retention_limit or settings.limit)
+    records = retention_records(settings.retention_file, settings.retention_limit)
     source = settings.retention_file or "edulora retention.jsonl"
     probes: dict[tuple[str, bool], RetentionProbe] = {}
     measured = {}
