@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import resource
-import sys
 import time
 
 import torch
@@ -33,7 +32,8 @@ from ..tutor import Tutor
 from .callbacks import GracefulStop, out_of_space_is_a_user_error
 from .data import should_scrub
 from .pedagogy import PedagogyProbe, selection_score
-from .recipe import (RunResult, _callbacks, _final_evaluation, _pedagogy_probe, _rates, _selection, model_card)
+from .recipe import (RunResult, _callbacks, _pedagogy_probe, _rates, _selection, _train_between_evaluations,
+                     model_card)
 from .trainer import SELECT_METRIC, training_arguments
 
 #: TRL's name for the frozen copy of the starting adapter (dropped before the adapter is saved).
@@ -114,22 +114,8 @@ def run_preference(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -
                                     callbacks=_callbacks(config, run_dir, stop), probe=probe, select_by=t.select_by)
 
         # 4. Train, measuring the held-out DPO loss (and pedagogy) before and after.
-        previous = run_dir.read_summary() or RunSummary()
-        if previous.eval_loss_before is None:
-            before = trainer.evaluate()
-            previous = RunSummary(eval_loss_before=before["eval_loss"], pedagogy={"before": _rates(before)},
-                                  method="dpo")
-            if trainer.is_world_process_zero():
-                run_dir.write_summary(previous)
-        train_started, eval_seconds = time.perf_counter(), trainer.eval_seconds
-        with stop.installed():
-            output = trainer.train(resume_from_checkpoint=checkpoint)
-        train_seconds = time.perf_counter() - train_started - (trainer.eval_seconds - eval_seconds)
-        if stop.requested is not None:
-            print(f"edulora: checkpoint saved at step {trainer.state.global_step}; continue with: "
-                  f"edulora train --resume {run_dir}", file=sys.stderr, flush=True)
-            raise KeyboardInterrupt
-        after = _final_evaluation(trainer, t.keep_best)
+        previous, output, train_seconds, after = _train_between_evaluations(trainer, run_dir, stop, checkpoint,
+                                                                            t.keep_best, "dpo")
         selected_step, selection = _selection(trainer, config)
 
         # 5. The adapter alone (the frozen reference is dropped), then the summary last.

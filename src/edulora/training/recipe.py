@@ -111,21 +111,8 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
         )
 
         # 4. Train, measuring the held-out loss (and pedagogy) before and after.
-        previous = run_dir.read_summary() or RunSummary()
-        if previous.eval_loss_before is None:
-            before = trainer.evaluate()
-            previous = RunSummary(eval_loss_before=before["eval_loss"], pedagogy={"before": _rates(before)})
-            if trainer.is_world_process_zero():
-                run_dir.write_summary(previous)
-        train_started, eval_seconds = time.perf_counter(), trainer.eval_seconds
-        with stop.installed():
-            output = trainer.train(resume_from_checkpoint=checkpoint)
-        train_seconds = time.perf_counter() - train_started - (trainer.eval_seconds - eval_seconds)
-        if stop.requested is not None:
-            print(f"edulora: checkpoint saved at step {trainer.state.global_step}; continue with: "
-                  f"edulora train --resume {run_dir}", file=sys.stderr, flush=True)
-            raise KeyboardInterrupt
-        after = _final_evaluation(trainer, config.training.keep_best)
+        previous, output, train_seconds, after = _train_between_evaluations(trainer, run_dir, stop, checkpoint,
+                                                                            config.training.keep_best, "sft")
         selected_step, selection = _selection(trainer, config)
         drift = asdict(retention.measure(learner)) if retention else {}
 
@@ -160,6 +147,29 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
             run_dir.write_summary(summary)
         tutor = Tutor(trainer.model, tokenizer, fmt, info, name=run_dir.name, source=str(run_dir), adapter="default")
         return RunResult(run_dir, summary, tutor)
+
+
+def _train_between_evaluations(trainer, run_dir: RunDir, stop: GracefulStop, checkpoint: str | None,
+                               keep_best: bool, method: str):
+    """Evaluate before (once per run: a resumed run keeps its first measurement), train, evaluate
+    after; shared by SFT and DPO. Returns the summary holding the "before" numbers, the Trainer's
+    output, training seconds without evaluations, and the final held-out metrics."""
+    previous = run_dir.read_summary() or RunSummary()
+    if previous.eval_loss_before is None:
+        before = trainer.evaluate()
+        previous = RunSummary(eval_loss_before=before["eval_loss"], pedagogy={"before": _rates(before)},
+                              method=method)
+        if trainer.is_world_process_zero():
+            run_dir.write_summary(previous)
+    train_started, eval_seconds = time.perf_counter(), trainer.eval_seconds
+    with stop.installed():
+        output = trainer.train(resume_from_checkpoint=checkpoint)
+    train_seconds = time.perf_counter() - train_started - (trainer.eval_seconds - eval_seconds)
+    if stop.requested is not None:
+        print(f"edulora: checkpoint saved at step {trainer.state.global_step}; continue with: "
+              f"edulora train --resume {run_dir}", file=sys.stderr, flush=True)
+        raise KeyboardInterrupt
+    return previous, output, train_seconds, _final_evaluation(trainer, keep_best)
 
 
 def _pedagogy_probe(config: RunConfig, held_out, fmt: PromptFormat) -> PedagogyProbe | None:
