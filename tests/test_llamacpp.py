@@ -261,3 +261,27 @@ def test_packaged_q4_model_starts_like_the_fp32_reference():
         ids = fast.tokenizer(fast.format.render(fast.question(question)), add_special_tokens=False)["input_ids"]
         with exact.active() as network:
             assert max(_greedy_log_prob_gaps(fast.model, network, ids, None, 16)) < 0.5, question
+
+
+def test_auto_serves_on_transformers_what_llamacpp_cannot_take(tiny_runs, tiny_llama, tiny_gpt2, tmp_path):
+    """``edulora serve``'s default: llama.cpp on a CPU unless the base or an adapter rules it out (one log line)."""
+    import shutil
+
+    import torch
+
+    from edulora.inference.llamacpp import choose_backend
+
+    if torch.cuda.is_available():
+        pytest.skip("auto picks transformers on a GPU whatever the adapters")
+    lines: list[str] = []
+    assert choose_backend("auto", str(tiny_llama), [tiny_runs["math"] / "adapter"], lines.append) == "llamacpp"
+    assert lines == []
+    dora = tmp_path / "dora"
+    shutil.copytree(tiny_runs["math"] / "adapter", dora)
+    config = json.loads((dora / "adapter_config.json").read_text())
+    (dora / "adapter_config.json").write_text(json.dumps({**config, "use_dora": True}))
+    assert choose_backend("auto", str(tiny_llama), [tiny_runs["math"] / "adapter", dora], lines.append) == "transformers"
+    assert choose_backend("auto", str(tiny_gpt2), [], lines.append) == "transformers"
+    assert len(lines) == 2 and "DoRA adapters cannot run on llama.cpp" in lines[0] and "'gpt2'" in lines[1]
+    assert all(line.startswith("Backend: transformers, not llama.cpp: ") for line in lines)
+    assert choose_backend("transformers", str(tiny_llama)) == "transformers"  # the exact reference, when asked

@@ -20,7 +20,8 @@ from edulora.serving.engine import load_engine, parse_adapter_arg, validate_name
 def test_serve_answers_then_stops_cleanly_on_sigterm(tiny_runs, tmp_path):
     openai = pytest.importorskip("openai")
     process, url = launch_serve("--adapter", f"math={tiny_runs['math']}", "--port", "0", "--precision", "fp32",
-                                "--max-tokens", "4", "--feedback-db", str(tmp_path / "fb.db"))
+                                "--backend", "transformers", "--max-tokens", "4",
+                                "--feedback-db", str(tmp_path / "fb.db"))
     try:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=30)
         assert client.chat.completions.create(model="math", messages=[{"role": "user", "content": "hi"}]).model == "math"

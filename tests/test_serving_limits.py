@@ -150,7 +150,8 @@ def test_edulora_serve_applies_its_request_budget(tiny_runs, tmp_path):  # noqa:
     import signal
 
     process, url = launch_serve("--adapter", f"math={tiny_runs['math']}", "--port", "0", "--precision", "fp32",
-                                "--no-feedback", "--max-request-tokens", "64", "--max-batch-tokens", "128")
+                                "--backend", "transformers", "--no-feedback", "--max-request-tokens", "64",
+                                "--max-batch-tokens", "128")
     try:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=30)
         with pytest.raises(openai.BadRequestError) as caught:

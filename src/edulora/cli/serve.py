@@ -25,8 +25,7 @@ def register(app: typer.Typer) -> None:
 def serve(adapter: Adapters = None, base: Base = None, precision: Precision = "auto", allow_pickle: AllowPickle = False,
           host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
           port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port")] = 8000,
-          api_key: Annotated[str | None, typer.Option(envvar="EDULORA_API_KEY", help=(
-              "require 'Authorization: Bearer KEY'; needed off loopback"))] = None,
+          api_key: Annotated[str | None, typer.Option(envvar="EDULORA_API_KEY", help="required off loopback")] = None,
           teacher: list[str] | None = typer.Option(None, metavar="NAME=TOKEN", envvar="EDULORA_TEACHERS",
                                                    help="a teacher's own key; ratings stored under NAME (repeatable)"),
           feedback_db: Path | None = typer.Option(None, metavar="PATH", help="default ~/.cache/edulora/feedback.sqlite3"),
@@ -38,13 +37,14 @@ def serve(adapter: Adapters = None, base: Base = None, precision: Precision = "a
           max_batch_tokens: Annotated[int, typer.Option(min=1, help="rows x (prompt + reply) per batch")] = 8192,
           route_threshold: Annotated[float, typer.Option(help="similarity under which 'auto' falls back")] = 0.2,
           fallback_adapter: Annotated[str | None, typer.Option(help="for questions no adapter fits")] = None,
-          backend: Literal["transformers", "llamacpp"] = "transformers") -> None:
+          backend: Annotated[Literal["auto", "transformers", "llamacpp", "vllm"], typer.Option(
+              help="auto: llamacpp on CPU if installed and able; vllm: a vLLM server decodes")] = "auto",
+          vllm_url: Annotated[str | None, typer.Option(help="vLLM's API, e.g. http://gpu:8000/v1")] = None,
+          vllm_api_key: Annotated[str | None, typer.Option(envvar="EDULORA_VLLM_API_KEY")] = None) -> None:
     """Serve tutors: OpenAI-compatible API + teacher page ('model' picks the adapter, "auto" routes)."""
+    options = {k: v for k, v in locals().items() if k not in ("adapter", "teacher", "no_feedback")}  # serve()'s names
     from ..serving.server import serve as run
-    run(adapter or [], base=base, host=host, port=port, api_key=api_key, teachers=teacher or [], backend=backend,
-        feedback=not no_feedback, feedback_db=feedback_db, precision=precision, allow_pickle=allow_pickle,
-        max_batch=max_batch, max_queue=max_queue, max_tokens=max_tokens, max_request_tokens=max_request_tokens,
-        max_batch_tokens=max_batch_tokens, route_threshold=route_threshold, fallback_adapter=fallback_adapter)
+    run(adapter or [], teachers=teacher or [], feedback=not no_feedback, **options)
     print("Stopped.", flush=True)
 
 

@@ -46,9 +46,14 @@ def require_xllamacpp():
 BACKENDS = ("auto", "llamacpp", "transformers")
 
 
-def choose_backend(backend: str = "auto") -> str:
+def choose_backend(backend: str = "auto", base_model: str | None = None, adapters: Sequence[os.PathLike] = (),
+                   log: Callable[[str], None] | None = None) -> str:
     """``"llamacpp"`` or ``"transformers"``: ``"auto"`` decodes on llama.cpp when it is installed and the
-    model would run on a CPU (where it is ~8× faster; docs/serving.md has its tolerance), else transformers."""
+    model would run on a CPU (where it is ~8× faster; docs/serving.md has its tolerance), else transformers.
+
+    Given ``base_model`` (and ``adapters``' folders), ``"auto"`` also checks that llama.cpp can take them
+    (a llama-architecture base, plain LoRA adapters); when not, it picks transformers and ``log`` says why.
+    """
     if backend not in BACKENDS:
         raise EduloraError(f"backend must be {', '.join(BACKENDS)}, not {backend!r}")
     if backend != "auto":
@@ -57,7 +62,29 @@ def choose_backend(backend: str = "auto") -> str:
 
     from ..modeling import device
 
-    return "llamacpp" if importlib.util.find_spec("xllamacpp") and device().type == "cpu" else "transformers"
+    if not importlib.util.find_spec("xllamacpp") or device().type != "cpu":
+        return "transformers"
+    reason = None if base_model is None else llamacpp_refusal(base_model, adapters)
+    if reason is not None:
+        (log or print)(f"Backend: transformers, not llama.cpp: {reason}")
+        return "transformers"
+    return "llamacpp"
+
+
+def llamacpp_refusal(base_model: str, adapters: Sequence[os.PathLike] = ()) -> str | None:
+    """Why llama.cpp cannot serve ``base_model`` with these adapter folders (None: it can), without converting."""
+    from transformers import AutoConfig
+
+    from ..export import _check_llama
+    from .gguf_lora import _read_config, lora_alpha
+
+    try:
+        _check_llama(AutoConfig.from_pretrained(resolve_model_path(base_model)))
+        for folder in adapters:
+            lora_alpha(_read_config(Path(folder)), Path(folder))
+    except (EduloraError, OSError, ValueError) as err:
+        return str(err).splitlines()[0] if str(err) else type(err).__name__
+    return None
 
 
 def base_gguf(base_model: str, gguf: str | os.PathLike | None = None) -> Path:

@@ -57,9 +57,11 @@ async def _events(service: TutorService, chat: Chat, include_usage: bool) -> Asy
             async for text in gen.adeltas(REPLY_TIMEOUT_S):
                 parts.append(text)
                 yield _sse(chunk(chat, {"content": text}))
-        except (GenerationFailed, TimeoutError) as err:
-            yield _sse(ApiError(500, str(err) or "the reply took too long", "server_error",
-                                code="generation_failed").body())
+        except GenerationFailed as err:  # the status line is sent: the error is the last event (502's body if upstream)
+            yield _sse(service_error(err).body())
+            return
+        except TimeoutError:
+            yield _sse(ApiError(500, "the reply took too long", "server_error", code="generation_failed").body())
             return
         flags = await run_in_threadpool(service.complete, chat, "".join(parts))
         yield _sse(chunk(chat, {}, gen.finish_reason, edulora={"flags": flags}))

@@ -63,6 +63,10 @@ class GenerationFailed(Exception):
     """Decoding failed inside the engine (not the caller's fault)."""
 
 
+class UpstreamFailed(GenerationFailed):
+    """The decoding server behind this one (vLLM) failed or could not be reached: a 502 for the client."""
+
+
 class AdapterConflict(Exception):
     """An adapter cannot be added now: its name is already served."""
 
@@ -143,6 +147,8 @@ class Generation(Request):
     def _value(kind: str, value: str) -> str:
         if kind == "error":
             raise GenerationFailed(value)
+        if kind == "upstream":
+            raise UpstreamFailed(value)
         return value
 
     # Engine side.
@@ -163,9 +169,10 @@ class Generation(Request):
         self.finish_reason = reason
         self._put("done", reason)
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str, kind: str = "error") -> None:
+        """End the reply with an error: ``kind`` "error" (ours, a 500) or "upstream" (the decoding server's, a 502)."""
         self.finish_reason = "error"
-        self._put("error", message)
+        self._put(kind, message)
 
 
 @dataclass
@@ -186,7 +193,7 @@ class EngineStats:
 class Engine:
     """Owns the model; runs a single decoding thread fed by a bounded queue."""
 
-    #: Which library decodes (``llamacpp_engine.LlamaCppEngine`` is the other).
+    #: Which library decodes (``llamacpp_engine.LlamaCppEngine`` and ``vllm_engine.VllmEngine`` are the others).
     backend = "transformers"
 
     def __init__(self, model, tokenizer, base_id: str, adapters: dict[str, AdapterSpec], *, max_batch: int = 8,

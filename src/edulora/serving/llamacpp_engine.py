@@ -1,26 +1,19 @@
 """The serving engine on llama.cpp: the same interface as ``Engine``, continuous batching underneath.
 
-``Engine`` gathers a batch, decodes it to its end, then takes the next; here ``max_batch`` worker
-threads each take one request from the same bounded queue and hand it to llama.cpp, whose slots
-decode every running request together: a new request joins at the next step, whatever its adapter
-(each names its own LoRA scales), instead of waiting for the batch before it. Prompt formats,
-personas, token budgets, 429s and cancellation are ``Engine``'s, unchanged.
+Worker threads (``workers.WorkerEngine``) hand requests to llama.cpp, whose slots decode every running
+request together: a new request joins at the next step, whatever its adapter (each names its own LoRA
+scales), instead of waiting for the batch before it.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import queue
-import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..generation import stop_token_ids
-from .engine import AdapterSpec, Engine, Generation, display_name, resolve_adapters
-
-log = logging.getLogger(__name__)
+from .engine import AdapterSpec, Generation, display_name, resolve_adapters
+from .workers import WorkerEngine
 
 
 def load_llamacpp_engine(adapters: Sequence[tuple[str | None, str | Path]], base: str | None = None,
@@ -39,7 +32,7 @@ def load_llamacpp_engine(adapters: Sequence[tuple[str | None, str | Path]], base
                           base_model=base_model, config=config, **engine_options)
 
 
-class LlamaCppEngine(Engine):
+class LlamaCppEngine(WorkerEngine):
     """``Engine`` whose decoding is llama.cpp's: ``max_batch`` requests in flight, joined as slots free up."""
 
     backend = "llamacpp"
@@ -48,26 +41,7 @@ class LlamaCppEngine(Engine):
         super().__init__(model, tokenizer, base_id, adapters, **options)
         #: The base's Hugging Face config: what an adapter added at run time is converted to GGUF against.
         self.config = config
-        self._reload_lock = threading.Lock()  # one change of the adapter set at a time
         self._stop_ids = set(stop_token_ids(tokenizer))
-        self._workers: list[threading.Thread] = []
-        self._stats_lock = threading.Lock()
-
-    def start(self) -> LlamaCppEngine:
-        if not self._workers:
-            self._workers = [threading.Thread(target=self._work, name=f"edulora-llamacpp-{i}", daemon=True)
-                             for i in range(self.max_batch)]
-            for worker in self._workers:
-                worker.start()
-        return self
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Let the replies in flight finish, fail what is still queued, and end the workers."""
-        self._stopping.set()
-        deadline = time.monotonic() + timeout
-        for worker in self._workers:
-            worker.join(max(0.0, deadline - time.monotonic()))
-        self._drain("the server is shutting down")
 
     def add_adapter(self, path: str | Path, name: str | None = None, timeout: float = 600.0) -> AdapterSpec:
         """Convert the adapter to a GGUF LoRA and start a core with it; replies in flight finish on the old one."""
@@ -84,38 +58,9 @@ class LlamaCppEngine(Engine):
         """Refuse new requests for ``name`` now; once those accepted are done, start a core without it."""
         with self._reload_lock:
             spec = self._retire(name)
-            deadline = time.monotonic() + timeout
-            while self._serving(name):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"replies for {name!r} are still being decoded; it is no longer served")
-                time.sleep(0.05)
+            self._wait_idle(name, timeout)
             self.model = self.model.reloaded({k: v for k, v in self.model.loras.items() if k != name})
         return spec
 
-    def _work(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                gen = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            self._serve(gen)
-
-    def _serve(self, gen: Generation) -> None:
-        if gen.cancelled:  # its client left while it waited
-            with self._stats_lock:
-                self.stats.cancelled += 1
-            gen.finish("cancelled")
-            return
-        with self._stats_lock:
-            self._record([gen])
-        began = time.perf_counter()
-        try:
-            self.model.run(gen, self.decode, self._stop_ids)
-        except Exception as err:  # one failed request must not kill the worker
-            log.exception("llama.cpp decoding failed")
-            if gen.finish_reason is None:
-                gen._fail(f"generation failed: {type(err).__name__}: {err}")
-        with self._stats_lock:
-            self.stats.generated_tokens += gen.tokens
-            self.stats.cancelled += gen.finish_reason == "cancelled"
-            self.stats.busy_seconds += time.perf_counter() - began
+    def _run(self, gen: Generation) -> None:
+        self.model.run(gen, self.decode, self._stop_ids)

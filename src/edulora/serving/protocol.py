@@ -16,7 +16,7 @@ from pydantic_core import PydanticCustomError
 from ..data.schema import MAX_FIELD_CHARS, GradeLevel, Metadata, TeachingStyle, parse_grade_level, parse_teaching_style
 from ..generation import Sampling
 from .engine import (MAX_STOP_CHARS, MAX_STOPS, AdapterConflict, ContextTooLong, EngineStopped, GenerationFailed,
-                     QueueFull)
+                     QueueFull, UpstreamFailed)
 from .service import (BadAdapter, Chat, FeedbackDisabled, NotAdmin, NotYours, UnknownFeedback, UnknownModel,
                       UnknownReply)
 
@@ -209,6 +209,7 @@ _SERVICE_ERRORS: dict[type[Exception], tuple[int, str, str | None, str]] = {
     ContextTooLong: (400, "invalid_request_error", "messages", "context_length_exceeded"),
     QueueFull: (429, "rate_limit_error", None, "queue_full"),
     EngineStopped: (503, "server_error", None, "shutting_down"),
+    UpstreamFailed: (502, "server_error", None, "upstream_error"),  # before its base class: the first match wins
     GenerationFailed: (500, "server_error", None, "generation_failed"),
     NotAdmin: (403, "permission_error", None, "admin_only"),
     BadAdapter: (400, "invalid_request_error", "path", "invalid_adapter"),

@@ -114,8 +114,8 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
           feedback_db: str | Path | None = None, precision: str = "auto", allow_pickle: bool = False,
           max_batch: int = 8, max_queue: int = 64, max_tokens: int = 256, max_request_tokens: int = 4096,
           max_batch_tokens: int = 8192, route_threshold: float = 0.2, fallback_adapter: str | None = None,
-          backend: str = "transformers", gguf: str | Path | None = None,
-          log: Callable[[str], None] = functools.partial(print, flush=True)) -> None:
+          backend: str = "auto", gguf: str | Path | None = None, vllm_url: str | None = None,
+          vllm_api_key: str | None = None, log: Callable[[str], None] = functools.partial(print, flush=True)) -> None:
     """Serve ``adapters`` (``"NAME=RUN"``, a run / adapter path, or ``(name, path)``) until SIGINT / SIGTERM.
 
     One base model with every adapter beside it; ``model`` in a request picks the adapter and
@@ -124,10 +124,14 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
     ``max_request_tokens`` bounds one request's prompt plus reply (a longer one is refused with 400);
     ``max_batch_tokens`` bounds a batch's KV cache (rows × longest prompt plus reply), so one long
     prompt is decoded apart from short ones (see ``Engine``). ``backend`` is ``"transformers"`` (the exact
-    reference) or ``"llamacpp"`` (the base as GGUF, ``gguf`` or found from the base, adapters as GGUF LoRA).
+    reference), ``"llamacpp"`` (the base as GGUF, ``gguf`` or found from the base, adapters as GGUF LoRA),
+    ``"auto"`` (llama.cpp on a CPU when it can take the base and adapters, see ``choose_backend``), or
+    ``"vllm"``: a vLLM server at ``vllm_url`` decodes, serving each adapter as a LoRA module of the same name.
     """
-    from .engine import load_engine, parse_adapter_arg
+    from ..inference.llamacpp import choose_backend
+    from .engine import load_engine, parse_adapter_arg, resolve_adapters
     from .llamacpp_engine import load_llamacpp_engine
+    from .vllm_engine import load_vllm_engine
     from .feedback import FeedbackStore, default_feedback_db
     from .router import Router
 
@@ -140,14 +144,19 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
     if max_batch_tokens < max_request_tokens:
         raise EduloraError(f"max_batch_tokens ({max_batch_tokens}) must be at least max_request_tokens "
                            f"({max_request_tokens}), or the longest request could never be decoded")
-    if backend not in ("transformers", "llamacpp"):
-        raise EduloraError(f"backend must be transformers or llamacpp, not {backend!r}")
+    if (backend == "vllm") != bool(vllm_url):
+        raise EduloraError("--vllm-url is for --backend vllm, which needs it (e.g. http://gpu-host:8000/v1)")
     pairs = [parse_adapter_arg(a) if isinstance(a, str) else a for a in adapters]
     options = dict(max_batch=max_batch, max_queue=max_queue, default_max_tokens=max_tokens,
                    max_request_tokens=max_request_tokens, max_batch_tokens=max_batch_tokens)
-    engine = (load_llamacpp_engine(pairs, base=base, gguf=gguf, allow_pickle=allow_pickle, **options)
-              if backend == "llamacpp" else
-              load_engine(pairs, base=base, precision=precision, allow_pickle=allow_pickle, **options))
+    if backend == "vllm":
+        engine = load_vllm_engine(pairs, vllm_url, vllm_api_key, base=base, allow_pickle=allow_pickle, **options)
+    else:
+        specs, base_model = resolve_adapters(pairs, base, allow_pickle)
+        if choose_backend(backend, base_model, [s.folder for s in specs], log) == "llamacpp":
+            engine = load_llamacpp_engine(pairs, base=base, gguf=gguf, allow_pickle=allow_pickle, **options)
+        else:
+            engine = load_engine(pairs, base=base, precision=precision, allow_pickle=allow_pickle, **options)
     if fallback_adapter and fallback_adapter not in engine.adapters:
         raise EduloraError(f"fallback adapter {fallback_adapter!r} is not one of the served adapters")
     router = Router(list(engine.adapters.values()), route_threshold, fallback_adapter)
