@@ -25,6 +25,7 @@ _EXPORTS = {
     "create_app": "app",
     "TutorService": "service", "Chat": "service",
     "Engine": "engine", "Generation": "engine", "load_engine": "engine",
+    "VllmEngine": "vllm_engine", "load_vllm_engine": "vllm_engine",
     "Router": "router", "Route": "router",
     "FeedbackStore": "feedback", "export_feedback": "feedback", "default_feedback_db": "feedback",
     "reply_flags": "flags",
