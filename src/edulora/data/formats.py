@@ -34,10 +34,10 @@ from typing import IO, Any
 
 from ..errors import EduloraError
 from .csvrows import iter_csv_rows
-from .importers import Skipped, iter_bridge, iter_mathdial
-from .importers.common import ImportItem, convert_items
+from .importers import iter_bridge, iter_mathdial
+from .importers.common import ImportItem
 from .importers.mathdial import REQUIRED as MATHDIAL_FIELDS
-from .io import Problem, ValidationResult
+from .io import Problem, Skipped, ValidationResult, collect_items, convert_items, count_items
 from .jsonscan import encoding_problem, iter_json_array, iter_json_objects, read_head
 from .schema import (
     MAX_FIELD_CHARS,
@@ -259,15 +259,10 @@ def iter_csv_records(path: str | Path, column_map: Mapping[str, str] | None = No
         return (f"CSV header has no column {', '.join(missing)}; columns are: "
                 f"{', '.join(columns) or '(none)'}; map columns with --map FIELD=COLUMN")
 
-    for line, row in iter_csv_rows(path, check_header):
-        if isinstance(row, Problem):
-            yield line, row
-            continue
-        try:
-            yield line, example_from_dict(_csv_guide_record(row, mapping))
-        except RecordError as err:
-            for message in err.messages:
-                yield line, Problem(name, line, message)
+    def convert(row: Mapping[str, str]) -> Record:
+        return example_from_dict(_csv_guide_record(row, mapping))
+
+    yield from convert_items(name, iter_csv_rows(path, check_header), convert)
 
 
 def _csv_guide_record(row: Mapping[str, str], mapping: Mapping[str, str]) -> dict[str, Any]:
@@ -335,16 +330,8 @@ def validate_any(
     exclude_telling: bool = False, skipped: list[Skipped] | None = None,
 ) -> ValidationResult:
     """Check every record of a file in any supported format; streams, so memory stays flat."""
-    problems: list[Problem] = []
-    records = 0
-    for _, item in iter_format_records(path, format, column_map, exclude_telling=exclude_telling, skipped=skipped):
-        if isinstance(item, Problem):
-            problems.append(item)
-        else:
-            records += 1
-    if records == 0 and not problems:
-        problems.append(Problem(str(path), 1, "file holds no records"))
-    return ValidationResult(str(path), records, problems)
+    items = iter_format_records(path, format, column_map, exclude_telling=exclude_telling, skipped=skipped)
+    return count_items(path, items, "file holds no records")
 
 
 def load_records_with_lines(
@@ -352,17 +339,8 @@ def load_records_with_lines(
     max_problems_shown: int = 20, *, exclude_telling: bool = False, skipped: list[Skipped] | None = None,
 ) -> tuple[list[Record], list[int]]:
     """All records and their line numbers, or ``EduloraError`` listing the file's problems."""
-    records: list[Record] = []
-    lines: list[int] = []
-    problems: list[Problem] = []
-    for line, item in iter_format_records(path, format, column_map, exclude_telling=exclude_telling, skipped=skipped):
-        if isinstance(item, Problem):
-            problems.append(item)
-        else:
-            records.append(item)
-            lines.append(line)
-    if not records and not problems:
-        problems.append(Problem(str(path), 1, "file holds no records"))
+    items = iter_format_records(path, format, column_map, exclude_telling=exclude_telling, skipped=skipped)
+    records, lines, problems = collect_items(path, items, "file holds no records")
     if problems:
         raise EduloraError(problems_message(problems, str(path), max_problems_shown))
     return records, lines
