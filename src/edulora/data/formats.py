@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import EduloraError
+from ..namevalue import split_name_value
 from .csvrows import iter_csv_rows
 from .importers import iter_bridge, iter_mathdial
 from .importers.common import ImportItem
@@ -221,12 +222,9 @@ def parse_column_map(pairs: Iterable[str]) -> dict[str, str]:
     """``["instruction=question", …]`` → ``{"instruction": "question"}``; raises ``EduloraError``."""
     mapping: dict[str, str] = {}
     for pair in pairs:
-        field, sep, column = pair.partition("=")
-        field, column = field.strip(), column.strip()
-        if not sep or not field or not column:
-            raise EduloraError(f"--map expects FIELD=COLUMN (e.g. instruction=question), got {pair!r}")
+        field, column = split_name_value(pair, "--map", "FIELD=COLUMN", "instruction=question")
         if field not in CSV_FIELDS and not (field.startswith("metadata.") and len(field) > len("metadata.")):
-            raise EduloraError(f"--map: unknown field {field!r} (known: {', '.join(CSV_FIELDS)}, or metadata.KEY)")
+            raise EduloraError(f"--map {pair!r}: unknown field {field!r} (known: {', '.join(CSV_FIELDS)}, or metadata.KEY)")
         mapping[field] = column
     return mapping
 
