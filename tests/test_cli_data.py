@@ -89,7 +89,7 @@ def test_validate_csv_missing_columns_and_map(tmp_path, capsys):
                        "--map", "grade_level=grade")
     assert code == 0 and out == f"{path}: 1 records, no problems\n"
     code, _, err = run(capsys, "data", "validate", path, "--map", "bogus")
-    assert code == 2 and err == "edulora: error: --map expects FIELD=COLUMN (e.g. instruction=question), got 'bogus'\n"
+    assert code == 2 and err == "edulora: error: --map 'bogus': expected FIELD=COLUMN, e.g. instruction=question\n"
 
 
 def test_missing_file_is_one_line(tmp_path, capsys):

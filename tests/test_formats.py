@@ -155,8 +155,40 @@ def test_csv_extra_fields_and_empty(tmp_path):
 def test_bad_column_map():
     with pytest.raises(EduloraError, match="FIELD=COLUMN"):
         parse_column_map(["instruction"])
-    with pytest.raises(EduloraError, match="unknown field 'reply'"):
+    with pytest.raises(EduloraError, match="^--map 'reply=response': unknown field 'reply'"):
         parse_column_map(["reply=response"])
+
+
+@pytest.mark.parametrize("option,item,message", [
+    ("--map", "instruction", "--map 'instruction': expected FIELD=COLUMN, e.g. instruction=question"),
+    ("--map", "=question", "--map '=question': expected FIELD=COLUMN, e.g. instruction=question"),
+    ("--map", "instruction= ", "--map 'instruction= ': expected FIELD=COLUMN, e.g. instruction=question"),
+    ("--set", "lora.r", "--set 'lora.r': expected KEY=VALUE, e.g. lora.r=8"),
+    ("--set", "=8", "--set '=8': expected KEY=VALUE, e.g. lora.r=8"),
+    ("--teacher", "ana", "--teacher 'ana': expected NAME=TOKEN"),
+    ("--teacher", "=secret-token-0001", "--teacher '': expected NAME=TOKEN"),  # never echoes a token
+])
+def test_name_value_options_share_one_parser_and_one_wording(option, item, message):
+    from edulora.config import parse_override
+    from edulora.serving.service import parse_teachers
+
+    parse = {"--map": lambda: parse_column_map([item]), "--set": lambda: parse_override(item),
+             "--teacher": lambda: parse_teachers([item])}[option]
+    with pytest.raises(EduloraError) as caught:
+        parse()
+    assert str(caught.value) == message
+
+
+def test_name_value_items_are_stripped_and_keep_later_equals_signs():
+    from edulora.config import parse_override
+    from edulora.namevalue import split_name_value
+    from edulora.serving.service import parse_teachers
+
+    assert split_name_value(" a = b=c ", "--x") == ("a", "b=c")
+    assert parse_column_map([" instruction = question "]) == {"instruction": "question"}
+    assert parse_override("data.system_prompt=") == {"data": {"system_prompt": ""}}  # --set may empty a value
+    assert parse_override("lora.r = 8") == {"lora": {"r": 8}}
+    assert parse_teachers(["ana=tok=en-of-ana-01"]) == {"ana": "tok=en-of-ana-01"}
 
 
 def test_map_refused_for_json(tmp_path):

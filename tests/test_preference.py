@@ -115,6 +115,39 @@ def test_bad_pairs_are_file_line_errors_and_exit_2(tiny_llama, write_jsonl, tmp_
     assert f"{bad}:2:" in capsys.readouterr().err
 
 
+def test_pair_files_are_read_by_the_record_readers_loop(write_jsonl, tmp_path, capsys):
+    """Pairs go through the same JSON reader and item loop as records: the same bad line reads the same."""
+    from edulora.data.formats import validate_any
+    from edulora.data.pairs import validate_pairs
+
+    good = toy_pairs(2)
+    broken = '{"prompt": "Why?", "chosen": '
+    surrogate = '{"prompt": "Why \\ud800?", "chosen": "a", "rejected": "b"}'
+    bad = write_jsonl([good[0], broken, "[1, 2]", surrogate, good[1]], "bad.jsonl")
+    records = write_jsonl([{"instruction": "Why?", "response": "Because."}, broken, "[1, 2]", surrogate], "r.jsonl")
+
+    result = validate_pairs(bad)
+    assert result.records == 2 and [p.line for p in result.problems] == [2, 3, 4]
+    assert str(result.problems[1]) == f"{bad}:3: a pair must be a JSON object, got list"
+    as_records = validate_any(records).problems
+    for pair_problem, record_problem in zip([result.problems[0], result.problems[2]], [as_records[0], as_records[2]]):
+        assert pair_problem.message == record_problem.message  # invalid JSON, lone surrogate: one wording
+
+    # The CLI prints one FILE:LINE line per problem and a summary, exit 2, no traceback.
+    assert main(["data", "validate", "--from", "pairs", str(bad)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(": ")[0] for line in err[:3]] == [f"{bad}:2", f"{bad}:3", f"{bad}:4"]
+    assert err[3] == f"{bad}: 2 valid records, 3 problem(s)" and len(err) == 4
+
+    array = tmp_path / "pairs.json"  # one JSON array, as for records
+    array.write_text(json.dumps(good, indent=1), encoding="utf-8")
+    assert validate_pairs(array).ok and len(el.load_pairs(array)) == 2
+    empty = write_jsonl([], "empty.jsonl")
+    assert [str(p) for p in validate_pairs(empty).problems] == [f"{empty}:1: file holds no preference pairs"]
+    with pytest.raises(el.EduloraError, match=r"bad\.jsonl:2: invalid JSON"):
+        el.load_pairs(bad)
+
+
 def test_feedback_export_round_trips_into_dpo_training(tiny_llama, tmp_path):
     from edulora.serving.feedback import FeedbackItem, FeedbackStore, export_feedback
 

@@ -104,7 +104,7 @@ def test_typer_checks_ranges_before_loading_anything(capsys):
 def test_a_bad_teacher_token_is_refused_before_loading_anything(capsys, monkeypatch):
     assert main(["serve", "--teacher", "ms-lee", "--port", "0"]) == 2
     err = capsys.readouterr().err
-    assert "write NAME=TOKEN" in err and len(err.strip().splitlines()) == 1
+    assert "--teacher 'ms-lee': expected NAME=TOKEN" in err and len(err.strip().splitlines()) == 1
     assert main(["serve", "--teacher", "ms-lee=short", "--port", "0"]) == 2
     assert "at least 12 characters" in capsys.readouterr().err
     from edulora.serving.server import check_exposure

@@ -48,6 +48,29 @@ def test_page_and_assets_are_served_without_outside_resources(page_server):
     assert fetch(server, "/static/../api.py")[0].status == 404
 
 
+def test_both_pages_are_rendered_from_one_shared_shell(page_server):
+    """index.html and review.html extend web/page.html: one head, header and settings, each page's own parts."""
+    server, _ = page_server
+    pages = {path: fetch(server, path)[1].decode() for path in ("/", "/review", "/static/index.html")}
+    assert pages["/"] == pages["/static/index.html"]
+    shared = ['<meta name="viewport" content="width=device-width, initial-scale=1">',
+              '<link rel="stylesheet" href="/static/style.css">', '<script src="/static/common.js" defer></script>',
+              '<input id="key" type="password" autocomplete="off" placeholder="only if the server asks">',
+              '<p id="error" class="error" role="alert" hidden></p>']
+    for html, title, script in ((pages["/"], "edulora tutor", "app.js"), (pages["/review"], "edulora review",
+                                                                         "review.js")):
+        assert html.startswith("<!doctype html>\n") and html.endswith("</body>\n</html>\n")
+        assert all(html.count(part) == 1 for part in shared)
+        assert f"<title>{title}</title>" in html and f"<h1>{title}</h1>" in html
+        assert f'<script src="/static/{script}" defer></script>' in html
+        assert "{%" not in html and "{{" not in html and "{#" not in html  # rendered, not sent as a template
+    assert '<details id="settings" class="teacher-only">' in pages["/"] and '<body>' in pages["/"]
+    assert '<details id="settings">' in pages["/review"] and '<body class="review">' in pages["/review"]
+    assert '<template id="reply-template">' in pages["/"] and '<form id="ask">' in pages["/"]
+    assert '<template id="item-template">' in pages["/review"] and 'id="filter"' in pages["/review"]
+    assert fetch(server, "/static/page.html")[0].status == 404  # the shell is no page of its own
+
+
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (apt-get install chromium)")
 def test_teacher_chats_rates_and_the_rating_is_stored(page_server):
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")

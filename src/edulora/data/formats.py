@@ -33,11 +33,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import EduloraError
+from ..namevalue import split_name_value
 from .csvrows import iter_csv_rows
-from .importers import Skipped, iter_bridge, iter_mathdial
-from .importers.common import ImportItem, convert_items
+from .importers import iter_bridge, iter_mathdial
+from .importers.common import ImportItem
 from .importers.mathdial import REQUIRED as MATHDIAL_FIELDS
-from .io import Problem, ValidationResult
+from .io import Problem, Skipped, ValidationResult, collect_items, convert_items, count_items
 from .jsonscan import encoding_problem, iter_json_array, iter_json_objects, read_head
 from .schema import (
     MAX_FIELD_CHARS,
@@ -221,12 +222,9 @@ def parse_column_map(pairs: Iterable[str]) -> dict[str, str]:
     """``["instruction=question", …]`` → ``{"instruction": "question"}``; raises ``EduloraError``."""
     mapping: dict[str, str] = {}
     for pair in pairs:
-        field, sep, column = pair.partition("=")
-        field, column = field.strip(), column.strip()
-        if not sep or not field or not column:
-            raise EduloraError(f"--map expects FIELD=COLUMN (e.g. instruction=question), got {pair!r}")
+        field, column = split_name_value(pair, "--map", "FIELD=COLUMN", "instruction=question")
         if field not in CSV_FIELDS and not (field.startswith("metadata.") and len(field) > len("metadata.")):
-            raise EduloraError(f"--map: unknown field {field!r} (known: {', '.join(CSV_FIELDS)}, or metadata.KEY)")
+            raise EduloraError(f"--map {pair!r}: unknown field {field!r} (known: {', '.join(CSV_FIELDS)}, or metadata.KEY)")
         mapping[field] = column
     return mapping
 
@@ -259,15 +257,10 @@ def iter_csv_records(path: str | Path, column_map: Mapping[str, str] | None = No
         return (f"CSV header has no column {', '.join(missing)}; columns are: "
                 f"{', '.join(columns) or '(none)'}; map columns with --map FIELD=COLUMN")
 
-    for line, row in iter_csv_rows(path, check_header):
-        if isinstance(row, Problem):
-            yield line, row
-            continue
-        try:
-            yield line, example_from_dict(_csv_guide_record(row, mapping))
-        except RecordError as err:
-            for message in err.messages:
-                yield line, Problem(name, line, message)
+    def convert(row: Mapping[str, str]) -> Record:
+        return example_from_dict(_csv_guide_record(row, mapping))
+
+    yield from convert_items(name, iter_csv_rows(path, check_header), convert)
 
 
 def _csv_guide_record(row: Mapping[str, str], mapping: Mapping[str, str]) -> dict[str, Any]:
@@ -335,16 +328,8 @@ def validate_any(
     exclude_telling: bool = False, skipped: list[Skipped] | None = None,
 ) -> ValidationResult:
     """Check every record of a file in any supported format; streams, so memory stays flat."""
-    problems: list[Problem] = []
-    records = 0
-    for _, item in iter_format_records(path, format, column_map, exclude_telling=exclude_telling, skipped=skipped):
-        if isinstance(item, Problem):
-            problems.append(item)
-        else:
-            records += 1
-    if records == 0 and not problems:
-        problems.append(Problem(str(path), 1, "file holds no records"))
-    return ValidationResult(str(path), records, problems)
+    items = iter_format_records(path, format, column_map, exclude_telling=exclude_telling, skipped=skipped)
+    return count_items(path, items, "file holds no records")
 
 
 def load_records_with_lines(
@@ -352,17 +337,8 @@ def load_records_with_lines(
     max_problems_shown: int = 20, *, exclude_telling: bool = False, skipped: list[Skipped] | None = None,
 ) -> tuple[list[Record], list[int]]:
     """All records and their line numbers, or ``EduloraError`` listing the file's problems."""
-    records: list[Record] = []
-    lines: list[int] = []
-    problems: list[Problem] = []
-    for line, item in iter_format_records(path, format, column_map, exclude_telling=exclude_telling, skipped=skipped):
-        if isinstance(item, Problem):
-            problems.append(item)
-        else:
-            records.append(item)
-            lines.append(line)
-    if not records and not problems:
-        problems.append(Problem(str(path), 1, "file holds no records"))
+    items = iter_format_records(path, format, column_map, exclude_telling=exclude_telling, skipped=skipped)
+    records, lines, problems = collect_items(path, items, "file holds no records")
     if problems:
         raise EduloraError(problems_message(problems, str(path), max_problems_shown))
     return records, lines

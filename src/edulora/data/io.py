@@ -12,14 +12,16 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from ..errors import EduloraError
-from .schema import Record
+from .schema import Record, RecordError
+
+T = TypeVar("T")
 
 #: One JSONL line above this size is refused before parsing (a JSON parser would hold it all in memory).
 MAX_LINE_BYTES = 1_000_000
@@ -44,6 +46,84 @@ class ValidationResult:
     @property
     def ok(self) -> bool:
         return not self.problems and self.records > 0
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A well-formed item a reader leaves out on purpose (e.g. a Bridge item without a mistake).
+
+    Kept apart from ``Problem``: a skip does not make the file invalid, but it is counted and
+    shown, so that nothing is left out silently.
+    """
+
+    path: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: skipped: {self.reason}"
+
+
+class SkipItem(Exception):
+    """Raised by an item converter for an item to leave out; carries the reason."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def convert_items(name: str, items: Iterable[tuple[int, Any]],
+                  convert: Callable[[Any], T]) -> Iterator[tuple[int, T | Problem | Skipped]]:
+    """Run ``convert`` on each parsed item; its ``RecordError`` messages become ``FILE:LINE`` problems.
+
+    The one loop behind every JSON reader (records in any format, importers, preference pairs), so
+    that a bad item reads the same wherever it is found. Parse problems pass through as they are.
+    """
+    for line, obj in items:
+        if isinstance(obj, Problem):
+            yield line, obj
+            continue
+        try:
+            yield line, convert(obj)
+        except RecordError as err:
+            for message in err.messages:
+                yield line, Problem(name, line, message)
+        except SkipItem as skip:
+            yield line, Skipped(name, line, skip.reason)
+
+
+def count_items(path: str | os.PathLike, items: Iterable[tuple[int, Any]], nothing: str) -> ValidationResult:
+    """How many good items a stream holds, and its problems; memory stays flat (nothing is kept).
+
+    A file with neither items nor problems gets one problem, ``nothing`` (at line 1).
+    """
+    problems: list[Problem] = []
+    count = 0
+    for _, item in items:
+        if isinstance(item, Problem):
+            problems.append(item)
+        else:
+            count += 1
+    if count == 0 and not problems:
+        problems.append(Problem(str(path), 1, nothing))
+    return ValidationResult(str(path), count, problems)
+
+
+def collect_items(path: str | os.PathLike, items: Iterable[tuple[int, T | Problem]],
+                  nothing: str) -> tuple[list[T], list[int], list[Problem]]:
+    """The good items of a stream with their lines, and its problems (``nothing`` when there are neither)."""
+    values: list[T] = []
+    lines: list[int] = []
+    problems: list[Problem] = []
+    for line, item in items:
+        if isinstance(item, Problem):
+            problems.append(item)
+        else:
+            values.append(item)
+            lines.append(line)
+    if not values and not problems:
+        problems.append(Problem(str(path), 1, nothing))
+    return values, lines, problems
 
 
 def open_data_file(path: str | Path) -> IO[bytes]:

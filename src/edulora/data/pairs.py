@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import EduloraError
-from .io import Problem, ValidationResult, atomic_text_writer
+from .io import Problem, ValidationResult, atomic_text_writer, collect_items, convert_items, count_items
 from .jsonscan import iter_json_objects
 from .schema import Dialogue, Metadata, RecordError, Turn, checked_text, metadata_from_dict
 
 PathLike = str | os.PathLike
 _ROLES = ("system", "user", "assistant")
+_NO_PAIRS = "file holds no preference pairs"
 
 
 @dataclass
@@ -127,41 +128,20 @@ def pair_from_dict(obj: Any) -> PreferencePair:
 
 def iter_pairs(path: PathLike) -> Iterator[tuple[int, PreferencePair | Problem]]:
     """``(line, PreferencePair | Problem)`` for each object of a JSONL file (or JSON array), streamed."""
-    name = str(path)
-    for line, obj in iter_json_objects(path):
-        if isinstance(obj, Problem):
-            yield line, obj
-            continue
-        try:
-            yield line, pair_from_dict(obj)
-        except RecordError as err:
-            for message in err.messages:
-                yield line, Problem(name, line, message)
+    # pair_from_dict never skips an item, so only pairs and problems come out.
+    return convert_items(str(path), iter_json_objects(path), pair_from_dict)
 
 
 def validate_pairs(path: PathLike) -> ValidationResult:
-    problems: list[Problem] = []
-    count = 0
-    for _, item in iter_pairs(path):
-        if isinstance(item, Problem):
-            problems.append(item)
-        else:
-            count += 1
-    if count == 0 and not problems:
-        problems.append(Problem(str(path), 1, "file holds no preference pairs"))
-    return ValidationResult(str(path), count, problems)
+    """Check every pair of a file (streamed); ``.ok`` is False when it has problems or no pairs."""
+    return count_items(path, iter_pairs(path), _NO_PAIRS)
 
 
 def load_pairs(path: PathLike) -> list[PreferencePair]:
     """Every pair of a file, or ``DataProblems`` (each problem as FILE:LINE: message; exit 2 on the CLI)."""
     from .pipelines import DataProblems
 
-    pairs: list[PreferencePair] = []
-    problems: list[Problem] = []
-    for _, item in iter_pairs(path):
-        (problems if isinstance(item, Problem) else pairs).append(item)
-    if not pairs and not problems:
-        problems.append(Problem(str(path), 1, "file holds no preference pairs"))
+    pairs, _, problems = collect_items(path, iter_pairs(path), _NO_PAIRS)
     if problems:
         raise DataProblems(path, problems)
     return pairs

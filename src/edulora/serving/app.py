@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
+from ..templates import teacher_page
 from .engine import GenerationFailed
 from .protocol import (SERVICE_ERRORS, AdapterBody, ApiError, ChatBody, FeedbackBody, ReviewBody, Strict, chunk,
                        completion, service_error, validation_error)
@@ -186,7 +187,9 @@ def create_app(service: TutorService) -> FastAPI:
         name = name or ("review.html" if request.url.path == "/review" else "index.html")
         if name not in STATIC_FILES:
             raise ApiError(404, f"no file {name!r}", code="not_found")
-        data = resources.files("edulora.serving").joinpath("web", name).read_bytes()
+        # The pages are templates (one shared head and header); scripts and the style sheet are plain files.
+        data = teacher_page(name) if name.endswith(".html") else resources.files("edulora.serving").joinpath(
+            "web", name).read_bytes()
         return Response(data, media_type=STATIC_FILES[name], headers=PAGE_HEADERS)
 
     app.include_router(api)

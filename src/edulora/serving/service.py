@@ -24,6 +24,7 @@ from ..data.schema import Metadata
 from ..errors import EduloraError
 from ..formatting import Message
 from ..generation import Sampling
+from ..namevalue import split_name_value
 from .engine import AdapterConflict, Engine, Generation
 from .feedback import FeedbackItem, FeedbackStore
 from .flags import Flag, reply_flags
@@ -65,14 +66,11 @@ def parse_teachers(values: list[str], api_key: str | None = None) -> dict[str, s
     """``NAME=TOKEN`` strings as {name: token}; names and tokens must be unique (a token names one teacher)."""
     teachers: dict[str, str] = {}
     for value in values:
-        name, sep, token = value.partition("=")
-        name, token = name.strip(), token.strip()
-        if not sep or not name or not token:
-            raise EduloraError(f"teacher {value.split('=')[0]!r}: write NAME=TOKEN")
+        name, token = split_name_value(value, "--teacher", "NAME=TOKEN", secret=True)
         if name in teachers or name in (API_KEY_IDENTITY, LOCAL_IDENTITY):
-            raise EduloraError(f"teacher {name!r}: the name is taken")
+            raise EduloraError(f"--teacher {name!r}: the name is taken")
         if len(token) < 12 or token in teachers.values() or token == api_key:
-            raise EduloraError(f"teacher {name!r}: the token must be unique and at least 12 characters long")
+            raise EduloraError(f"--teacher {name!r}: the token must be unique and at least 12 characters long")
         teachers[name] = token
     return teachers
 

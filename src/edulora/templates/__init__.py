@@ -1,5 +1,6 @@
 """Jinja2 templates of the HTML reports: ``base.html.j2`` (page shell, style sheet, header) extended by
-the data report (``data_report.html.j2``) and the evaluation report (``eval_report.html.j2``).
+the data report (``data_report.html.j2``) and the evaluation report (``eval_report.html.j2``); and the
+teacher web app's pages (``serving/web/*.html``, extending ``serving/web/page.html``), in one environment setup.
 
 Autoescaping is always on: report pages show data files and model replies, which may contain anything.
 """
@@ -21,13 +22,19 @@ def _escape(value: Any) -> Markup:
 
 
 @functools.cache
-def _environment():
+def _environment(package: str = "edulora", folder: str = "templates"):
     from jinja2 import Environment, PackageLoader, StrictUndefined
 
-    return Environment(loader=PackageLoader("edulora", "templates"), autoescape=True, finalize=_escape,
+    return Environment(loader=PackageLoader(package, folder), autoescape=True, finalize=_escape,
                        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 
 
 def render(name: str, **context: Any) -> str:
     """The page of template ``name`` filled with ``context``."""
     return _environment().get_template(name).render(**context)
+
+
+@functools.cache
+def teacher_page(name: str) -> bytes:
+    """The teacher web app's page ``name`` (``index.html``, ``review.html``) as served: fixed, so rendered once."""
+    return _environment("edulora.serving", "web").get_template(name).render().encode()

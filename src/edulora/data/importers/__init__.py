@@ -7,7 +7,7 @@ They are formats like any other (``load_records(path, "mathdial")``); see ``edul
 """
 
 from .bridge import iter_bridge
-from .common import Skipped
+from ..io import Skipped
 from .mathdial import iter_mathdial
 
 __all__ = ["Skipped", "iter_bridge", "iter_mathdial"]

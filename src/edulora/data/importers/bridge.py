@@ -25,9 +25,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..io import SkipItem, convert_items
 from ..jsonscan import iter_json_objects
 from ..schema import Dialogue, Metadata, RecordError, Turn
-from .common import ImportItem, SkipItem, convert_items, grade_from_number, require_object, text
+from .common import ImportItem, grade_from_number, require_object, text
 
 #: Bridge's error types for a student mistake ("diagnose": the expert needed to ask first).
 MISTAKE_TYPES = ("guess", "misinterpret", "careless", "right-idea", "imprecise", "not-sure", "diagnose")

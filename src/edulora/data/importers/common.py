@@ -1,57 +1,15 @@
-"""What the dataset importers share: skipped items, field checks and the item loop."""
+"""What the dataset importers share: field checks (the item loop and ``Skipped`` live in ``..io``)."""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
-from ..io import Problem
+from ..io import Problem, Skipped
 from ..schema import GradeLevel, Record, RecordError, checked_text, parse_grade_level
 
-
-@dataclass(frozen=True)
-class Skipped:
-    """A well-formed item an importer leaves out on purpose (e.g. a Bridge item without a mistake).
-
-    Kept apart from ``Problem``: a skip does not make the file invalid, but it is counted and
-    shown, so that nothing is left out silently.
-    """
-
-    path: str
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}: skipped: {self.reason}"
-
-
-class SkipItem(Exception):
-    """Raised by an item converter for an item to leave out; carries the reason."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
 ImportItem = tuple[int, Record | Problem | Skipped]
-
-
-def convert_items(name: str, items: Iterable[tuple[int, Any]], convert: Callable[[Any], Record]) -> Iterator[ImportItem]:
-    """Run ``convert`` on each parsed item; its ``RecordError`` messages become ``FILE:LINE`` problems."""
-    for line, obj in items:
-        if isinstance(obj, Problem):
-            yield line, obj
-            continue
-        try:
-            yield line, convert(obj)
-        except RecordError as err:
-            for message in err.messages:
-                yield line, Problem(name, line, message)
-        except SkipItem as skip:
-            yield line, Skipped(name, line, skip.reason)
 
 
 def require_object(obj: Any) -> dict:
@@ -106,5 +64,4 @@ def strip_calculator_notes(value: str) -> str:
     return _GSM8K_CALCULATOR.sub("", value)
 
 
-__all__ = ["ImportItem", "SkipItem", "Skipped", "convert_items", "grade_from_number", "number",
-           "require_object", "strip_calculator_notes", "text"]
+__all__ = ["ImportItem", "grade_from_number", "number", "require_object", "strip_calculator_notes", "text"]

@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from ..csvrows import iter_csv_rows
+from ..io import SkipItem, convert_items
 from ..jsonscan import iter_json_objects, read_head
 from ..schema import Dialogue, Metadata, RecordError, Turn
-from .common import ImportItem, SkipItem, convert_items, grade_from_number, number, require_object, strip_calculator_notes, text
+from .common import ImportItem, grade_from_number, number, require_object, strip_calculator_notes, text
 
 MOVES = ("focus", "probing", "telling", "generic")
 #: Columns (or JSON fields) without which an item cannot become a dialogue.
