@@ -1,11 +1,13 @@
 """Activation checkpointing chosen by a memory budget: the estimate, the decision, and that it
 changes memory, not the result."""
 
+import json
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from edulora.config import load_config
+from edulora.config import RunConfig, load_config
 from edulora.errors import EduloraError
 from edulora.training import train
 from edulora.training.memory import GB, estimate_peak_bytes, plan_memory
@@ -71,3 +73,52 @@ def test_bad_settings_are_one_line_errors():
     with pytest.raises(EduloraError, match="memory_budget_gb"):
         load_config(overrides=["training.memory_budget_gb=-1"])
     assert load_config(overrides=["training.gradient_checkpointing=true"]).training.gradient_checkpointing == "true"
+
+
+def test_plan_checkpoints_only_micro_batches_past_the_limit(tiny_model):
+    from edulora.training.memory import plain_token_limit
+
+    budget = estimate_peak_bytes(tiny_model, 2_000, 0.5, False, 4) / GB
+    limit = plain_token_limit(tiny_model, 0.5, budget, 4)
+    assert limit == pytest.approx(2_000, abs=1)
+    plan = plan_memory(tiny_model, [100, 900, 3000], 2, 32, 0.5, budget, "auto", 4)
+    assert plan.gradient_checkpointing and plan.checkpoint_above_tokens == limit
+    assert plan.checkpoints(limit + 1) and not plan.checkpoints(limit) and plan.per_micro_batch()
+    assert plan_memory(tiny_model, [100, 900, 3000], 2, 32, 0.5, budget, "true", 4).checkpoint_above_tokens == 0
+    assert not plan_memory(tiny_model, [100, 900, 3000], 2, 32, 0.5, budget, "false", 4).checkpoints(10**9)
+
+
+def test_only_the_long_micro_batches_recompute_and_the_result_is_unchanged(tiny_llama, tmp_path):
+    """A budget just under the longest micro-batch: that size recomputes its activations, the
+    shorter ones do not, and losses equal a run that never checkpoints."""
+    from conftest import tutoring_rows
+    from edulora.modeling import attach_lora, load_base_model
+
+    rows = tutoring_rows(16)
+    for i, row in enumerate(rows):  # replies of very different lengths, so micro-batches differ in size
+        row["response"] += " Check it again." * (1 + 8 * (i % 4))
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def config_for(name: str, **training) -> RunConfig:
+        config = tiny_config(tiny_llama, data, tmp_path / name, max_steps=3, eval_steps=3, save_steps=3,
+                             pedagogy_sample=0, retention_sample=0, **training)
+        config.data.max_length, config.data.pad_to_multiple_of = 512, 8  # rows of varied lengths
+        return config
+
+    plain = train(config_for("plain", gradient_checkpointing="false")).summary
+    config = config_for("auto")
+    # The budget that fits every micro-batch but the longest, estimated on the network the run builds.
+    torch.manual_seed(0)
+    model = attach_lora(load_base_model(config.model, for_training=True)[0], config.lora)
+    stats = json.loads(next((tmp_path / "plain").glob("*/data.json")).read_text())["train_tokens"]
+    share = stats["trainable_tokens"] / stats["tokens"]
+    longest = plain.memory["batch_tokens"]
+    config.training.memory_budget_gb = estimate_peak_bytes(model, longest - 1, share, False,
+                                                           len(config.lora.target_modules)) / GB
+    auto = train(config).summary
+    assert auto.memory["checkpoint_above_tokens"] in (longest - 1, longest - 2)
+    assert 0 < auto.memory["checkpointed_micro_batches"] < auto.memory["micro_batches"]
+    assert plain.memory["checkpointed_micro_batches"] == 0
+    assert auto.eval_loss_after == pytest.approx(plain.eval_loss_after, rel=1e-4)
+    assert auto.train_loss == pytest.approx(plain.train_loss, rel=1e-4)

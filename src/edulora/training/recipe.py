@@ -98,7 +98,8 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
         stop = GracefulStop()
         trainer = EduloraTrainer(
             model=model,
-            args=training_arguments(config, run_dir, dtype, gradient_checkpointing=memory.gradient_checkpointing),
+            args=training_arguments(config, run_dir, dtype, gradient_checkpointing=memory.gradient_checkpointing
+                                    and not memory.per_micro_batch()),
             train_dataset=ExampleDataset(train_examples),
             eval_dataset=ExampleDataset(eval_examples),
             data_collator=Collator(tokenizer.pad_token_id, config.data.packing, config.data.pad_to_multiple_of),
@@ -108,6 +109,7 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
             select_by=config.training.select_by,
             retention=(retention, learner) if retention else None,
             max_drift=config.training.max_drift,
+            memory=memory,
         )
 
         # 4. Train, measuring the held-out loss (and pedagogy) before and after.
@@ -142,7 +144,8 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
             dtype=str(dtype).removeprefix("torch."), base_model=config.model.name, base_model_path=base_path,
             template=fmt.template, trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
             resumed_from=checkpoint, select_by=config.training.select_by, selected_step=selected_step,
-            selection=selection, pedagogy=pedagogy, memory=memory.to_dict(), retention=drift)
+            selection=selection, pedagogy=pedagogy, retention=drift,
+            memory={**memory.to_dict(), **trainer.micro_batches})
         if trainer.is_world_process_zero():
             run_dir.write_summary(summary)
         tutor = Tutor(trainer.model, tokenizer, fmt, info, name=run_dir.name, source=str(run_dir), adapter="default")
@@ -182,13 +185,14 @@ def _pedagogy_probe(config: RunConfig, held_out, fmt: PromptFormat) -> PedagogyP
 
 
 def _memory_plan(config: RunConfig, model, examples, stats: dict) -> MemoryPlan:
-    """Recompute activations when the longest micro-batch would not fit the memory budget."""
+    """Recompute activations for the micro-batches that would not fit the memory budget."""
     t = config.training
     share = stats["trainable_tokens"] / max(stats["tokens"], 1) if t.response_only_head else 1.0
     plan = plan_memory(model, [len(e.input_ids) for e in examples], t.batch_size, config.data.pad_to_multiple_of,
                        share, t.memory_budget_gb, t.gradient_checkpointing, len(config.lora.target_modules))
     if plan.gradient_checkpointing and is_main_process():
-        print(f"edulora: activation checkpointing on ({plan.reason})", flush=True)
+        which = "for long micro-batches" if plan.per_micro_batch() else "on"
+        print(f"edulora: activation checkpointing {which} ({plan.reason})", flush=True)
     return plan
 
 

@@ -15,6 +15,7 @@ from ..config import RunConfig
 from ..losses import token_loss_sum
 from ..modeling import device
 from ..rundir import RunDir
+from .memory import MemoryPlan
 from .pedagogy import PedagogyProbe, selection_score
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ class EduloraTrainer(Trainer):
 
     def __init__(self, *args, response_only_head: bool = True, probe: PedagogyProbe | None = None,
                  select_by: str = "eval_loss", retention: tuple[RetentionProbe, Tutor] | None = None,
-                 max_drift: float = 0.0, **kwargs):
+                 max_drift: float = 0.0, memory: MemoryPlan | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.response_only_head = response_only_head
         self.probe = probe
@@ -41,6 +42,11 @@ class EduloraTrainer(Trainer):
         #: The drift probe and the training model seen as a tutor (its adapter on or off), and the bound.
         self.retention = retention
         self.max_drift = max_drift
+        #: Checkpointing switched per micro-batch by its size (``MemoryPlan.per_micro_batch``), else None.
+        self.memory = memory if memory is not None and memory.per_micro_batch() else None
+        self._checkpointing = False
+        #: Micro-batches trained, and how many of them recomputed their activations (kept in the summary).
+        self.micro_batches = {"micro_batches": 0, "checkpointed_micro_batches": 0}
         # Makes the Trainer count labelled tokens over all accumulated micro-batches (num_items_in_batch),
         # so each token weighs the same however examples were batched.
         self.model_accepts_loss_kwargs = True
@@ -48,6 +54,27 @@ class EduloraTrainer(Trainer):
         self.eval_seconds = 0.0  # kept out of the training tokens/s
         #: (global step, metrics) of the latest evaluation of the held-out set.
         self.last_eval: tuple[int, dict[str, float]] | None = None
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        if self.memory is not None:
+            self._checkpoint(model, self.memory.checkpoints(inputs["input_ids"].numel()))
+        self.micro_batches["micro_batches"] += 1
+        self.micro_batches["checkpointed_micro_batches"] += int(self._checkpointing or self.args.activation_checkpointing)
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def _checkpoint(self, model, on: bool) -> None:
+        """Recompute this micro-batch's activations or not, through the model's own switch."""
+        if on == self._checkpointing:
+            return
+        network = self.accelerator.unwrap_model(model)
+        if on:
+            network.activation_checkpointing_enable({"use_reentrant": False})
+            # Enabling also hooks the embeddings to require gradients, which non-reentrant checkpointing
+            # does not need; removing the hook at once keeps switching back and forth from stacking hooks.
+            network.disable_input_require_grads()
+        else:
+            network.activation_checkpointing_disable()
+        self._checkpointing = on
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss_sum, count = token_loss_sum(model, inputs, self.response_only_head)
