@@ -121,13 +121,15 @@ def run_demo(output_dir: str = "runs", backend: str = "auto") -> RunResult:
     tutor = result.tutor.for_inference()
     held_out = [r for r in result.run_dir.eval_records() if isinstance(r, Example)]
     picks = _pick_varied(held_out, 3)
-    # On llama.cpp: the packaged GGUF base with the adapter just saved, converted to a GGUF LoRA.
-    show_before_after(on_llamacpp([tutor])[0] if backend == "llamacpp" else tutor, picks, width)
+    # On llama.cpp: the packaged GGUF base with the adapter just saved, converted to a GGUF LoRA; loaded once,
+    # for these replies and the evaluation's.
+    voice = on_llamacpp([tutor])[0] if backend == "llamacpp" else None
+    show_before_after(voice or tutor, picks, width)
     phase(f"before/after replies ({backend})")
     print(f"Scoring base vs tuned replies on all {len(held_out)} held-out records (pedagogy metrics, report)…",
           flush=True)
     settings = EvalSettings(max_new_tokens=120, max_length=run_max_length(result.run_dir.path), backend=backend)
-    evaluation, reports = evaluate_trained(tutor, held_out, result.run_dir, settings)
+    evaluation, reports = evaluate_trained(tutor, held_out, result.run_dir, settings, speaker=voice)
     phase("evaluation and report")
     print_rates(evaluation)
     print(drift_line(evaluation))
