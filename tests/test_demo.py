@@ -15,7 +15,8 @@ def test_demo_evaluates_before_each_third_and_at_the_end(tmp_path):
     config = demo_config(str(tmp_path))
     t = config.training
     # the training itself is the demo's, whatever the evaluation schedule
-    assert (t.epochs, t.batch_size, t.grad_accum, t.learning_rate, t.warmup_ratio, t.max_steps) == (2, 8, 1, 3e-3, 0.05, -1)
+    assert (t.epochs, t.batch_size, t.grad_accum, t.learning_rate, t.warmup_ratio, t.max_steps) == \
+        (2, 8, 1, 3e-3, 0.05, -1)
     assert (t.select_by, t.pedagogy_sample, t.keep_best, config.data.eval_fraction) == ("leak_rate", 12, True, 0.1)
     steps = planned_optimizer_steps(config, len(load_data(config).train))
     assert t.eval_steps == t.save_steps == math.ceil(steps / EVALUATIONS)
