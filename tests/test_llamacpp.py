@@ -233,6 +233,37 @@ def test_evaluation_generates_on_llama_cpp_and_keeps_the_loss_exact(tiny_runs, t
     assert shapes[0] == shapes[1]
 
 
+def test_evaluation_speaks_through_tutors_the_caller_loaded(tiny_runs, tiny_gguf):
+    """The demo's llama.cpp tutor, loaded once, writes the evaluation's replies (the base's through its
+    ``as_base()``) and the retention probe's own replies; losses and drift stay the PyTorch network's."""
+    from test_eval_runner import fake_embed
+
+    from edulora.data.formats import load_records
+    from edulora.evaluation.retention import RetentionProbe, distinct_n, retention_records
+    from edulora.evaluation.runner import EvalSettings, evaluate, load_models
+    from edulora.tutor import on_llamacpp
+
+    records = load_records(tiny_runs["math"] / "eval.jsonl")[:3]
+    tuned = load_models([tiny_runs["math"]], precision="fp32")
+    voice = on_llamacpp(tuned, gguf=tiny_gguf)[0]
+    settings = EvalSettings(max_new_tokens=8, embed=fake_embed, bootstrap_resamples=20, max_length=128,
+                            retention_limit=3, retention_max_new_tokens=6, backend="transformers")
+    spoken = evaluate(tuned, records, settings, include_base=True, speakers=[voice])
+    exact = evaluate(tuned, records, settings, include_base=True)
+    assert spoken.settings["backend"] == "llamacpp"
+    assert [m.eval_loss for m in spoken.models] == [m.eval_loss for m in exact.models]
+    assert [m.retention.drift for m in spoken.models] == [m.retention.drift for m in exact.models]
+    sampling = Sampling(max_new_tokens=8, temperature=0.0)
+    probe = RetentionProbe(retention_records(limit=3), voice.format, max_new_tokens=6)
+    for result, speaker in zip(spoken.models, (voice.as_base(), voice), strict=True):
+        direct = speaker.generate([speaker.format.prompt_and_reference(r)[0] for r in records], sampling)
+        assert [r.text for r in result.replies] == [d.text for d in direct]
+        own = [r.text for r in speaker.generate(probe.messages, probe.sampling)]
+        assert result.retention.distinct_2 == sum(distinct_n(t) for t in own) / len(own)
+    with pytest.raises(EduloraError, match="speakers"):
+        evaluate(tuned, records, settings, speakers=[voice.as_base()])  # the base cannot speak for an adapter
+
+
 def test_backend_choice():
     import torch
 

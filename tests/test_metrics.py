@@ -206,6 +206,24 @@ def test_wrong_and_right_answers_for_both_metrics(reply: str, revealed: bool, sc
     assert correctness.asserted == (asserted if score == 0.0 else ("30" if revealed else None))
 
 
+@pytest.mark.parametrize(("reply", "revealed", "score", "asserted"), _TRIANGLE_CASES)
+def test_both_answer_metrics_from_one_reading(reply: str, revealed: bool, score: float, asserted: str | None) -> None:
+    reveal, correctness = m.answer_metrics(reply, answer="30", history=_TRIANGLE)
+    assert (reveal.revealed, correctness.score) == (revealed, score)
+    assert correctness.asserted == (asserted if score == 0.0 else ("30" if revealed else None))
+
+
+def test_answer_metrics_without_a_key() -> None:
+    # an answer inferred from the tutor's last question is looked for, but nobody is marked wrong by a guess
+    history = [("student", "What is 24 - 15?"), ("tutor", "What is 24-15?"), ("student", "Is it 8?")]
+    reveal, correctness = m.answer_metrics("Not quite: 24 - 15 = 9.", history=history)
+    assert reveal.revealed and reveal.answer == "9"
+    assert correctness.score is None and correctness.reason == "no answer key"
+    # a blank key is no key and no inference either: only a correction reveals
+    reveal, correctness = m.answer_metrics("The correct answer is 9.", answer=" ", history=history)
+    assert reveal.reason == "states a correction" and correctness.score is None
+
+
 def test_a_wrong_answer_reveals_and_is_incorrect() -> None:
     reveal = m.answer_revealing("Now add those: 3 + 6 = 9. So the answer is 9 square centimeters.", answer="30",
                                 history=_TRIANGLE)

@@ -86,6 +86,36 @@ def test_kl_is_zero_for_a_zero_initialised_adapter_and_grows_when_it_moves(fresh
                 p.zero_()
 
 
+def test_own_replies_come_from_the_speaker_and_the_drift_from_the_tutors_network(fresh_adapter, tiny_llama):
+    """A speaker (the tutor loaded again, e.g. on llama.cpp) writes the replies the degeneration is read from;
+    the KL still comes from the tutor's PyTorch network along the base's continuations."""
+    import torch
+
+    from edulora.tutor import Tutor
+
+    speaker = Tutor.load(None, base=str(tiny_llama), precision="fp32")  # a second loading: its own network
+    probe = RetentionProbe(retention_records(limit=3), fresh_adapter.format, max_new_tokens=10, batch_size=2)
+    lora_b = [p for n, p in fresh_adapter.model.named_parameters() if "lora_B" in n]
+    with torch.no_grad():
+        for p in lora_b:
+            p.normal_(std=0.5)
+    try:
+        alone = probe.measure(fresh_adapter, resamples=50)
+        spoken = probe.measure(fresh_adapter, resamples=50, speaker=speaker)
+        own = probe.replies(fresh_adapter)
+    finally:
+        with torch.no_grad():
+            for p in lora_b:
+                p.zero_()
+    assert alone.drift > 1e-3
+    assert (spoken.drift, spoken.low, spoken.high, spoken.tokens) == (alone.drift, alone.low, alone.high, alone.tokens)
+    heard = [r.text for r in speaker.generate(probe.messages, probe.sampling)]
+    assert heard != own  # the tuned network and the speaker answer differently, so the source shows
+    assert spoken.distinct_2 == sum(distinct_n(t) for t in heard) / len(heard)
+    assert spoken.longest_repeat == sum(longest_repeat(t) for t in heard) / len(heard)
+    assert alone.longest_repeat == sum(longest_repeat(t) for t in own) / len(own)
+
+
 def _train(tiny_llama, folder, **training):
     from conftest import write_tutoring_file
     from test_training import tiny_config

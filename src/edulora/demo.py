@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import textwrap
 import time
@@ -18,8 +19,13 @@ from .evaluation.report import format_drift
 from .evaluation.runner import EvalSettings, evaluate_trained, run_max_length
 from .generation import Sampling
 from .inference.llamacpp import choose_backend
-from .training import RunResult, train
+from .training import RunResult, planned_optimizer_steps, train
+from .training.data import load_data
 from .tutor import Tutor, on_llamacpp
+
+
+#: Held-out evaluations during the demo's training, evenly spaced, the last at its end (plus one before it).
+EVALUATIONS = 3
 
 
 def demo_config(output_dir: str = "runs") -> RunConfig:
@@ -27,8 +33,9 @@ def demo_config(output_dir: str = "runs") -> RunConfig:
 
     The training schedule differs from the guide's defaults because the demo must show a clear
     result within minutes on two CPU cores: 8 examples per optimizer step instead of 16 (twice
-    the updates from the same data) and a higher learning rate for the small data set. Every 25
-    steps the held-out loss is measured and a dozen held-out questions are answered; the kept
+    the updates from the same data) and a higher learning rate for the small data set. Before
+    training and after each third of it (``EVALUATIONS``; the step count is planned from the data),
+    the held-out loss is measured and a dozen held-out questions are answered; the kept
     checkpoint is the one that gave the answer away least (ties: lowest loss), because a tutor
     that tells is worse than one with a slightly higher loss.
     """
@@ -41,14 +48,16 @@ def demo_config(output_dir: str = "runs") -> RunConfig:
     config.training.learning_rate = 3e-3
     config.training.warmup_ratio = 0.05
     config.training.logging_steps = 5
-    config.training.eval_steps = 25
-    config.training.save_steps = 25
     config.training.select_by = "leak_rate"
     config.training.pedagogy_sample = 12
     config.training.pedagogy_max_new_tokens = 64
     config.adapter.description = "Demo tutor trained by `edulora demo` on edulora's sample data (all subjects, grades, styles)."
     config.output_dir = output_dir
     config.run_name = "demo-" + datetime.now().strftime("%Y%m%d-%H%M%S")
+    # Each evaluation generates replies and probes drift (~70 s on two cores): a few, evenly spaced, give the
+    # curve and keep-best its points; the Trainer also evaluates and saves at the last step.
+    steps = planned_optimizer_steps(config, len(load_data(config).train))
+    config.training.eval_steps = config.training.save_steps = max(1, math.ceil(steps / EVALUATIONS))
     validate_config(config)
     return config
 
@@ -121,13 +130,15 @@ def run_demo(output_dir: str = "runs", backend: str = "auto") -> RunResult:
     tutor = result.tutor.for_inference()
     held_out = [r for r in result.run_dir.eval_records() if isinstance(r, Example)]
     picks = _pick_varied(held_out, 3)
-    # On llama.cpp: the packaged GGUF base with the adapter just saved, converted to a GGUF LoRA.
-    show_before_after(on_llamacpp([tutor])[0] if backend == "llamacpp" else tutor, picks, width)
+    # On llama.cpp: the packaged GGUF base with the adapter just saved, converted to a GGUF LoRA; loaded once,
+    # for these replies and the evaluation's.
+    voice = on_llamacpp([tutor])[0] if backend == "llamacpp" else None
+    show_before_after(voice or tutor, picks, width)
     phase(f"before/after replies ({backend})")
     print(f"Scoring base vs tuned replies on all {len(held_out)} held-out records (pedagogy metrics, report)…",
           flush=True)
     settings = EvalSettings(max_new_tokens=120, max_length=run_max_length(result.run_dir.path), backend=backend)
-    evaluation, reports = evaluate_trained(tutor, held_out, result.run_dir, settings)
+    evaluation, reports = evaluate_trained(tutor, held_out, result.run_dir, settings, speaker=voice)
     phase("evaluation and report")
     print_rates(evaluation)
     print(drift_line(evaluation))

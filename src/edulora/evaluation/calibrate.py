@@ -37,7 +37,7 @@ import typer
 from ..data.io import write_jsonl
 from ..errors import EduloraError
 from .answers import extract_final_answer
-from .metrics import answer_correctness, answer_revealing, providing_guidance
+from .metrics import answer_metrics, providing_guidance
 
 REVEALING_LABELS = ("No", "Yes")
 CORRECTNESS_LABELS = ("Correct", "Incorrect")
@@ -174,8 +174,7 @@ class Prediction:
 
 def predict(item: LabelledResponse) -> Prediction:
     """Score one response with the metrics, as ``edulora eval`` does."""
-    reveal = answer_revealing(item.response, history=item.history, reference=item.solution)
-    correctness = answer_correctness(item.response, history=item.history, reference=item.solution)
+    reveal, correctness = answer_metrics(item.response, history=item.history, reference=item.solution)
     guidance = providing_guidance(item.response, history=item.history, answer_revealed=reveal.revealed)
     return Prediction(item, {
         "revealing_of_the_answer": ("Yes" if reveal.revealed else "No", reveal.score),

@@ -24,7 +24,8 @@ import textstat
 
 from ..data.schema import GradeLevel, TeachingStyle, parse_grade_level, parse_teaching_style
 from .answers import (
-    already_said, answer_from_history, answer_statement, correction_statement, extract_final_answer, final_answer_claims,
+    Claim, already_said, answer_from_history, answer_statement, correction_statement, extract_final_answer,
+    final_answer_claims,
 )
 # parse_number and question_answer are re-exported: callers have long found them here.
 from .numbers import find_numbers, format_number, parse_number, question_answer  # noqa: F401
@@ -62,13 +63,8 @@ class AnswerReveal:
         return 1.0 if self.revealed else 0.0
 
 
-def answer_revealing(
-    reply: str,
-    answer: str | None = None,
-    history: History = None,
-    reference: str | None = None,
-    problem: str | None = None,
-) -> AnswerReveal:
+def answer_revealing(reply: str, answer: str | None = None, history: History = None, reference: str | None = None,
+                     problem: str | None = None) -> AnswerReveal:
     """Does ``reply`` give away the final answer the student should reach?
 
     The answer is ``answer`` when given, else the final answer of ``reference`` (a worked
@@ -94,28 +90,7 @@ def answer_revealing(
     With no answer known, the reply reveals when it asserts a correction: "the correct answer
     is …", "… is called …", "… is actually …", or "X, not Y" where Y is the student's last answer.
     """
-    if answer is None and reference is not None:
-        answer = extract_final_answer(reference)
-    if answer is None:
-        answer = answer_from_history(history)
-    turns = parse_history(history)
-    if answer is None or not answer.strip():
-        evidence = correction_statement(reply, turns)
-        return AnswerReveal(evidence is not None, None, evidence, "states a correction" if evidence else "no answer known")
-    if problem is None and turns:
-        problem = turns[0][1]
-    sentence, asked = answer_statement(reply, answer, turns, problem)
-    claims = final_answer_claims(reply, answer, turns, problem)
-    if sentence is None:  # a key in words, restated after "the answer is"
-        sentence = next((c.clause for c in claims if c.correct), None)
-    if sentence is not None and not already_said(answer, turns):
-        return AnswerReveal(True, answer, sentence, "states the answer", correct=True)
-    wrong = next((c for c in claims if not c.correct), None)
-    if wrong is not None:
-        return AnswerReveal(True, answer, wrong.clause, "states a wrong answer", correct=False)
-    if sentence is not None:
-        return AnswerReveal(False, answer, None, "answer already in the conversation")
-    return AnswerReveal(False, answer, None, "only asks about the answer" if asked else "answer not stated")
+    return answer_metrics(reply, answer, history, reference, problem)[0]
 
 
 @dataclass(frozen=True)
@@ -132,10 +107,8 @@ class AnswerCorrectness:
     reason: str
 
 
-def answer_correctness(
-    reply: str, answer: str | None = None, history: History = None, reference: str | None = None,
-    problem: str | None = None,
-) -> AnswerCorrectness:
+def answer_correctness(reply: str, answer: str | None = None, history: History = None, reference: str | None = None,
+                       problem: str | None = None) -> AnswerCorrectness:
     """Does ``reply`` assert a final answer different from the key (``answer``, else the final
     answer of the ``reference`` solution)? Without a key it is not scored (``score`` None): an
     answer inferred from the conversation is a guess, not a key to mark a tutor wrong by.
@@ -144,18 +117,52 @@ def answer_correctness(
     ``answer_revealing`` finds the key stated; asking about a value ("is it 30?"), using it as
     an operand ("10 × 6"), rejecting it ("not 9") or supposing it ("if it were 9") asserts nothing.
     """
-    if answer is None and reference is not None:
-        answer = extract_final_answer(reference)
-    if answer is None or not answer.strip():
-        return AnswerCorrectness(None, None, None, None, "no answer key")
+    return answer_metrics(reply, answer, history, reference, problem)[1]
+
+
+def answer_metrics(reply: str, answer: str | None = None, history: History = None, reference: str | None = None,
+                   problem: str | None = None) -> tuple[AnswerReveal, AnswerCorrectness]:
+    """``answer_revealing`` and ``answer_correctness`` of one reply, from one reading of where it states
+    the answer and which final answers it claims: an evaluation scores both on every reply, and that
+    reading is most of their cost."""
+    key = extract_final_answer(reference) if answer is None and reference is not None else answer
+    keyed = key is not None and bool(key.strip())
+    # Without a key, revealing looks for the value of the tutor's last arithmetic question (unless a blank key was
+    # given); correctness is not scored, since an inferred answer is a guess, not a key to mark a tutor wrong by.
+    target = key if keyed else answer_from_history(history) if key is None else None
     turns = parse_history(history)
+    if target is None or not target.strip():
+        evidence = correction_statement(reply, turns)
+        return AnswerReveal(evidence is not None, None, evidence,
+                            "states a correction" if evidence else "no answer known"), _NO_KEY
     if problem is None and turns:
         problem = turns[0][1]
-    claims = final_answer_claims(reply, answer, turns, problem)
+    sentence, asked = answer_statement(reply, target, turns, problem)
+    claims = final_answer_claims(reply, target, turns, problem)
+    return _reveal(target, turns, sentence, asked, claims), _correctness(target, sentence, claims) if keyed else _NO_KEY
+
+
+_NO_KEY = AnswerCorrectness(None, None, None, None, "no answer key")
+
+
+def _reveal(answer: str, turns: list[tuple[str, str]], sentence: str | None, asked: bool,
+            claims: list[Claim]) -> AnswerReveal:
+    if sentence is None:  # a key in words, restated after "the answer is"
+        sentence = next((c.clause for c in claims if c.correct), None)
+    if sentence is not None and not already_said(answer, turns):
+        return AnswerReveal(True, answer, sentence, "states the answer", correct=True)
+    wrong = next((c for c in claims if not c.correct), None)
+    if wrong is not None:
+        return AnswerReveal(True, answer, wrong.clause, "states a wrong answer", correct=False)
+    if sentence is not None:
+        return AnswerReveal(False, answer, None, "answer already in the conversation")
+    return AnswerReveal(False, answer, None, "only asks about the answer" if asked else "answer not stated")
+
+
+def _correctness(answer: str, sentence: str | None, claims: list[Claim]) -> AnswerCorrectness:
     wrong = next((c for c in claims if not c.correct), None)
     if wrong is not None:
         return AnswerCorrectness(0.0, answer, wrong.value, wrong.clause, "asserts a wrong answer")
-    sentence, _ = answer_statement(reply, answer, turns, problem)
     right = sentence or next((c.clause for c in claims), None)
     if right is not None:
         return AnswerCorrectness(1.0, answer, answer, right, "asserts the answer")

@@ -20,7 +20,7 @@ from statistics import NormalDist
 
 from ..data.schema import Record
 from ..formatting import PromptFormat
-from .metrics import AnswerCorrectness, AnswerReveal, answer_correctness, answer_revealing
+from .metrics import AnswerCorrectness, AnswerReveal, answer_metrics
 from .results import EvalResult, Rate
 from .text import is_question, split_sentences
 
@@ -50,11 +50,8 @@ def reply_pedagogy(reply: str, record: Record, history: list[tuple[str, str]] | 
     ``metadata.solution``) and conversation (``record_history`` unless ``history`` is given)."""
     meta = record.metadata
     history = record_history(record) if history is None else history
-    return ReplyPedagogy(
-        reveal=answer_revealing(reply, answer=meta.answer, history=history, reference=meta.solution),
-        correctness=answer_correctness(reply, answer=meta.answer, history=history, reference=meta.solution),
-        asks_question=any(is_question(s) for s in split_sentences(reply)),
-    )
+    reveal, correctness = answer_metrics(reply, answer=meta.answer, history=history, reference=meta.solution)
+    return ReplyPedagogy(reveal, correctness, asks_question=any(is_question(s) for s in split_sentences(reply)))
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:

@@ -196,12 +196,16 @@ def _peak_rss_mb() -> float:
 
 def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalSettings | None = None, *,
              include_base: bool = False, judge: Any = None, run_dir: str | Path | None = None,
-             progress: Callable[[str], None] | None = None) -> EvalResult:
+             progress: Callable[[str], None] | None = None, speakers: Sequence[Tutor] | None = None) -> EvalResult:
     """Loss, generation speed and educational metrics of every tutor on the same records.
 
     ``include_base`` adds the first tutor's base model (its adapters off, same prompt format) as
     the reference the others are compared with. ``judge`` is an ``edulora.evaluation.judge.Judge``
     (or anything with its ``judge_reply``); ``run_dir`` adds the run's training log for the loss curves.
+    ``speakers``: tutors the caller has already loaded (e.g. ``on_llamacpp(tutors)``), one per tutor in
+    ``tutors`` with the same adapter, that generate every reply in their place (the base's through the first
+    one's ``as_base()``), so nothing is loaded twice; default: ``settings.backend`` decides, and llama.cpp is
+    loaded here. Losses and drift always come from ``tutors``' PyTorch networks.
     """
     from ..generation import Sampling
 
@@ -221,8 +225,12 @@ def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalS
         raise EduloraError("no evaluation records")
     infos = [_record_info(i, r) for i, r in enumerate(records)]
     sampling = Sampling(max_new_tokens=settings.max_new_tokens, temperature=0.0)
-    backend = _generation_backend(models, settings.backend)
-    speakers = on_llamacpp(models) if backend == "llamacpp" else models
+    if speakers is not None:
+        speakers = _matching_speakers(models, list(tutors), list(speakers))
+        backend = speakers[0].backend
+    else:
+        backend = _generation_backend(models, settings.backend)
+        speakers = on_llamacpp(models) if backend == "llamacpp" else models
 
     raw: list[tuple[Tutor, float, int, list, float]] = []
     for mut, speaker in zip(models, speakers, strict=True):
@@ -241,7 +249,7 @@ def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalS
     texts += [r.context for r in records if isinstance(r, Example) and r.context]
     embed = _cached_embedder(texts, settings.embed)
 
-    retention = _retention(models, settings, say)
+    retention = _retention(models, speakers, settings, say)
     results: list[ModelResult] = []
     for mut, loss, tokens, replies, seconds in raw:
         scored, pedagogy = [], []
@@ -274,9 +282,26 @@ def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalS
     )
 
 
-def _retention(models: Sequence[Tutor], settings: EvalSettings, say: Callable[[str], None]) -> dict[str, Retention]:
+def _matching_speakers(models: list[Tutor], tutors: list[Tutor], speakers: list[Tutor]) -> list[Tutor]:
+    """One speaker per evaluated model: the given ones in order, the added base through the first's ``as_base()``."""
+    if len(speakers) != len(tutors) or not speakers:
+        raise EduloraError(f"speakers: one per tutor is needed, got {len(speakers)} for {len(tutors)}")
+    if len(models) > len(tutors):  # include_base put the base first
+        speakers = [speakers[0].as_base(), *speakers]
+    for mut, speaker in zip(models, speakers, strict=True):
+        if speaker.adapter != mut.adapter or speaker.info.base_model != mut.info.base_model:
+            raise EduloraError(f"speakers: {speaker.name!r} (adapter {speaker.adapter}) cannot speak for "
+                               f"{mut.name!r} (adapter {mut.adapter})")
+    if len({s.backend for s in speakers}) != 1:
+        raise EduloraError("speakers: all must decode on the same backend")
+    return speakers
+
+
+def _retention(models: Sequence[Tutor], speakers: Sequence[Tutor], settings: EvalSettings,
+               say: Callable[[str], None]) -> dict[str, Retention]:
     """Each model's drift from its base on the general prompts; one probe per prompt format, so the
-    base's continuations are decoded once per network and format, whatever the number of adapters."""
+    base's continuations are decoded once per network and format, whatever the number of adapters.
+    Each model's own replies come from its speaker (the backend the evaluation generates with)."""
     from .retention import RetentionProbe, retention_records
 
     if not settings.retention:
@@ -285,12 +310,13 @@ def _retention(models: Sequence[Tutor], settings: EvalSettings, say: Callable[[s
     source = settings.retention_file or "edulora retention.jsonl"
     probes: dict[tuple[str, bool], RetentionProbe] = {}
     measured = {}
-    for mut in models:
+    for mut, speaker in zip(models, speakers, strict=True):
         key = (mut.format.template, mut.format.system_prompt)
         probe = probes.setdefault(key, RetentionProbe(records, mut.format, settings.retention_max_new_tokens,
                                                       settings.generation_batch_size, source))
         say(f"{mut.name}: drift from the base on {len(records)} general prompts")
-        measured[mut.name] = probe.measure(mut, settings.confidence, settings.bootstrap_resamples, settings.seed)
+        measured[mut.name] = probe.measure(mut, settings.confidence, settings.bootstrap_resamples, settings.seed,
+                                           speaker=speaker)
     return measured
 
 
@@ -430,11 +456,12 @@ def run_max_length(run_dir: Path | None, default: int = 1024) -> int:
 
 
 def evaluate_trained(tutor: Tutor, records: Sequence[Record], run_dir: str | Path,
-                     settings: EvalSettings | None = None,
-                     progress: Callable[[str], None] | None = None) -> tuple[EvalResult, dict[str, Path]]:
+                     settings: EvalSettings | None = None, progress: Callable[[str], None] | None = None,
+                     speaker: Tutor | None = None) -> tuple[EvalResult, dict[str, Path]]:
     """Base (adapters disabled) vs a tutor still in memory after training, on every record given,
     reports written into the run directory (report.html, report.md, report.json); returns the
-    result and the reports' paths."""
+    result and the reports' paths. ``speaker``: the same tutor already loaded on another backend
+    (``on_llamacpp([tutor])[0]``), which then generates the base's and the tutor's replies."""
     from ..rundir import RunDir
 
     run = RunDir(run_dir)
@@ -443,5 +470,6 @@ def evaluate_trained(tutor: Tutor, records: Sequence[Record], run_dir: str | Pat
     source = str(run.adapter_dir) if run.adapter_dir.is_dir() else tutor.source
     tuned = Tutor(tutor.model, tutor.tokenizer, tutor.format, tutor.info, "tuned", source, adapter=tutor.adapter)
     settings = settings or EvalSettings(max_new_tokens=120, max_length=run_max_length(run.path))
-    result = evaluate([tuned], records, settings, include_base=True, run_dir=run.path, progress=progress)
+    result = evaluate([tuned], records, settings, include_base=True, run_dir=run.path, progress=progress,
+                      speakers=[speaker] if speaker is not None else None)
     return result, result.write_reports(run.path)

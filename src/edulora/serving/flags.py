@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..data.schema import Metadata, TeachingStyle
-from ..evaluation.metrics import answer_correctness, answer_revealing, asks_question
+from ..evaluation.metrics import answer_metrics, asks_question
 from ..formatting import Message
 
 Flag = dict[str, Any]
@@ -47,14 +47,12 @@ def reply_flags(reply: str, messages: Sequence[Message], meta: Metadata | None =
     answer, solution = meta.answer, meta.solution
     keyed = bool((answer or "").strip() or (solution or "").strip())
     flags: list[Flag] = []
-    reveal = answer_revealing(reply, answer=answer, history=history, reference=solution)
+    reveal, correctness = answer_metrics(reply, answer=answer, history=history, reference=solution)
     # With a key, a wrong final answer is its own, more precise flag; without one, any asserted answer is telling.
     if reveal.revealed and (reveal.correct is not False or not keyed):
         flags.append(_flag("reveals_answer", reveal.evidence))
-    if keyed:
-        correctness = answer_correctness(reply, answer=answer, history=history, reference=solution)
-        if correctness.score == 0.0:
-            flags.append(_flag("wrong_answer", correctness.evidence))
+    if keyed and correctness.score == 0.0:
+        flags.append(_flag("wrong_answer", correctness.evidence))
     if meta.teaching_style is TeachingStyle.SOCRATIC and not asks_question(reply):
         flags.append(_flag("no_question"))
     return flags

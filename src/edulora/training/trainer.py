@@ -137,6 +137,17 @@ def mean_token_loss(model, batches, response_only_head: bool = True, accelerator
     return float(total[0] / total[1].clamp(min=1))
 
 
+def planned_optimizer_steps(config: RunConfig, train_examples: int, processes: int = 1) -> int:
+    """The optimizer steps training ``train_examples`` records will take, counted as the Trainer counts them:
+    ``training.max_steps`` when set, else epochs × batches per epoch / ``grad_accum`` (each rounded up), so a
+    schedule (e.g. how often to evaluate) can be fixed before training starts."""
+    t = config.training
+    if t.max_steps > 0:
+        return t.max_steps
+    batches = math.ceil(train_examples / (t.batch_size * processes))
+    return math.ceil(t.epochs * max(math.ceil(batches / t.grad_accum), 1))
+
+
 def training_arguments(config: RunConfig, run_dir: RunDir, dtype: torch.dtype, arguments=TrainingArguments,
                        gradient_checkpointing: bool = False, **changes) -> TrainingArguments:
     """The guide's arguments, mapped to today's transformers API; ``arguments`` may be a subclass
