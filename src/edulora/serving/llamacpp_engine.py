@@ -43,24 +43,16 @@ class LlamaCppEngine(WorkerEngine):
         self.config = config
         self._stop_ids = set(stop_token_ids(tokenizer))
 
-    def add_adapter(self, path: str | Path, name: str | None = None, timeout: float = 600.0) -> AdapterSpec:
+    def _attach(self, spec: AdapterSpec) -> None:
         """Convert the adapter to a GGUF LoRA and start a core with it; replies in flight finish on the old one."""
         from ..inference.gguf_lora import cached_gguf_lora
 
-        with self._reload_lock:
-            spec = self.adapter_spec(path, name)
-            lora = cached_gguf_lora(spec.folder, self.config)
-            self.model = self.model.reloaded({**self.model.loras, spec.name: lora})
-            self._admit_adapter(spec)
-        return spec
+        lora = cached_gguf_lora(spec.folder, self.config)
+        self.model = self.model.reloaded({**self.model.loras, spec.name: lora})
 
-    def remove_adapter(self, name: str, timeout: float = 600.0) -> AdapterSpec:
-        """Refuse new requests for ``name`` now; once those accepted are done, start a core without it."""
-        with self._reload_lock:
-            spec = self._retire(name)
-            self._wait_idle(name, timeout)
-            self.model = self.model.reloaded({k: v for k, v in self.model.loras.items() if k != name})
-        return spec
+    def _detach(self, name: str) -> None:
+        """Start a core without the adapter; the old one is released once its replies are done."""
+        self.model = self.model.reloaded({k: v for k, v in self.model.loras.items() if k != name})
 
     def _run(self, gen: Generation) -> None:
         self.model.run(gen, self.decode, self._stop_ids)

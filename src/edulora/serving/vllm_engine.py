@@ -147,18 +147,9 @@ class VllmEngine(WorkerEngine):
             raise EduloraError(f"vLLM could not {action} adapter {body['lora_name']!r}: {upstream_message(err)}"
                                ) from None
 
-    def add_adapter(self, path: str | Path, name: str | None = None, timeout: float = 600.0) -> AdapterSpec:
-        """Ask vLLM to load the adapter folder (the same path must exist on vLLM's machine), then serve it."""
-        with self._reload_lock:
-            spec = self.adapter_spec(path, name)
-            self._lora("load", {"lora_name": spec.name, "lora_path": str(spec.folder)})
-            self._admit_adapter(spec)
-        return spec
+    def _attach(self, spec: AdapterSpec) -> None:
+        """Ask vLLM to load the adapter folder (the same path must exist on vLLM's machine)."""
+        self._lora("load", {"lora_name": spec.name, "lora_path": str(spec.folder)})
 
-    def remove_adapter(self, name: str, timeout: float = 600.0) -> AdapterSpec:
-        """Refuse new requests for ``name`` now; once those accepted are done, ask vLLM to unload it."""
-        with self._reload_lock:
-            spec = self._retire(name)
-            self._wait_idle(name, timeout)
-            self._lora("unload", {"lora_name": name})
-        return spec
+    def _detach(self, name: str) -> None:
+        self._lora("unload", {"lora_name": name})

@@ -14,7 +14,9 @@ import queue
 import threading
 import time
 
-from .engine import Engine, Generation, UpstreamFailed
+from pathlib import Path
+
+from .engine import AdapterSpec, Engine, Generation, UpstreamFailed
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,30 @@ class WorkerEngine(Engine):
     def _run(self, gen: Generation) -> None:
         """Decode ``gen`` to its end (blocking; the decoder batches it with the other workers' requests)."""
         raise NotImplementedError
+
+    def _attach(self, spec: AdapterSpec) -> None:
+        """Make the decoder able to decode with adapter ``spec`` (before any request for it is accepted)."""
+        raise NotImplementedError
+
+    def _detach(self, name: str) -> None:
+        """Drop adapter ``name`` from the decoder (no reply for it is decoding any more)."""
+        raise NotImplementedError
+
+    def add_adapter(self, path: str | Path, name: str | None = None, timeout: float = 600.0) -> AdapterSpec:
+        """Load the adapter into the decoder, then accept requests for it; replies in flight are not disturbed."""
+        with self._reload_lock:
+            spec = self.adapter_spec(path, name)
+            self._attach(spec)
+            self._admit_adapter(spec)
+        return spec
+
+    def remove_adapter(self, name: str, timeout: float = 600.0) -> AdapterSpec:
+        """Refuse new requests for ``name`` now; once those accepted are done, drop it from the decoder."""
+        with self._reload_lock:
+            spec = self._retire(name)
+            self._wait_idle(name, timeout)
+            self._detach(name)
+        return spec
 
     def _wait_idle(self, name: str, timeout: float) -> None:
         """Wait until no reply accepted for adapter ``name`` (already refused to new requests) is decoding."""
