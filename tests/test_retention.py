@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -61,8 +62,6 @@ def fresh_adapter(tiny_llama):
 
 
 def test_kl_is_zero_for_a_zero_initialised_adapter_and_grows_when_it_moves(fresh_adapter):
-    import torch
-
     probe = RetentionProbe(retention_records(limit=4), fresh_adapter.format, max_new_tokens=8, batch_size=2)
     values, tokens = probe.kl_per_prompt(fresh_adapter)
     assert tokens > 0 and len(values) > 0
@@ -72,41 +71,23 @@ def test_kl_is_zero_for_a_zero_initialised_adapter_and_grows_when_it_moves(fresh
 
     same = el.measure_retention(fresh_adapter, retention_records(limit=2), max_new_tokens=4)
     assert isinstance(same, el.Retention) and same.drift < 1e-7 and same.reading.startswith("negligible")
-    lora_b = [p for n, p in fresh_adapter.model.named_parameters() if "lora_B" in n]
-    with torch.no_grad():
-        for p in lora_b:
-            p.normal_(std=0.5)
-    try:
+    with moved_adapter(fresh_adapter):
         moved = probe.measure(fresh_adapter, resamples=100)
-        assert moved.drift > 1e-3 and moved.low <= moved.drift <= moved.high
-        assert moved.n == len(values) and 0.0 <= moved.degenerate.value <= 1.0
-    finally:
-        with torch.no_grad():
-            for p in lora_b:
-                p.zero_()
+    assert moved.drift > 1e-3 and moved.low <= moved.drift <= moved.high
+    assert moved.n == len(values) and 0.0 <= moved.degenerate.value <= 1.0
 
 
 def test_own_replies_come_from_the_speaker_and_the_drift_from_the_tutors_network(fresh_adapter, tiny_llama):
     """A speaker (the tutor loaded again, e.g. on llama.cpp) writes the replies the degeneration is read from;
     the KL still comes from the tutor's PyTorch network along the base's continuations."""
-    import torch
-
     from edulora.tutor import Tutor
 
     speaker = Tutor.load(None, base=str(tiny_llama), precision="fp32")  # a second loading: its own network
     probe = RetentionProbe(retention_records(limit=3), fresh_adapter.format, max_new_tokens=10, batch_size=2)
-    lora_b = [p for n, p in fresh_adapter.model.named_parameters() if "lora_B" in n]
-    with torch.no_grad():
-        for p in lora_b:
-            p.normal_(std=0.5)
-    try:
+    with moved_adapter(fresh_adapter):
         alone = probe.measure(fresh_adapter, resamples=50)
         spoken = probe.measure(fresh_adapter, resamples=50, speaker=speaker)
         own = probe.replies(fresh_adapter)
-    finally:
-        with torch.no_grad():
-            for p in lora_b:
-                p.zero_()
     assert alone.drift > 1e-3
     assert (spoken.drift, spoken.low, spoken.high, spoken.tokens) == (alone.drift, alone.low, alone.high, alone.tokens)
     heard = [r.text for r in speaker.generate(probe.messages, probe.sampling)]
@@ -114,6 +95,23 @@ def test_own_replies_come_from_the_speaker_and_the_drift_from_the_tutors_network
     assert spoken.distinct_2 == sum(distinct_n(t) for t in heard) / len(heard)
     assert spoken.longest_repeat == sum(longest_repeat(t) for t in heard) / len(heard)
     assert alone.longest_repeat == sum(longest_repeat(t) for t in own) / len(own)
+
+
+@contextlib.contextmanager
+def moved_adapter(tutor):
+    """The tutor's LoRA B matrices set to random values (the adapter then changes the outputs), zeroed after."""
+    import torch
+
+    lora_b = [p for n, p in tutor.model.named_parameters() if "lora_B" in n]
+    with torch.no_grad():
+        for p in lora_b:
+            p.normal_(std=0.5)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p in lora_b:
+                p.zero_()
 
 
 def _train(tiny_llama, folder, **training):
