@@ -184,7 +184,7 @@ def gguf_tensors(model) -> dict[str, torch.Tensor]:
     return out
 
 
-def _check_llama(config) -> None:
+def check_llama(config) -> None:
     if getattr(config, "model_type", None) != "llama":
         raise EduloraError(f"GGUF export supports llama-architecture models (e.g. SmolLM2); "
                            f"this one is {getattr(config, 'model_type', '?')!r}")
@@ -272,7 +272,7 @@ def write_gguf(model, tokenizer, out: str | Path, dtype: str = "f16", name: str 
     if out.exists() and not overwrite:
         raise EduloraError(f"{out}: exists; pass --overwrite to replace it")
     config = model.config
-    _check_llama(config)
+    check_llama(config)
     tensors = gguf_tensors(model)
     vocab_size = tensors["token_embd.weight"].shape[0]
     tokens, types, merges, tokenizer_json = tokenizer_vocab(tokenizer, vocab_size)

@@ -16,14 +16,14 @@ from pathlib import Path
 import torch
 
 from ..errors import EduloraError
-from ..export import _LAYER_NAMES, _check_llama, _permute_rotary, gguf_writer
+from ..export import _LAYER_NAMES, check_llama, _permute_rotary, gguf_writer
 from ..modeling import adapter_weights, cache_dir
 
 #: What PEFT prefixes each adapter tensor with.
 _PEFT_PREFIX = "base_model.model.model.layers."
 
 
-def _read_config(folder: Path) -> dict:
+def read_adapter_config(folder: Path) -> dict:
     try:
         return json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
@@ -73,8 +73,8 @@ def write_gguf_lora(folder: Path, base_config, out: Path, allow_pickle: bool = F
     """Write the adapter in ``folder`` (trained on a llama model with ``base_config``) as one GGUF LoRA file."""
     import gguf
 
-    _check_llama(base_config)
-    alpha = lora_alpha(_read_config(folder), folder)
+    check_llama(base_config)
+    alpha = lora_alpha(read_adapter_config(folder), folder)
     heads = int(base_config.num_attention_heads)
     kv_heads = int(getattr(base_config, "num_key_value_heads", None) or heads)
     tensors = gguf_lora_tensors(load_lora_tensors(folder, allow_pickle), heads, kv_heads)

@@ -75,13 +75,13 @@ def llamacpp_refusal(base_model: str, adapters: Sequence[os.PathLike] = ()) -> s
     """Why llama.cpp cannot serve ``base_model`` with these adapter folders (None: it can), without converting."""
     from transformers import AutoConfig
 
-    from ..export import _check_llama
-    from .gguf_lora import _read_config, lora_alpha
+    from ..export import check_llama
+    from .gguf_lora import read_adapter_config, lora_alpha
 
     try:
-        _check_llama(AutoConfig.from_pretrained(resolve_model_path(base_model)))
+        check_llama(AutoConfig.from_pretrained(resolve_model_path(base_model)))
         for folder in adapters:
-            lora_alpha(_read_config(Path(folder)), Path(folder))
+            lora_alpha(read_adapter_config(Path(folder)), Path(folder))
     except (EduloraError, OSError, ValueError) as err:
         return str(err).splitlines()[0] if str(err) else type(err).__name__
     return None
