@@ -316,3 +316,31 @@ def test_auto_serves_on_transformers_what_llamacpp_cannot_take(tiny_runs, tiny_l
     assert len(lines) == 2 and "DoRA adapters cannot run on llama.cpp" in lines[0] and "'gpt2'" in lines[1]
     assert all(line.startswith("Backend: transformers, not llama.cpp: ") for line in lines)
     assert choose_backend("transformers", str(tiny_llama)) == "transformers"  # the exact reference, when asked
+
+
+def test_a_slots_cached_prompt_never_serves_another_adapter(tiny_runs, tiny_llama, tiny_gguf):
+    """One slot, so every request reuses the previous one's KV cache: the same prompt under math, the base,
+    bio and math again, then a longer prompt that extends it (the next turn of a conversation, evaluated
+    from the cached prefix). Each reply equals the PEFT forward's for its own adapter alone."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from edulora.inference.llamacpp import load_llamacpp
+    from edulora.modeling import attach_adapter
+
+    adapters = {name: run / "adapter" for name, run in tiny_runs.items()}
+    model, tokenizer, _ = load_llamacpp(adapters, str(tiny_llama), tiny_gguf, parallel=1, context=2048)
+    network = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    for name, run in tiny_runs.items():
+        network = attach_adapter(network, run / "adapter", name)
+    network.eval()
+    first = _prompt_ids(tokenizer, MATH_QUESTIONS[0], chat=True)
+    longer = first + _prompt_ids(tokenizer, " And what about twice that?", chat=False)
+    sampling = Sampling(max_new_tokens=16)
+    for ids, adapter in [(first, "math"), (first, None), (first, "bio"), (first, "math"), (longer, "math"),
+                         (longer, None)]:
+        expected = Request(ids, sampling, adapter or "__base__")
+        decode(network, tokenizer, [expected])
+        got = Request(ids, sampling, adapter)
+        model.decode(tokenizer, [got], parallel=1)
+        assert (got.output, got.tokens) == (expected.output, expected.tokens), adapter

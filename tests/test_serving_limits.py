@@ -10,7 +10,7 @@ import torch
 
 from test_serving_support import launch_serve, tiny_engine, tiny_runs  # noqa: F401  (fixtures)
 
-from edulora.generation import Request, Sampling, StopStrings, _Row
+from edulora.generation import Request, Sampling, StopStrings, Row
 
 
 def _held_back_by_definition(text: str, end: int, stops: list[str]) -> int:
@@ -34,7 +34,7 @@ def test_holding_back_a_stop_string_is_linear_in_its_length():
     # A stop string that never completes: every character of the reply could be where it begins.
     long_stop = "a" * 300_000 + "b"
     request = Request([1, 2, 3], Sampling(max_new_tokens=10, stop=(long_stop,)))
-    row = _Row(request, lambda tokens: "a" * (150_000 * len(tokens)), set(), torch.device("cpu"))
+    row = Row(request, lambda tokens: "a" * (150_000 * len(tokens)), set(), torch.device("cpu"))
     began = time.perf_counter()
     for token in (5, 6, 7):
         assert not row.advance(token)

@@ -148,8 +148,11 @@ class StopStrings:
         return held
 
 
-class _Row:
-    """Decoding state of one request inside a batch."""
+class Row:
+    """Decoding state of one request: stop ids and strings, length limit, streamed text.
+
+    Public because every engine (PyTorch here, llama.cpp, vLLM) feeds its tokens through it, so a
+    reply ends and streams the same way whichever backend decoded it."""
 
     def __init__(self, request: Request, decode_text, stop_ids: set[int], on: torch.device):
         self.request = request
@@ -185,7 +188,7 @@ class _Row:
             request.finish("cancelled")
             return True
         if token in self.stop_ids:
-            return self._done(self.decode_text(self.tokens), "stop")
+            return self.finish(self.decode_text(self.tokens), "stop")
         self.tokens.append(token)
         self.ids[self.length] = token
         self.length += 1
@@ -193,9 +196,9 @@ class _Row:
         text = self.decode_text(self.tokens)
         cut = self.stops.find(text, self.searched)
         if cut >= 0:
-            return self._done(text[:cut], "stop")
+            return self.finish(text[:cut], "stop")
         if len(self.tokens) >= self.sampling.max_new_tokens:
-            return self._done(text, "length")
+            return self.finish(text, "length")
         # Hold back what may still change: a half-decoded UTF-8 character, or the start of a stop string.
         safe = len(text.rstrip("\ufffd"))
         self.searched = max(0, safe - self.stops.longest)
@@ -208,7 +211,8 @@ class _Row:
             self.request.emit(text[start:upto])
             self.emitted = upto
 
-    def _done(self, text: str, reason: str) -> bool:
+    def finish(self, text: str, reason: str) -> bool:
+        """End the row with ``text`` as the whole reply (its unsent part is emitted first)."""
         self._send(text.rstrip(), len(text.rstrip()))
         self.request.finish(reason)
         return True
@@ -241,7 +245,7 @@ def decode(model, tokenizer, requests: Sequence[Request], decode_text=None) -> i
         ids[i, width - len(r.prompt_ids):] = torch.tensor(r.prompt_ids, device=on)
         mask[i, width - len(r.prompt_ids):] = 1
     positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift real positions
-    rows = [_Row(r, decode_text, stop_ids, on) for r in requests]
+    rows = [Row(r, decode_text, stop_ids, on) for r in requests]
     cache, steps = None, 0
     while rows:
         extra: dict = {"logits_to_keep": 1} if logits_to_keep else {}

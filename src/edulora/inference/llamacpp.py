@@ -27,7 +27,7 @@ import torch
 
 from ..config import DEFAULT_MODEL
 from ..errors import EduloraError
-from ..generation import PEFT_BASE, Request, Sampling, _Row, stop_token_ids
+from ..generation import PEFT_BASE, Request, Sampling, Row, stop_token_ids
 from ..modeling import cache_dir, packaged_gguf, resolve_model_path
 
 
@@ -146,7 +146,9 @@ class LlamaCpp:
             # cache: measured on the tiny f32 model, log-probs then differ from the PEFT forward by up to
             # 1e-2 (2e-5 without it), enough to flip near-tied greedy picks a few tokens into a reply.
             params.flash_attn_type = xllamacpp.llama_flash_attn_type.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        params.cache_ram_mib = 0  # no prompt cache across slots either (see ``body``)
+        # No host-RAM prompt cache shared across slots: it restores a cached prompt by its tokens, and unlike
+        # the per-slot cache (see ``body``) we have not verified that it checks which adapter computed it.
+        params.cache_ram_mib = 0
         if not self.gguf.is_file():
             raise EduloraError(f"{self.gguf}: no such GGUF file")
         try:
@@ -186,14 +188,16 @@ class LlamaCpp:
             "presence_penalty": 0.0, "frequency_penalty": 0.0, "dry_multiplier": 0.0,
             "seed": s.seed if s.seed is not None else int.from_bytes(uuid.uuid4().bytes[:4], "little"),
             "lora": [{"id": i, "scale": 1.0 if name == adapter else 0.0} for i, name in enumerate(self.names)],
-            # A slot's cached prompt was computed under the previous request's adapters; reusing it for
-            # another adapter would mix two tutors, so every prompt is evaluated afresh (it is the cheap part).
-            "cache_prompt": False,
+            # A slot keeps its last prompt's KV cache, so the next turn of a conversation (or the next open
+            # turn of an evaluated dialogue) evaluates only its new tokens. llama.cpp's server itself clears a
+            # slot's cache when the next request's adapter scales differ ("clearing cache for lora change"),
+            # so a cache computed under one tutor never serves another (tested against the PEFT forward).
+            "cache_prompt": True,
         }
 
     def run(self, request: Request, decode_text: Callable[[list[int]], str], stop_ids: set[int]) -> None:
         """Decode ``request`` to its end (blocking; other threads' requests share llama.cpp's batch meanwhile)."""
-        row = _Row(request, decode_text, stop_ids, torch.device("cpu"))
+        row = Row(request, decode_text, stop_ids, torch.device("cpu"))
         vocab = self.vocab
         failure: list[str] = []
         ended: list[str] = []
@@ -219,7 +223,7 @@ class LlamaCpp:
             if request.cancelled:
                 request.finish("cancelled")
             else:
-                row._done(decode_text(row.tokens), "length" if ended == ["length"] else "stop")
+                row.finish(decode_text(row.tokens), "length" if ended == ["length"] else "stop")
 
     def decode(self, tokenizer, requests: Sequence[Request], decode_text=None, parallel: int = 8) -> None:
         """Every request decoded to its end, up to ``parallel`` at a time (continuous batching)."""

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from ..errors import EduloraError
-from ..generation import _Row, stop_token_ids
+from ..generation import Row, stop_token_ids
 from ..modeling import load_tokenizer, resolve_model_path
 from .engine import AdapterSpec, Generation, UpstreamFailed, display_name, resolve_adapters
 from .workers import WorkerEngine
@@ -111,7 +111,7 @@ class VllmEngine(WorkerEngine):
         import httpx
         import openai
 
-        row = _Row(gen, self.decode, self._stop_ids, torch.device("cpu"))
+        row = Row(gen, self.decode, self._stop_ids, torch.device("cpu"))
         ended = None
         try:
             with self.model.completions.create(**self.request(gen)) as stream:
@@ -132,7 +132,7 @@ class VllmEngine(WorkerEngine):
             if gen.cancelled:
                 gen.finish("cancelled")
             else:  # vLLM ended first: a stop token (not streamed back) or its length limit
-                row._done(self.decode(row.tokens), "length" if ended == "length" else "stop")
+                row.finish(self.decode(row.tokens), "length" if ended == "length" else "stop")
 
     def _lora(self, action: str, body: dict[str, str]) -> None:
         import openai
