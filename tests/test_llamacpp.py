@@ -344,3 +344,18 @@ def test_a_slots_cached_prompt_never_serves_another_adapter(tiny_runs, tiny_llam
         got = Request(ids, sampling, adapter)
         model.decode(tokenizer, [got], parallel=1)
         assert (got.output, got.tokens) == (expected.output, expected.tokens), adapter
+
+
+def test_llama_cpp_leaves_a_core_to_python_unless_told(monkeypatch):
+    import os
+
+    from edulora.inference.llamacpp import THREADS_VARIABLE, default_threads
+
+    monkeypatch.delenv(THREADS_VARIABLE, raising=False)
+    assert default_threads() == max(1, len(os.sched_getaffinity(0)) - 1)
+    monkeypatch.setenv(THREADS_VARIABLE, "3")
+    assert default_threads() == 3
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv(THREADS_VARIABLE, bad)
+        with pytest.raises(EduloraError, match=THREADS_VARIABLE):
+            default_threads()

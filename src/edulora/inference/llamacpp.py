@@ -113,6 +113,25 @@ def base_gguf(base_model: str, gguf: str | os.PathLike | None = None) -> Path:
     return out
 
 
+THREADS_VARIABLE = "EDULORA_LLAMACPP_THREADS"
+
+
+def default_threads() -> int:
+    """llama.cpp's threads: ``$EDULORA_LLAMACPP_THREADS``, else every core this process may use but one.
+
+    llama.cpp's threads meet at a spinning barrier after every operation, so one of them losing its
+    core to another busy thread (edulora's own streaming and scoring, the HTTP server, a training run)
+    stalls them all: on 2 loaded cores, 2 threads decoded 0.1 tokens/s where 1 thread decoded 9.5-16
+    (docs/benchmarks.md). One core is left to the Python side.
+    """
+    value = os.environ.get(THREADS_VARIABLE, "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise EduloraError(f"{THREADS_VARIABLE}={value!r}: expected a whole number of threads, 1 or more")
+        return int(value)
+    return max(1, len(os.sched_getaffinity(0)) - 1)
+
+
 class LlamaCpp:
     """A GGUF base with named GGUF LoRA adapters in one llama.cpp server core (no HTTP is used)."""
 
@@ -134,7 +153,7 @@ class LlamaCpp:
         params.kv_unified = True
         params.n_ctx = context
         params.ctx_shift = False  # edulora bounds prompt + reply itself; never drop context silently
-        params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads or len(os.sched_getaffinity(0))
+        params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads or default_threads()
         # Loaded once with scale 0: each request sets the scales it wants, nothing is switched globally.
         params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(p), 0.0) for p in (loras or {}).values()]
         # The core also listens on a loopback port; a random key keeps that door shut (edulora calls it in-process).
