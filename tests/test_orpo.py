@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 
 import pytest
@@ -15,11 +16,11 @@ from edulora.cli import main
 def _orpo(model, pairs, out, *extra: str) -> el.RunConfig:
     return el.load_config(None, [f"model.name={model}", f"data.train_file={pairs}", "training.method=orpo",
                                  "data.eval_fraction=0.2", *COMMON, "training.learning_rate=5e-3",
-                                 "training.max_steps=4", "training.eval_steps=100", "training.save_steps=100",
+                                 "training.max_steps=4", "training.eval_steps=100", "training.save_steps=2",
                                  f"output_dir={out}", "run_name=orpo", *extra])
 
 
-def test_orpo_lowers_the_held_out_loss_and_writes_a_preference_run(tiny_llama, write_jsonl, tmp_path):
+def test_orpo_lowers_the_held_out_loss_writes_a_preference_run_and_resumes(tiny_llama, write_jsonl, tmp_path):
     pairs = write_jsonl(toy_pairs(), "pairs.jsonl")
     run = el.train(_orpo(tiny_llama, pairs, tmp_path))
     summary = run.summary
@@ -38,6 +39,12 @@ def test_orpo_lowers_the_held_out_loss_and_writes_a_preference_run(tiny_llama, w
     card = (adapter / "README.md").read_text()
     assert "## Preference tuning" in card and "ORPO (TRL), beta (lambda) = 0.1" in card and "DPO" not in card
     assert el.Tutor.load(run.run_dir).ask("What is 2 times 3?").tokens >= 0
+
+    # As if killed after the step-2 checkpoint: resume continues from it to the end, without a reference.
+    shutil.rmtree(run.run_dir.checkpoints_dir / "checkpoint-4")
+    resumed = el.resume(run.run_dir).summary
+    assert resumed.method == "orpo" and resumed.optimizer_steps == 4
+    assert resumed.resumed_from.endswith("checkpoint-2") and resumed.eval_loss_before == summary.eval_loss_before
 
 
 def test_a_long_conversation_loses_its_oldest_tokens_never_the_reply(tiny_llama):

@@ -80,7 +80,8 @@ def run_preference(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -
         stop = GracefulStop()
         if orpo:
             trainer_class, args = orpo.OddsRatioTrainer, training_arguments(
-                config, run_dir, dtype, orpo.ORPOConfig, train_sampling_strategy="random", **orpo.orpo_arguments(config))
+                config, run_dir, dtype, orpo.ORPOConfig, train_sampling_strategy="random",
+                **orpo.orpo_arguments(config))
         else:
             trainer_class, args = PreferenceTrainer, training_arguments(
                 config, run_dir, dtype, DPOConfig, beta=t.beta, loss_type=[t.loss_type],
@@ -90,8 +91,8 @@ def run_preference(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -
                 pad_to_multiple_of=config.data.pad_to_multiple_of, precompute_ref_log_probs=False,
                 dataset_num_proc=None)
         trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_dict(train_rows),
-                                    eval_dataset=Dataset.from_dict(eval_rows), processing_class=tokenizer,
-                                    callbacks=_callbacks(config, run_dir, stop), probe=probe, select_by=t.select_by)
+                                eval_dataset=Dataset.from_dict(eval_rows), processing_class=tokenizer,
+                                callbacks=_callbacks(config, run_dir, stop), probe=probe, select_by=t.select_by)
 
         # 4. Train, measuring the held-out DPO or ORPO loss (and pedagogy) before and after.
         previous, output, train_seconds, after = _train_between_evaluations(trainer, run_dir, stop, checkpoint,
