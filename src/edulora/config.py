@@ -20,8 +20,8 @@ from .namevalue import split_name_value
 DEFAULT_MODEL = "smollm2-135m-instruct"
 #: What ``training.select_by`` can choose checkpoints by.
 SELECT_BY = ("eval_loss", "leak_rate", "incorrect_answer_rate", "style_adherence")
-#: What ``training.method`` can be: supervised tuning on records, or preference tuning on pairs.
-METHODS = ("sft", "dpo")
+#: What ``training.method`` can be: supervised tuning on records, or preference tuning on pairs (DPO, ORPO).
+METHODS = ("sft", "dpo", "orpo")
 #: DPO losses offered (TRL's names): the paper's logistic loss, IPO's squared one, hinge (SLiC), robust DPO.
 DPO_LOSSES = ("sigmoid", "ipo", "hinge", "robust")
 
@@ -36,8 +36,8 @@ class ModelConfig:
     load_in_4bit: bool = False
     #: Run code shipped with a hub model; off unless you trust the model's authors.
     trust_remote_code: bool = False
-    #: A trained adapter (run or adapter directory) to start from, for ``training.method=dpo``: it is
-    #: trained further and a frozen copy of it is the reference model. Its base model, prompt format
+    #: A trained adapter (run or adapter directory) to start from, for ``training.method=dpo`` or ``orpo``:
+    #: it is trained further (DPO: a frozen copy of it is the reference model). Its base model, prompt format
     #: and LoRA shape are used (``model.name`` only when it names another copy of that base).
     #: Empty: a new LoRA adapter on the base model, whose reference is the base (adapter disabled).
     adapter: str = ""
@@ -100,11 +100,13 @@ class LoraSettings:
 class TrainingSettings:
     #: ``sft``: supervised tuning on records (replies to imitate); ``dpo``: preference tuning (TRL's DPOTrainer)
     #: on pairs ``{"prompt" | "messages", "chosen", "rejected", "metadata"}`` (``edulora data pairs``,
-    #: ``edulora feedback export --pairs``), usually from an SFT adapter (``model.adapter``).
+    #: ``edulora feedback export --pairs``), usually from an SFT adapter (``model.adapter``); ``orpo``: the
+    #: same pairs with TRL's ORPOTrainer (no reference model: SFT loss on chosen + an odds-ratio penalty).
     method: str = "sft"
     #: DPO: how far the tuned tutor may move from the reference (TRL's beta; lower lets it move further).
+    #: ORPO: the weight (the paper's lambda) of the odds-ratio term beside the chosen reply's cross-entropy.
     beta: float = 0.1
-    #: DPO: ``sigmoid`` (the DPO paper), ``ipo``, ``hinge`` or ``robust`` (see DPO_LOSSES).
+    #: DPO only: ``sigmoid`` (the DPO paper), ``ipo``, ``hinge`` or ``robust`` (see DPO_LOSSES).
     loss_type: str = "sigmoid"
     epochs: float = 3.0
     #: Stop after this many optimizer steps (overrides ``epochs`` when > 0).
@@ -308,8 +310,10 @@ def validate_config(config: RunConfig) -> None:
         (config.training.method in METHODS, f"training.method must be one of {', '.join(METHODS)}"),
         (config.training.beta > 0, "training.beta must be positive"),
         (config.training.loss_type in DPO_LOSSES, f"training.loss_type must be one of {', '.join(DPO_LOSSES)}"),
+        (config.training.method != "orpo" or config.training.loss_type == DPO_LOSSES[0],
+         "training.loss_type applies to training.method=dpo only (ORPO has one loss; leave it at sigmoid)"),
         (not config.model.adapter or config.training.method != "sft",
-         "model.adapter (a trained adapter to start from) applies to training.method=dpo"),
+         "model.adapter (a trained adapter to start from) applies to training.method=dpo or orpo"),
         (config.training.retention_sample >= 0, "training.retention_sample must be 0 (off) or positive"),
         (config.training.retention_max_new_tokens >= 1, "training.retention_max_new_tokens must be positive"),
         (config.training.max_drift >= 0, "training.max_drift must be 0 (no bound) or positive"),

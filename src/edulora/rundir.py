@@ -42,7 +42,8 @@ class RunSummary:
     """What ``summary.json`` holds: the outcome of a run, written last."""
 
     status: str = "training"
-    #: ``sft`` or ``dpo`` (``training.method``); for ``dpo`` the eval loss is the DPO loss on held-out pairs.
+    #: ``sft``, ``dpo`` or ``orpo`` (``training.method``); for ``dpo``/``orpo`` the eval loss is that method's
+    #: loss on held-out pairs.
     method: str = "sft"
     eval_loss_before: float | None = None
     eval_loss_after: float | None = None
@@ -73,7 +74,8 @@ class RunSummary:
     pedagogy: dict[str, Any] = field(default_factory=dict)
     #: The memory estimate for the largest micro-batch and whether activations were recomputed to fit.
     memory: dict[str, Any] = field(default_factory=dict)
-    #: DPO: held-out reward accuracy (chosen scored above rejected), margin, chosen and rejected rewards.
+    #: DPO/ORPO: held-out reward accuracy (chosen scored above rejected), margin, chosen and rejected rewards;
+    #: ORPO also its chosen cross-entropy (nll_loss), log_odds_ratio and log_odds_chosen.
     preference: dict[str, float] = field(default_factory=dict)
     #: Drift of the kept adapter from its base on general prompts (``evaluation.results.Retention`` as a dict).
     retention: dict[str, Any] = field(default_factory=dict)

@@ -1,14 +1,16 @@
-"""Preference tuning (``training.method=dpo``): TRL's DPOTrainer on chosen/rejected pairs, usually from an SFT adapter.
+"""Preference tuning (``training.method=dpo`` or ``orpo``): TRL's DPOTrainer or ORPOTrainer on chosen/rejected pairs.
 
 The same run as SFT, top to bottom — run directory, data, model, Trainer, adapter, summary — with
-what differs kept here: pairs instead of records, a reference model, and the DPO loss. Pairs go
+what differs kept here: pairs instead of records, a reference model, and the DPO loss (ORPO, which
+needs no reference, swaps in its trainer from ``training.orpo``; everything else is shared). Pairs go
 through ``PromptFormat`` (persona + teacher's key, the template the SFT adapter was trained
 with), so the tutor is tuned on exactly the prompts it is asked in.
 
 The reference model: when ``model.adapter`` names a trained adapter, it is loaded trainable and
 TRL's DPOTrainer copies it into a frozen adapter named ``ref``, which scores the reference (TRL's
 documented way to re-train an existing adapter). Without one, a new LoRA adapter is trained on the
-base model, and its initial copy (B = 0: the base model's outputs) is the reference.
+base model, and its initial copy (B = 0: the base model's outputs) is the reference. ORPO trains
+the same policy (a new adapter, or ``model.adapter`` continued) and keeps no ``ref``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import resource
 import time
+import warnings
 
 import torch
 from trl import DPOConfig, DPOTrainer
@@ -31,10 +34,9 @@ from ..rundir import RunDir, RunSummary, is_main_process
 from ..tutor import Tutor
 from .callbacks import GracefulStop, out_of_space_is_a_user_error
 from .data import should_scrub
-from .pedagogy import PedagogyProbe, selection_score
 from .recipe import (RunResult, _callbacks, _pedagogy_probe, _rates, _selection, _train_between_evaluations,
                      model_card)
-from .trainer import SELECT_METRIC, training_arguments
+from .trainer import PreferenceReporting, training_arguments
 
 #: TRL's name for the frozen copy of the starting adapter (dropped before the adapter is saved).
 REFERENCE = "ref"
@@ -42,88 +44,68 @@ REFERENCE = "ref"
 PREFERENCE_METRICS = ("rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")
 
 
-class PreferenceTrainer(DPOTrainer):
-    """TRL's DPOTrainer plus what an edulora run reports: pedagogy rates of held-out replies at each
-    evaluation (and checkpoint choice by them), evaluation time and trained tokens."""
-
-    def __init__(self, *args, probe: PedagogyProbe | None = None, select_by: str = "eval_loss", **kwargs):
-        super().__init__(*args, **kwargs)
-        self.probe, self.select_by = probe, select_by
-        self.tokens_trained = 0
-        self.eval_seconds = 0.0
-        self.last_eval: tuple[int, dict[str, float]] | None = None
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if model.training:
-            self.tokens_trained += int(inputs["attention_mask"].sum())  # real tokens: padding is masked out
-        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
-        began = time.perf_counter()
-        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-        if self.probe is not None and eval_dataset is None:
-            rates = {f"{metric_key_prefix}_{k}": v for k, v in self.probe.measure(self.model).items()}
-            if self.select_by != "eval_loss":
-                plain = {k.removeprefix(f"{metric_key_prefix}_"): v for k, v in rates.items()}
-                rates[f"{metric_key_prefix}_{SELECT_METRIC}"] = selection_score(
-                    self.select_by, plain, metrics[f"{metric_key_prefix}_loss"])
-            metrics.update(rates)
-            self.log(rates)
-            if self.select_by != "eval_loss":  # early stopping reads the selection metric from this event
-                self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-        self.eval_seconds += time.perf_counter() - began
-        if eval_dataset is None:
-            self.last_eval = (self.state.global_step, metrics)
-        return metrics
+class PreferenceTrainer(PreferenceReporting, DPOTrainer):
+    """TRL's DPOTrainer plus what an edulora run reports (see ``PreferenceReporting``)."""
 
 
 def run_preference(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResult:
-    """One DPO run into ``run_dir`` (resumed from ``checkpoint`` when given); see ``training.recipe._run``."""
+    """One DPO or ORPO run into ``run_dir`` (resumed from ``checkpoint`` when given); see ``training.recipe._run``."""
     from datasets import Dataset
 
     started = time.perf_counter()
+    t = config.training
+    orpo = _orpo() if t.method == "orpo" else None  # a TRL without ORPO is a config error before any work
     # 1. Data: pairs, split by conversation; the held-out conversations (with their chosen reply) are
     #    kept as the run's eval.jsonl, so `edulora eval RUN` and the pedagogy probe use them.
     train_pairs, held_out, info = load_pair_data(config)
     if is_main_process():
         run_dir.write_eval_records([p.as_record() for p in held_out])
 
-    # 2. Model: the starting adapter twice (trained, and frozen as the reference), or a new adapter.
-    model, tokenizer, base_path, start = _policy_and_reference(config)
+    # 2. Model: the starting adapter (DPO: also frozen as the reference), or a new adapter.
+    model, tokenizer, base_path, start = _policy(config)
     fmt = _prompt_format(config, tokenizer, start)
     train_rows, eval_rows = _rows(train_pairs, fmt), _rows(held_out, fmt)
-    info.update({"method": "dpo", "template": fmt.template, "answer_key": fmt.answer_key,
+    if orpo:
+        train_rows, eval_rows = (orpo.keep_prompt_ends(r, tokenizer, config.data.max_length)
+                                 for r in (train_rows, eval_rows))
+    info.update({"method": t.method, "template": fmt.template, "answer_key": fmt.answer_key,
                  "start_adapter": config.model.adapter or None})
     if is_main_process():
         run_dir.write_data_info(info)
     dtype = choose_dtype(config.model.precision)
     probe = _pedagogy_probe(config, [p.as_record() for p in held_out], fmt)
-    t = config.training
 
     with out_of_space_is_a_user_error(run_dir):
-        # 3. Trainer: the SFT run's arguments plus DPO's own; TRL tokenizes the rendered texts.
+        # 3. Trainer: the SFT run's arguments plus the method's own; TRL tokenizes the rendered texts.
         stop = GracefulStop()
-        args = training_arguments(
-            config, run_dir, dtype, DPOConfig, beta=t.beta, loss_type=[t.loss_type], max_length=config.data.max_length,
-            truncation_mode="keep_end",  # like SFT: a long conversation loses its oldest turns, never the reply
-            train_sampling_strategy="random", remove_unused_columns=True, gradient_checkpointing=False,
-            pad_to_multiple_of=config.data.pad_to_multiple_of, precompute_ref_log_probs=False,
-            dataset_num_proc=None)
-        trainer = PreferenceTrainer(model=model, args=args, train_dataset=Dataset.from_dict(train_rows),
-                                    eval_dataset=Dataset.from_dict(eval_rows), processing_class=tokenizer,
-                                    callbacks=_callbacks(config, run_dir, stop), probe=probe, select_by=t.select_by)
+        if orpo:
+            trainer_class, args = orpo.OddsRatioTrainer, training_arguments(
+                config, run_dir, dtype, orpo.ORPOConfig, train_sampling_strategy="random",
+                **orpo.orpo_arguments(config))
+        else:
+            trainer_class, args = PreferenceTrainer, training_arguments(
+                config, run_dir, dtype, DPOConfig, beta=t.beta, loss_type=[t.loss_type],
+                max_length=config.data.max_length,
+                truncation_mode="keep_end",  # like SFT: a long conversation loses its oldest turns, never the reply
+                train_sampling_strategy="random", remove_unused_columns=True, gradient_checkpointing=False,
+                pad_to_multiple_of=config.data.pad_to_multiple_of, precompute_ref_log_probs=False,
+                dataset_num_proc=None)
+        trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_dict(train_rows),
+                                eval_dataset=Dataset.from_dict(eval_rows), processing_class=tokenizer,
+                                callbacks=_callbacks(config, run_dir, stop), probe=probe, select_by=t.select_by)
 
-        # 4. Train, measuring the held-out DPO loss (and pedagogy) before and after.
+        # 4. Train, measuring the held-out DPO or ORPO loss (and pedagogy) before and after.
         previous, output, train_seconds, after = _train_between_evaluations(trainer, run_dir, stop, checkpoint,
-                                                                            t.keep_best, "dpo")
+                                                                            t.keep_best, t.method)
         selected_step, selection = _selection(trainer, config)
 
-        # 5. The adapter alone (the frozen reference is dropped), then the summary last.
+        # 5. The adapter alone (DPO's frozen reference is dropped), then the summary last.
         policy = trainer.model
         if REFERENCE in getattr(policy, "peft_config", {}):
             policy.delete_adapter(REFERENCE)
         pedagogy = {"before": previous.pedagogy.get("before", {}), "after": _rates(after)}
-        preference = {name: after[f"eval_{name}"] for name in PREFERENCE_METRICS if f"eval_{name}" in after}
+        names = PREFERENCE_METRICS + (orpo.ORPO_METRICS if orpo else ())
+        preference = {name: after[f"eval_{name}"] for name in names if f"eval_{name}" in after}
         meta = _adapter_meta(config, start)
         adapter = AdapterInfo(base_model=start.base_model if start else config.model.name, **meta,
                               template=fmt.template, system_prompt=fmt.system_prompt, answer_key=fmt.answer_key,
@@ -131,10 +113,11 @@ def run_preference(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -
                               select_by=t.select_by, pedagogy=pedagogy)
         if trainer.is_world_process_zero():
             card = model_card(config, adapter, previous.eval_loss_before, after["eval_loss"], selection)
-            save_adapter(policy, tokenizer, run_dir.adapter_dir, adapter, card + _card_section(config, preference))
+            rows = orpo.orpo_card_rows(config) if orpo else _dpo_card_rows(config)
+            save_adapter(policy, tokenizer, run_dir.adapter_dir, adapter, card + _card_section(rows, preference))
         before_loss = previous.eval_loss_before
         summary = RunSummary(
-            status="done", method="dpo", eval_loss_before=before_loss, eval_loss_after=after["eval_loss"],
+            status="done", method=t.method, eval_loss_before=before_loss, eval_loss_after=after["eval_loss"],
             eval_loss_drop=(before_loss - after["eval_loss"]) / before_loss if before_loss else None,
             train_loss=output.training_loss, optimizer_steps=trainer.state.global_step,
             train_examples=len(train_pairs), eval_examples=len(held_out),
@@ -191,8 +174,8 @@ def scrub_pairs(pairs: list[PreferencePair]) -> tuple[list[PreferencePair], dict
     return out, dict(counts)
 
 
-def _policy_and_reference(config: RunConfig):
-    """(model, tokenizer, base path, starting adapter's info or None), the model ready for DPOTrainer."""
+def _policy(config: RunConfig):
+    """(model, tokenizer, base path, starting adapter's info or None), the model ready for DPO's or ORPO's trainer."""
     if not config.model.adapter:
         model, tokenizer, path = load_base_model(config.model, for_training=True)
         torch.manual_seed(config.training.seed)  # the LoRA init is part of the recipe
@@ -231,10 +214,31 @@ def _adapter_meta(config: RunConfig, start: AdapterInfo | None) -> dict[str, str
     return {n: getattr(config.adapter, n) or (getattr(start, n) if start else "") for n in names}
 
 
-def _card_section(config: RunConfig, preference: dict[str, float]) -> str:
+def _orpo():
+    """``training.orpo`` (TRL's ORPOTrainer), or a one-line config error when the installed TRL lacks it."""
+    import trl
+
+    try:
+        with warnings.catch_warnings():
+            # Importing trl.experimental warns, on every run and in every process, that its API may change.
+            # The user chose ORPO by name and docs/preference.md says where it lives; the notice would add
+            # nothing but noise. The filter is scoped to this import: nothing global (such as TRL's
+            # TRL_EXPERIMENTAL_SILENCE variable, which child processes would inherit) is changed.
+            warnings.filterwarnings("ignore", message=".*trl.experimental")
+            from . import orpo
+    except ImportError as error:
+        raise EduloraError(f"config: training.method=orpo needs trl.experimental.orpo, which the installed TRL "
+                           f"{trl.__version__} lacks ({error}); use training.method=dpo") from None
+    return orpo
+
+
+def _dpo_card_rows(config: RunConfig) -> list[tuple[str, str]]:
     t = config.training
-    rows = [("Method", f"DPO (TRL), loss={t.loss_type}, beta={t.beta}"),
+    return [("Method", f"DPO (TRL), loss={t.loss_type}, beta={t.beta}"),
             ("Started from", config.model.adapter or "a new adapter on the base model (reference: the base)"),
             ("Eval loss above", "the DPO loss on held-out pairs (ln 2 = 0.693 when tuned = reference)")]
-    rows += [(f"Held-out {name}", f"{value:.4f}") for name, value in preference.items()]
+
+
+def _card_section(rows: list[tuple[str, str]], preference: dict[str, float]) -> str:
+    rows = rows + [(f"Held-out {name}", f"{value:.4f}") for name, value in preference.items()]
     return "\n## Preference tuning\n\n| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows) + "\n"

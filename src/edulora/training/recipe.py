@@ -58,7 +58,7 @@ def resume(run_dir: str | os.PathLike) -> RunResult:
 
 
 def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResult:
-    if config.training.method == "dpo":  # preference pairs instead of records: same run, in its own module
+    if config.training.method in ("dpo", "orpo"):  # preference pairs instead of records: same run, own module
         from .preference import run_preference
 
         return run_preference(config, run_dir, checkpoint)
@@ -155,7 +155,7 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
 def _train_between_evaluations(trainer, run_dir: RunDir, stop: GracefulStop, checkpoint: str | None,
                                keep_best: bool, method: str):
     """Evaluate before (once per run: a resumed run keeps its first measurement), train, evaluate
-    after; shared by SFT and DPO. Returns the summary holding the "before" numbers, the Trainer's
+    after; shared by SFT, DPO and ORPO. Returns the summary holding the "before" numbers, the Trainer's
     output, training seconds without evaluations, and the final held-out metrics."""
     previous = run_dir.read_summary() or RunSummary()
     if previous.eval_loss_before is None:

@@ -114,6 +114,45 @@ class EduloraTrainer(Trainer):
         return metrics
 
 
+class PreferenceReporting:
+    """What an edulora run reports, added to a TRL preference trainer (DPO's or ORPO's, listed before it
+    in the bases): trained tokens, evaluation time, and the pedagogy rates of held-out replies at each
+    evaluation (and checkpoint choice by them). TRL computes the loss and its own held-out metrics."""
+
+    #: Attention masks in a preference batch: DPO's concatenated rows, or ORPO's chosen and rejected rows.
+    MASKS = ("attention_mask", "chosen_attention_mask", "rejected_attention_mask")
+
+    def __init__(self, *args, probe: PedagogyProbe | None = None, select_by: str = "eval_loss", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.probe, self.select_by = probe, select_by
+        self.tokens_trained = 0
+        self.eval_seconds = 0.0
+        self.last_eval: tuple[int, dict[str, float]] | None = None
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training:  # real tokens: padding is masked out
+            self.tokens_trained += sum(int(inputs[k].sum()) for k in self.MASKS if k in inputs)
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        began = time.perf_counter()
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        if self.probe is not None and eval_dataset is None:
+            rates = {f"{metric_key_prefix}_{k}": v for k, v in self.probe.measure(self.model).items()}
+            if self.select_by != "eval_loss":
+                plain = {k.removeprefix(f"{metric_key_prefix}_"): v for k, v in rates.items()}
+                rates[f"{metric_key_prefix}_{SELECT_METRIC}"] = selection_score(
+                    self.select_by, plain, metrics[f"{metric_key_prefix}_loss"])
+            metrics.update(rates)
+            self.log(rates)
+            if self.select_by != "eval_loss":  # early stopping reads the selection metric from this event
+                self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        self.eval_seconds += time.perf_counter() - began
+        if eval_dataset is None:
+            self.last_eval = (self.state.global_step, metrics)
+        return metrics
+
+
 def bounded_score(score: float, drift: float, bound: float) -> float:
     """A checkpoint's selection score (lower wins) under ``training.max_drift``: unchanged within the
     bound; past it, ``OUT_OF_BOUND + drift``, so any checkpoint within the bound wins over every one
