@@ -94,7 +94,7 @@ def test_packaged_model_served_by_edulora_judges_an_eval(real_run, tmp_path):
         out = tmp_path / "report.json"
         result = subprocess.run(
             [sys.executable, "-m", "edulora", "eval", str(real_run.run_dir), "--limit", "2", "--max-new-tokens", "40",
-             "--resamples", "50", "--judge", url, "--judge-model", "smollm2-135m-instruct",
+             "--resamples", "50", "--retention-prompts", "0", "--judge", url, "--judge-model", "smollm2-135m-instruct",
              "--judge-max-tokens", "48", "--judge-cache", str(tmp_path / "cache"), "--json", str(out)],
             capture_output=True, text=True, timeout=600)
     finally:

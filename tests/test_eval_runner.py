@@ -149,13 +149,17 @@ def test_cli_uses_the_runs_eval_split(trained_run, tmp_path, monkeypatch):
     monkeypatch.setattr(embeddings, "embed", fake_embed)
     out = tmp_path / "out.json"
     argv = ["eval", str(trained_run.run_dir), "--base", "--json", str(out), "--limit", "2",
-            "--max-new-tokens", "4", "--precision", "fp32", "--resamples", "50"]
+            "--max-new-tokens", "4", "--precision", "fp32", "--resamples", "50", "--retention-prompts", "3"]
     assert main(argv) == 0
     summary = json.loads(out.read_text())["summary"]
     assert set(summary) == {"base", "run"}
     for figures in summary.values():
         assert isinstance(figures["eval_loss"], float)
         assert all(m in figures for m in METRICS)
+    assert summary["run"]["drift"] is not None
+    # 0 skips the drift: the judge-and-metrics path alone, as the e2e test and quick checks want it
+    assert main(argv[:-1] + ["0"]) == 0
+    assert json.loads(out.read_text())["summary"]["run"]["drift"] is None
 
 
 @pytest.mark.parametrize("argv, message", [

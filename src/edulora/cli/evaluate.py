@@ -26,6 +26,7 @@ def evaluate(models: list[str] | None = typer.Argument(None, metavar="RUN_OR_ADA
              max_new_tokens: int = typer.Option(200, min=1), seed: int = 0,
              max_length: int = typer.Option(0, min=0, help="0: the run's data.max_length"),
              resamples: int = typer.Option(1000, min=1, help="bootstrap resamples"), retention_data: str | None = None,
+             retention_prompts: int | None = typer.Option(None, min=0, help="general prompts for the drift (0: skip)"),
              precision: Precision = "auto", allow_pickle: AllowPickle = False, backend: Backend = "auto",
              judge_model: str = "gpt-4o-mini",
              judge: str | None = typer.Option(None, metavar="URL", help="OpenAI-compatible judge server"),
@@ -39,7 +40,7 @@ def evaluate(models: list[str] | None = typer.Argument(None, metavar="RUN_OR_ADA
     scorer = Judge(judge, judge_model, judge_key, cache_dir=judge_cache, max_tokens=judge_max_tokens) if judge else None
     settings = el.EvalSettings(max_new_tokens=max_new_tokens, limit=limit, turns=turns, seed=seed,
                                bootstrap_resamples=resamples, max_length=max_length, retention_file=retention_data,
-                               backend=backend)
+                               retention=retention_prompts != 0, retention_limit=retention_prompts, backend=backend)
     result = evaluate_sources(models or [], data, settings, include_base=base, base_model=base_model,
                               precision=precision, allow_pickle=allow_pickle, judge=scorer,
                               progress=lambda text: print(text, file=sys.stderr, flush=True))
