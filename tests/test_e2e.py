@@ -104,8 +104,10 @@ def test_packaged_model_served_by_edulora_judges_an_eval(real_run, tmp_path):
     report = json.loads(out.read_text())
     (model,) = report["models"]
     labelled = [label for reply in model["replies"] for label in reply["judge"].values() if label is not None]
-    # A 135M judge is no good rater, but asked one dimension at a time it does answer with labels.
-    assert len(labelled) >= 8
+    # A 135M judge is no good rater: asked one dimension at a time it answers about half of the 16
+    # questions with a label (7 to 9 seen; which ones shifts with llama.cpp's thread count, i.e. the
+    # order its sums are taken in). The test is about the path: parsed labels of real replies reach the report.
+    assert len(labelled) >= 4
     assert any(model["metrics"][f"judge_{dim}"] is not None for dim in
                ("mistake_identification", "providing_guidance", "coherence", "human_likeness"))
     assert len(list((tmp_path / "cache").rglob("*.json"))) == 2

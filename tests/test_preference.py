@@ -214,3 +214,24 @@ def test_a_dpo_run_killed_mid_run_resumes_to_the_end(tiny_llama, sft_run, pairs_
     assert summary["status"] == "done" and summary["method"] == "dpo" and summary["optimizer_steps"] == 6
     assert summary["resumed_from"].rsplit("-", 1)[-1] in ("2", "4")
     assert (run / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_dpo_over_its_memory_budget_recomputes_activations_and_learns_the_same(tiny_llama, sft_run, pairs_file,
+                                                                               tmp_path):
+    """A budget the estimate exceeds switches checkpointing on for the whole run; recomputing changes
+    where activations live, not what is learnt (non-reentrant checkpointing replays dropout's RNG)."""
+    runs, recomputing = {}, {}
+    for name, budget in (("plain", "0"), ("bounded", "0.01")):
+        config = _dpo(tiny_llama, pairs_file, tmp_path / name, f"model.adapter={sft_run}", "training.max_steps=3",
+                      f"training.memory_budget_gb={budget}")
+        run = el.train(config)
+        runs[name], recomputing[name] = run.summary, run.tutor.model.get_base_model().is_activation_checkpointing
+    plain, bounded = runs["plain"], runs["bounded"]
+    assert recomputing == {"plain": False, "bounded": True}  # the network itself, not only the summary
+    assert not plain.memory["gradient_checkpointing"] and "no memory budget" in plain.memory["reason"]
+    assert bounded.memory["gradient_checkpointing"] and bounded.memory["checkpoint_above_tokens"] == 0
+    assert "exceeds the 0.01 GB budget" in bounded.memory["reason"]
+    assert bounded.memory["batch_tokens"] == plain.memory["batch_tokens"] > 0
+    assert bounded.eval_loss_after == pytest.approx(plain.eval_loss_after, abs=1e-5)
+    assert bounded.train_loss == pytest.approx(plain.train_loss, abs=1e-5)
+    assert bounded.eval_loss_after < bounded.eval_loss_before

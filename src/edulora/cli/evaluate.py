@@ -23,13 +23,12 @@ def evaluate(models: list[str] | None = typer.Argument(None, metavar="RUN_OR_ADA
              html: str | None = None, json_out: str | None = typer.Option(None, "--json"), markdown: str | None = None,
              limit: int | None = typer.Option(None, min=1, help="evaluate only the first N records"),
              turns: Turns = typer.Option("last", help="last tutor turn, or each before the key was reached (open)"),
-             max_new_tokens: int = typer.Option(200, min=1), seed: int = 0,
+             max_new_tokens: int = typer.Option(200, min=1), seed: int = 0, retention_data: str | None = None,
              max_length: int = typer.Option(0, min=0, help="0: the run's data.max_length"),
-             resamples: int = typer.Option(1000, min=1, help="bootstrap resamples"), retention_data: str | None = None,
+             resamples: int = typer.Option(1000, min=1, help="bootstrap resamples"),
              retention_prompts: int | None = typer.Option(None, min=0, help="general prompts for the drift (0: skip)"),
              precision: Precision = "auto", allow_pickle: AllowPickle = False, backend: Backend = "auto",
-             judge_model: str = "gpt-4o-mini",
-             judge: str | None = typer.Option(None, metavar="URL", help="OpenAI-compatible judge server"),
+             judge_model: str = "gpt-4o-mini", judge: str | None = typer.Option(None, metavar="URL", help="OpenAI-style API"),
              judge_key: str | None = typer.Option(None, help="default: $EDULORA_JUDGE_KEY or $OPENAI_API_KEY"),
              judge_cache: str | None = None, judge_max_tokens: int = typer.Option(400, min=1)) -> None:
     """Evaluate adapters (and the base model) on held-out records."""

@@ -92,10 +92,12 @@ def plain_token_limit(model: torch.nn.Module, labelled_share: float, budget_gb: 
 
 
 def plan_memory(model: torch.nn.Module, row_lengths: list[int], batch_size: int, pad_to_multiple_of: int,
-                labelled_share: float, budget_gb: float, setting: str, lora_modules: int) -> MemoryPlan:
+                labelled_share: float, budget_gb: float, setting: str, lora_modules: int,
+                per_batch: bool = True) -> MemoryPlan:
     """Which micro-batches recompute activations: ``setting`` "true"/"false" decides for all; "auto"
     compares the estimate for the largest micro-batch (``batch_size`` rows as long as the longest)
-    with the budget and, when it is over, checkpoints only micro-batches past ``plain_token_limit``."""
+    with the budget and, when it is over, checkpoints only micro-batches past ``plain_token_limit``
+    (all of them where the trainer cannot switch per micro-batch: ``per_batch=False``)."""
     longest = max(row_lengths, default=0)
     padded = -(-longest // pad_to_multiple_of) * pad_to_multiple_of
     tokens = padded * min(batch_size, max(len(row_lengths), 1))
@@ -112,7 +114,9 @@ def plan_memory(model: torch.nn.Module, row_lengths: list[int], batch_size: int,
         on = plain > budget_gb
         reason = (f"estimated {plain:.1f} GB for {tokens} tokens per micro-batch "
                   f"{'exceeds' if on else 'fits'} the {budget_gb:g} GB budget")
-        if on:
+        if on and not per_batch:
+            above = 0
+        elif on:
             above = plain_token_limit(model, labelled_share, budget_gb, lora_modules)
             reason += f"; micro-batches over {above} tokens recompute their activations"
         if on and checkpointed > budget_gb:

@@ -34,6 +34,7 @@ from ..rundir import RunDir, RunSummary, is_main_process
 from ..tutor import Tutor
 from .callbacks import GracefulStop, out_of_space_is_a_user_error
 from .data import should_scrub
+from .memory import MemoryPlan, plan_memory
 from .recipe import (RunResult, _callbacks, _pedagogy_probe, _rates, _selection, _train_between_evaluations,
                      model_card)
 from .trainer import PreferenceReporting, training_arguments
@@ -74,20 +75,21 @@ def run_preference(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -
         run_dir.write_data_info(info)
     dtype = choose_dtype(config.model.precision)
     probe = _pedagogy_probe(config, [p.as_record() for p in held_out], fmt)
+    memory = pair_memory_plan(config, model, tokenizer, train_rows)
 
     with out_of_space_is_a_user_error(run_dir):
         # 3. Trainer: the SFT run's arguments plus the method's own; TRL tokenizes the rendered texts.
         stop = GracefulStop()
         if orpo:
             trainer_class, args = orpo.OddsRatioTrainer, training_arguments(
-                config, run_dir, dtype, orpo.ORPOConfig, train_sampling_strategy="random",
+                config, run_dir, dtype, orpo.ORPOConfig, memory.gradient_checkpointing, train_sampling_strategy="random",
                 **orpo.orpo_arguments(config))
         else:
             trainer_class, args = PreferenceTrainer, training_arguments(
-                config, run_dir, dtype, DPOConfig, beta=t.beta, loss_type=[t.loss_type],
+                config, run_dir, dtype, DPOConfig, memory.gradient_checkpointing, beta=t.beta, loss_type=[t.loss_type],
                 max_length=config.data.max_length,
                 truncation_mode="keep_end",  # like SFT: a long conversation loses its oldest turns, never the reply
-                train_sampling_strategy="random", remove_unused_columns=True, gradient_checkpointing=False,
+                train_sampling_strategy="random", remove_unused_columns=True,
                 pad_to_multiple_of=config.data.pad_to_multiple_of, precompute_ref_log_probs=False,
                 dataset_num_proc=None)
         trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_dict(train_rows),
@@ -127,11 +129,36 @@ def run_preference(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -
             dtype=str(dtype).removeprefix("torch."), base_model=adapter.base_model, base_model_path=base_path,
             template=fmt.template, trainable_parameters=sum(p.numel() for p in policy.parameters() if p.requires_grad),
             resumed_from=checkpoint, select_by=t.select_by, selected_step=selected_step, selection=selection,
-            pedagogy=pedagogy, preference=preference)
+            pedagogy=pedagogy, preference=preference, memory=memory.to_dict())
         if trainer.is_world_process_zero():
             run_dir.write_summary(summary)
         tutor = Tutor(policy, tokenizer, fmt, adapter, name=run_dir.name, source=str(run_dir), adapter="default")
         return RunResult(run_dir, summary, tutor)
+
+
+def pair_memory_plan(config: RunConfig, model, tokenizer, rows: dict[str, list[str]]) -> MemoryPlan:
+    """Whether the run recomputes activations to stay within ``training.memory_budget_gb``.
+
+    A preference step runs chosen and rejected replies as one batch of twice the rows, each row
+    prompt + reply cut to ``data.max_length``; its stored activations are what SFT's estimate counts
+    (``training.memory``). TRL's DPO and ORPO forward the concatenated batch in one call, so the
+    switch is for the whole run rather than per micro-batch. Only replies' tokens reach the LM head's
+    log-probabilities, as in SFT's reply-only head.
+    """
+    t = config.training
+    lengths, replies = [], 0
+    for prompt, chosen, rejected in zip(rows["prompt"], rows["chosen"], rows["rejected"]):
+        asked = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        for reply in (chosen, rejected):
+            answered = len(tokenizer(reply, add_special_tokens=False)["input_ids"])
+            lengths.append(min(asked + answered, config.data.max_length))
+            replies += min(answered, lengths[-1])
+    share = replies / max(sum(lengths), 1)
+    plan = plan_memory(model, lengths, 2 * t.batch_size, config.data.pad_to_multiple_of, share, t.memory_budget_gb,
+                       t.gradient_checkpointing, len(config.lora.target_modules), per_batch=False)
+    if plan.gradient_checkpointing and is_main_process():
+        print(f"edulora: activation checkpointing on ({plan.reason})", flush=True)
+    return plan
 
 
 def load_pair_data(config: RunConfig) -> tuple[list[PreferencePair], list[PreferencePair], dict]:
