@@ -19,6 +19,10 @@ from edulora.evaluation.runner import (
     load_models,
 )
 
+#: The drift on a few general prompts, short: tests/test_retention.py covers it; here it only has to be
+#: there (all 40 prompts × 48 tokens, for every model, cost each evaluation minutes).
+FEW_GENERAL_PROMPTS = {"retention_limit": 4, "retention_max_new_tokens": 8}
+
 
 def fake_embed(texts):
     """Bag-of-words hashed into 16 dimensions: fast, deterministic, similar texts score similar."""
@@ -54,7 +58,8 @@ def evaluated(trained_run):
 
     models = load_models([trained_run.run_dir], include_base=True, precision="fp32")
     records = load_records(trained_run.run_dir / "eval.jsonl")
-    settings = EvalSettings(max_new_tokens=6, embed=fake_embed, bootstrap_resamples=200, max_length=128)
+    settings = EvalSettings(max_new_tokens=6, embed=fake_embed, bootstrap_resamples=200, max_length=128,
+                            **FEW_GENERAL_PROMPTS)
     return evaluate(models, records, settings, run_dir=trained_run.run_dir), trained_run
 
 
@@ -123,7 +128,8 @@ def test_evaluate_trained_writes_reports_into_the_run(trained_run, tmp_path):
     from edulora.data.formats import load_records
 
     records = load_records(trained_run.run_dir / "eval.jsonl")
-    settings = EvalSettings(max_new_tokens=4, limit=3, embed=fake_embed, bootstrap_resamples=50, max_length=128)
+    settings = EvalSettings(max_new_tokens=4, limit=3, embed=fake_embed, bootstrap_resamples=50, max_length=128,
+                            **FEW_GENERAL_PROMPTS)
     _, paths = evaluate_trained(trained_run.tutor, records, tmp_path, settings=settings)
     assert set(paths) == {"html", "json", "markdown"}
     report = json.loads(paths["json"].read_text())
@@ -190,7 +196,8 @@ def test_judge_labels_become_metrics_and_reach_the_report(trained_run, tmp_path)
         judge = Judge(server.url, "fake", cache_dir=tmp_path / "cache")
         models = load_models([trained_run.run_dir], include_base=True, precision="fp32")
         records = load_records(trained_run.run_dir / "eval.jsonl")
-        settings = EvalSettings(max_new_tokens=4, limit=2, embed=fake_embed, bootstrap_resamples=20, max_length=128)
+        settings = EvalSettings(max_new_tokens=4, limit=2, embed=fake_embed, bootstrap_resamples=20, max_length=128,
+                                **FEW_GENERAL_PROMPTS)
         result = evaluate(models, records, settings, judge=judge)
     finally:
         server.close()

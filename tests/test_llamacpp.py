@@ -208,7 +208,7 @@ def test_bad_backend_and_missing_gguf_are_one_line_errors(tiny_runs, tmp_path):
 
 def test_evaluation_generates_on_llama_cpp_and_keeps_the_loss_exact(tiny_runs, tmp_path):
     """Replies come from the chosen backend, the loss from the PyTorch network, the report keeps its shape."""
-    from test_eval_runner import fake_embed
+    from test_eval_runner import FEW_GENERAL_PROMPTS, fake_embed
 
     from edulora.data.formats import load_records
     from edulora.evaluation.runner import EvalSettings, evaluate, load_models
@@ -217,7 +217,8 @@ def test_evaluation_generates_on_llama_cpp_and_keeps_the_loss_exact(tiny_runs, t
     records = load_records(tiny_runs["math"] / "eval.jsonl")[:4]
     models = load_models([tiny_runs["math"], tiny_runs["bio"]], include_base=True, precision="fp32")
     results = {backend: evaluate(models, records, EvalSettings(
-        max_new_tokens=8, embed=fake_embed, bootstrap_resamples=20, max_length=128, backend=backend))
+        max_new_tokens=8, embed=fake_embed, bootstrap_resamples=20, max_length=128, backend=backend,
+        **FEW_GENERAL_PROMPTS))
         for backend in ("llamacpp", "transformers")}
     fast, exact = results["llamacpp"], results["transformers"]
     assert (fast.settings["backend"], exact.settings["backend"]) == ("llamacpp", "transformers")

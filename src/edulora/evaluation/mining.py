@@ -79,10 +79,10 @@ def mine_pairs(tutor, records: Sequence[Record], *, samples: int = 4, seed: int 
     from tqdm.auto import tqdm
 
     banned = {prompt_key(tutor.format.prompt_and_reference(r)[0]) for r in open_turns(held_out)}
-    candidates = open_turns(records)
-    kept = [r for r in candidates if prompt_key(tutor.format.prompt_and_reference(r)[0]) not in banned]
+    candidates = [(r, tutor.format.prompt_and_reference(r)) for r in open_turns(records)]
+    kept = [r for r, prompt in candidates if prompt_key(prompt[0]) not in banned]
+    prompts = [prompt for _, prompt in candidates if prompt_key(prompt[0]) not in banned]
     result = MinedPairs([], held_out_skipped=len(candidates) - len(kept), prompts=len(kept))
-    prompts = [tutor.format.prompt_and_reference(r) for r in kept]
     bar = tqdm(total=len(kept), desc="mining pairs", unit="prompt", disable=not progress)
     per_batch = max(1, batch_size // samples)
     for start in range(0, len(kept), per_batch):

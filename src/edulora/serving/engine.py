@@ -72,9 +72,11 @@ class AdapterConflict(Exception):
 
 
 def load_engine(adapters: Sequence[tuple[str | None, str | Path]], base: str | None = None, precision: str = "auto",
-                allow_pickle: bool = False, **engine_options) -> Engine:
-    """Load the base model once and every adapter beside it (no merging); all must share that base."""
-    specs, base_model = resolve_adapters(adapters, base, allow_pickle)
+                allow_pickle: bool = False, resolved: tuple[list[AdapterSpec], str] | None = None,
+                **engine_options) -> Engine:
+    """Load the base model once and every adapter beside it (no merging); all must share that base.
+    ``resolved``: ``resolve_adapters``' answer for ``adapters`` when the caller already has it."""
+    specs, base_model = resolved or resolve_adapters(adapters, base, allow_pickle)
     model, tokenizer, _ = load_base_model(ModelConfig(name=base_model, precision=inference_precision(precision)))
     for spec in specs:
         model = attach_adapter(model, spec.folder, spec.name)

@@ -18,11 +18,13 @@ from .workers import WorkerEngine
 
 def load_llamacpp_engine(adapters: Sequence[tuple[str | None, str | Path]], base: str | None = None,
                          gguf: str | os.PathLike | None = None, allow_pickle: bool = False,
+                         resolved: tuple[list[AdapterSpec], str] | None = None,
                          **engine_options) -> LlamaCppEngine:
-    """The base as GGUF (``gguf``, else see ``base_gguf``) and every adapter as a GGUF LoRA, in llama.cpp."""
+    """The base as GGUF (``gguf``, else see ``base_gguf``) and every adapter as a GGUF LoRA, in llama.cpp
+    (``resolved``: as in ``load_engine``)."""
     from ..inference.llamacpp import load_llamacpp
 
-    specs, base_model = resolve_adapters(adapters, base, allow_pickle)
+    specs, base_model = resolved or resolve_adapters(adapters, base, allow_pickle)
     parallel = engine_options.get("max_batch", 8)
     context = max(engine_options.get("max_batch_tokens") or 8192, engine_options.get("max_request_tokens") or 0)
     model, tokenizer, config = load_llamacpp({s.name: s.folder for s in specs}, base_model, gguf, allow_pickle,

@@ -152,11 +152,13 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
     if backend == "vllm":
         engine = load_vllm_engine(pairs, vllm_url, vllm_api_key, base=base, allow_pickle=allow_pickle, **options)
     else:
-        specs, base_model = resolve_adapters(pairs, base, allow_pickle)
-        if choose_backend(backend, base_model, [s.folder for s in specs], log) == "llamacpp":
-            engine = load_llamacpp_engine(pairs, base=base, gguf=gguf, allow_pickle=allow_pickle, **options)
+        resolved = resolve_adapters(pairs, base, allow_pickle)  # read once: to choose, then to load
+        if choose_backend(backend, resolved[1], [s.folder for s in resolved[0]], log) == "llamacpp":
+            engine = load_llamacpp_engine(pairs, base=base, gguf=gguf, allow_pickle=allow_pickle, resolved=resolved,
+                                          **options)
         else:
-            engine = load_engine(pairs, base=base, precision=precision, allow_pickle=allow_pickle, **options)
+            engine = load_engine(pairs, base=base, precision=precision, allow_pickle=allow_pickle, resolved=resolved,
+                                 **options)
     if fallback_adapter and fallback_adapter not in engine.adapters:
         raise EduloraError(f"fallback adapter {fallback_adapter!r} is not one of the served adapters")
     router = Router(list(engine.adapters.values()), route_threshold, fallback_adapter)
