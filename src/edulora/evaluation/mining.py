@@ -80,8 +80,8 @@ def mine_pairs(tutor, records: Sequence[Record], *, samples: int = 4, seed: int 
 
     banned = {prompt_key(tutor.format.prompt_and_reference(r)[0]) for r in open_turns(held_out)}
     candidates = [(r, tutor.format.prompt_and_reference(r)) for r in open_turns(records)]
-    kept = [r for r, prompt in candidates if prompt_key(prompt[0]) not in banned]
-    prompts = [prompt for _, prompt in candidates if prompt_key(prompt[0]) not in banned]
+    allowed = [(r, prompt) for r, prompt in candidates if prompt_key(prompt[0]) not in banned]
+    kept, prompts = [r for r, _ in allowed], [prompt for _, prompt in allowed]
     result = MinedPairs([], held_out_skipped=len(candidates) - len(kept), prompts=len(kept))
     bar = tqdm(total=len(kept), desc="mining pairs", unit="prompt", disable=not progress)
     per_batch = max(1, batch_size // samples)

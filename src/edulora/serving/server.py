@@ -152,8 +152,8 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
     if backend == "vllm":
         engine = load_vllm_engine(pairs, vllm_url, vllm_api_key, base=base, allow_pickle=allow_pickle, **options)
     else:
-        resolved = resolve_adapters(pairs, base, allow_pickle)  # read once: to choose, then to load
-        if choose_backend(backend, resolved[1], [s.folder for s in resolved[0]], log) == "llamacpp":
+        resolved = specs, base_model = resolve_adapters(pairs, base, allow_pickle)  # read once: to choose and load
+        if choose_backend(backend, base_model, [s.folder for s in specs], log) == "llamacpp":
             engine = load_llamacpp_engine(pairs, base=base, gguf=gguf, allow_pickle=allow_pickle, resolved=resolved,
                                           **options)
         else:
