@@ -114,7 +114,7 @@ def moved_adapter(tutor):
                 p.zero_()
 
 
-def _train(tiny_llama, folder, **training):
+def _train(tiny_llama, folder, replay_fraction: float = 0.0, **training):
     from conftest import write_tutoring_file
     from test_training import tiny_config
 
@@ -123,13 +123,15 @@ def _train(tiny_llama, folder, **training):
     data = write_tutoring_file(folder, 32)
     config = tiny_config(tiny_llama, data, folder / "runs", retention_sample=6, retention_max_new_tokens=12,
                          pedagogy_sample=0, **training)
+    config.data.replay_fraction = replay_fraction
     return train(config)
 
 
 @pytest.fixture(scope="module")
 def light_and_heavy(tiny_llama, tmp_path_factory):
-    light = _train(tiny_llama, tmp_path_factory.mktemp("light"), max_steps=2, learning_rate=1e-3, eval_steps=2,
-                   save_steps=2)
+    # The light run also replays general requests answered by the base (data.replay_responses: base, the default).
+    light = _train(tiny_llama, tmp_path_factory.mktemp("light"), replay_fraction=0.2, max_steps=2,
+                   learning_rate=1e-3, eval_steps=2, save_steps=2)
     heavy = _train(tiny_llama, tmp_path_factory.mktemp("heavy"), max_steps=16, learning_rate=5e-2, keep_best=False,
                    eval_steps=8, save_steps=8)
     return light, heavy
@@ -145,6 +147,64 @@ def test_overtrained_adapter_drifts_more_than_a_lightly_trained_one(light_and_he
     card = (heavy.run_dir.adapter_dir / "README.md").read_text(encoding="utf-8")
     assert "Drift from the base on 6 general prompts" in card
     assert "drift from base" in heavy.summary.headline()
+
+
+def test_a_run_with_replay_decodes_the_base_replies_before_training(light_and_heavy):
+    from edulora.training.data import load_data
+
+    light, _ = light_and_heavy
+    info = light.run_dir.read_data_info()
+    assert info["replay"]["responses"] == "base" and info["replay"]["added"] == 6  # 24 tutoring records: 6 = 20%
+    assert 0 <= info["replay"]["base_replies"] <= info["replay"]["added"]
+    written = load_data(light.run_dir.read_config()).info["train_fingerprint"]  # the file's replies
+    assert (info["train_fingerprint"] != written) == (info["replay"]["base_replies"] > 0)
+
+
+class _ScriptedBase:
+    """Stands in for the base model's tutor: the real prompt format, replies chosen per prompt."""
+
+    def __init__(self, fmt, replies):
+        self.format, self.replies, self.asked = fmt, replies, []
+
+    def generate(self, prompts, sampling, batch_size):
+        from edulora.generation import Reply
+
+        self.asked.append(len(prompts))
+        return [Reply(text, 5, 0.0, finish) for text, finish in (self.replies[p[-1]["content"]] for p in prompts)]
+
+
+def test_replay_replies_become_the_base_models_own(tiny_llama):
+    """Each distinct replay prompt is decoded once; a reply cut by the token limit keeps its whole sentences,
+    one with none (or an empty one) leaves the file's reply; tutoring records and dialogues' earlier turns stay."""
+    from transformers import AutoTokenizer
+
+    from edulora.data.schema import Dialogue, Example, Turn
+    from edulora.formatting import PromptFormat
+    from edulora.training.data import DataSplit, answer_replay_with_base
+
+    tutoring = Example("What is 2 + 3?", "What do you get if you count on 3 from 2?")
+    a, b = Example("Name a colour.", "Blue."), Example("Say hello in French.", "Bonjour.")
+    chat = Dialogue([Turn("user", "Hi"), Turn("assistant", "Hello!"), Turn("user", "Count to three."),
+                     Turn("assistant", "One, two, three.")])
+    empty = Example("Write nothing.", "Kept.")
+    split = DataSplit([tutoring, a, b, a, chat, empty], [], {"replay": {}, "train_fingerprint": "x"}, replay=5)
+    fmt = PromptFormat.create(AutoTokenizer.from_pretrained(str(tiny_llama)))
+    base = _ScriptedBase(fmt, {"Name a colour.": ("Red is a colour.", "stop"),
+                               "Say hello in French.": ("Bonjour ! Comment allez-vous? Je suis", "length"),
+                               "Count to three.": ("1, 2, 3", "length"), "Write nothing.": ("", "stop")})
+    assert answer_replay_with_base(split, base) == 2
+    assert base.asked == [4]  # "Name a colour." twice in the data, decoded once
+    assert split.train[0] is tutoring
+    assert [r.response for r in (split.train[1], split.train[2], split.train[3])] == [
+        "Red is a colour.", "Bonjour ! Comment allez-vous?", "Red is a colour."]
+    assert split.train[4] is chat and split.train[5] is empty  # nothing whole to learn: the file's replies stay
+    assert split.info["replay"]["base_replies"] == 2 and split.info["train_fingerprint"] != "x"
+    base.replies["Count to three."] = ("One. Two. Three.", "stop")
+    split = DataSplit([chat], [], {"replay": {}}, replay=1)
+    answer_replay_with_base(split, base)
+    turns = split.train[0].turns
+    assert [(t.content, t.train) for t in turns if t.role == "assistant"] == [("Hello!", False),
+                                                                              ("One. Two. Three.", True)]
 
 
 def test_max_drift_warns_and_keeps_the_least_drifting_checkpoint(tiny_llama, tmp_path, capsys):
@@ -212,6 +272,7 @@ def test_load_data_mixes_replay_into_training_only(tmp_path):
 @pytest.mark.parametrize(("override", "message"), [
     ("data.replay_fraction=1.0", "data.replay_fraction must be in [0, 1)"),
     ("data.replay_file=mine.jsonl", "data.replay_file needs data.replay_fraction > 0"),
+    ("data.replay_responses=teacher", "data.replay_responses must be base or file"),
     ("training.max_drift=-1", "training.max_drift must be 0 (no bound) or positive"),
     ("training.retention_sample=-2", "training.retention_sample must be 0 (off) or positive"),
 ])

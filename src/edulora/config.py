@@ -79,6 +79,10 @@ class DataConfig:
     #: That data, in any supported format; empty: our packaged ``replay.jsonl`` (general requests in
     #: English, French, Spanish and German, disjoint from the retention prompts).
     replay_file: str = ""
+    #: Whose replies replay trains on: ``base`` — the base model's own greedy replies to the replay
+    #: prompts, decoded once before training, so replay holds general requests where the base had them
+    #: (the drift is measured against the base); ``file`` — the replies written in the replay data.
+    replay_responses: str = "base"
     #: General prompts the drift from the base is measured on; empty: our packaged ``retention.jsonl``.
     retention_file: str = ""
 
@@ -320,6 +324,7 @@ def validate_config(config: RunConfig) -> None:
         (not config.training.max_drift or config.training.retention_sample > 0,
          "training.max_drift needs training.retention_sample > 0 (prompts to measure drift on)"),
         (0.0 <= config.data.replay_fraction < 1.0, "data.replay_fraction must be in [0, 1)"),
+        (config.data.replay_responses in ("base", "file"), "data.replay_responses must be base or file"),
         (not config.data.replay_file or config.data.replay_fraction > 0,
          "data.replay_file needs data.replay_fraction > 0 (the share of training examples it supplies)"),
     ]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import re
 from dataclasses import dataclass, field
 
 import torch
 
 from ..config import RunConfig
 from ..data.formats import load_records
-from ..data.schema import Record
+from ..data.schema import Dialogue, Record
 from ..data.split import fingerprint, split_records
 from ..errors import EduloraError
 from ..formatting import EncodedExample, PromptFormat, collate_examples
@@ -20,6 +22,8 @@ class DataSplit:
     train: list[Record]
     eval: list[Record]
     info: dict = field(default_factory=dict)
+    #: How many of ``train``'s records, at its end, are replay (general requests, ``data.replay_fraction``).
+    replay: int = 0
 
 
 def load_data(config: RunConfig) -> DataSplit:
@@ -55,12 +59,13 @@ def load_data(config: RunConfig) -> DataSplit:
         before = len(train)
         train = mix_replay(train, replay, config.data.replay_fraction, config.data.split_seed)
         info["replay"] = {"file": config.data.replay_file or "edulora replay.jsonl",
-                          "fraction": config.data.replay_fraction, "added": len(train) - before}
+                          "fraction": config.data.replay_fraction, "added": len(train) - before,
+                          "responses": config.data.replay_responses}
     info.update({"train_records": len(train), "eval_records": len(held_out),
                  "keyed_train_records": sum(_has_key(r) for r in train),
                  "keyed_eval_records": sum(_has_key(r) for r in held_out),
                  "train_fingerprint": fingerprint(train), "eval_fingerprint": fingerprint(held_out)})
-    return DataSplit(train, held_out, info)
+    return DataSplit(train, held_out, info, replay=info.get("replay", {}).get("added", 0))
 
 
 def load_replay(path: str = "") -> list[Record]:
@@ -90,6 +95,52 @@ def mix_replay(train: list[Record], replay: list[Record], fraction: float, seed:
         rng.shuffle(order)
         drawn += order[: wanted - len(drawn)]
     return train + drawn
+
+
+def answer_replay_with_base(split: DataSplit, tutor, max_new_tokens: int = 96, batch_size: int = 8) -> int:
+    """Replace the replay records' replies with the base model's own (``data.replay_responses: base``).
+
+    The drift is measured against what the base says; replies written by someone else, however good,
+    move the adapter away from the base on general requests just as tutoring data does (measured on the
+    demo: docs/evaluation.md). Trained on the base's own greedy replies, decoded as every edulora reply
+    is, replay holds those requests where the base had them. ``tutor`` is the base network before the
+    adapter is attached. Each distinct prompt is decoded once; a reply cut by ``max_new_tokens`` keeps
+    its complete sentences, and a prompt the base leaves empty keeps the file's reply. Returns how many
+    distinct prompts got the base's reply; the training fingerprint is recomputed.
+    """
+    from ..generation import Sampling
+
+    if not split.replay:
+        return 0
+    head, replay = split.train[: -split.replay], split.train[-split.replay:]
+    asked = [tutor.format.prompt_and_reference(record)[0] for record in replay]
+    keys = [tutor.format.render(messages) for messages in asked]
+    prompts = dict(zip(keys, asked))  # each distinct prompt once, in first-seen order
+    replies = tutor.generate(list(prompts.values()), Sampling(max_new_tokens=max_new_tokens), batch_size)
+    answers = {key: _whole_sentences(r.text) if r.finish_reason == "length" else r.text
+               for key, r in zip(prompts, replies)}
+    answers = {key: text for key, text in answers.items() if text.strip()}
+    split.train = head + [_with_reply(record, answers[key]) if key in answers else record
+                          for record, key in zip(replay, keys)]
+    split.info["replay"]["base_replies"] = len(answers)
+    split.info["train_fingerprint"] = fingerprint(split.train)
+    return len(answers)
+
+
+def _whole_sentences(text: str) -> str:
+    """``text`` up to its last sentence end (., !, ?, or their CJK forms); empty when it has none."""
+    ends = [m.end() for m in re.finditer(r"[.!?\u3002\uff01\uff1f](?=\s|$)", text)]
+    return text[: ends[-1]].strip() if ends else ""
+
+
+def _with_reply(record: Record, reply: str) -> Record:
+    """The record with its last tutor turn replaced by ``reply``; in a dialogue only that turn is learned."""
+    if isinstance(record, Dialogue):
+        last = max(i for i, t in enumerate(record.turns) if t.role == "assistant")
+        turns = [dataclasses.replace(t, train=False) if t.role == "assistant" else t for t in record.turns[:last]]
+        return dataclasses.replace(record, turns=turns + [dataclasses.replace(record.turns[last], content=reply,
+                                                                              train=True)])
+    return dataclasses.replace(record, response=reply)
 
 
 def _has_key(record: Record) -> bool:

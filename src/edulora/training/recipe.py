@@ -24,7 +24,7 @@ from ..modeling import AdapterInfo, attach_lora, choose_dtype, device, load_base
 from ..rundir import RunDir, RunSummary, is_main_process
 from ..tutor import Tutor
 from .callbacks import GracefulStop, MetricsLog, ReleaseMemory, out_of_space_is_a_user_error
-from .data import Collator, ExampleDataset, encode, load_data
+from .data import Collator, ExampleDataset, answer_replay_with_base, encode, load_data
 from .memory import MemoryPlan, plan_memory
 from .pedagogy import PedagogyProbe
 from .trainer import EduloraTrainer, training_arguments
@@ -75,6 +75,11 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
     model.config.use_cache = False  # packed rows stay isolated only without a KV cache
     fmt = PromptFormat.create(tokenizer, config.data.template, config.data.system_prompt,
                               answer_key=config.data.answer_key == "auto")
+    if data.replay and config.data.replay_responses == "base":  # before the adapter: the base's own replies
+        base = Tutor(model, tokenizer, fmt, AdapterInfo(base_model=config.model.name))
+        answered = answer_replay_with_base(data, base)
+        if is_main_process():
+            print(f"edulora: replay trains on the base model's own replies to {answered} general prompt(s)", flush=True)
     train_examples, train_stats = encode(data.train, fmt, config.data.max_length)
     eval_examples, eval_stats = encode(data.eval, fmt, config.data.max_length)
     data.info.update({"template": fmt.template, "answer_key": fmt.answer_key, "train_tokens": train_stats,
