@@ -21,6 +21,16 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_BREAK.split(text) if s and s.strip()]
 
 
+#: Where a complete sentence ends, by the same rule: its mark and closing quotes/brackets, then space or the end.
+_SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*(?=\s|$)")
+
+
+def whole_sentences(text: str) -> str:
+    """``text`` up to the end of its last complete sentence (a reply cut mid-sentence); empty when none ends."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    return text[: ends[-1]].strip() if ends else ""
+
+
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 
 

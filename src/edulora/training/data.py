@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import re
 from dataclasses import dataclass, field
 
 import torch
@@ -108,6 +107,7 @@ def answer_replay_with_base(split: DataSplit, tutor, max_new_tokens: int = 96, b
     its complete sentences, and a prompt the base leaves empty keeps the file's reply. Returns how many
     distinct prompts got the base's reply; the training fingerprint is recomputed.
     """
+    from ..evaluation.text import whole_sentences
     from ..generation import Sampling
 
     if not split.replay:
@@ -117,20 +117,13 @@ def answer_replay_with_base(split: DataSplit, tutor, max_new_tokens: int = 96, b
     keys = [tutor.format.render(messages) for messages in asked]
     prompts = dict(zip(keys, asked))  # each distinct prompt once, in first-seen order
     replies = tutor.generate(list(prompts.values()), Sampling(max_new_tokens=max_new_tokens), batch_size)
-    answers = {key: _whole_sentences(r.text) if r.finish_reason == "length" else r.text
-               for key, r in zip(prompts, replies)}
-    answers = {key: text for key, text in answers.items() if text.strip()}
+    cut = {key: whole_sentences(r.text) if r.finish_reason == "length" else r.text for key, r in zip(prompts, replies)}
+    answers = {key: text for key, text in cut.items() if text.strip()}
     split.train = head + [_with_reply(record, answers[key]) if key in answers else record
                           for record, key in zip(replay, keys)]
     split.info["replay"]["base_replies"] = len(answers)
     split.info["train_fingerprint"] = fingerprint(split.train)
     return len(answers)
-
-
-def _whole_sentences(text: str) -> str:
-    """``text`` up to its last sentence end (., !, ?, or their CJK forms); empty when it has none."""
-    ends = [m.end() for m in re.finditer(r"[.!?\u3002\uff01\uff1f](?=\s|$)", text)]
-    return text[: ends[-1]].strip() if ends else ""
 
 
 def _with_reply(record: Record, reply: str) -> Record:
