@@ -72,15 +72,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(backend: str, adapters: list[tuple[str, Path]], base: str | None, max_batch: int,
-                 max_tokens: int, log: Path) -> tuple[subprocess.Popen, str]:
+def start_server(backend: str, adapters: list[tuple[str, Path]], base: str | None, max_batch: int | None,
+                 max_tokens: int, log: Path, gguf: str | None = None) -> tuple[subprocess.Popen, str]:
     """``edulora serve`` in a subprocess; returns once ``/health`` answers."""
     import httpx
 
     port = free_port()
     cmd = [sys.executable, "-m", "edulora", "serve", "--backend", backend, "--port", str(port), "--no-feedback",
-           "--api-key", API_KEY, "--max-batch", str(max_batch), "--max-queue", "256", "--max-tokens", str(max_tokens),
-           *[f"--adapter={name}={path}" for name, path in adapters], *(["--base", base] if base else [])]
+           "--api-key", API_KEY, *(["--max-batch", str(max_batch)] if max_batch else []), "--max-queue", "256",
+           "--max-tokens", str(max_tokens),
+           *[f"--adapter={name}={path}" for name, path in adapters], *(["--base", base] if base else []),
+           *(["--gguf", gguf] if gguf and backend == "llamacpp" else [])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
@@ -149,11 +151,13 @@ def summarize(turns: list[Turn]) -> dict:
     ok = [t for t in turns if t.error is None]
     ttfts = [t.ttft_s for t in ok if t.ttft_s is not None]
     rates = [t.tokens_per_s for t in ok if t.tokens_per_s is not None]
+    replies = [t.ended - t.began for t in ok]  # question sent -> whole reply read: what a student waits for
     wall = max(t.ended for t in turns) - min(t.began for t in turns)
     tokens = sum(t.tokens for t in ok)
     return {"turns": len(turns), "errors": sum(t.error is not None and not t.rate_limited for t in turns),
             "rate_limited": sum(t.rate_limited for t in turns), "tokens": tokens, "wall_s": wall,
             "ttft_p50_s": percentile(ttfts, 50), "ttft_p95_s": percentile(ttfts, 95),
+            "reply_p50_s": percentile(replies, 50), "reply_p95_s": percentile(replies, 95),
             "stream_tokens_per_s_mean": statistics.fmean(rates) if rates else None,
             "stream_tokens_per_s_p5": percentile(rates, 5),
             "aggregate_tokens_per_s": tokens / wall if wall > 0 else None,
@@ -199,9 +203,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-tokens", type=int, default=64, help="reply length cap per turn")
     parser.add_argument("--adapters", type=int, default=4, choices=range(1, len(SUBJECTS) + 1),
                         help="subject adapters served (plus the base model in the mixed run)")
-    parser.add_argument("--max-batch", type=int, default=8, help="edulora serve --max-batch")
+    parser.add_argument("--max-batch", type=int, help="edulora serve --max-batch (default: the server's)")
     parser.add_argument("--modes", default="mixed,single", help="mixed (adapters + base), single (one adapter)")
     parser.add_argument("--base", help="base model (default: the packaged SmolLM2-135M-Instruct)")
+    parser.add_argument("--gguf", help="llama.cpp's base GGUF (edulora serve --gguf; default: the packaged Q4_1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
@@ -220,7 +225,7 @@ def main(argv: list[str] | None = None) -> dict:
         names = [name for name, _ in adapters]
         for backend in backends:
             proc, url = start_server(backend, adapters, args.base, args.max_batch, args.max_tokens,
-                                     Path(tmp) / f"serve-{backend}.log")
+                                     Path(tmp) / f"serve-{backend}.log", args.gguf)
             try:
                 import httpx
 
@@ -251,7 +256,8 @@ def print_row(row: dict) -> None:
         return "-" if value is None else format(value, spec)
 
     print(f"{row['backend']:12s} {row['mode']:6s} turns {row['turns']:3d}  TTFT p50 {f(row['ttft_p50_s'])} s "
-          f"p95 {f(row['ttft_p95_s'])} s  stream {f(row['stream_tokens_per_s_mean'], '.1f')} tok/s "
+          f"p95 {f(row['ttft_p95_s'])} s  whole reply p50 {f(row.get('reply_p50_s'))} s "
+          f"p95 {f(row.get('reply_p95_s'))} s  stream {f(row['stream_tokens_per_s_mean'], '.1f')} tok/s "
           f"(p5 {f(row['stream_tokens_per_s_p5'], '.1f')})  aggregate {f(row['aggregate_tokens_per_s'], '.1f')} "
           f"tok/s  errors {row['errors']}  429s {row['rate_limited']}", flush=True)
 

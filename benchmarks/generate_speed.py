@@ -58,16 +58,17 @@ def llamacpp_rows(adapter: Path, prompts: list[str], batches: list[int], args) -
     from edulora.inference.llamacpp import load_llamacpp
 
     model, tokenizer, _ = load_llamacpp({"adapter": adapter / "adapter" if (adapter / "adapter").is_dir()
-                                         else adapter}, "smollm2-135m-instruct", parallel=max(batches))
+                                         else adapter}, "smollm2-135m-instruct", args.gguf, parallel=max(batches))
     ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    weights = Path(args.gguf).name if args.gguf else "Q4_1"
     rows = []
     for form, name in (("base", None), ("adapter (GGUF LoRA)", "adapter")):
         for batch in batches:
             rates = [llamacpp_tokens_per_second(model, tokenizer, ids[i * batch:(i + 1) * batch], name, args.new_tokens)
                      for i in range(args.repeats + 1)][1:]  # the first call warms up
             rows.append({"backend": "llamacpp", "form": form, "batch": batch, "tokens_per_s": statistics.median(rates),
-                         "dtype": "Q4_1"})
-            print(f"llama.cpp {form:20s} batch {batch:2d}: {rows[-1]['tokens_per_s']:6.1f} new tokens/s (Q4_1)",
+                         "dtype": weights})
+            print(f"llama.cpp {form:20s} batch {batch:2d}: {rows[-1]['tokens_per_s']:6.1f} new tokens/s ({weights})",
                   flush=True)
     return rows
 
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--backend", choices=["transformers", "llamacpp"], default="transformers")
+    parser.add_argument("--gguf", help="llama.cpp: the base GGUF (default: the packaged Q4_1 file)")
     args = parser.parse_args()
 
     records = load_records(REPO / "examples" / "data" / "tutoring.jsonl")

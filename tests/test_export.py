@@ -129,6 +129,32 @@ def test_gguf_f16_from_merged_folder(merged_dir, tmp_path):
         export_gguf(merged_dir, out)
 
 
+def test_gguf_q8_0_blocks_hold_the_weights_to_8_bits(merged_dir, tmp_path):
+    import gguf
+
+    out = export_gguf(merged_dir, tmp_path / "tutor-q8.gguf", dtype="q8_0", modelfile=False)
+    tensors = {t.name: t for t in _read_gguf(out).tensors}
+    assert tensors["blk.0.ffn_up.weight"].tensor_type.name == "Q8_0"
+    assert tensors["blk.0.attn_norm.weight"].tensor_type.name == "F32"
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32).eval()
+    up = merged.model.layers[0].mlp.up_proj.weight
+    q8 = gguf.GGMLQuantizationType.Q8_0
+    stored = torch.from_numpy(gguf.quants.dequantize(tensors["blk.0.ffn_up.weight"].data, q8))
+    # One scale per 32 weights, 8-bit steps (max |w| of the block / 127): each weight within half a step,
+    # give or take the scale's own rounding to f16 (up to 127 * 2^-11 of a step at the block's ends).
+    step = up.reshape(-1, 32).abs().amax(-1, keepdim=True) / 127
+    assert ((stored.reshape(up.shape) - up).reshape(-1, 32).abs() <= step * 0.6).all()
+    assert not torch.equal(stored.reshape(up.shape), up)  # it is quantized, not a copy
+    gguf_model = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=out.name, dtype=torch.float32).eval()
+    ids = _ids(AutoTokenizer.from_pretrained(merged_dir))
+    with torch.no_grad():
+        a, b = gguf_model(input_ids=ids).logits, merged(input_ids=ids).logits
+    # The tiny random model magnifies 8-bit rounding more than a trained one; the logits still line up.
+    similarity = torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0)
+    assert similarity > 0.995
+    assert _cli(["export", str(merged_dir), "--gguf", str(tmp_path / "x.gguf"), "--dtype", "q4"]) == 2
+
+
 def test_gguf_refuses_non_llama(tiny_gpt2, tmp_path):
     model = AutoModelForCausalLM.from_pretrained(tiny_gpt2)
     with pytest.raises(EduloraError, match="llama"):

@@ -206,6 +206,18 @@ def test_bad_backend_and_missing_gguf_are_one_line_errors(tiny_runs, tmp_path):
         Tutor.load(tiny_runs["math"], backend="llamacpp", gguf=tmp_path / "missing.gguf")
 
 
+def test_serve_takes_the_base_gguf_from_the_command_line(tiny_runs, tmp_path, capsys):
+    from edulora.cli import main
+
+    missing = tmp_path / "base-q8_0.gguf"
+    assert main(["serve", "--adapter", str(tiny_runs["math"]), "--backend", "llamacpp", "--gguf", str(missing),
+                 "--port", "0"]) == 2
+    assert f"{missing}: no such GGUF file" in capsys.readouterr().err
+    assert main(["serve", "--adapter", str(tiny_runs["math"]), "--backend", "transformers", "--gguf", str(missing),
+                 "--port", "0"]) == 2
+    assert "does not read it" in capsys.readouterr().err
+
+
 def test_evaluation_generates_on_llama_cpp_and_keeps_the_loss_exact(tiny_runs, tmp_path):
     """Replies come from the chosen backend, the loss from the PyTorch network, the report keeps its shape."""
     from test_eval_runner import FEW_GENERAL_PROMPTS, fake_embed
@@ -347,13 +359,13 @@ def test_a_slots_cached_prompt_never_serves_another_adapter(tiny_runs, tiny_llam
         assert (got.output, got.tokens) == (expected.output, expected.tokens), adapter
 
 
-def test_llama_cpp_leaves_a_core_to_python_unless_told(monkeypatch):
+def test_llama_cpp_uses_every_core_unless_told(monkeypatch):
     import os
 
     from edulora.inference.llamacpp import THREADS_VARIABLE, default_threads
 
     monkeypatch.delenv(THREADS_VARIABLE, raising=False)
-    assert default_threads() == max(1, len(os.sched_getaffinity(0)) - 1)
+    assert default_threads() == len(os.sched_getaffinity(0))
     monkeypatch.setenv(THREADS_VARIABLE, "3")
     assert default_threads() == 3
     for bad in ("0", "two", "-1"):

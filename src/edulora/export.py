@@ -261,13 +261,18 @@ def gguf_writer(out: Path, arch: str = "llama") -> Iterator:
         tmp.unlink(missing_ok=True)
 
 
+#: Weight types ``write_gguf`` writes: f16, f32, and q8_0 (llama.cpp's 8-bit blocks; its fastest prompt
+#: processing on AVX2 CPUs, docs/benchmarks.md).
+GGUF_DTYPES = ("f16", "f32", "q8_0")
+
+
 def write_gguf(model, tokenizer, out: str | Path, dtype: str = "f16", name: str = "edulora-tutor",
                pre_tokenizer: str | None = None, overwrite: bool = False) -> Path:
     """One GGUF file (llama architecture) holding weights, hyperparameters, tokenizer and chat template."""
     import gguf
 
-    if dtype not in ("f16", "f32"):
-        raise EduloraError(f"GGUF export: --dtype must be f16 or f32, not {dtype!r}")
+    if dtype not in GGUF_DTYPES:
+        raise EduloraError(f"GGUF export: --dtype must be one of {', '.join(GGUF_DTYPES)}, not {dtype!r}")
     out = Path(out).expanduser()
     if out.exists() and not overwrite:
         raise EduloraError(f"{out}: exists; pass --overwrite to replace it")
@@ -282,7 +287,8 @@ def write_gguf(model, tokenizer, out: str | Path, dtype: str = "f16", name: str 
 
     with gguf_writer(out) as writer:
         writer.add_name(name)
-        writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if dtype == "f16" else gguf.LlamaFileType.ALL_F32)
+        writer.add_file_type({"f16": gguf.LlamaFileType.MOSTLY_F16, "f32": gguf.LlamaFileType.ALL_F32,
+                              "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[dtype])
         writer.add_context_length(int(config.max_position_embeddings))
         writer.add_embedding_length(int(config.hidden_size))
         writer.add_block_count(int(config.num_hidden_layers))
@@ -314,8 +320,15 @@ def write_gguf(model, tokenizer, out: str | Path, dtype: str = "f16", name: str 
 
         for tensor_name, tensor in tensors.items():
             # llama.cpp keeps 1-D tensors (norms) in f32 whatever the file type.
-            half = dtype == "f16" and tensor.ndim > 1
-            writer.add_tensor(tensor_name, tensor.numpy().astype("float16" if half else "float32"))
+            array = tensor.numpy().astype("float32")
+            if tensor.ndim > 1 and dtype == "q8_0" and array.shape[-1] % 32 == 0:
+                # Q8_0: blocks of 32 weights sharing one f16 scale, written by the gguf package's quantizer.
+                quantized = gguf.quants.quantize(array, gguf.GGMLQuantizationType.Q8_0)
+                writer.add_tensor(tensor_name, quantized, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+            elif tensor.ndim > 1 and dtype != "f32":
+                writer.add_tensor(tensor_name, array.astype("float16"))
+            else:
+                writer.add_tensor(tensor_name, array)
     return out
 
 

@@ -24,7 +24,7 @@ def merge(run: Run, out: str = typer.Argument(..., metavar="OUT", help="model fo
 
 @app.command()
 def export(run: Run, gguf: str = typer.Option(..., metavar="OUT.gguf", help="GGUF file to write"),
-           dtype: Literal["f16", "f32"] = "f16", tokenizer_pre: str | None = typer.Option(None, help="llama.cpp name"),
+           dtype: Literal["f16", "f32", "q8_0"] = "f16", tokenizer_pre: str | None = typer.Option(None, help="llama.cpp name"),
            no_modelfile: bool = typer.Option(False, "--no-modelfile", help="no Ollama Modelfile beside the GGUF"),
            overwrite: Overwrite = False, base: Base = None, tolerance: Tolerance = None,
            allow_pickle: AllowPickle = False) -> None:

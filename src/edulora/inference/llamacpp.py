@@ -18,6 +18,7 @@ import hashlib
 import os
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -117,33 +118,93 @@ THREADS_VARIABLE = "EDULORA_LLAMACPP_THREADS"
 
 
 def default_threads() -> int:
-    """llama.cpp's threads: ``$EDULORA_LLAMACPP_THREADS``, else every core this process may use but one.
+    """llama.cpp's threads: ``$EDULORA_LLAMACPP_THREADS``, else every core this process may use.
 
-    llama.cpp's threads meet at a spinning barrier after every operation, so one of them losing its
-    core to another busy thread (edulora's own streaming and scoring, the HTTP server, a training run)
-    stalls them all: on 2 loaded cores, 2 threads decoded 0.1 tokens/s where 1 thread decoded 9.5-16
-    (docs/benchmarks.md). One core is left to the Python side.
+    Safe on a shared machine only because ``LlamaCpp`` also turns off llama.cpp's spin-waiting
+    (``poll`` 0): with spinning threads meeting at a barrier after every operation, one of them losing
+    its core to another busy process stalls them all (2 threads decoded 0.1 tokens/s next to a training
+    run). Without spinning, measured side by side on 2 AVX2 cores (docs/benchmarks.md): idle, 2 threads
+    decode 1.75x what 1 thread does (8 requests together); next to a 2-thread PyTorch job, 2 threads keep
+    ~80% of 1 thread's rate instead of collapsing.
     """
     value = os.environ.get(THREADS_VARIABLE, "").strip()
     if value:
         if not value.isdigit() or int(value) < 1:
             raise EduloraError(f"{THREADS_VARIABLE}={value!r}: expected a whole number of threads, 1 or more")
         return int(value)
-    return max(1, len(os.sched_getaffinity(0)) - 1)
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+class AdapterTurns:
+    """Lets requests into llama.cpp one adapter at a time, the adapters taking turns.
+
+    llama.cpp applies LoRA scales to a whole batch, so it decodes together only the requests of one
+    adapter at a time, and left alone it may keep one adapter's group running while new requests keep
+    joining it: in a class of 30 on 4 adapters and the base, 1 reply in 20 waited over 90 s for its
+    first token (median 6 s). Here requests of the running adapter join it until another adapter's
+    request has waited ``patience`` seconds; then newcomers queue, the running group finishes, and the
+    adapter whose request has waited longest goes next with all its waiting requests. Measured on the
+    same class: first token p95 38 s, median 27 s, the same throughput (docs/benchmarks.md): the
+    machine was overloaded either way, and this shares the wait instead of leaving it to a few.
+    """
+
+    def __init__(self, patience: float = 4.0, clock: Callable[[], float] = time.monotonic):
+        self.patience = patience
+        self._clock = clock
+        self._lock = threading.Condition()
+        self._waiting: list[list] = []  # [adapter, arrival time, admitted] in arrival order
+        self._current: str | None = None
+        self._running = 0
+
+    def enter(self, adapter: str | None) -> None:
+        """Block until ``adapter``'s request may be sent to llama.cpp; pair with ``leave``."""
+        ticket = [adapter, self._clock(), False]
+        with self._lock:
+            self._waiting.append(ticket)
+            self._schedule()
+            while not ticket[2]:
+                self._lock.wait()
+
+    def leave(self) -> None:
+        """The request let in by ``enter`` ended (or failed)."""
+        with self._lock:
+            self._running -= 1
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if self._running == 0 and self._waiting:
+            self._current = self._waiting[0][0]
+        elif self._running == 0:
+            return
+        else:
+            now = self._clock()
+            if any(t[0] != self._current and now - t[1] >= self.patience for t in self._waiting):
+                return  # the running group finishes; the longest-waiting adapter goes next
+        admitted = [t for t in self._waiting if t[0] == self._current]
+        if admitted:
+            for ticket in admitted:
+                ticket[2] = True
+            self._waiting = [t for t in self._waiting if not t[2]]
+            self._running += len(admitted)
+            self._lock.notify_all()
 
 
 class LlamaCpp:
     """A GGUF base with named GGUF LoRA adapters in one llama.cpp server core (no HTTP is used)."""
 
     def __init__(self, gguf: str | os.PathLike, loras: Mapping[str, str | os.PathLike] | None = None, *,
-                 parallel: int = 8, context: int = 8192, threads: int | None = None, exact_cache: bool = False):
-        """``exact_cache`` keeps attention in f32 (llama.cpp's default rounds K and V to f16): for f32 bases, where
+                 parallel: int = 8, context: int = 8192, threads: int | None = None, exact_cache: bool = False,
+                 poll: int = 0):
+        """``poll`` is llama.cpp's spin-wait level between operations (0-100; see ``default_threads``).
+        ``exact_cache`` keeps attention in f32 (llama.cpp's default rounds K and V to f16): for f32 bases, where
         llama.cpp then computes what the PEFT forward computes, up to f32 rounding."""
         xllamacpp = require_xllamacpp()
         self.gguf = Path(gguf)
         self.loras = {name: Path(path) for name, path in (loras or {}).items()}
         self.names = list(self.loras)
-        self.settings = {"parallel": parallel, "context": context, "threads": threads, "exact_cache": exact_cache}
+        self.settings = {"parallel": parallel, "context": context, "threads": threads, "exact_cache": exact_cache,
+                         "poll": poll}
+        self.turns = AdapterTurns()
         self.vocab: ByteVocab | None = None
         params = xllamacpp.CommonParams()
         params.model.path = str(self.gguf)
@@ -154,6 +215,8 @@ class LlamaCpp:
         params.n_ctx = context
         params.ctx_shift = False  # edulora bounds prompt + reply itself; never drop context silently
         params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads or default_threads()
+        # No spin-waiting between operations by default (llama.cpp's own default is 50): see default_threads.
+        params.cpuparams.poll = params.cpuparams_batch.poll = poll
         # Loaded once with scale 0: each request sets the scales it wants, nothing is switched globally.
         params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(p), 0.0) for p in (loras or {}).values()]
         # The core also listens on a loopback port; a random key keeps that door shut (edulora calls it in-process).
@@ -234,7 +297,13 @@ class LlamaCpp:
                 ended.append(choice["finish_reason"])
             return request.cancelled
 
-        self.server.handle_completions(self.body(request), on_chunk)
+        body = self.body(request)
+        self.turns.enter(None if request.adapter == PEFT_BASE else request.adapter)
+        try:
+            if not request.cancelled:  # the client may have gone while it waited for its adapter's turn
+                self.server.handle_completions(body, on_chunk)
+        finally:
+            self.turns.leave()
         if failure:
             raise LlamaCppError(failure[0])
         if request.finish_reason is None:
