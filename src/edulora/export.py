@@ -261,8 +261,8 @@ def gguf_writer(out: Path, arch: str = "llama") -> Iterator:
         tmp.unlink(missing_ok=True)
 
 
-#: Weight types ``write_gguf`` writes: f16, f32, and q8_0 (llama.cpp's 8-bit blocks; its fastest prompt
-#: processing on AVX2 CPUs, docs/benchmarks.md).
+#: Weight types ``write_gguf`` writes: f16, f32, and q8_0 (llama.cpp's 8-bit blocks: half of f16's size,
+#: each weight within about half a step of 1/127 of its block's largest).
 GGUF_DTYPES = ("f16", "f32", "q8_0")
 
 

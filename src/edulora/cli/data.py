@@ -60,8 +60,7 @@ def report(file: str, eval_file: str | None = typer.Option(None, "--eval", help=
     only_json = json_out == "-"
     result = data.report(file, eval_path=eval_file, tokenizer=tokenizer, max_length=max_length, thin=thin,
                          near_threshold=near_threshold, readability_tolerance=readability_tolerance, html_out=html,
-                         json_out=None if only_json else json_out,
-                         **_reading(from_format, column_map, exclude_telling))
+                         json_out=None if only_json else json_out, **_reading(from_format, column_map, exclude_telling))
     sys.stdout.write(render_json(result) if only_json else render_text(result))
     if json_out and not only_json:
         print(f"wrote {json_out}")

@@ -30,19 +30,16 @@ def serve(adapter: Adapters = None, base: Base = None, precision: Precision = "a
                                                    help="a teacher's own key; ratings stored under NAME (repeatable)"),
           feedback_db: Path | None = typer.Option(None, metavar="PATH", help="default ~/.cache/edulora/feedback.sqlite3"),
           no_feedback: Annotated[bool, typer.Option("--no-feedback", help="do not store feedback")] = False,
-          max_batch: Annotated[int | None, typer.Option(min=1, show_default=False, help=(
-              "requests decoded together [default: 8; 32 on llama.cpp]"))] = None,
+          max_batch: Annotated[int | None, typer.Option(min=1, help="requests decoded together [8, llama.cpp 32]")] = None,
           max_queue: Annotated[int, typer.Option(min=1, help="waiting requests before 429")] = 64,
           max_tokens: Annotated[int, typer.Option(min=1, help="reply length when a request sets none")] = 256,
           max_request_tokens: Annotated[int, typer.Option(min=1, help="prompt + reply; longer is a 400")] = 4096,
           max_batch_tokens: Annotated[int, typer.Option(min=1, help="rows x (prompt + reply) per batch")] = 8192,
           route_threshold: Annotated[float, typer.Option(help="similarity under which 'auto' falls back")] = 0.2,
           fallback_adapter: Annotated[str | None, typer.Option(help="for questions no adapter fits")] = None,
-          backend: Annotated[Literal["auto", "transformers", "llamacpp", "vllm"], typer.Option(
-              help="auto: llamacpp on CPU if installed and able; vllm: a vLLM server decodes")] = "auto",
-          gguf: Annotated[Path | None, typer.Option(metavar="BASE.gguf", help=(
-              "llama.cpp's base weights (default: the packaged Q4_1 file, else an f16 export); "
-              "'edulora export MODEL_DIR --dtype q8_0' writes a faster one"))] = None,
+          backend: Annotated[Literal["auto", "transformers", "llamacpp", "vllm"],
+                             typer.Option(help="auto: llamacpp on CPU if able; vllm: a vLLM server decodes")] = "auto",
+          gguf: Annotated[Path | None, typer.Option(metavar="BASE.gguf", help="llama.cpp's base weights file")] = None,
           vllm_url: Annotated[str | None, typer.Option(help="vLLM's API, e.g. http://gpu:8000/v1")] = None,
           vllm_api_key: Annotated[str | None, typer.Option(envvar="EDULORA_VLLM_API_KEY")] = None) -> None:
     """Serve tutors: OpenAI-compatible API + teacher page ('model' picks the adapter, "auto" routes)."""

@@ -164,7 +164,8 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
         resolved = specs, base_model = resolve_adapters(pairs, base, allow_pickle)  # read once: to choose and load
         if choose_backend(backend, base_model, [s.folder for s in specs], log) == "llamacpp":
             # llama.cpp's slots share one KV cache (bounded by max_batch_tokens), so more of them cost little
-            # memory; a class of 30 got its first tokens 6x sooner with 30 slots than with 8 (docs/benchmarks.md).
+            # memory; a class of 30 got 1.5x the tokens/s and half the p95 wait for a first token with 32 slots
+            # than with 8 (docs/benchmarks.md).
             options["max_batch"] = LLAMACPP_MAX_BATCH if max_batch is None else max_batch
             engine = load_llamacpp_engine(pairs, base=base, gguf=gguf, allow_pickle=allow_pickle, resolved=resolved,
                                           **options)
