@@ -14,6 +14,7 @@ prompt and reply), and llama.cpp's own extras (top-k 40, min-p 0.05) are switche
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import secrets
@@ -123,9 +124,9 @@ def default_threads() -> int:
     Safe on a shared machine only because ``LlamaCpp`` also turns off llama.cpp's spin-waiting
     (``poll`` 0): with spinning threads meeting at a barrier after every operation, one of them losing
     its core to another busy process stalls them all (2 threads decoded 0.1 tokens/s next to a training
-    run). Without spinning, measured side by side on 2 AVX2 cores (docs/benchmarks.md): idle, 2 threads
-    decode 1.75x what 1 thread does (8 requests together); next to a 2-thread PyTorch job, 2 threads keep
-    ~80% of 1 thread's rate instead of collapsing.
+    run). Without spinning, measured side by side on 2 AVX2 cores (``benchmarks/llamacpp_threads.py``,
+    8 requests together): idle, 2 threads decode 1.45x what 1 thread does; next to a 2-thread PyTorch
+    job they keep 86% of 1 thread's rate, where spinning ones keep 41%.
     """
     value = os.environ.get(THREADS_VARIABLE, "").strip()
     if value:
@@ -135,16 +136,25 @@ def default_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
+@dataclasses.dataclass
+class _Ticket:
+    """A request waiting at ``AdapterTurns``."""
+
+    adapter: str | None
+    since: float
+    admitted: bool = False
+
+
 class AdapterTurns:
     """Lets requests into llama.cpp one adapter at a time, the adapters taking turns.
 
     llama.cpp applies LoRA scales to a whole batch, so it decodes together only the requests of one
     adapter at a time, and left alone it may keep one adapter's group running while new requests keep
     joining it: in a class of 30 on 4 adapters and the base, 1 reply in 20 waited over 90 s for its
-    first token (median 6 s). Here requests of the running adapter join it until another adapter's
+    first token (median 7 s). Here requests of the running adapter join it until another adapter's
     request has waited ``patience`` seconds; then newcomers queue, the running group finishes, and the
     adapter whose request has waited longest goes next with all its waiting requests. Measured on the
-    same class: first token p95 38 s, median 27 s, the same throughput (docs/benchmarks.md): the
+    same class: first token p95 38.5 s, median 28 s, the same throughput (docs/benchmarks.md): the
     machine was overloaded either way, and this shares the wait instead of leaving it to a few.
     """
 
@@ -152,17 +162,17 @@ class AdapterTurns:
         self.patience = patience
         self._clock = clock
         self._lock = threading.Condition()
-        self._waiting: list[list] = []  # [adapter, arrival time, admitted] in arrival order
+        self._waiting: list[_Ticket] = []  # in arrival order
         self._current: str | None = None
         self._running = 0
 
     def enter(self, adapter: str | None) -> None:
         """Block until ``adapter``'s request may be sent to llama.cpp; pair with ``leave``."""
-        ticket = [adapter, self._clock(), False]
+        ticket = _Ticket(adapter, self._clock())
         with self._lock:
             self._waiting.append(ticket)
             self._schedule()
-            while not ticket[2]:
+            while not ticket.admitted:
                 self._lock.wait()
 
     def leave(self) -> None:
@@ -173,18 +183,18 @@ class AdapterTurns:
 
     def _schedule(self) -> None:
         if self._running == 0 and self._waiting:
-            self._current = self._waiting[0][0]
+            self._current = self._waiting[0].adapter
         elif self._running == 0:
             return
         else:
             now = self._clock()
-            if any(t[0] != self._current and now - t[1] >= self.patience for t in self._waiting):
+            if any(t.adapter != self._current and now - t.since >= self.patience for t in self._waiting):
                 return  # the running group finishes; the longest-waiting adapter goes next
-        admitted = [t for t in self._waiting if t[0] == self._current]
+        admitted = [t for t in self._waiting if t.adapter == self._current]
         if admitted:
             for ticket in admitted:
-                ticket[2] = True
-            self._waiting = [t for t in self._waiting if not t[2]]
+                ticket.admitted = True
+            self._waiting = [t for t in self._waiting if not t.admitted]
             self._running += len(admitted)
             self._lock.notify_all()
 

@@ -143,10 +143,9 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
 
     tokens = parse_teachers(list(teachers), api_key)
     check_exposure(host, api_key or tokens)  # before the slow model load
-    for name, value in (("max_batch", 1 if max_batch is None else max_batch), ("max_queue", max_queue),
-                        ("max_tokens", max_tokens),
+    for name, value in (("max_batch", max_batch), ("max_queue", max_queue), ("max_tokens", max_tokens),
                         ("max_request_tokens", max_request_tokens)):
-        if value < 1:
+        if value is not None and value < 1:
             raise EduloraError(f"{name} must be at least 1")
     if max_batch_tokens < max_request_tokens:
         raise EduloraError(f"max_batch_tokens ({max_batch_tokens}) must be at least max_request_tokens "
@@ -154,8 +153,8 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
     if (backend == "vllm") != bool(vllm_url):
         raise EduloraError("--vllm-url is for --backend vllm, which needs it (e.g. http://gpu-host:8000/v1)")
     pairs = [parse_adapter_arg(a) if isinstance(a, str) else a for a in adapters]
-    options = dict(max_batch=DEFAULT_MAX_BATCH if max_batch is None else max_batch, max_queue=max_queue,
-                   default_max_tokens=max_tokens, max_request_tokens=max_request_tokens, max_batch_tokens=max_batch_tokens)
+    options = dict(max_batch=max_batch or DEFAULT_MAX_BATCH, max_queue=max_queue, default_max_tokens=max_tokens,
+                   max_request_tokens=max_request_tokens, max_batch_tokens=max_batch_tokens)
     if gguf is not None and backend in ("transformers", "vllm"):
         raise EduloraError(f"--gguf is llama.cpp's base file; backend {backend!r} does not read it")
     if backend == "vllm":
@@ -166,7 +165,7 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
             # llama.cpp's slots share one KV cache (bounded by max_batch_tokens), so more of them cost little
             # memory; a class of 30 got 1.5x the tokens/s and half the p95 wait for a first token with 32 slots
             # than with 8 (docs/benchmarks.md).
-            options["max_batch"] = LLAMACPP_MAX_BATCH if max_batch is None else max_batch
+            options["max_batch"] = max_batch or LLAMACPP_MAX_BATCH
             engine = load_llamacpp_engine(pairs, base=base, gguf=gguf, allow_pickle=allow_pickle, resolved=resolved,
                                           **options)
         else:
