@@ -37,3 +37,24 @@ def test_planned_steps_are_the_steps_training_takes(tiny_llama, tmp_path, epochs
                          grad_accum=grad_accum, eval_steps=100, save_steps=100, pedagogy_sample=0, retention_sample=0)
     planned = planned_optimizer_steps(config, len(load_data(config).train))
     assert planned == train(config).summary.optimizer_steps
+
+
+def test_the_replies_shown_are_the_scored_ones_of_the_picked_records(capsys):
+    """The side-by-side comparison prints the evaluation's own replies (matched by record), not a new sample."""
+    from types import SimpleNamespace
+
+    from edulora.data.schema import Example, Metadata
+    from edulora.demo import replies_to, show_before_after
+    from edulora.evaluation.results import ReplyResult
+
+    held_out = [Example(instruction=f"question {i}", response="-", metadata=Metadata()) for i in range(4)]
+    replies = {name: [ReplyResult(i, f"{name} reply to {i}", 3, 0.1, {}) for i in (3, 1, 0, 2)]
+               for name in ("base", "tuned")}
+    evaluation = SimpleNamespace(model=lambda name: SimpleNamespace(replies=replies[name]))
+    picks = [held_out[2], held_out[0]]
+    before, after = (replies_to(evaluation, name, held_out, picks) for name in ("base", "tuned"))
+    assert before == ["base reply to 2", "base reply to 0"] and after == ["tuned reply to 2", "tuned reply to 0"]
+    shown = show_before_after(picks, before, after, 100)
+    assert shown == [("question 2", "base reply to 2", "tuned reply to 2"),
+                     ("question 0", "base reply to 0", "tuned reply to 0")]
+    assert "TUNED TUTOR" in capsys.readouterr().out

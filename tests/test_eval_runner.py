@@ -138,6 +138,28 @@ def test_evaluate_trained_writes_reports_into_the_run(trained_run, tmp_path):
     assert len(report["records"]) == 3
 
 
+def test_losses_training_measured_are_reused_not_computed_again(trained_run, tmp_path):
+    """The demo hands over the run's eval_loss_before / after (measured on the same held-out records):
+    the report shows them, with the token count, and no loss pass runs again."""
+    from edulora.data.formats import load_records
+
+    records = load_records(trained_run.run_dir / "eval.jsonl")
+    settings = EvalSettings(max_new_tokens=4, embed=fake_embed, bootstrap_resamples=50, max_length=128,
+                            **FEW_GENERAL_PROMPTS)
+    said: list[str] = []
+    summary = trained_run.summary
+    result, _ = evaluate_trained(trained_run.tutor, records, tmp_path, settings=settings, progress=said.append,
+                                 losses=(summary.eval_loss_before, summary.eval_loss_after))
+    assert not [m for m in said if "eval loss" in m] and any("generating" in m for m in said)
+    assert result.model("base").eval_loss == summary.eval_loss_before
+    assert result.model("tuned").eval_loss == summary.eval_loss_after
+    fresh, _ = evaluate_trained(trained_run.tutor, records, tmp_path / "fresh", settings=settings)
+    assert result.model("tuned").eval_tokens == fresh.model("tuned").eval_tokens > 0
+    # what the training measured is what the evaluation measures (up to the order of summation)
+    assert fresh.model("tuned").eval_loss == pytest.approx(summary.eval_loss_after, rel=1e-3)
+    assert fresh.model("base").eval_loss == pytest.approx(summary.eval_loss_before, rel=1e-3)
+
+
 def _cli(argv: list[str]):
     """The command line without ``main``'s error mapping, so a user mistake arrives as its EduloraError."""
     import typer

@@ -39,6 +39,49 @@ def test_auto_switches_on_over_the_budget_only(tiny_model):
     assert not plan_memory(tiny_model, rows, 8, 32, 0.5, 1e-3, "false", 4).gradient_checkpointing
 
 
+def test_lm_head_kinds_count_what_each_trainer_holds(tiny_model):
+    """edulora's SFT head holds the reply tokens' logits; TRL's DPO kernel a bounded tile however long the
+    batch; ORPO's full logits grow with every token."""
+    from edulora.training.memory import CHUNKED_TOKEN_TILE, head_bytes
+
+    vocab = 49152
+    assert head_bytes(vocab, 1000, 0.25) == pytest.approx(head_bytes(vocab, 1000, 1.0) / 4)
+    assert head_bytes(vocab, 1000, 0.25, "chunked") == head_bytes(vocab, 1000, 1.0, "chunked")  # every position
+    tile = head_bytes(vocab, CHUNKED_TOKEN_TILE, 1.0, "chunked")
+    assert head_bytes(vocab, 10 * CHUNKED_TOKEN_TILE, 1.0, "chunked") == tile  # one tile at a time
+    assert head_bytes(vocab, 2000, 1.0, "full") == 2 * head_bytes(vocab, 1000, 1.0, "full")
+    with pytest.raises(ValueError, match="unknown LM head"):
+        head_bytes(vocab, 1, 1.0, "logits")
+
+
+def test_split_plans_make_the_micro_batch_smaller_before_recomputing(tiny_model):
+    rows = [1000] * 16  # 8 examples of 2 rows (a preference batch), 1,024 tokens each once padded
+    per = {n: estimate_peak_bytes(tiny_model, n * 2 * 1024, 1.0, False, 4, head="full") / GB for n in (1, 2, 4, 8)}
+    plan = plan_memory(tiny_model, rows, 8, 32, 1.0, (per[2] + per[4]) / 2, "auto", 4, per_batch=False,
+                       head="full", rows_per_example=2, split="first")
+    assert plan.micro_batch_size == 2 and not plan.gradient_checkpointing and plan.checkpoint_above_tokens is None
+    assert plan.batch_tokens == 8 * 2 * 1024 and plan.estimated_gb == pytest.approx(per[8], abs=0.01)
+    # Room for the whole batch: nothing changes; no room for one example without recomputing: both.
+    roomy = plan_memory(tiny_model, rows, 8, 32, 1.0, per[8] + 1, "auto", 4, per_batch=False, head="full",
+                        rows_per_example=2, split="first")
+    assert roomy.micro_batch_size is None and not roomy.gradient_checkpointing
+    tight = plan_memory(tiny_model, rows, 8, 32, 1.0, 1e-3, "auto", 4, per_batch=False, head="full",
+                        rows_per_example=2, split="first")
+    assert tight.micro_batch_size == 1 and tight.gradient_checkpointing and "even so" in tight.reason
+    # "last" (ORPO): recompute the whole batch first, split only when that is not enough.
+    recomputed = estimate_peak_bytes(tiny_model, 8 * 2 * 1024, 1.0, True, 4, head="full") / GB
+    last = plan_memory(tiny_model, rows, 8, 32, 1.0, recomputed + 1e-6, "auto", 4, per_batch=False,
+                       head="full", rows_per_example=2, split="last")
+    assert last.gradient_checkpointing and last.micro_batch_size is None
+    over = plan_memory(tiny_model, rows, 8, 32, 1.0, recomputed - 1e-6, "auto", 4, per_batch=False,
+                       head="full", rows_per_example=2, split="last")
+    assert over.micro_batch_size in (1, 2, 4) and "gradient accumulation" in over.reason
+    # Only divisors of the batch size, so every optimizer step sees the configured number of examples.
+    odd = plan_memory(tiny_model, [1000] * 12, 6, 32, 1.0, (per[4] + per[2]) / 2 + 1e-9, "auto", 4, per_batch=False,
+                      head="full", rows_per_example=2, split="first")
+    assert odd.micro_batch_size in (1, 2, 3) and 6 % odd.micro_batch_size == 0
+
+
 def test_the_packaged_models_long_batches_need_checkpointing_under_4_gb():
     """SmolLM2-135M's shapes in fp32: 8 x 1,024 tokens is far over 4 GB without checkpointing
     (we measured ~10 GB RSS), and under it with."""

@@ -216,22 +216,39 @@ def test_a_dpo_run_killed_mid_run_resumes_to_the_end(tiny_llama, sft_run, pairs_
     assert (run / "adapter" / "adapter_model.safetensors").exists()
 
 
-def test_dpo_over_its_memory_budget_recomputes_activations_and_learns_the_same(tiny_llama, sft_run, pairs_file,
-                                                                               tmp_path):
-    """A budget the estimate exceeds switches checkpointing on for the whole run; recomputing changes
-    where activations live, not what is learnt (non-reentrant checkpointing replays dropout's RNG)."""
-    runs, recomputing = {}, {}
-    for name, budget in (("plain", "0"), ("bounded", "0.01")):
-        config = _dpo(tiny_llama, pairs_file, tmp_path / name, f"model.adapter={sft_run}", "training.max_steps=3",
-                      f"training.memory_budget_gb={budget}")
-        run = el.train(config)
-        runs[name], recomputing[name] = run.summary, run.tutor.model.get_base_model().is_activation_checkpointing
-    plain, bounded = runs["plain"], runs["bounded"]
-    assert recomputing == {"plain": False, "bounded": True}  # the network itself, not only the summary
+def test_dpo_over_its_memory_budget_fits_by_smaller_micro_batches_and_learns_the_same(tiny_llama, sft_run,
+                                                                                      pairs_file, tmp_path):
+    """Over the budget, a preference run first splits each optimizer step into smaller micro-batches
+    (gradient accumulation keeps the step) and recomputes activations only when one pair alone is over
+    it; neither changes what is learnt (non-reentrant checkpointing replays dropout's RNG)."""
+    from edulora.training.memory import GB, estimate_peak_bytes
+
+    plain_run = el.train(_dpo(tiny_llama, pairs_file, tmp_path / "plain", f"model.adapter={sft_run}",
+                              "training.max_steps=3", "training.memory_budget_gb=0"))
+    plain = plain_run.summary
     assert not plain.memory["gradient_checkpointing"] and "no memory budget" in plain.memory["reason"]
+    assert plain.memory["micro_batch_size"] is None
+    # A budget between one pair's estimate and the whole batch's (2 pairs): half the batch per micro-batch.
+    model = plain_run.tutor.model.get_base_model()
+    rows = plain.memory["batch_tokens"]
+    one, both = (estimate_peak_bytes(model, n, 0.5, False, 2, head="chunked") / GB for n in (rows // 2, rows))
+    runs, recomputing = {}, {}
+    for name, budget in (("split", f"{(one + both) / 2:.6f}"), ("bounded", "0.01")):
+        run = el.train(_dpo(tiny_llama, pairs_file, tmp_path / name, f"model.adapter={sft_run}",
+                            "training.max_steps=3", f"training.memory_budget_gb={budget}"))
+        runs[name], recomputing[name] = run.summary, run.tutor.model.get_base_model().is_activation_checkpointing
+    split, bounded = runs["split"], runs["bounded"]
+    assert recomputing == {"split": False, "bounded": True}  # the network itself, not only the summary
+    assert split.memory["micro_batch_size"] == 1 and not split.memory["gradient_checkpointing"]
+    assert "gradient accumulation makes up the step" in split.memory["reason"]
     assert bounded.memory["gradient_checkpointing"] and bounded.memory["checkpoint_above_tokens"] == 0
-    assert "exceeds the 0.01 GB budget" in bounded.memory["reason"]
-    assert bounded.memory["batch_tokens"] == plain.memory["batch_tokens"] > 0
-    assert bounded.eval_loss_after == pytest.approx(plain.eval_loss_after, abs=1e-5)
-    assert bounded.train_loss == pytest.approx(plain.train_loss, abs=1e-5)
-    assert bounded.eval_loss_after < bounded.eval_loss_before
+    assert bounded.memory["micro_batch_size"] == 1
+    assert "exceeds the 0.01 GB budget" in bounded.memory["reason"] and "even so" in bounded.memory["reason"]
+    for summary in (split, bounded):
+        assert summary.memory["batch_tokens"] == rows > 0
+        assert summary.optimizer_steps == plain.optimizer_steps == 3
+        assert summary.eval_loss_after == pytest.approx(plain.eval_loss_after, abs=1e-5)
+        assert summary.train_loss == pytest.approx(plain.train_loss, abs=1e-5)
+        assert summary.eval_loss_after < summary.eval_loss_before
+
+

@@ -16,12 +16,11 @@ from .data.schema import Example
 from .errors import EduloraError
 from .evaluation.rates import rate_for_style
 from .evaluation.report import format_drift
-from .evaluation.runner import EvalSettings, evaluate_trained, run_max_length
-from .generation import Sampling
+from .evaluation.runner import TUNED, EvalSettings, evaluate_trained, run_max_length
 from .inference.llamacpp import choose_backend
 from .training import RunResult, planned_optimizer_steps, train
 from .training.data import load_data
-from .tutor import Tutor, on_llamacpp
+from .tutor import BASE_NAME, on_llamacpp
 
 
 #: Held-out evaluations during the demo's training, evenly spaced, the last at its end (plus one before it).
@@ -33,11 +32,13 @@ def demo_config(output_dir: str = "runs") -> RunConfig:
 
     The training schedule differs from the guide's defaults because the demo must show a clear
     result within minutes on two CPU cores: 8 examples per optimizer step instead of 16 (twice
-    the updates from the same data) and a higher learning rate for the small data set. Before
-    training and after each third of it (``EVALUATIONS``; the step count is planned from the data),
-    the held-out loss is measured and a dozen held-out questions are answered; the kept
-    checkpoint is the one that gave the answer away least (ties: lowest loss), because a tutor
-    that tells is worse than one with a slightly higher loss.
+    the updates from the same data) and a higher learning rate for the small data set. Two passes
+    over the data, because shorter schedules fell short of a 20% lower held-out loss on the kept
+    checkpoint (docs/benchmarks.md, "The demo on an AVX-512 CPU"). Before training and after each
+    third of it (``EVALUATIONS``; the step count is planned from the data), the held-out loss is
+    measured and a dozen held-out questions are answered; the kept checkpoint is the one that gave
+    the answer away least (ties: lowest loss), because a tutor that tells is worse than one with a
+    slightly higher loss.
     """
     config = RunConfig()
     config.data.train_file = str(sample_data_path("tutoring.jsonl"))
@@ -71,15 +72,11 @@ def side_by_side(left: str, right: str, width: int) -> str:
     return "\n".join(f"{x:<{column}} | {y}" for x, y in zip(a, b))
 
 
-def show_before_after(tutor: Tutor, examples: list[Example], width: int) -> list[tuple[str, str, str]]:
-    """Reply of the base model (adapter disabled) next to the tuned adapter's, same prompts, greedy."""
-    prompts = [tutor.format.question(e.instruction, e.context, e.metadata) for e in examples]
-    sampling = Sampling(max_new_tokens=160)
-    with tutor.base():
-        before = tutor.generate(prompts, sampling)
-    after = tutor.generate(prompts, sampling)
+def show_before_after(examples: list[Example], before: list[str], after: list[str],
+                      width: int) -> list[tuple[str, str, str]]:
+    """Replies of the base model (adapter disabled) next to the tuned adapter's, same prompts, greedy."""
     shown = []
-    for example, b, a in zip(examples, before, after):
+    for example, b, a in zip(examples, before, after, strict=True):
         meta = example.metadata
         tags = ", ".join(v for v in (meta.subject, meta.grade_level and meta.grade_level.value,
                                      meta.teaching_style and meta.teaching_style.value) if v)
@@ -88,10 +85,16 @@ def show_before_after(tutor: Tutor, examples: list[Example], width: int) -> list
         print("-" * width)
         print(side_by_side("BASE MODEL", "TUNED TUTOR (edulora adapter)", width))
         print("-" * width)
-        print(side_by_side(b.text, a.text, width))
-        shown.append((example.instruction, b.text, a.text))
+        print(side_by_side(b, a, width))
+        shown.append((example.instruction, b, a))
     print("=" * width)
     return shown
+
+
+def replies_to(evaluation, name: str, held_out: list[Example], picks: list[Example]) -> list[str]:
+    """The evaluation's reply of model ``name`` to each picked record (replies are indexed by record)."""
+    by_record = {reply.record: reply.text for reply in evaluation.model(name).replies}
+    return [by_record[held_out.index(pick)] for pick in picks]
 
 
 RATE_NAMES = {"leak_rate": "gives the answer away", "incorrect_answer_rate": "asserts a wrong answer",
@@ -99,8 +102,9 @@ RATE_NAMES = {"leak_rate": "gives the answer away", "incorrect_answer_rate": "as
 
 
 def run_demo(output_dir: str = "runs", backend: str = "auto") -> RunResult:
-    """Check the sample data, train, show base vs tuned replies, evaluate and report. ``backend`` generates every
-    reply (``inference.llamacpp.choose_backend``); the losses always come from the trained PyTorch network."""
+    """Check the sample data, train, evaluate base vs tuned and report, then show three of the scored replies
+    side by side. ``backend`` generates every reply (``inference.llamacpp.choose_backend``); the losses come
+    from the trained PyTorch network, measured once, during training."""
     backend = choose_backend(backend)
     phases: list[tuple[str, float]] = []
     clock = time.perf_counter()
@@ -129,17 +133,20 @@ def run_demo(output_dir: str = "runs", backend: str = "auto") -> RunResult:
           f"{summary.train_seconds:.0f} s on {summary.device} ({summary.dtype}); kept {summary.selection}")
     tutor = result.tutor.for_inference()
     held_out = [r for r in result.run_dir.eval_records() if isinstance(r, Example)]
-    picks = _pick_varied(held_out, 3)
-    # On llama.cpp: the packaged GGUF base with the adapter just saved, converted to a GGUF LoRA; loaded once,
-    # for these replies and the evaluation's.
+    # On llama.cpp: the packaged GGUF base with the adapter just saved, converted to a GGUF LoRA, loaded once.
     voice = on_llamacpp([tutor])[0] if backend == "llamacpp" else None
-    show_before_after(voice or tutor, picks, width)
-    phase(f"before/after replies ({backend})")
-    print(f"Scoring base vs tuned replies on all {len(held_out)} held-out records (pedagogy metrics, report)…",
+    print(f"Base vs tuned replies to all {len(held_out)} held-out records ({backend}), scored for pedagogy…",
           flush=True)
     settings = EvalSettings(max_new_tokens=120, max_length=run_max_length(result.run_dir.path), backend=backend)
-    evaluation, reports = evaluate_trained(tutor, held_out, result.run_dir, settings, speaker=voice)
-    phase("evaluation and report")
+    # Training measured both losses on these records (before: the base; after: the kept adapter).
+    losses = ((summary.eval_loss_before, summary.eval_loss_after) if len(held_out) == summary.eval_examples
+              else None)
+    evaluation, reports = evaluate_trained(tutor, held_out, result.run_dir, settings, speaker=voice, losses=losses)
+    phase(f"evaluation and report ({backend})")
+    # Three of the replies just scored, side by side: what the rates below count, not a separate sample.
+    picks = _pick_varied(held_out, 3)
+    show_before_after(picks, replies_to(evaluation, BASE_NAME, held_out, picks),
+                      replies_to(evaluation, TUNED, held_out, picks), width)
     print_rates(evaluation)
     print(drift_line(evaluation))
     print(f"Report: {reports['html']}")

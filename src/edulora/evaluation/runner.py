@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import resource
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 from ..data.schema import Example, Record
 from ..errors import EduloraError
 from ..rundir import RunDir
-from ..tutor import Tutor, on_llamacpp
+from ..tutor import BASE_NAME, Tutor, on_llamacpp
 from . import metrics as m
 from .rates import ReplyPedagogy, bootstrap_ci, record_history, reply_pedagogy, summarize
 from .results import (GROUP_KEYS, LOWER_IS_BETTER, METRICS, Delta, EvalResult, ModelResult, RecordInfo, ReplyResult,
@@ -177,12 +177,16 @@ def group_means(records: Sequence[RecordInfo], models: Sequence[ModelResult]) ->
 # --------------------------------------------------------------------------------------------
 
 
-def eval_loss(tutor: Tutor, records: Sequence[Record], settings: EvalSettings) -> tuple[float, int]:
-    """Mean per-token loss on the reference replies, and the number of tutor tokens it covers."""
+def eval_loss(tutor: Tutor, records: Sequence[Record], settings: EvalSettings,
+              known: float | None = None) -> tuple[float, int]:
+    """Mean per-token loss on the reference replies, and the number of tutor tokens it covers;
+    ``known``: the loss already measured on exactly these records, which is then not computed again."""
     from ..formatting import collate_examples
     from ..training import mean_token_loss
 
     encoded = [tutor.format.encode(r, settings.max_length) for r in records]
+    if known is not None:
+        return known, sum(e.trainable_tokens for e in encoded)
     step = settings.loss_batch_examples
     pad = tutor.tokenizer.pad_token_id
     batches = (collate_examples(encoded[i : i + step], pad) for i in range(0, len(encoded), step))
@@ -196,7 +200,8 @@ def _peak_rss_mb() -> float:
 
 def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalSettings | None = None, *,
              include_base: bool = False, judge: Any = None, run_dir: str | Path | None = None,
-             progress: Callable[[str], None] | None = None, speakers: Sequence[Tutor] | None = None) -> EvalResult:
+             progress: Callable[[str], None] | None = None, speakers: Sequence[Tutor] | None = None,
+             losses: Mapping[str, float] | None = None) -> EvalResult:
     """Loss, generation speed and educational metrics of every tutor on the same records.
 
     ``include_base`` adds the first tutor's base model (its adapters off, same prompt format) as
@@ -205,7 +210,8 @@ def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalS
     ``speakers``: tutors the caller has already loaded (e.g. ``on_llamacpp(tutors)``), one per tutor in
     ``tutors`` with the same adapter, that generate every reply in their place (the base's through the first
     one's ``as_base()``), so nothing is loaded twice; default: ``settings.backend`` decides, and llama.cpp is
-    loaded here. Losses and drift always come from ``tutors``' PyTorch networks.
+    loaded here. Losses and drift always come from ``tutors``' PyTorch networks; ``losses``: eval losses
+    already measured on exactly these records (and ``settings.max_length``), by model name, not computed again.
     """
     from ..generation import Sampling
 
@@ -235,8 +241,10 @@ def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalS
     raw: list[tuple[Tutor, float, int, list, float]] = []
     for mut, speaker in zip(models, speakers, strict=True):
         prompts = [mut.format.prompt_and_reference(r)[0] for r in records]
-        say(f"{mut.name}: eval loss on {len(held_out)} records")
-        loss, tokens = eval_loss(mut, held_out, settings)
+        known = (losses or {}).get(mut.name)
+        if known is None:
+            say(f"{mut.name}: eval loss on {len(held_out)} records")
+        loss, tokens = eval_loss(mut, held_out, settings, known)
         say(f"{mut.name}: generating {len(records)} replies on {backend}")
         began = time.perf_counter()
         replies = speaker.generate(prompts, sampling, batch_size=settings.generation_batch_size)
@@ -455,21 +463,29 @@ def run_max_length(run_dir: Path | None, default: int = 1024) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+#: The name ``evaluate_trained`` gives the trained tutor in its result (the base is ``tutor.BASE_NAME``).
+TUNED = "tuned"
+
+
 def evaluate_trained(tutor: Tutor, records: Sequence[Record], run_dir: str | Path,
                      settings: EvalSettings | None = None, progress: Callable[[str], None] | None = None,
-                     speaker: Tutor | None = None) -> tuple[EvalResult, dict[str, Path]]:
+                     speaker: Tutor | None = None,
+                     losses: tuple[float, float] | None = None) -> tuple[EvalResult, dict[str, Path]]:
     """Base (adapters disabled) vs a tutor still in memory after training, on every record given,
     reports written into the run directory (report.html, report.md, report.json); returns the
     result and the reports' paths. ``speaker``: the same tutor already loaded on another backend
-    (``on_llamacpp([tutor])[0]``), which then generates the base's and the tutor's replies."""
+    (``on_llamacpp([tutor])[0]``), which then generates the base's and the tutor's replies.
+    ``losses``: the base's and the tutor's eval loss when training measured them on these very records
+    (its ``eval_loss_before`` and ``eval_loss_after``), so they are not computed again."""
     from ..rundir import RunDir
 
     run = RunDir(run_dir)
     # The source names the adapter's saved files (llama.cpp decodes from them): the run's, unless the
     # reports go to a folder without an adapter, where the tutor's own source is kept.
     source = str(run.adapter_dir) if run.adapter_dir.is_dir() else tutor.source
-    tuned = Tutor(tutor.model, tutor.tokenizer, tutor.format, tutor.info, "tuned", source, adapter=tutor.adapter)
+    tuned = Tutor(tutor.model, tutor.tokenizer, tutor.format, tutor.info, TUNED, source, adapter=tutor.adapter)
     settings = settings or EvalSettings(max_new_tokens=120, max_length=run_max_length(run.path))
+    known = dict(zip((BASE_NAME, tuned.name), losses)) if losses is not None else None
     result = evaluate([tuned], records, settings, include_base=True, run_dir=run.path, progress=progress,
-                      speakers=[speaker] if speaker is not None else None)
+                      speakers=[speaker] if speaker is not None else None, losses=known)
     return result, result.write_reports(run.path)

@@ -20,6 +20,23 @@ import torch
 
 GB = 1024**3
 
+#: How a trainer's LM head holds memory. "reply": edulora's SFT head scores the labelled (reply) tokens only,
+#: keeping their fp32 logits, log-softmax and its gradient. "chunked": TRL's DPO scores every position through
+#: its chunked log-probability kernel (``trl.kernels.chunked_logprob``; Triton only on CUDA/XPU), which never
+#: holds the whole logits but, on a CPU, makes fp32 temporaries of one tile (up to ``CHUNKED_TOKEN_TILE``
+#: tokens × ``CHUNKED_VOCAB_TILE`` entries) at a time. "full": TRL's ORPO materialises the logits of every
+#: position and takes its log-softmax and cross-entropy from them.
+HEADS = ("reply", "chunked", "full")
+#: TRL's tile: ``TOKEN_CHUNK_SIZE`` and the vocabulary chunk ``add_fused_lm_head`` passes (TRL 1.16).
+CHUNKED_TOKEN_TILE, CHUNKED_VOCAB_TILE = 4096, 32768
+#: fp32 tile-sized tensors alive at once in the kernel's CPU backward (the recomputed tile, scaled logits,
+#: log-probabilities, probabilities, the gradient and its temporaries); see the measurement in docs/preference.md.
+CHUNKED_TILE_COPIES = 8
+#: Vocabulary-wide tensors per position, in the model's dtype, alive in an ORPO step (the logits, the chosen
+#: half's shifted copy, its log-softmax, the logits' gradient and temporaries): 4 was 0.4 GiB short of the
+#: measured peak of a checkpointed fp32 step (docs/preference.md).
+FULL_LOGITS_COPIES = 5
+
 
 @dataclass(frozen=True)
 class MemoryPlan:
@@ -35,6 +52,9 @@ class MemoryPlan:
     reason: str
     #: Micro-batches with more tokens than this recompute their activations; 0: all of them; None: none.
     checkpoint_above_tokens: int | None = None
+    #: Examples per micro-batch when the plan made the configured batch smaller to fit (gradient
+    #: accumulation makes up the optimizer step); None: the configured batch.
+    micro_batch_size: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,19 +82,32 @@ def activation_bytes_per_token(config, dtype_bytes: int, lora_modules: int) -> f
     return float(per_layer * config.num_hidden_layers * dtype_bytes)
 
 
+def head_bytes(vocab_size: int, batch_tokens: int, labelled_share: float, head: str = "reply",
+               dtype_bytes: int = 4) -> float:
+    """Bytes the LM head holds at the peak of a step on ``batch_tokens`` tokens (see ``HEADS``);
+    ``dtype_bytes``: the model's, in which ORPO's logits are kept (the other heads work in fp32)."""
+    if head == "reply":
+        return 3 * 4 * vocab_size * batch_tokens * labelled_share
+    if head == "chunked":
+        return CHUNKED_TILE_COPIES * 4 * min(batch_tokens, CHUNKED_TOKEN_TILE) * min(vocab_size, CHUNKED_VOCAB_TILE)
+    if head == "full":
+        return FULL_LOGITS_COPIES * dtype_bytes * vocab_size * batch_tokens
+    raise ValueError(f"unknown LM head kind {head!r}; one of {HEADS}")
+
+
 def estimate_peak_bytes(model: torch.nn.Module, batch_tokens: int, labelled_share: float,
-                        checkpointing: bool, lora_modules: int) -> float:
+                        checkpointing: bool, lora_modules: int, head: str = "reply") -> float:
     """Peak resident bytes of one training step on ``batch_tokens`` tokens.
 
-    Weights (as loaded) + the LM head's logits, their log-softmax and its gradient in fp32 for the
-    labelled share of tokens (``response_only_head``) + stored activations (all of them, or with
-    checkpointing one hidden-sized input per layer plus one layer's full set recomputed) + a fixed
-    allowance for the Python process, tokenizer and allocator slack.
+    Weights (as loaded) + what the LM head holds (``head_bytes``: for SFT the fp32 logits, their
+    log-softmax and its gradient for the labelled share of tokens) + stored activations (all of them,
+    or with checkpointing one hidden-sized input per layer plus one layer's full set recomputed) + a
+    fixed allowance for the Python process, tokenizer and allocator slack.
     """
     config = model.config
     dtype_bytes = next(model.parameters()).element_size()
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    logits = 3 * 4 * config.vocab_size * batch_tokens * labelled_share
+    logits = head_bytes(config.vocab_size, batch_tokens, labelled_share, head, dtype_bytes)
     per_token = activation_bytes_per_token(config, dtype_bytes, lora_modules)
     if checkpointing:
         per_token = (config.num_hidden_layers * config.hidden_size * dtype_bytes
@@ -93,17 +126,32 @@ def plain_token_limit(model: torch.nn.Module, labelled_share: float, budget_gb: 
 
 def plan_memory(model: torch.nn.Module, row_lengths: list[int], batch_size: int, pad_to_multiple_of: int,
                 labelled_share: float, budget_gb: float, setting: str, lora_modules: int,
-                per_batch: bool = True) -> MemoryPlan:
+                per_batch: bool = True, head: str = "reply", rows_per_example: int = 1,
+                split: str | None = None) -> MemoryPlan:
     """Which micro-batches recompute activations: ``setting`` "true"/"false" decides for all; "auto"
-    compares the estimate for the largest micro-batch (``batch_size`` rows as long as the longest)
-    with the budget and, when it is over, checkpoints only micro-batches past ``plain_token_limit``
-    (all of them where the trainer cannot switch per micro-batch: ``per_batch=False``)."""
+    compares the estimate for the largest micro-batch (``batch_size`` examples of ``rows_per_example``
+    rows, each as long as the longest) with the budget and, when it is over, checkpoints only
+    micro-batches past ``plain_token_limit`` (all of them where the trainer cannot switch per
+    micro-batch: ``per_batch=False``).
+
+    With ``split`` (preference runs, whose trainers forward a whole micro-batch in one call), "auto" may
+    also make the micro-batch smaller: a divisor of ``batch_size``, the rest of the optimizer step made up
+    by gradient accumulation, so each step still sees the configured examples. ``split="first"`` tries
+    that before recomputing (the largest micro-batch that fits without, then with recomputation);
+    ``"last"`` recomputes first and splits only when the whole batch does not fit even so.
+    """
     longest = max(row_lengths, default=0)
     padded = -(-longest // pad_to_multiple_of) * pad_to_multiple_of
-    tokens = padded * min(batch_size, max(len(row_lengths), 1))
-    plain = estimate_peak_bytes(model, tokens, labelled_share, False, lora_modules) / GB
-    checkpointed = estimate_peak_bytes(model, tokens, labelled_share, True, lora_modules) / GB
+    examples = min(batch_size, max(len(row_lengths) // rows_per_example, 1))
+
+    def estimate(n: int, checkpointing: bool) -> float:
+        return estimate_peak_bytes(model, padded * rows_per_example * n, labelled_share, checkpointing,
+                                   lora_modules, head) / GB
+
+    tokens = padded * rows_per_example * examples
+    plain, checkpointed = estimate(examples, False), estimate(examples, True)
     above: int | None = None
+    micro: int | None = None
     if setting in ("true", "false"):
         on = setting == "true"
         above = 0 if on else None
@@ -114,11 +162,29 @@ def plan_memory(model: torch.nn.Module, row_lengths: list[int], batch_size: int,
         on = plain > budget_gb
         reason = (f"estimated {plain:.1f} GB for {tokens} tokens per micro-batch "
                   f"{'exceeds' if on else 'fits'} the {budget_gb:g} GB budget")
-        if on and not per_batch:
+        if on and split:
+            # (examples per micro-batch, recompute?) in order of preference: splitting is exact where the loss is a
+            # mean over examples (DPO: split="first"), recomputing where it is a mean over tokens (ORPO's NLL part,
+            # which smaller micro-batches would weight differently: split="last").
+            sizes = [n for n in range(examples, 0, -1) if batch_size % n == 0]
+            smaller = [(n, False) for n in sizes if n < examples] + [(n, True) for n in sizes if n < examples]
+            tries = ([(n, False) for n in sizes] + [(n, True) for n in sizes] if split == "first"
+                     else [(examples, True)] + smaller)
+            micro, on = next(((n, c) for n, c in tries if estimate(n, c) <= budget_gb), (1, True))
+            above = 0 if on else None
+            if micro < examples:
+                reason += (f"; {micro} of the {batch_size} examples per micro-batch"
+                           f"{', activations recomputed' if on else ''} ({estimate(micro, on):.1f} GB), "
+                           f"gradient accumulation makes up the step")
+            else:
+                reason += f"; activations recomputed ({estimate(micro, on):.1f} GB)"
+                micro = None
+        elif on and not per_batch:
             above = 0
         elif on:
             above = plain_token_limit(model, labelled_share, budget_gb, lora_modules)
             reason += f"; micro-batches over {above} tokens recompute their activations"
-        if on and checkpointed > budget_gb:
-            reason += f"; even with checkpointing ~{checkpointed:.1f} GB: lower training.batch_size or data.max_length"
-    return MemoryPlan(budget_gb, tokens, round(plain, 2), round(checkpointed, 2), on, reason, above)
+        final = estimate(micro or examples, on)
+        if on and final > budget_gb:
+            reason += f"; even so ~{final:.1f} GB: lower training.batch_size or data.max_length"
+    return MemoryPlan(budget_gb, tokens, round(plain, 2), round(checkpointed, 2), on, reason, above, micro)

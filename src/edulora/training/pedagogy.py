@@ -17,6 +17,8 @@ from ..generation import Sampling, generate
 HIGHER_IS_BETTER = {"leak_rate": False, "incorrect_answer_rate": False, "style_adherence": True}
 #: Weight of the eval loss in the selection score: it only breaks ties between equal rates.
 TIE_BREAK = 1e-6
+#: Prompts the probe decodes together.
+PROBE_BATCH = 16
 
 
 def score_replies(replies: Sequence[str], records: Sequence[Record]) -> dict[str, float]:
@@ -81,7 +83,8 @@ class PedagogyProbe:
         was_training = model.training
         model.eval()
         try:
-            out = generate(model, self.format.tokenizer, self.prompts, self.sampling, batch_size=8)
+            # One batch for the usual sample (a dozen prompts): each decoding step reads the weights once.
+            out = generate(model, self.format.tokenizer, self.prompts, self.sampling, batch_size=PROBE_BATCH)
         finally:
             model.train(was_training)
         return [r.text for r in out]

@@ -83,7 +83,7 @@ def run_preference(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -
         if orpo:
             trainer_class, args = orpo.OddsRatioTrainer, training_arguments(
                 config, run_dir, dtype, orpo.ORPOConfig, memory.gradient_checkpointing, train_sampling_strategy="random",
-                **orpo.orpo_arguments(config))
+                **orpo.orpo_arguments(config), **micro_batch_arguments(config, memory))
         else:
             trainer_class, args = PreferenceTrainer, training_arguments(
                 config, run_dir, dtype, DPOConfig, memory.gradient_checkpointing, beta=t.beta, loss_type=[t.loss_type],
@@ -91,7 +91,7 @@ def run_preference(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -
                 truncation_mode="keep_end",  # like SFT: a long conversation loses its oldest turns, never the reply
                 train_sampling_strategy="random", remove_unused_columns=True,
                 pad_to_multiple_of=config.data.pad_to_multiple_of, precompute_ref_log_probs=False,
-                dataset_num_proc=None)
+                dataset_num_proc=None, **micro_batch_arguments(config, memory))
         trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_dict(train_rows),
                                 eval_dataset=Dataset.from_dict(eval_rows), processing_class=tokenizer,
                                 callbacks=_callbacks(config, run_dir, stop), probe=probe, select_by=t.select_by)
@@ -137,13 +137,16 @@ def run_preference(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -
 
 
 def pair_memory_plan(config: RunConfig, model, tokenizer, rows: dict[str, list[str]]) -> MemoryPlan:
-    """Whether the run recomputes activations to stay within ``training.memory_budget_gb``.
+    """How the run stays within ``training.memory_budget_gb``.
 
     A preference step runs chosen and rejected replies as one batch of twice the rows, each row
     prompt + reply cut to ``data.max_length``; its stored activations are what SFT's estimate counts
-    (``training.memory``). TRL's DPO and ORPO forward the concatenated batch in one call, so the
-    switch is for the whole run rather than per micro-batch. Only replies' tokens reach the LM head's
-    log-probabilities, as in SFT's reply-only head.
+    (``training.memory``). The LM head differs: DPO's (TRL's chunked log-probability kernel) scores
+    every position in fp32 tiles, ORPO's materialises the whole logits. TRL forwards the concatenated
+    batch in one call, so instead of SFT's per-micro-batch switch the plan may make the micro-batch
+    smaller (gradient accumulation keeps the pairs per optimizer step): for DPO before recomputing
+    activations, since its loss is a mean over pairs and comes out the same; for ORPO only after, since
+    its NLL part is a mean over tokens, which smaller micro-batches would weight differently.
     """
     t = config.training
 
@@ -154,11 +157,23 @@ def pair_memory_plan(config: RunConfig, model, tokenizer, rows: dict[str, list[s
     answered = [n for pair in zip(counts(rows["chosen"]), counts(rows["rejected"])) for n in pair]
     lengths = [min(asked[i // 2] + n, config.data.max_length) for i, n in enumerate(answered)]
     share = sum(min(n, length) for n, length in zip(answered, lengths)) / max(sum(lengths), 1)
-    plan = plan_memory(model, lengths, 2 * t.batch_size, config.data.pad_to_multiple_of, share, t.memory_budget_gb,
-                       t.gradient_checkpointing, len(config.lora.target_modules), per_batch=False)
-    if plan.gradient_checkpointing and is_main_process():
-        print(f"edulora: activation checkpointing on ({plan.reason})", flush=True)
+    plan = plan_memory(model, lengths, t.batch_size, config.data.pad_to_multiple_of, share, t.memory_budget_gb,
+                       t.gradient_checkpointing, len(config.lora.target_modules), per_batch=False,
+                       head="full" if t.method == "orpo" else "chunked", rows_per_example=2,
+                       split="last" if t.method == "orpo" else "first")
+    if (plan.gradient_checkpointing or plan.micro_batch_size) and is_main_process():
+        print(f"edulora: memory budget: {plan.reason}", flush=True)
     return plan
+
+
+def micro_batch_arguments(config: RunConfig, plan: MemoryPlan) -> dict:
+    """Trainer arguments for the plan's smaller micro-batch, with the optimizer step unchanged."""
+    t = config.training
+    if not plan.micro_batch_size:
+        return {}
+    # Evaluation forwards the same micro-batches (without stored activations, but through the same LM head).
+    return {"per_device_train_batch_size": plan.micro_batch_size, "per_device_eval_batch_size": plan.micro_batch_size,
+            "gradient_accumulation_steps": t.grad_accum * (t.batch_size // plan.micro_batch_size)}
 
 
 def load_pair_data(config: RunConfig) -> tuple[list[PreferencePair], list[PreferencePair], dict]:
