@@ -112,14 +112,19 @@ def test_packaged_model_served_by_edulora_judges_an_eval(real_run, tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     (model,) = report["models"]
-    labelled = [label for reply in model["replies"] for label in reply["judge"].values() if label is not None]
-    # A 135M judge is no good rater: asked one dimension at a time it answers about half of the 16
-    # questions with a label (7 to 9 seen; which ones shifts with llama.cpp's thread count, i.e. the
+    from edulora.evaluation.judge import DIMENSIONS
+
+    judged = [reply["judge"] for reply in model["replies"]]
+    assert len(judged) == 2 and all(set(labels) == set(DIMENSIONS) for labels in judged)  # every dimension asked
+    labelled = [(dim, label) for labels in judged for dim, label in labels.items() if label is not None]
+    # A 135M judge is no good rater: asked one dimension at a time it answers some of the 16 questions
+    # with a label (3 to 9 seen; which ones shifts with the CPU and llama.cpp's thread count, i.e. the
     # order its sums are taken in). The test is about the path: parsed labels of real replies reach the report.
-    assert len(labelled) >= 4
-    assert any(model["metrics"][f"judge_{dim}"] is not None for dim in
-               ("mistake_identification", "providing_guidance", "coherence", "human_likeness"))
-    assert len(list((tmp_path / "cache").rglob("*.json"))) == 2
+    assert labelled and all(label in DIMENSIONS[dim][0] for dim, label in labelled)
+    assert all(model["metrics"][f"judge_{dim}"] is not None for dim, _ in labelled)  # each label reaches the means
+    # Replies the judge labelled at all are cached (one file each); a reply with no label is asked again next time.
+    answered = sum(1 for labels in judged if any(label is not None for label in labels.values()))
+    assert len(list((tmp_path / "cache").rglob("*.json"))) == answered >= 1
 
 
 def test_packaged_gguf_converts_into_an_empty_cache(tmp_path, monkeypatch, packaged_model_dir):

@@ -59,9 +59,6 @@ READINGS = (
                    "knowledge and fluency outside tutoring may be lost"),
 )
 _WORD = re.compile(r"\w+")
-#: Rows decoded together for the base's continuations: the general prompts are short, and each decoding
-#: step reads all the weights once whatever the rows, so on a CPU 40 rows cost little more per step than 8.
-DECODE_BATCH = 40
 
 
 def drift_reading(drift: float) -> str:
@@ -156,8 +153,7 @@ class RetentionProbe:
         from ..generation import generate
 
         with tutor.active() as model:
-            return [r.text for r in generate(model, tutor.tokenizer, self.prompts, self.sampling,
-                                             max(self.batch_size, DECODE_BATCH))]
+            return [r.text for r in generate(model, tutor.tokenizer, self.prompts, self.sampling, self.batch_size)]
 
     def kl_per_prompt(self, tutor) -> tuple[list[float], int]:
         """Mean per-token KL(tuned ‖ base) for each prompt with a non-empty continuation, and the token count."""

@@ -17,8 +17,6 @@ from ..generation import Sampling, generate
 HIGHER_IS_BETTER = {"leak_rate": False, "incorrect_answer_rate": False, "style_adherence": True}
 #: Weight of the eval loss in the selection score: it only breaks ties between equal rates.
 TIE_BREAK = 1e-6
-#: Prompts the probe decodes together.
-PROBE_BATCH = 16
 
 
 def score_replies(replies: Sequence[str], records: Sequence[Record]) -> dict[str, float]:
@@ -83,8 +81,8 @@ class PedagogyProbe:
         was_training = model.training
         model.eval()
         try:
-            # One batch for the usual sample (a dozen prompts): each decoding step reads the weights once.
-            out = generate(model, self.format.tokenizer, self.prompts, self.sampling, batch_size=PROBE_BATCH)
+            # 8 rows: larger batches decode faster but cost ~30-55 MB of peak memory per extra row (docs/benchmarks.md).
+            out = generate(model, self.format.tokenizer, self.prompts, self.sampling, batch_size=8)
         finally:
             model.train(was_training)
         return [r.text for r in out]
