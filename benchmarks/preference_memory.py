@@ -26,21 +26,22 @@ import time
 from pathlib import Path
 
 from edulora.data import sample_data_path
+from edulora.data.formats import load_records
 from edulora.data.pairs import PreferencePair, write_pairs
 
 
 def long_pairs(path: Path, count: int, seed: int = 0) -> int:
     """``count`` pairs: a prompt of several sample exchanges (long enough to be cut), two replies."""
-    records = [json.loads(line) for line in sample_data_path("tutoring.jsonl").read_text().splitlines() if line]
+    records = load_records(sample_data_path("tutoring.jsonl"))
     rng = random.Random(seed)
     pairs = []
     for _ in range(count):
         turns = []
         for record in rng.sample(records, 6):
-            turns += [{"role": "user", "content": record["instruction"] + "\n" + record.get("context", "")},
-                      {"role": "assistant", "content": record["response"]}]
+            turns += [{"role": "user", "content": record.instruction + "\n" + (record.context or "")},
+                      {"role": "assistant", "content": record.response}]
         chosen, rejected = rng.sample(records, 2)
-        pairs.append(PreferencePair(prompt=turns[:-1], chosen=chosen["response"], rejected=rejected["response"]))
+        pairs.append(PreferencePair(prompt=turns[:-1], chosen=chosen.response, rejected=rejected.response))
     return write_pairs(path, pairs)
 
 
@@ -67,8 +68,9 @@ def run_one(method: str, setting: str, pairs: Path, out: Path, args) -> dict:
     summary = json.loads((run / "summary.json").read_text())
     losses = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     first = next((row for row in losses if "loss" in row), {})
-    return {"method": method, "setting": setting, "overrides": args.set, "dtype": summary["dtype"], "peak_rss_gib": round(usage.ru_maxrss / 1024**2, 2),
-            "memory": summary["memory"], "first_loss": first.get("loss"), "wall_s": round(seconds, 1),
+    return {"method": method, "setting": setting, "overrides": args.set, "dtype": summary["dtype"],
+            "peak_rss_gib": round(usage.ru_maxrss / 1024**2, 2), "memory": summary["memory"],
+            "first_loss": first.get("loss"), "wall_s": round(seconds, 1),
             "train_seconds": round(summary["train_seconds"], 1)}
 
 
@@ -90,7 +92,8 @@ def main() -> None:
         for setting in args.settings.split(","):
             result = run_one(args.method, setting.strip(), pairs, Path(tmp) / "runs", args)
             plan = result["memory"]
-            print(f"{args.method} ({result['dtype']}) setting {result['setting']}: peak RSS {result['peak_rss_gib']} GiB; estimate "
+            print(f"{args.method} ({result['dtype']}) setting {result['setting']}: "
+                  f"peak RSS {result['peak_rss_gib']} GiB; estimate "
                   f"{plan['estimated_gb']} GB plain / {plan['estimated_checkpointed_gb']} GB checkpointed; "
                   f"micro-batch {plan.get('micro_batch_size') or args.batch_size} pairs, recompute "
                   f"{plan['gradient_checkpointing']}; first loss {result['first_loss']}; training "

@@ -167,9 +167,10 @@ def plan_memory(model: torch.nn.Module, row_lengths: list[int], batch_size: int,
             # mean over examples (DPO: split="first"), recomputing where it is a mean over tokens (ORPO's NLL part,
             # which smaller micro-batches would weight differently: split="last").
             sizes = [n for n in range(examples, 0, -1) if batch_size % n == 0]
-            smaller = [(n, False) for n in sizes if n < examples] + [(n, True) for n in sizes if n < examples]
-            tries = ([(n, False) for n in sizes] + [(n, True) for n in sizes] if split == "first"
-                     else [(examples, True)] + smaller)
+            if split == "last":
+                sizes = [n for n in sizes if n < examples]
+            first = [(examples, True)] if split == "last" else []
+            tries = first + [(n, False) for n in sizes] + [(n, True) for n in sizes]
             micro, on = next(((n, c) for n, c in tries if estimate(n, c) <= budget_gb), (1, True))
             above = 0 if on else None
             if micro < examples:
