@@ -15,7 +15,7 @@ subprocess (``python -m edulora serve``) on a free loopback port with an API key
 Measured per turn: time to first token (request sent -> first non-empty content chunk), the
 stream's decoding rate (tokens after the first / time after the first), completion tokens (from
 the usage chunk). Per run: p50/p95 TTFT, mean/p5 tokens/s per stream, aggregate tokens/s (all
-tokens / wall time from the first request to the last reply), errors and 429s.
+tokens / wall time from the first request to the last reply), errors and 429s, and the server's resident memory (peak so far).
 """
 
 from __future__ import annotations
@@ -183,6 +183,16 @@ def run_class(url: str, models: list[str], args) -> dict:
     return summarize(turns)
 
 
+def server_memory(pid: int) -> dict:
+    """The server process's resident memory now and its peak so far (MiB; Linux only, else empty)."""
+    try:
+        status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+        return {"server_rss_mib": int(status["VmRSS"].split()[0]) / 1024,
+                "server_peak_rss_mib": int(status["VmHWM"].split()[0]) / 1024}
+    except (OSError, KeyError, ValueError):
+        return {}
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -232,7 +242,8 @@ def main(argv: list[str] | None = None) -> dict:
                 base_id = httpx.get(f"{url}/health", timeout=10).json()["model"]
                 for mode in modes:
                     models = names + [base_id] if mode == "mixed" else names[:1]
-                    row = {"backend": backend, "mode": mode, "models": models, **run_class(url, models, args)}
+                    row = {"backend": backend, "mode": mode, "models": models, **run_class(url, models, args),
+                           **server_memory(proc.pid)}
                     results["runs"].append(row)
                     print_row(row)
             finally:
@@ -259,7 +270,8 @@ def print_row(row: dict) -> None:
           f"p95 {f(row['ttft_p95_s'])} s  whole reply p50 {f(row.get('reply_p50_s'))} s "
           f"p95 {f(row.get('reply_p95_s'))} s  stream {f(row['stream_tokens_per_s_mean'], '.1f')} tok/s "
           f"(p5 {f(row['stream_tokens_per_s_p5'], '.1f')})  aggregate {f(row['aggregate_tokens_per_s'], '.1f')} "
-          f"tok/s  errors {row['errors']}  429s {row['rate_limited']}", flush=True)
+          f"tok/s  errors {row['errors']}  429s {row['rate_limited']}  server peak RSS "
+          f"{f(row.get('server_peak_rss_mib'), '.0f')} MiB", flush=True)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def main() -> None:
                 return False
 
             request = Request(prompt, Sampling(max_new_tokens=args.new_tokens))
-            model.server.handle_completions({**model.body(request), "cache_prompt": False}, on_chunk)
+            model.core(None).server.handle_completions({**model.body(request), "cache_prompt": False}, on_chunk)
             return timings
 
         one(ids[0])  # warm-up

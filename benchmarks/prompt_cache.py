@@ -38,7 +38,7 @@ def first_token(model, ids: list[int], cache: bool) -> tuple[float, dict]:
         timings.update(chunk.get("timings") or {})
         return False
 
-    model.server.handle_completions(body, on_chunk)
+    model.core(None).server.handle_completions(body, on_chunk)
     return first[0], timings
 
 

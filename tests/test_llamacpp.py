@@ -104,7 +104,7 @@ def _greedy_log_prob_gaps(model, network, ids: list[int], adapter: str | None, n
     body = {**model.body(Request(ids, Sampling(max_new_tokens=n, repetition_penalty=1.0), adapter)),
             "n_probs": 4, "post_sampling_probs": False}
     chunks: list[dict] = []
-    model.server.handle_completions(body, lambda chunk: chunks.append(chunk) and False)
+    model.core(adapter).server.handle_completions(body, lambda chunk: chunks.append(chunk) and False)
     tokens, reported = [], []  # reported: (position in the reply, [(token id, log-prob)])
     for chunk in chunks:
         for item in (chunk["choices"][0].get("logprobs") or {}).get("content") or ():
@@ -357,6 +357,28 @@ def test_a_slots_cached_prompt_never_serves_another_adapter(tiny_runs, tiny_llam
         got = Request(ids, sampling, adapter)
         model.decode(tokenizer, [got], parallel=1)
         assert (got.output, got.tokens) == (expected.output, expected.tokens), adapter
+
+
+def test_each_adapter_decodes_in_a_core_of_its_own(tiny_runs, tiny_llama, tiny_gguf):
+    """llama.cpp applies LoRA scales per batch: adapters sharing a core would wait for each other's turn.
+    The base's core starts on its first request; reloading keeps the cores of the adapters that stay."""
+    from edulora.inference.llamacpp import load_llamacpp
+
+    adapters = {name: run / "adapter" for name, run in tiny_runs.items()}
+    model, tokenizer, _ = load_llamacpp(adapters, str(tiny_llama), tiny_gguf, parallel=2, context=1024)
+    assert model.started == ["math", "bio"]
+    math, bio = model.core("math"), model.core("bio")
+    assert math is not bio and math.lora != bio.lora
+    with pytest.raises(EduloraError, match="'chemistry' is not loaded"):
+        model.core("chemistry")
+    ids = _prompt_ids(tokenizer, MATH_QUESTIONS[0], chat=True)
+    model.decode(tokenizer, [Request(ids, Sampling(max_new_tokens=4), "__base__")])
+    assert model.started == ["math", "bio", None]
+    fewer = model.reloaded({"math": model.loras["math"]})
+    assert fewer.started == ["math", None] and fewer.core("math") is math and fewer.core(None) is model.core(None)
+    with pytest.raises(EduloraError, match="'bio' is not loaded"):
+        fewer.decode(tokenizer, [Request(ids, Sampling(max_new_tokens=4), "bio")])
+    assert model.core("bio") is bio  # the old set still decodes what it was given
 
 
 def test_llama_cpp_uses_every_core_unless_told(monkeypatch):

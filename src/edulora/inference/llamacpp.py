@@ -1,9 +1,9 @@
 """llama.cpp (through PyPI ``xllamacpp``, a prebuilt CPU wheel) as edulora's fast decoder.
 
-One GGUF base and every adapter's GGUF LoRA are loaded once; each request names its adapter in
-its own body (a per-request LoRA list with scales), so concurrent users of different adapters never
-race over a global switch. llama.cpp's server core runs ``parallel`` slots with continuous
-batching: a request joins the running batch as soon as a slot is free, and leaves it when done.
+One GGUF base and every adapter's GGUF LoRA are loaded once, each adapter in a llama.cpp server core
+of its own, so concurrent users of different adapters never race over a global switch and never wait
+for each other's adapter. Each core runs ``parallel`` slots with continuous batching: a request joins
+its adapter's running batch as soon as a slot is free, and leaves it when done.
 
 What edulora keeps for itself, so both backends answer alike: the prompt is tokenized by the
 same Hugging Face tokenizer (llama.cpp receives token ids), and each new token id goes through
@@ -14,12 +14,10 @@ prompt and reply), and llama.cpp's own extras (top-k 40, min-p 0.05) are switche
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import secrets
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -136,90 +134,21 @@ def default_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
-@dataclasses.dataclass
-class _Ticket:
-    """A request waiting at ``AdapterTurns``."""
+class _Core:
+    """One llama.cpp server core: the GGUF base with at most one GGUF LoRA, which every request it takes applies.
 
-    adapter: str | None
-    since: float
-    admitted: bool = False
+    llama.cpp applies LoRA scales to a whole batch, so one core decodes together only the requests of one
+    adapter: with several adapters in one core, the others' requests wait for their turn. A core per adapter
+    lets every adapter's requests decode at once (see ``LlamaCpp``)."""
 
-
-class AdapterTurns:
-    """Lets requests into llama.cpp one adapter at a time, the adapters taking turns.
-
-    llama.cpp applies LoRA scales to a whole batch, so it decodes together only the requests of one
-    adapter at a time, and left alone it may keep one adapter's group running while new requests keep
-    joining it: in a class of 30 on 4 adapters and the base, 1 reply in 20 waited over 90 s for its
-    first token (median 7 s). Here requests of the running adapter join it until another adapter's
-    request has waited ``patience`` seconds; then newcomers queue, the running group finishes, and the
-    adapter whose request has waited longest goes next with all its waiting requests. Measured on the
-    same class: first token p95 38.5 s, median 28 s, the same throughput (docs/benchmarks.md): the
-    machine was overloaded either way, and this shares the wait instead of leaving it to a few.
-    """
-
-    def __init__(self, patience: float = 4.0, clock: Callable[[], float] = time.monotonic):
-        self.patience = patience
-        self._clock = clock
-        self._lock = threading.Condition()
-        self._waiting: list[_Ticket] = []  # in arrival order
-        self._current: str | None = None
-        self._running = 0
-
-    def enter(self, adapter: str | None) -> None:
-        """Block until ``adapter``'s request may be sent to llama.cpp; pair with ``leave``."""
-        ticket = _Ticket(adapter, self._clock())
-        with self._lock:
-            self._waiting.append(ticket)
-            self._schedule()
-            while not ticket.admitted:
-                self._lock.wait()
-
-    def leave(self) -> None:
-        """The request let in by ``enter`` ended (or failed)."""
-        with self._lock:
-            self._running -= 1
-            self._schedule()
-
-    def _schedule(self) -> None:
-        if self._running == 0 and self._waiting:
-            self._current = self._waiting[0].adapter
-        elif self._running == 0:
-            return
-        else:
-            now = self._clock()
-            if any(t.adapter != self._current and now - t.since >= self.patience for t in self._waiting):
-                return  # the running group finishes; the longest-waiting adapter goes next
-        admitted = [t for t in self._waiting if t.adapter == self._current]
-        if admitted:
-            for ticket in admitted:
-                ticket.admitted = True
-            self._waiting = [t for t in self._waiting if not t.admitted]
-            self._running += len(admitted)
-            self._lock.notify_all()
-
-
-class LlamaCpp:
-    """A GGUF base with named GGUF LoRA adapters in one llama.cpp server core (no HTTP is used)."""
-
-    def __init__(self, gguf: str | os.PathLike, loras: Mapping[str, str | os.PathLike] | None = None, *,
-                 parallel: int = 8, context: int = 8192, threads: int | None = None, exact_cache: bool = False,
-                 poll: int = 0):
-        """``poll`` is llama.cpp's spin-wait level between operations (0-100; see ``default_threads``).
-        ``exact_cache`` keeps attention in f32 (llama.cpp's default rounds K and V to f16): for f32 bases, where
-        llama.cpp then computes what the PEFT forward computes, up to f32 rounding."""
+    def __init__(self, gguf: Path, lora: Path | None, *, parallel: int, context: int, threads: int | None,
+                 exact_cache: bool, poll: int):
         xllamacpp = require_xllamacpp()
-        self.gguf = Path(gguf)
-        self.loras = {name: Path(path) for name, path in (loras or {}).items()}
-        self.names = list(self.loras)
-        self.settings = {"parallel": parallel, "context": context, "threads": threads, "exact_cache": exact_cache,
-                         "poll": poll}
-        self.turns = AdapterTurns()
-        self.vocab: ByteVocab | None = None
+        self.lora = lora
         params = xllamacpp.CommonParams()
-        params.model.path = str(self.gguf)
+        params.model.path = str(gguf)
         params.n_parallel = max(1, parallel)
-        # One KV cache shared by all slots: ``context`` bounds the whole batch, like the transformers
+        # One KV cache shared by the core's slots: ``context`` bounds the whole batch, like the transformers
         # engine's max_batch_tokens, instead of reserving a full context for every slot.
         params.kv_unified = True
         params.n_ctx = context
@@ -227,8 +156,8 @@ class LlamaCpp:
         params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads or default_threads()
         # No spin-waiting between operations by default (llama.cpp's own default is 50): see default_threads.
         params.cpuparams.poll = params.cpuparams_batch.poll = poll
-        # Loaded once with scale 0: each request sets the scales it wants, nothing is switched globally.
-        params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(p), 0.0) for p in (loras or {}).values()]
+        # Loaded with scale 0: each request sets the scale it wants (``LlamaCpp.body``).
+        params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(lora), 0.0)] if lora else []
         # The core also listens on a loopback port; a random key keeps that door shut (edulora calls it in-process).
         params.api_keys = [secrets.token_hex(24)]
         params.verbosity = -1
@@ -238,25 +167,84 @@ class LlamaCpp:
             # cache: measured on the tiny f32 model, log-probs then differ from the PEFT forward by up to
             # 1e-2 (2e-5 without it), enough to flip near-tied greedy picks a few tokens into a reply.
             params.flash_attn_type = xllamacpp.llama_flash_attn_type.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        # No host-RAM prompt cache shared across slots: it restores a cached prompt by its tokens, and unlike
-        # the per-slot cache (see ``body``) we have not verified that it checks which adapter computed it.
+        # No host-RAM prompt cache shared across slots: each slot keeps its own (``cache_prompt``), which
+        # serves a conversation's next turn; a shared one would cost memory in every core.
         params.cache_ram_mib = 0
-        if not self.gguf.is_file():
-            raise EduloraError(f"{self.gguf}: no such GGUF file")
         try:
             self.server = xllamacpp.Server(params)
         except Exception as err:  # llama.cpp reports a bad file or a mismatched adapter as a runtime error
-            raise EduloraError(f"llama.cpp could not load {self.gguf.name} with adapters "
-                               f"{', '.join(self.names) or 'none'}: {err}") from None
+            raise EduloraError(f"llama.cpp could not load {gguf.name} with adapter "
+                               f"{lora.name if lora else 'none'}: {err}") from None
+
+
+class LlamaCpp:
+    """A GGUF base with named GGUF LoRA adapters in llama.cpp, one server core per adapter (no HTTP is used).
+
+    Each adapter's core (and the base's, started on its first request) batches its own requests
+    continuously; the cores decode side by side on the same threads' worth of CPU. Measured on a class of
+    30 students over 4 adapters and the base (docs/benchmarks.md, "A core per adapter"), where one core
+    with every adapter had to let the adapters take turns: median first token 15.8 -> 0.9 s, p95 23.2 ->
+    2.5 s, 73 -> 87 tokens/s in total. The cost is memory: every core holds its own KV cache
+    (``context`` tokens) and buffers, ~240 MB for SmolLM2-135M at 8,192 tokens; the weights are mapped
+    from the file once.
+    """
+
+    def __init__(self, gguf: str | os.PathLike, loras: Mapping[str, str | os.PathLike] | None = None, *,
+                 parallel: int = 8, context: int = 8192, threads: int | None = None, exact_cache: bool = False,
+                 poll: int = 0, cores: Mapping[str | None, _Core] | None = None):
+        """``parallel`` and ``context`` are per core. ``poll`` is llama.cpp's spin-wait level between
+        operations (0-100; see ``default_threads``). ``exact_cache`` keeps attention in f32 (llama.cpp's
+        default rounds K and V to f16): for f32 bases, where llama.cpp then computes what the PEFT forward
+        computes, up to f32 rounding. ``cores``: running cores to reuse (see ``reloaded``)."""
+        require_xllamacpp()
+        self.gguf = Path(gguf)
+        self.loras = {name: Path(path) for name, path in (loras or {}).items()}
+        self.names = list(self.loras)
+        self.settings = {"parallel": parallel, "context": context, "threads": threads, "exact_cache": exact_cache,
+                         "poll": poll}
+        self.vocab: ByteVocab | None = None
+        if not self.gguf.is_file():
+            raise EduloraError(f"{self.gguf}: no such GGUF file")
+        running = dict(cores or {})
+        self._lock = threading.Lock()
+        self._cores: dict[str | None, _Core] = {}
+        for name, path in self.loras.items():  # every adapter's core now: a bad LoRA file fails here, not mid-class
+            kept = running.get(name)
+            self._cores[name] = kept if kept is not None and kept.lora == path else self._start(path)
+        if running.get(None) is not None:
+            self._cores[None] = running[None]
+        elif not self.loras:
+            self._cores[None] = self._start(None)
+
+    @property
+    def started(self) -> list[str | None]:
+        """The adapters whose cores are running (None: the base's)."""
+        with self._lock:
+            return list(self._cores)
+
+    def _start(self, lora: Path | None) -> _Core:
+        return _Core(self.gguf, lora, **self.settings)
+
+    def core(self, adapter: str | None) -> _Core:
+        """The core that decodes ``adapter``'s requests (None: the base's, started on first use: a tutor
+        server's base may never be asked, and each core costs memory)."""
+        with self._lock:
+            if adapter not in self._cores:
+                if adapter is not None:
+                    raise EduloraError(f"adapter {adapter!r} is not loaded in llama.cpp")
+                self._cores[None] = self._start(None)
+            return self._cores[adapter]
 
     def reloaded(self, loras: Mapping[str, str | os.PathLike]) -> LlamaCpp:
-        """A new core on the same base and settings with these adapters.
+        """The same base and settings with these adapters, keeping the cores of adapters that stay.
 
-        llama.cpp fixes a core's LoRA files when it starts (its server can change their scales, not
-        load new ones), so another set of adapters needs another core; the old one decodes what it
+        llama.cpp fixes a core's LoRA file when it starts (its server can change the scale, not load
+        another), so an added adapter gets a core of its own; a removed adapter's core decodes what it
         has in flight and is freed when its last request ends.
         """
-        new = LlamaCpp(self.gguf, loras, **self.settings)
+        with self._lock:
+            running = dict(self._cores)
+        new = LlamaCpp(self.gguf, loras, cores=running, **self.settings)
         new.vocab = self.vocab
         return new
 
@@ -265,10 +253,15 @@ class LlamaCpp:
         if self.vocab is None or self.vocab.tokenizer is not tokenizer:
             self.vocab = ByteVocab(tokenizer)
 
+    @staticmethod
+    def adapter_of(request: Request) -> str | None:
+        return None if request.adapter == PEFT_BASE else request.adapter  # the server's name for "no adapter"
+
     def body(self, request: Request) -> dict:
-        """The completion request for ``request``: token ids in, one token id per streamed chunk out."""
+        """The completion request for ``request`` (sent to ``core(adapter_of(request))``): token ids in, one
+        token id per streamed chunk out."""
         s: Sampling = request.sampling
-        adapter = None if request.adapter == PEFT_BASE else request.adapter  # the server's name for "no adapter"
+        adapter = self.adapter_of(request)
         if adapter is not None and adapter not in self.names:
             raise EduloraError(f"adapter {adapter!r} is not loaded in llama.cpp")
         return {
@@ -279,16 +272,16 @@ class LlamaCpp:
             "repeat_last_n": len(request.prompt_ids) + s.max_new_tokens,  # the whole prompt and reply, as transformers
             "presence_penalty": 0.0, "frequency_penalty": 0.0, "dry_multiplier": 0.0,
             "seed": s.seed if s.seed is not None else int.from_bytes(uuid.uuid4().bytes[:4], "little"),
-            "lora": [{"id": i, "scale": 1.0 if name == adapter else 0.0} for i, name in enumerate(self.names)],
+            # An adapter's core holds its one LoRA; the base's holds none.
+            "lora": [{"id": 0, "scale": 1.0}] if adapter is not None else [],
             # A slot keeps its last prompt's KV cache, so the next turn of a conversation (or the next open
-            # turn of an evaluated dialogue) evaluates only its new tokens. llama.cpp's server itself clears a
-            # slot's cache when the next request's adapter scales differ ("clearing cache for lora change"),
-            # so a cache computed under one tutor never serves another (tested against the PEFT forward).
+            # turn of an evaluated dialogue) evaluates only its new tokens. A core serves one adapter, so a
+            # cache computed under one tutor never serves another (tested against the PEFT forward).
             "cache_prompt": True,
         }
 
     def run(self, request: Request, decode_text: Callable[[list[int]], str], stop_ids: set[int]) -> None:
-        """Decode ``request`` to its end (blocking; other threads' requests share llama.cpp's batch meanwhile)."""
+        """Decode ``request`` to its end (blocking; other threads' requests share its core's batch meanwhile)."""
         row = Row(request, decode_text, stop_ids, torch.device("cpu"))
         vocab = self.vocab
         failure: list[str] = []
@@ -308,12 +301,9 @@ class LlamaCpp:
             return request.cancelled
 
         body = self.body(request)
-        self.turns.enter(None if request.adapter == PEFT_BASE else request.adapter)
-        try:
-            if not request.cancelled:  # the client may have gone while it waited for its adapter's turn
-                self.server.handle_completions(body, on_chunk)
-        finally:
-            self.turns.leave()
+        core = self.core(self.adapter_of(request))
+        if not request.cancelled:
+            core.server.handle_completions(body, on_chunk)
         if failure:
             raise LlamaCppError(failure[0])
         if request.finish_reason is None:

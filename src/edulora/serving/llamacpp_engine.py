@@ -1,8 +1,8 @@
 """The serving engine on llama.cpp: the same interface as ``Engine``, continuous batching underneath.
 
-Worker threads (``workers.WorkerEngine``) hand requests to llama.cpp, whose slots decode every running
-request together: a new request joins at the next step, whatever its adapter (each names its own LoRA
-scales), instead of waiting for the batch before it.
+Worker threads (``workers.WorkerEngine``) hand requests to llama.cpp, where each adapter has a core of its
+own whose slots decode its running requests together: a new request joins its adapter's batch at the next
+step instead of waiting for the batch before it, and never waits for another adapter's.
 """
 
 from __future__ import annotations
@@ -46,14 +46,14 @@ class LlamaCppEngine(WorkerEngine):
         self._stop_ids = set(stop_token_ids(tokenizer))
 
     def _attach(self, spec: AdapterSpec) -> None:
-        """Convert the adapter to a GGUF LoRA and start a core with it; replies in flight finish on the old one."""
+        """Convert the adapter to a GGUF LoRA and start its core; the other adapters' cores keep running."""
         from ..inference.gguf_lora import cached_gguf_lora
 
         lora = cached_gguf_lora(spec.folder, self.config)
         self.model = self.model.reloaded({**self.model.loras, spec.name: lora})
 
     def _detach(self, name: str) -> None:
-        """Start a core without the adapter; the old one is released once its replies are done."""
+        """Drop the adapter's core from the set; it is released once its replies are done."""
         self.model = self.model.reloaded({k: v for k, v in self.model.loras.items() if k != name})
 
     def _run(self, gen: Generation) -> None:
