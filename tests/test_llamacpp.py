@@ -331,7 +331,8 @@ def test_auto_serves_on_transformers_what_llamacpp_cannot_take(tiny_runs, tiny_l
     assert choose_backend("transformers", str(tiny_llama)) == "transformers"  # the exact reference, when asked
 
 
-def test_a_slots_cached_prompt_never_serves_another_adapter(tiny_runs, tiny_llama, tiny_gguf):
+@pytest.mark.parametrize("per_adapter", [True, False], ids=["core-per-adapter", "shared-core"])
+def test_a_slots_cached_prompt_never_serves_another_adapter(tiny_runs, tiny_llama, tiny_gguf, per_adapter):
     """One slot, so every request reuses the previous one's KV cache: the same prompt under math, the base,
     bio and math again, then a longer prompt that extends it (the next turn of a conversation, evaluated
     from the cached prefix). Each reply equals the PEFT forward's for its own adapter alone."""
@@ -342,7 +343,8 @@ def test_a_slots_cached_prompt_never_serves_another_adapter(tiny_runs, tiny_llam
     from edulora.modeling import attach_adapter
 
     adapters = {name: run / "adapter" for name, run in tiny_runs.items()}
-    model, tokenizer, _ = load_llamacpp(adapters, str(tiny_llama), tiny_gguf, parallel=1, context=2048)
+    model, tokenizer, _ = load_llamacpp(adapters, str(tiny_llama), tiny_gguf, parallel=1, context=2048,
+                                        per_adapter=per_adapter)
     network = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
     for name, run in tiny_runs.items():
         network = attach_adapter(network, run / "adapter", name)
@@ -368,7 +370,7 @@ def test_each_adapter_decodes_in_a_core_of_its_own(tiny_runs, tiny_llama, tiny_g
     model, tokenizer, _ = load_llamacpp(adapters, str(tiny_llama), tiny_gguf, parallel=2, context=1024)
     assert model.started == ["math", "bio"]
     math, bio = model.core("math"), model.core("bio")
-    assert math is not bio and math.lora != bio.lora
+    assert math is not bio and math.names == ["math"] and bio.names == ["bio"]
     with pytest.raises(EduloraError, match="'chemistry' is not loaded"):
         model.core("chemistry")
     ids = _prompt_ids(tokenizer, MATH_QUESTIONS[0], chat=True)
@@ -379,6 +381,9 @@ def test_each_adapter_decodes_in_a_core_of_its_own(tiny_runs, tiny_llama, tiny_g
     with pytest.raises(EduloraError, match="'bio' is not loaded"):
         fewer.decode(tokenizer, [Request(ids, Sampling(max_new_tokens=4), "bio")])
     assert model.core("bio") is bio  # the old set still decodes what it was given
+    shared, _, _ = load_llamacpp(adapters, str(tiny_llama), tiny_gguf, parallel=2, context=1024, per_adapter=False)
+    assert shared.core("math") is shared.core("bio") is shared.core(None)
+    assert shared.reloaded({"math": shared.loras["math"]}).core("math") is not shared.core("math")
 
 
 def test_llama_cpp_uses_every_core_unless_told(monkeypatch):

@@ -210,7 +210,8 @@ def on_llamacpp(tutors: Sequence[Tutor], gguf: str | os.PathLike | None = None,
     if len(bases) != 1:
         raise EduloraError(f"llama.cpp serves one base model; these tutors have {len(bases)}: {', '.join(sorted(bases))}")
     folders = {t.adapter: adapter_dir(t.source) for t in tutors if t.adapter is not None}
-    model, tokenizer, _ = load_llamacpp(folders, bases.pop(), gguf, allow_pickle)
+    # One core for all: tutors here are asked one at a time (see ``LlamaCpp``'s per_adapter).
+    model, tokenizer, _ = load_llamacpp(folders, bases.pop(), gguf, allow_pickle, per_adapter=False)
     return [Tutor(model, tokenizer, t.format, t.info, t.name, t.source, t.adapter, backend="llamacpp") for t in tutors]
 
 
@@ -228,5 +229,5 @@ def _load_llamacpp(source, base: str | None, gguf, allow_pickle: bool):
         info = read_adapter_info(folder)
         info.base_model = base or info.base_model
         adapters = {"default": folder}
-    model, tokenizer, _ = load_llamacpp(adapters, info.base_model, gguf, allow_pickle)
+    model, tokenizer, _ = load_llamacpp(adapters, info.base_model, gguf, allow_pickle, per_adapter=False)
     return model, tokenizer, info

@@ -135,16 +135,17 @@ def default_threads() -> int:
 
 
 class _Core:
-    """One llama.cpp server core: the GGUF base with at most one GGUF LoRA, which every request it takes applies.
+    """One llama.cpp server core: the GGUF base with GGUF LoRAs, each request setting their scales.
 
     llama.cpp applies LoRA scales to a whole batch, so one core decodes together only the requests of one
     adapter: with several adapters in one core, the others' requests wait for their turn. A core per adapter
     lets every adapter's requests decode at once (see ``LlamaCpp``)."""
 
-    def __init__(self, gguf: Path, lora: Path | None, *, parallel: int, context: int, threads: int | None,
+    def __init__(self, gguf: Path, loras: Mapping[str, Path], *, parallel: int, context: int, threads: int | None,
                  exact_cache: bool, poll: int):
         xllamacpp = require_xllamacpp()
-        self.lora = lora
+        self.loras = dict(loras)
+        self.names = list(self.loras)
         params = xllamacpp.CommonParams()
         params.model.path = str(gguf)
         params.n_parallel = max(1, parallel)
@@ -156,8 +157,8 @@ class _Core:
         params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads or default_threads()
         # No spin-waiting between operations by default (llama.cpp's own default is 50): see default_threads.
         params.cpuparams.poll = params.cpuparams_batch.poll = poll
-        # Loaded with scale 0: each request sets the scale it wants (``LlamaCpp.body``).
-        params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(lora), 0.0)] if lora else []
+        # Loaded with scale 0: each request sets the scales it wants (``LlamaCpp.body``).
+        params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(p), 0.0) for p in self.loras.values()]
         # The core also listens on a loopback port; a random key keeps that door shut (edulora calls it in-process).
         params.api_keys = [secrets.token_hex(24)]
         params.verbosity = -1
@@ -173,8 +174,8 @@ class _Core:
         try:
             self.server = xllamacpp.Server(params)
         except Exception as err:  # llama.cpp reports a bad file or a mismatched adapter as a runtime error
-            raise EduloraError(f"llama.cpp could not load {gguf.name} with adapter "
-                               f"{lora.name if lora else 'none'}: {err}") from None
+            raise EduloraError(f"llama.cpp could not load {gguf.name} with adapters "
+                               f"{', '.join(self.names) or 'none'}: {err}") from None
 
 
 class LlamaCpp:
@@ -185,13 +186,18 @@ class LlamaCpp:
     30 students over 4 adapters and the base (docs/benchmarks.md, "A core per adapter"), where one core
     with every adapter had to let the adapters take turns: median first token 15.8 -> 0.9 s, p95 23.2 ->
     2.5 s, 73 -> 87 tokens/s in total. The cost is memory: every core holds its own KV cache
-    (``context`` tokens) and buffers, ~240 MB for SmolLM2-135M at 8,192 tokens; the weights are mapped
+    (``context`` tokens) and buffers, ~220 MB for SmolLM2-135M at 8,192 tokens; the weights are mapped
     from the file once.
+
+    ``per_adapter=False`` keeps every adapter and the base in one core instead, for one user asking one
+    tutor at a time (``Tutor``, evaluations): there is nothing to decode side by side, and each further
+    core that merely exists slowed the working one by ~15% (measured: 24 replies, 126-140 vs 99-119
+    tokens/s; llama.cpp's OpenMP threads spin less once a process holds more threads than cores).
     """
 
     def __init__(self, gguf: str | os.PathLike, loras: Mapping[str, str | os.PathLike] | None = None, *,
                  parallel: int = 8, context: int = 8192, threads: int | None = None, exact_cache: bool = False,
-                 poll: int = 0, cores: Mapping[str | None, _Core] | None = None):
+                 poll: int = 0, per_adapter: bool = True, cores: Mapping[str | None, _Core] | None = None):
         """``parallel`` and ``context`` are per core. ``poll`` is llama.cpp's spin-wait level between
         operations (0-100; see ``default_threads``). ``exact_cache`` keeps attention in f32 (llama.cpp's
         default rounds K and V to f16): for f32 bases, where llama.cpp then computes what the PEFT forward
@@ -202,19 +208,24 @@ class LlamaCpp:
         self.names = list(self.loras)
         self.settings = {"parallel": parallel, "context": context, "threads": threads, "exact_cache": exact_cache,
                          "poll": poll}
+        self.per_adapter = per_adapter
         self.vocab: ByteVocab | None = None
         if not self.gguf.is_file():
             raise EduloraError(f"{self.gguf}: no such GGUF file")
-        running = dict(cores or {})
+        running = dict(cores or {}) if per_adapter else {}
         self._lock = threading.Lock()
         self._cores: dict[str | None, _Core] = {}
+        if not per_adapter:
+            shared = self._start(self.loras)
+            self._cores = {name: shared for name in [*self.names, None]}
+            return
         for name, path in self.loras.items():  # every adapter's core now: a bad LoRA file fails here, not mid-class
             kept = running.get(name)
-            self._cores[name] = kept if kept is not None and kept.lora == path else self._start(path)
+            self._cores[name] = kept if kept is not None and kept.loras == {name: path} else self._start({name: path})
         if running.get(None) is not None:
             self._cores[None] = running[None]
         elif not self.loras:
-            self._cores[None] = self._start(None)
+            self._cores[None] = self._start({})
 
     @property
     def started(self) -> list[str | None]:
@@ -222,8 +233,8 @@ class LlamaCpp:
         with self._lock:
             return list(self._cores)
 
-    def _start(self, lora: Path | None) -> _Core:
-        return _Core(self.gguf, lora, **self.settings)
+    def _start(self, loras: Mapping[str, Path]) -> _Core:
+        return _Core(self.gguf, loras, **self.settings)
 
     def core(self, adapter: str | None) -> _Core:
         """The core that decodes ``adapter``'s requests (None: the base's, started on first use: a tutor
@@ -232,7 +243,7 @@ class LlamaCpp:
             if adapter not in self._cores:
                 if adapter is not None:
                     raise EduloraError(f"adapter {adapter!r} is not loaded in llama.cpp")
-                self._cores[None] = self._start(None)
+                self._cores[None] = self._start({})
             return self._cores[adapter]
 
     def reloaded(self, loras: Mapping[str, str | os.PathLike]) -> LlamaCpp:
@@ -244,7 +255,7 @@ class LlamaCpp:
         """
         with self._lock:
             running = dict(self._cores)
-        new = LlamaCpp(self.gguf, loras, cores=running, **self.settings)
+        new = LlamaCpp(self.gguf, loras, per_adapter=self.per_adapter, cores=running, **self.settings)
         new.vocab = self.vocab
         return new
 
@@ -272,11 +283,13 @@ class LlamaCpp:
             "repeat_last_n": len(request.prompt_ids) + s.max_new_tokens,  # the whole prompt and reply, as transformers
             "presence_penalty": 0.0, "frequency_penalty": 0.0, "dry_multiplier": 0.0,
             "seed": s.seed if s.seed is not None else int.from_bytes(uuid.uuid4().bytes[:4], "little"),
-            # An adapter's core holds its one LoRA; the base's holds none.
-            "lora": [{"id": 0, "scale": 1.0}] if adapter is not None else [],
+            # Only this request's adapter counts (an adapter's own core holds just it; the base's holds none).
+            "lora": [{"id": i, "scale": 1.0 if name == adapter else 0.0}
+                     for i, name in enumerate(self.core(adapter).names)],
             # A slot keeps its last prompt's KV cache, so the next turn of a conversation (or the next open
-            # turn of an evaluated dialogue) evaluates only its new tokens. A core serves one adapter, so a
-            # cache computed under one tutor never serves another (tested against the PEFT forward).
+            # turn of an evaluated dialogue) evaluates only its new tokens. A core of one adapter never
+            # serves another; a shared core's server clears a slot's cache when the next request's adapter
+            # scales differ ("clearing cache for lora change"). Both tested against the PEFT forward.
             "cache_prompt": True,
         }
 
@@ -378,8 +391,10 @@ def byte_level_alphabet() -> dict[str, int]:
 
 
 def load_llamacpp(adapters: Mapping[str, Path], base_model: str, gguf: str | os.PathLike | None = None,
-                  allow_pickle: bool = False, parallel: int = 8, context: int = 8192, exact_cache: bool | None = None):
-    """(LlamaCpp, tokenizer, base config): the base's GGUF with each adapter folder as a GGUF LoRA, loaded once."""
+                  allow_pickle: bool = False, parallel: int = 8, context: int = 8192, exact_cache: bool | None = None,
+                  per_adapter: bool = True):
+    """(LlamaCpp, tokenizer, base config): the base's GGUF with each adapter folder as a GGUF LoRA, loaded once
+    (``per_adapter``: see ``LlamaCpp``)."""
     from transformers import AutoConfig
 
     from ..modeling import load_tokenizer
@@ -392,7 +407,7 @@ def load_llamacpp(adapters: Mapping[str, Path], base_model: str, gguf: str | os.
     path = base_gguf(base_model, gguf)
     if exact_cache is None:  # an f32 base is asked for exactness: keep its KV cache in f32 too
         exact_cache = _all_f32(path)
-    model = LlamaCpp(path, loras, parallel=parallel, context=context, exact_cache=exact_cache)
+    model = LlamaCpp(path, loras, parallel=parallel, context=context, exact_cache=exact_cache, per_adapter=per_adapter)
     model.use_tokenizer(tokenizer)
     return model, tokenizer, config
 
