@@ -386,6 +386,22 @@ def test_each_adapter_decodes_in_a_core_of_its_own(tiny_runs, tiny_llama, tiny_g
     assert shared.reloaded({"math": shared.loras["math"]}).core("math") is not shared.core("math")
 
 
+def test_a_core_freed_as_soon_as_it_started_is_freed(tiny_gguf):
+    """xllamacpp's Server could hang forever in its destructor when freed right after it started (1 in ~4
+    here): reloading adapters and the tests free cores that young. Run in a child process, so a
+    regression fails within the timeout instead of stalling the whole test run."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom pathlib import Path\nfrom edulora.inference.llamacpp import _Core\n"
+              "for _ in range(24):\n"
+              "    _Core(Path(sys.argv[1]), {}, parallel=2, context=256, threads=2, exact_cache=False, poll=0)\n")
+    try:
+        subprocess.run([sys.executable, "-c", script, str(tiny_gguf)], check=True, timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.fail("freeing a freshly started llama.cpp core hung")
+
+
 def test_llama_cpp_uses_every_core_unless_told(monkeypatch):
     import os
 

@@ -176,6 +176,11 @@ class _Core:
         except Exception as err:  # llama.cpp reports a bad file or a mismatched adapter as a runtime error
             raise EduloraError(f"llama.cpp could not load {gguf.name} with adapters "
                                f"{', '.join(self.names) or 'none'}: {err}") from None
+        # xllamacpp's Server reports ready before its task loop runs, and a loop that starts after the
+        # Server was told to stop never stops: freeing a core that young hung its destructor forever (seen
+        # here: 1 core in ~4 freed at once; a test run stalled until CI's time ran out). One answered
+        # request proves the loop is running (one prompt token, ~10 ms), so freeing a core is always safe.
+        self.server.handle_completions({"prompt": [0], "n_predict": 0, "stream": True}, lambda chunk: False)
 
 
 class LlamaCpp:
