@@ -5,8 +5,10 @@ one at a time (llama.cpp's own prompt and decode rates, medians) and then 8 requ
 tokens/s over the wall time). ``--busy`` first starts a child process that multiplies matrices on 2
 PyTorch threads for the whole run, as a training job next to a server would. Each configuration is
 its own process (``--threads N --poll P``); compare configurations from the same session only.
+``--idle-cores N`` starts N more cores that are never asked anything, as a server's cores for adapters
+nobody uses at the moment: what merely holding them costs the working one.
 
-    python benchmarks/llamacpp_threads.py --threads 2 --poll 0 [--busy]
+    python benchmarks/llamacpp_threads.py --threads 2 --poll 0 [--busy] [--idle-cores N]
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def main() -> None:
     parser.add_argument("--poll", type=int, default=0, help="llama.cpp's spin-wait level: 0 (edulora) to 100")
     parser.add_argument("--busy", action="store_true", help="run a 2-thread PyTorch job beside it")
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--idle-cores", type=int, default=0, help="more cores, started and never asked")
     args = parser.parse_args()
 
     from edulora.data.formats import load_records
@@ -57,6 +60,8 @@ def main() -> None:
         if busy:
             time.sleep(3)  # let the job get going
         model = LlamaCpp(packaged_gguf(), {}, parallel=8, threads=args.threads, poll=args.poll)
+        idle = [LlamaCpp(packaged_gguf(), {}, parallel=8, threads=args.threads, poll=args.poll)
+                for _ in range(args.idle_cores)]
 
         def one(prompt: list[int]) -> dict:
             timings: dict = {}
@@ -66,7 +71,7 @@ def main() -> None:
                 return False
 
             request = Request(prompt, Sampling(max_new_tokens=args.new_tokens))
-            model.core(None).server.handle_completions({**model.body(request), "cache_prompt": False}, on_chunk)
+            model.send(request, on_chunk, cache_prompt=False)
             return timings
 
         one(ids[0])  # warm-up
@@ -82,7 +87,8 @@ def main() -> None:
     finally:
         if busy:
             busy.kill()
-    print(f"threads {args.threads} poll {args.poll}{' busy' if args.busy else ''}: one request: prompt "
+    print(f"threads {args.threads} poll {args.poll}{' busy' if args.busy else ''} idle cores {len(idle)}: "
+          f"one request: prompt "
           f"{statistics.median(t['prompt_per_second'] for t in single):.0f} tokens/s, decode "
           f"{statistics.median(t['predicted_per_second'] for t in single):.1f} tokens/s; 8 together: "
           f"{sum(t['predicted_n'] for t in results) / wall:.1f} new tokens/s ({wall:.1f} s); "

@@ -29,7 +29,7 @@ from edulora.inference.llamacpp import load_llamacpp  # noqa: E402
 
 def first_token(model, ids: list[int], cache: bool) -> tuple[float, dict]:
     """Seconds to the first streamed token, and llama.cpp's timings for the request."""
-    body = {**model.body(Request(ids, Sampling(max_new_tokens=8))), "cache_prompt": cache}
+    request = Request(ids, Sampling(max_new_tokens=8))
     began, first, timings = time.perf_counter(), [], {}
 
     def on_chunk(chunk: dict) -> bool:
@@ -38,7 +38,7 @@ def first_token(model, ids: list[int], cache: bool) -> tuple[float, dict]:
         timings.update(chunk.get("timings") or {})
         return False
 
-    model.core(None).server.handle_completions(body, on_chunk)
+    model.send(request, on_chunk, cache_prompt=cache)
     return first[0], timings
 
 

@@ -101,10 +101,9 @@ def _greedy_log_prob_gaps(model, network, ids: list[int], adapter: str | None, n
     |difference| between llama.cpp's log-probability and the network's."""
     import torch
 
-    body = {**model.body(Request(ids, Sampling(max_new_tokens=n, repetition_penalty=1.0), adapter)),
-            "n_probs": 4, "post_sampling_probs": False}
     chunks: list[dict] = []
-    model.core(adapter).server.handle_completions(body, lambda chunk: chunks.append(chunk) and False)
+    model.send(Request(ids, Sampling(max_new_tokens=n, repetition_penalty=1.0), adapter),
+               lambda chunk: chunks.append(chunk) and False, n_probs=4, post_sampling_probs=False)
     tokens, reported = [], []  # reported: (position in the reply, [(token id, log-prob)])
     for chunk in chunks:
         for item in (chunk["choices"][0].get("logprobs") or {}).get("content") or ():

@@ -189,16 +189,15 @@ class LlamaCpp:
     Each adapter's core (and the base's, started on its first request) batches its own requests
     continuously; the cores decode side by side on the same threads' worth of CPU. Measured on a class of
     30 students over 4 adapters and the base (docs/benchmarks.md, "A core per adapter"), where one core
-    with every adapter had to let the adapters take turns: median first token 15.8 -> 0.9 s, p95 23.2 ->
-    2.5 s, 73 -> 87 tokens/s in total. The cost is memory: every core holds its own KV cache
+    with every adapter had to let the adapters take turns: median first token 15.8 -> 0.67 s, p95 23.2 ->
+    1.59 s, 72.8 -> 94.4 tokens/s in total. The cost is memory: every core holds its own KV cache
     (``context`` tokens) and buffers, ~220 MB for SmolLM2-135M at 8,192 tokens; the weights are mapped
     from the file once.
 
     ``per_adapter=False`` keeps every adapter and the base in one core instead, for one user asking one
-    tutor at a time (``Tutor``, evaluations): there is nothing to decode side by side, and each further
-    core that merely exists slowed the working one by ~15% (measured: 24 replies, 126-140 vs 99-119
-    tokens/s; llama.cpp's OpenMP threads spin less once a process holds more threads than cores).
-    """
+    tutor at a time (``Tutor``, evaluations): there is nothing to decode side by side, and one further
+    core that merely exists halved a single reply's decoding rate (libgomp's threads spin less once a
+    process holds more of them than CPUs; docs/benchmarks.md, "What an idle core costs")."""
 
     def __init__(self, gguf: str | os.PathLike, loras: Mapping[str, str | os.PathLike] | None = None, *,
                  parallel: int = 8, context: int = 8192, threads: int | None = None, exact_cache: bool = False,
@@ -271,15 +270,15 @@ class LlamaCpp:
 
     @staticmethod
     def adapter_of(request: Request) -> str | None:
-        return None if request.adapter == PEFT_BASE else request.adapter  # the server's name for "no adapter"
+        """The adapter ``request`` asks for, None for the base (which the serving layer calls ``PEFT_BASE``)."""
+        return None if request.adapter == PEFT_BASE else request.adapter
 
-    def body(self, request: Request) -> dict:
-        """The completion request for ``request`` (sent to ``core(adapter_of(request))``): token ids in, one
+    def body(self, request: Request, core: _Core | None = None) -> dict:
+        """The completion request for ``request`` to ``core`` (default: its adapter's): token ids in, one
         token id per streamed chunk out."""
         s: Sampling = request.sampling
         adapter = self.adapter_of(request)
-        if adapter is not None and adapter not in self.names:
-            raise EduloraError(f"adapter {adapter!r} is not loaded in llama.cpp")
+        core = core or self.core(adapter)
         return {
             "prompt": list(request.prompt_ids), "n_predict": s.max_new_tokens, "stream": True,
             "n_probs": 1,  # the chosen token's id comes with its log-probability
@@ -290,13 +289,19 @@ class LlamaCpp:
             "seed": s.seed if s.seed is not None else int.from_bytes(uuid.uuid4().bytes[:4], "little"),
             # Only this request's adapter counts (an adapter's own core holds just it; the base's holds none).
             "lora": [{"id": i, "scale": 1.0 if name == adapter else 0.0}
-                     for i, name in enumerate(self.core(adapter).names)],
+                     for i, name in enumerate(core.names)],
             # A slot keeps its last prompt's KV cache, so the next turn of a conversation (or the next open
             # turn of an evaluated dialogue) evaluates only its new tokens. A core of one adapter never
             # serves another; a shared core's server clears a slot's cache when the next request's adapter
             # scales differ ("clearing cache for lora change"). Both tested against the PEFT forward.
             "cache_prompt": True,
         }
+
+    def send(self, request: Request, on_chunk: Callable[[dict], bool], **overrides) -> None:
+        """``request`` to its adapter's core, each streamed chunk to ``on_chunk`` (which returns True to stop
+        it); ``overrides`` replace fields of ``body`` (benchmarks and tests: ``cache_prompt``, ``n_probs``)."""
+        core = self.core(self.adapter_of(request))
+        core.server.handle_completions({**self.body(request, core), **overrides}, on_chunk)
 
     def run(self, request: Request, decode_text: Callable[[list[int]], str], stop_ids: set[int]) -> None:
         """Decode ``request`` to its end (blocking; other threads' requests share its core's batch meanwhile)."""
@@ -318,10 +323,8 @@ class LlamaCpp:
                 ended.append(choice["finish_reason"])
             return request.cancelled
 
-        body = self.body(request)
-        core = self.core(self.adapter_of(request))
         if not request.cancelled:
-            core.server.handle_completions(body, on_chunk)
+            self.send(request, on_chunk)
         if failure:
             raise LlamaCppError(failure[0])
         if request.finish_reason is None:
