@@ -218,12 +218,14 @@ def test_workbench_from_question_to_an_exported_training_record(workbench, brows
     server, db = workbench
     page, errors = open_page(browser, server)
     start_lesson(page)
-    # Every time the reply's text is replaced while it streams, note how long it is.
+    # Every time the reply's text is replaced while it streams, note how long it is: the length of the text
+    # node put in then (observer callbacks run later, and when the whole reply came in one network read,
+    # reading the box's text there saw only its final length, once per replacement).
     page.evaluate("""() => {
         window.shown = [];
         new MutationObserver((records) => {
           for (const r of records) if (r.target.classList && r.target.classList.contains('text'))
-            window.shown.push(r.target.textContent.length);
+            for (const added of r.addedNodes) window.shown.push(added.textContent.length);
         }).observe(document.querySelector('#log'), {childList: true, subtree: true});
     }""")
     first = ask(page, QUESTION)
