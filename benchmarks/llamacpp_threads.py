@@ -59,9 +59,8 @@ def main() -> None:
     try:
         if busy:
             time.sleep(3)  # let the job get going
-        model = LlamaCpp(packaged_gguf(), {}, parallel=8, threads=args.threads, poll=args.poll)
-        idle = [LlamaCpp(packaged_gguf(), {}, parallel=8, threads=args.threads, poll=args.poll)
-                for _ in range(args.idle_cores)]
+        model, *idle = [LlamaCpp(packaged_gguf(), {}, parallel=8, threads=args.threads, poll=args.poll)
+                        for _ in range(1 + args.idle_cores)]
 
         def one(prompt: list[int]) -> dict:
             timings: dict = {}

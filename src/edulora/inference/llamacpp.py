@@ -273,12 +273,11 @@ class LlamaCpp:
         """The adapter ``request`` asks for, None for the base (which the serving layer calls ``PEFT_BASE``)."""
         return None if request.adapter == PEFT_BASE else request.adapter
 
-    def body(self, request: Request, core: _Core | None = None) -> dict:
-        """The completion request for ``request`` to ``core`` (default: its adapter's): token ids in, one
+    def body(self, request: Request, core: _Core) -> dict:
+        """The completion request for ``request`` to ``core``, its adapter's (see ``send``): token ids in, one
         token id per streamed chunk out."""
         s: Sampling = request.sampling
         adapter = self.adapter_of(request)
-        core = core or self.core(adapter)
         return {
             "prompt": list(request.prompt_ids), "n_predict": s.max_new_tokens, "stream": True,
             "n_probs": 1,  # the chosen token's id comes with its log-probability
