@@ -293,3 +293,21 @@ def test_max_drift_needs_prompts_and_the_cli_says_so_in_one_line(capsys):
 def test_a_missing_retention_file_is_named(tmp_path):
     with pytest.raises(EduloraError, match="nope.jsonl"):
         retention_records(tmp_path / "nope.jsonl")
+
+
+def test_the_base_continuations_are_decoded_in_one_batch_and_replies_in_batch_size_rows(fresh_adapter, monkeypatch):
+    """With its adapters off the network decodes many rows at little memory cost, so the base's continuations
+    go in one batch; a tutor's own replies (adapter on) keep ``batch_size`` rows (docs/benchmarks.md)."""
+    import edulora.generation as generation
+
+    real, rows = generation.generate, []
+
+    def counting(model, tokenizer, prompts, sampling=None, batch_size=8):
+        rows.append((len(prompts), batch_size))
+        return real(model, tokenizer, prompts, sampling, batch_size)
+
+    monkeypatch.setattr(generation, "generate", counting)
+    probe = RetentionProbe(retention_records(limit=5), fresh_adapter.format, max_new_tokens=4, batch_size=2)
+    probe.references(fresh_adapter)
+    probe.replies(fresh_adapter)
+    assert rows == [(5, 64), (5, 2)]

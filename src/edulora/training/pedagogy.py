@@ -81,7 +81,8 @@ class PedagogyProbe:
         was_training = model.training
         model.eval()
         try:
-            # 8 rows: larger batches decode faster but cost ~30-55 MB of peak memory per extra row (docs/benchmarks.md).
+            # 8 rows: with the adapter on, larger batches cost much memory (bf16: 40 rows peaked 1.8 GiB above 8;
+            # docs/benchmarks.md, "The demo on an AVX-512 CPU").
             out = generate(model, self.format.tokenizer, self.prompts, self.sampling, batch_size=8)
         finally:
             model.train(was_training)
