@@ -96,27 +96,11 @@ def test_greedy_tokens_match_the_peft_forward_for_base_and_adapters(llama, peft_
 
 
 def _greedy_log_prob_gaps(model, network, ids: list[int], adapter: str | None, n: int, **forward) -> list[float]:
-    """llama.cpp's own greedy path of ``n`` tokens after ``ids`` (no repetition penalty), checked against the
-    transformers ``network``: the same pick where llama.cpp reports one, and per reported top-4 token the
-    |difference| between llama.cpp's log-probability and the network's."""
-    import torch
+    """``greedy_log_prob_gaps`` of a reply that must run its full ``n`` tokens."""
+    from edulora.inference.parity import greedy_log_prob_gaps
 
-    chunks: list[dict] = []
-    model.send(Request(ids, Sampling(max_new_tokens=n, repetition_penalty=1.0), adapter),
-               lambda chunk: chunks.append(chunk) and False, n_probs=4, post_sampling_probs=False)
-    tokens, reported = [], []  # reported: (position in the reply, [(token id, log-prob)])
-    for chunk in chunks:
-        for item in (chunk["choices"][0].get("logprobs") or {}).get("content") or ():
-            tokens += model.vocab.tokens(int(item["id"]), bytes(item.get("bytes") or b""))
-            reported.append((len(tokens) - 1, [(t["id"], t["logprob"]) for t in item["top_logprobs"]]))
+    tokens, gaps = greedy_log_prob_gaps(model, network, ids, adapter, n, **forward)
     assert len(tokens) == n
-    with torch.no_grad():
-        logits = network(torch.tensor([ids + tokens]), **forward).logits[0, len(ids) - 1:-1].double()
-    expected = torch.log_softmax(logits, -1)
-    gaps = []
-    for position, top in reported:
-        assert top[0][0] == tokens[position], position  # greedy took llama.cpp's own top token
-        gaps += [abs(float(expected[position, t]) - lp) for t, lp in top]
     return gaps
 
 
