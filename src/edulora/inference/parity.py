@@ -9,16 +9,21 @@ llama.cpp's own greedy path, so a tolerance can be tested (tests/test_llamacpp.p
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ..generation import Request, Sampling
+from .llamacpp import LlamaCppError
+
+if TYPE_CHECKING:
+    from .llamacpp import LlamaCpp
 
 
-def greedy_log_prob_gaps(model, network, ids: Sequence[int], adapter: str | None, n: int,
+def greedy_log_prob_gaps(model: LlamaCpp, network, ids: Sequence[int], adapter: str | None, n: int,
                          **forward) -> tuple[list[int], list[float]]:
     """llama.cpp's greedy reply (up to ``n`` tokens, no repetition penalty) to prompt ``ids`` on ``model`` (a
     ``LlamaCpp`` with its tokenizer set), and for each of the top-4 candidates llama.cpp reports at every step
     the |difference| between its log-probability and the one ``network`` (the transformers model; ``forward``:
-    extra arguments for it, e.g. PEFT's ``adapter_names``) gives at the same position. Raises AssertionError
+    extra arguments for it, e.g. PEFT's ``adapter_names``) gives at the same position. Raises ``LlamaCppError``
     when llama.cpp's pick was not its own top candidate (a greedy path must take it)."""
     import torch
 
@@ -38,6 +43,7 @@ def greedy_log_prob_gaps(model, network, ids: Sequence[int], adapter: str | None
     expected = torch.log_softmax(logits, -1)
     gaps = []
     for position, top in reported:
-        assert top[0][0] == tokens[position], f"llama.cpp's greedy pick at {position} was not its top candidate"
+        if top[0][0] != tokens[position]:
+            raise LlamaCppError(f"llama.cpp's greedy pick at reply token {position} was not its top candidate")
         gaps += [abs(float(expected[position, t]) - lp) for t, lp in top]
     return tokens, gaps
