@@ -43,7 +43,8 @@ def config_for(tiny_llama, data, out, **training):
 def test_select_by_leak_rate_keeps_the_checkpoint_the_metric_prefers(tiny_llama, tmp_path, write_jsonl, monkeypatch):
     # Evaluations at steps 0 (base), 3, 6, 9, 12; step 6 leaks least, the last step has the lowest loss.
     calls = scripted(monkeypatch, [0.9, 0.6, 0.0, 0.3, 0.3, 0.0])
-    config = config_for(tiny_llama, write_jsonl(keyed_rows()), tmp_path / "runs", select_by="leak_rate")
+    config = config_for(tiny_llama, write_jsonl(keyed_rows()), tmp_path / "runs", select_by="leak_rate",
+                        select_tolerance=0)  # the measure alone decides
     result = train(config)
     summary = result.summary
     assert summary.select_by == "leak_rate" and summary.selected_step == 6
@@ -61,6 +62,47 @@ def test_select_by_leak_rate_keeps_the_checkpoint_the_metric_prefers(tiny_llama,
     assert "checkpoint-6" in card and "select_by=leak_rate" in card
     info = json.loads((result.run_dir / "adapter" / "edulora.json").read_text())
     assert info["select_by"] == "leak_rate" and info["answer_key"] is True
+
+
+@pytest.mark.parametrize(("leaks", "kept"), [
+    ([3, 0, 1, 1], 12),  # one reply of three above the best is within the probe's noise: the loss decides
+    ([0, 1, 2, 2], 6),   # the band is anchored at the best seen (0), so one-reply steps do not creep to 2
+])
+def test_rates_within_one_reply_of_the_best_count_as_equal(tiny_llama, tmp_path, write_jsonl, monkeypatch,
+                                                           leaks, kept):
+    scripted(monkeypatch, [0.9] + [n / 3 for n in leaks])  # 3 replies per evaluation
+    config = config_for(tiny_llama, write_jsonl(keyed_rows()), tmp_path / "runs", select_by="leak_rate")
+    summary = train(config).summary
+    assert summary.selected_step == kept
+    assert "within 1 reply of the lowest" in summary.selection and "lowest eval loss" in summary.selection
+
+
+def test_a_new_best_rate_unseats_a_kept_checkpoint_outside_the_band():
+    from transformers import TrainerState
+
+    from edulora.training.pedagogy import OUT_OF_BAND
+    from edulora.training.trainer import bounded_score, pedagogy_score
+
+    class Probe:
+        tolerance = 1 / 12
+
+    state = TrainerState(best_global_step=10, best_metric=2.0,
+                         log_history=[{"step": 10, "eval_leak_rate": 3 / 12, "eval_loss": 2.0},
+                                      {"step": 20, "eval_leak_rate": 5 / 12, "eval_loss": 1.9}])
+    # Within one reply of the best so far (3/12): the loss is the score, the kept checkpoint stands.
+    assert pedagogy_score(state, Probe(), "leak_rate", {"leak_rate": 4 / 12}, 2.2) == 2.2
+    assert state.best_metric == 2.0
+    # Further away: never better than a checkpoint within the band.
+    assert pedagogy_score(state, Probe(), "leak_rate", {"leak_rate": 5 / 12}, 1.5) == pytest.approx(OUT_OF_BAND + 5 / 12)
+    # 1/12 moves the best two replies below the kept 3/12: its score is forgotten, so this one (a higher
+    # loss, within the new band) replaces it.
+    assert pedagogy_score(state, Probe(), "leak_rate", {"leak_rate": 1 / 12}, 2.4) == 2.4
+    assert state.best_metric is None
+    # An evaluation past training.max_drift does not set the best: the kept checkpoint stands (and
+    # bounded_score then scores this one past the bound).
+    state.best_metric = 2.0
+    assert pedagogy_score(state, Probe(), "leak_rate", {"leak_rate": 0.0}, 2.4, drift=0.5, max_drift=0.1) == 2.4
+    assert state.best_metric == 2.0 and bounded_score(2.4, 0.5, 0.1) > OUT_OF_BAND
 
 
 def test_eval_loss_selection_ignores_the_scripted_metric(tiny_llama, tmp_path, write_jsonl, monkeypatch):

@@ -136,8 +136,12 @@ class TrainingSettings:
     #: What "best" means: ``eval_loss``, or a pedagogy measure of replies generated at each evaluation
     #: for ``pedagogy_sample`` held-out records: ``leak_rate`` (answer given away, right or wrong),
     #: ``incorrect_answer_rate`` (a final answer asserted that differs from the key) or
-    #: ``style_adherence``. Ties go to the lower eval loss.
+    #: ``style_adherence``. See ``select_tolerance`` for ties.
     select_by: str = "eval_loss"
+    #: With a pedagogy ``select_by``: measures within this many of the probe's replies of the best one
+    #: seen so far count as equal, and the lower eval loss decides among them (a sample of a dozen
+    #: replies cannot tell 0 leaks from 1); 0: the measure alone decides, the loss only breaks exact ties.
+    select_tolerance: int = 1
     #: Stop when ``select_by`` has not improved for this many evaluations (0: never).
     early_stopping_patience: int = 0
     #: Held-out records (a fixed, seeded sample) the tutor answers at each evaluation, for the pedagogy
@@ -303,6 +307,7 @@ def validate_config(config: RunConfig) -> None:
         (config.model.precision in ("auto", "bf16", "fp16", "fp32"), "model.precision must be auto, bf16, fp16 or fp32"),
         (config.data.answer_key in ("auto", "off"), "data.answer_key must be auto or off"),
         (config.training.select_by in SELECT_BY, f"training.select_by must be one of {', '.join(SELECT_BY)}"),
+        (config.training.select_tolerance >= 0, "training.select_tolerance must be 0 or a positive number of replies"),
         (config.training.early_stopping_patience >= 0, "training.early_stopping_patience must be 0 (off) or positive"),
         (config.training.pedagogy_sample >= 0, "training.pedagogy_sample must be 0 (off) or positive"),
         (config.training.select_by == "eval_loss" or config.training.pedagogy_sample > 0,

@@ -37,8 +37,9 @@ def demo_config(output_dir: str = "runs") -> RunConfig:
     checkpoint (docs/benchmarks.md, "The demo on an AVX-512 CPU"). Before training and after each
     third of it (``EVALUATIONS``; the step count is planned from the data), the held-out loss is
     measured and a dozen held-out questions are answered; the kept checkpoint is the one that gave
-    the answer away least (ties: lowest loss), because a tutor that tells is worse than one with a
-    slightly higher loss.
+    the answer away least, because a tutor that tells is worse than one with a slightly higher loss;
+    rates within one reply of the least count as equal (a dozen replies cannot tell them apart) and
+    the lowest loss decides among them (``training.select_tolerance``).
     """
     config = RunConfig()
     config.data.train_file = str(sample_data_path("tutoring.jsonl"))

@@ -15,8 +15,8 @@ from ..generation import Sampling, generate
 
 #: Measures that ``training.select_by`` may name and whether a higher value is better.
 HIGHER_IS_BETTER = {"leak_rate": False, "incorrect_answer_rate": False, "style_adherence": True}
-#: Weight of the eval loss in the selection score: it only breaks ties between equal rates.
-TIE_BREAK = 1e-6
+#: Score of an evaluation whose measure is further than the tolerance from the best seen: above any eval loss.
+OUT_OF_BAND = 1e2
 
 
 def score_replies(replies: Sequence[str], records: Sequence[Record]) -> dict[str, float]:
@@ -35,14 +35,25 @@ def score_replies(replies: Sequence[str], records: Sequence[Record]) -> dict[str
     return scores
 
 
-def selection_score(select_by: str, rates: dict[str, float], eval_loss: float) -> float:
-    """Lower is better: the chosen measure (flipped where higher is better), ties broken by the loss."""
+def badness(select_by: str, rates: dict[str, float]) -> float:
+    """The measure ``select_by`` names, as "lower is better" (flipped where higher is better)."""
     if select_by not in rates:
         raise EduloraError(f"training.select_by={select_by}: no held-out reply could be scored for it "
                            "(does the evaluation data carry metadata.answer / teaching_style?)")
     value = rates[select_by]
-    primary = 1.0 - value if HIGHER_IS_BETTER[select_by] else value
-    return primary + TIE_BREAK * eval_loss
+    return 1.0 - value if HIGHER_IS_BETTER[select_by] else value
+
+
+def selection_score(select_by: str, rates: dict[str, float], eval_loss: float, best: float,
+                    tolerance: float = 0.0) -> float:
+    """Lower is better. ``best`` is the lowest badness seen so far (this evaluation's included).
+
+    Within ``tolerance`` of it the score is the eval loss: a dozen replies cannot tell 0 leaks from 1,
+    so among such evaluations the loss decides. Further away it is ``OUT_OF_BAND`` plus the badness,
+    worse than any evaluation within the band.
+    """
+    value = badness(select_by, rates)
+    return eval_loss if value <= best + tolerance + 1e-9 else OUT_OF_BAND + value
 
 
 def applies(select_by: str, record: Record) -> bool:
@@ -64,7 +75,7 @@ class PedagogyProbe:
     """
 
     def __init__(self, records: Sequence[Record], fmt: PromptFormat, size: int, max_new_tokens: int, seed: int = 0,
-                 select_by: str = "eval_loss"):
+                 select_by: str = "eval_loss", tolerance: int = 0):
         from ..evaluation.cuts import open_turns
 
         pool = [r for r in open_turns(records) if applies(select_by, r)]
@@ -76,6 +87,8 @@ class PedagogyProbe:
         self.format = fmt
         self.prompts = [fmt.render(fmt.prompt_and_reference(r)[0]) for r in self.records]
         self.sampling = Sampling(max_new_tokens=max_new_tokens)
+        #: ``tolerance`` replies as a rate: measures this close to the best count as equal when choosing.
+        self.tolerance = tolerance / len(self.records)
 
     def replies(self, model) -> list[str]:
         was_training = model.training

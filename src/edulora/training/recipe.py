@@ -186,7 +186,7 @@ def _pedagogy_probe(config: RunConfig, held_out, fmt: PromptFormat) -> PedagogyP
     if t.pedagogy_sample <= 0:
         return None
     return PedagogyProbe(held_out, fmt, t.pedagogy_sample, t.pedagogy_max_new_tokens, config.data.split_seed,
-                         t.select_by)
+                         t.select_by, t.select_tolerance)
 
 
 def _memory_plan(config: RunConfig, model, examples, stats: dict) -> MemoryPlan:
@@ -250,11 +250,17 @@ def _selection(trainer: EduloraTrainer, config: RunConfig) -> tuple[int | None, 
         return trainer.state.global_step, "the last step's weights (training.keep_best is off)"
     step = int(Path(best).name.removeprefix("checkpoint-"))
     evaluations = sum(1 for row in trainer.state.log_history if "eval_loss" in row)
-    measure = config.training.select_by.replace("_", " ")
-    better = "highest" if config.training.select_by == "style_adherence" else "lowest"
-    ties = "; ties broken by eval loss" if config.training.select_by != "eval_loss" else ""
-    bound = f", among those within training.max_drift={config.training.max_drift}" if config.training.max_drift else ""
-    return step, f"checkpoint-{step}: {better} {measure} of {evaluations} evaluations{bound}{ties}"
+    t = config.training
+    measure = t.select_by.replace("_", " ")
+    better = "highest" if t.select_by == "style_adherence" else "lowest"
+    bound = f", among those within training.max_drift={t.max_drift}" if t.max_drift else ""
+    if t.select_by == "eval_loss":
+        return step, f"checkpoint-{step}: lowest eval loss of {evaluations} evaluations{bound}"
+    if not t.select_tolerance:
+        return step, f"checkpoint-{step}: {better} {measure} of {evaluations} evaluations{bound}; ties broken by eval loss"
+    replies = f"{t.select_tolerance} repl{'y' if t.select_tolerance == 1 else 'ies'}"
+    return step, (f"checkpoint-{step}: lowest eval loss among the evaluations whose {measure} was within {replies} "
+                  f"of the {better} (training.select_tolerance), of {evaluations} evaluations{bound}")
 
 
 def _check_launcher() -> None:

@@ -16,7 +16,7 @@ from ..losses import token_loss_sum
 from ..modeling import device
 from ..rundir import RunDir
 from .memory import MemoryPlan
-from .pedagogy import PedagogyProbe, selection_score
+from .pedagogy import PedagogyProbe, badness, selection_score
 
 if TYPE_CHECKING:
     from ..evaluation.retention import RetentionProbe
@@ -92,14 +92,16 @@ class EduloraTrainer(Trainer):
                                self.accelerator)
         metrics = {f"{metric_key_prefix}_loss": loss, f"{metric_key_prefix}_perplexity": math.exp(min(loss, 50))}
         score = loss
+        rates, drift = {}, None
         if self.probe is not None and eval_dataset is None:
             rates = self.probe.measure(self.model)
             metrics.update({f"{metric_key_prefix}_{name}": value for name, value in rates.items()})
-            if self.select_by != "eval_loss":
-                score = selection_score(self.select_by, rates, loss)
         if self.retention is not None and eval_dataset is None:
             drift = self.retention[0].drift(self.retention[1])
             metrics[f"{metric_key_prefix}_drift"] = drift
+        if rates and self.select_by != "eval_loss":
+            score = pedagogy_score(self.state, self.probe, self.select_by, rates, loss, drift, self.max_drift)
+        if drift is not None:
             score = bounded_score(score, drift, self.max_drift)
             if self.max_drift and drift > self.max_drift and self.is_world_process_zero():
                 print(f"warning: step {self.state.global_step}: drift from the base {drift:.4f} exceeds "
@@ -141,8 +143,8 @@ class PreferenceReporting:
             rates = {f"{metric_key_prefix}_{k}": v for k, v in self.probe.measure(self.model).items()}
             if self.select_by != "eval_loss":
                 plain = {k.removeprefix(f"{metric_key_prefix}_"): v for k, v in rates.items()}
-                rates[f"{metric_key_prefix}_{SELECT_METRIC}"] = selection_score(
-                    self.select_by, plain, metrics[f"{metric_key_prefix}_loss"])
+                rates[f"{metric_key_prefix}_{SELECT_METRIC}"] = pedagogy_score(
+                    self.state, self.probe, self.select_by, plain, metrics[f"{metric_key_prefix}_loss"])
             metrics.update(rates)
             self.log(rates)
             if self.select_by != "eval_loss":  # early stopping reads the selection metric from this event
@@ -151,6 +153,28 @@ class PreferenceReporting:
         if eval_dataset is None:
             self.last_eval = (self.state.global_step, metrics)
         return metrics
+
+
+def pedagogy_score(state, probe: PedagogyProbe, select_by: str, rates: dict[str, float], loss: float,
+                   drift: float | None = None, max_drift: float = 0.0) -> float:
+    """This evaluation's selection score (``pedagogy.selection_score``) against the evaluations before it
+    in ``state.log_history`` (a resumed run's included); those past ``max_drift`` do not set the best.
+
+    The Trainer keeps a checkpoint while no later score is lower. When this evaluation lowers the best
+    measure so far, a kept checkpoint that is now further than the tolerance from it no longer qualifies,
+    so its score is forgotten (``state.best_metric``, which the Trainer and early stopping compare with)
+    and this evaluation, within the band by definition, replaces it.
+    """
+    key = f"eval_{select_by}"
+    allowed = [row for row in state.log_history
+               if key in row and not (max_drift and row.get("eval_drift", 0.0) > max_drift)]
+    seen = {row["step"]: badness(select_by, {select_by: row[key]}) for row in allowed}
+    within = drift is None or not max_drift or drift <= max_drift
+    best = min([*seen.values(), *([badness(select_by, rates)] if within else [])], default=math.inf)
+    kept = seen.get(state.best_global_step)
+    if kept is not None and kept > best + probe.tolerance + 1e-9:
+        state.best_metric = None
+    return selection_score(select_by, rates, loss, best, probe.tolerance)
 
 
 def bounded_score(score: float, drift: float, bound: float) -> float:
