@@ -11,6 +11,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
+from edulora.attention import use_short_attention
 from edulora.config import RunConfig
 from edulora.data.schema import Metadata, parse_grade_level
 from edulora.generation import Sampling
@@ -66,6 +67,8 @@ def test_real_model_trains_and_the_adapter_reloads_exactly(real_run, packaged_mo
     with torch.no_grad():
         expected = trained(input_ids=ids).logits.float()
         base = AutoModelForCausalLM.from_pretrained(packaged_model_dir, dtype=trained.get_base_model().dtype)
+        use_short_attention(base)  # the attention training chose on this machine: same arithmetic, to the bit
+        assert base.config._attn_implementation == trained.config._attn_implementation
         reloaded = PeftModel.from_pretrained(base, str(real_run.run_dir / "adapter")).eval()
         assert torch.allclose(reloaded(input_ids=ids).logits.float(), expected, atol=1e-3)
 

@@ -172,6 +172,8 @@ def load_base_model(settings: ModelConfig, for_training: bool = False):
     """Load the base model in the precision the hardware suits; returns (model, tokenizer, path)."""
     from transformers import AutoModelForCausalLM
 
+    from .attention import use_short_attention
+
     path = resolve_model_path(settings.name)
     dtype = choose_dtype(settings.precision)
     quant = quantization_config(settings, dtype)
@@ -183,6 +185,8 @@ def load_base_model(settings: ModelConfig, for_training: bool = False):
         raise EduloraError(f"cannot load model {settings.name!r}: {str(err).splitlines()[0]}") from None
     if quant is None:
         model.to(device())
+        # Short rows in bf16 on a CPU: plain matrix products instead of the slow flash kernel (attention.py).
+        use_short_attention(model)
     elif for_training:
         from peft import prepare_model_for_kbit_training
 

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from .. import attention
+
 GB = 1024**3
 
 #: How a trainer's LM head holds memory. "reply": edulora's SFT head scores the labelled (reply) tokens only,
@@ -101,7 +103,8 @@ def estimate_peak_bytes(model: torch.nn.Module, batch_tokens: int, labelled_shar
 
     Weights (as loaded) + what the LM head holds (``head_bytes``: for SFT the fp32 logits, their
     log-softmax and its gradient for the labelled share of tokens) + stored activations (all of them,
-    or with checkpointing one hidden-sized input per layer plus one layer's full set recomputed) + a
+    or with checkpointing one hidden-sized input per layer plus one layer's full set recomputed) + the
+    attention probabilities ``attention.ShortAttention`` keeps where the model uses it (their most) + a
     fixed allowance for the Python process, tokenizer and allocator slack.
     """
     config = model.config
@@ -112,16 +115,29 @@ def estimate_peak_bytes(model: torch.nn.Module, batch_tokens: int, labelled_shar
     if checkpointing:
         per_token = (config.num_hidden_layers * config.hidden_size * dtype_bytes
                      + per_token / config.num_hidden_layers)
+    # Short rows' attention keeps its probabilities for backward (SDPA's flash kernel keeps none).
+    short = 0.0
+    if getattr(config, "_attn_implementation", None) == attention.NAME:
+        short = attention.extra_bytes(config, batch_tokens)
+    if checkpointing:
+        short /= config.num_hidden_layers  # only the recomputed layer holds them
     overhead = 0.6 * GB
-    return weights + logits + per_token * batch_tokens + overhead
+    return weights + logits + per_token * batch_tokens + short + overhead
 
 
 def plain_token_limit(model: torch.nn.Module, labelled_share: float, budget_gb: float, lora_modules: int) -> int:
     """The most tokens a micro-batch may hold without checkpointing and stay within ``budget_gb``
-    (the estimate is linear in tokens: a fixed part plus a cost per token)."""
-    fixed = estimate_peak_bytes(model, 0, labelled_share, False, lora_modules)
-    per_token = estimate_peak_bytes(model, 1, labelled_share, False, lora_modules) - fixed
-    return max(int((budget_gb * GB - fixed) // per_token), 0)
+    (the estimate grows with tokens, so a bisection finds it)."""
+    def fits(tokens: int) -> bool:
+        return estimate_peak_bytes(model, tokens, labelled_share, False, lora_modules) <= budget_gb * GB
+
+    low, high = 0, 1
+    while fits(high):
+        low, high = high, high * 2
+    while high - low > 1:  # fits(low), not fits(high)
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low if fits(low) else 0
 
 
 def plan_memory(model: torch.nn.Module, row_lengths: list[int], batch_size: int, pad_to_multiple_of: int,

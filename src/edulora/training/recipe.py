@@ -150,7 +150,8 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
             template=fmt.template, trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
             resumed_from=checkpoint, select_by=config.training.select_by, selected_step=selected_step,
             selection=selection, pedagogy=pedagogy, retention=drift,
-            memory={**memory.to_dict(), **trainer.micro_batches})
+            memory={**memory.to_dict(), **trainer.micro_batches,
+                    "attention": getattr(model.config, "_attn_implementation", None)})
         if trainer.is_world_process_zero():
             run_dir.write_summary(summary)
         tutor = Tutor(trainer.model, tokenizer, fmt, info, name=run_dir.name, source=str(run_dir), adapter="default")
