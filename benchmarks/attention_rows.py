@@ -80,8 +80,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             row = {"rows": rows, "length": length, "tokens": tokens,
                    "sdpa_tok_s": tokens / statistics.median(times["sdpa"]),
                    "short_tok_s": tokens / statistics.median(times[attention.NAME]), "ratio": ratio,
-                   "short_path": length <= attention.SHORT_KEYS
-                   and rows * base.config.num_attention_heads * length**2 <= attention.MAX_SCORES}
+                   "short_path": attention.short_enough(rows, base.config.num_attention_heads, length, length)}
             results.append(row)
             print(f"{rows} rows x {row['length']:4d} tokens: SDPA {row['sdpa_tok_s']:6.0f} tok/s, short "
                   f"{row['short_tok_s']:6.0f} tok/s, ratio {ratio:.2f}"

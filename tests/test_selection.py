@@ -83,25 +83,23 @@ def test_a_new_best_rate_unseats_a_kept_checkpoint_outside_the_band():
     from edulora.training.pedagogy import OUT_OF_BAND
     from edulora.training.trainer import bounded_score, pedagogy_score
 
-    class Probe:
-        tolerance = 1 / 12
-
+    one_reply = 1 / 12  # the tolerance of a 12-reply probe
     state = TrainerState(best_global_step=10, best_metric=2.0,
                          log_history=[{"step": 10, "eval_leak_rate": 3 / 12, "eval_loss": 2.0},
                                       {"step": 20, "eval_leak_rate": 5 / 12, "eval_loss": 1.9}])
     # Within one reply of the best so far (3/12): the loss is the score, the kept checkpoint stands.
-    assert pedagogy_score(state, Probe(), "leak_rate", {"leak_rate": 4 / 12}, 2.2) == 2.2
+    assert pedagogy_score(state, one_reply, "leak_rate", {"leak_rate": 4 / 12}, 2.2) == 2.2
     assert state.best_metric == 2.0
     # Further away: never better than a checkpoint within the band.
-    assert pedagogy_score(state, Probe(), "leak_rate", {"leak_rate": 5 / 12}, 1.5) == pytest.approx(OUT_OF_BAND + 5 / 12)
+    assert pedagogy_score(state, one_reply, "leak_rate", {"leak_rate": 5 / 12}, 1.5) == pytest.approx(OUT_OF_BAND + 5 / 12)
     # 1/12 moves the best two replies below the kept 3/12: its score is forgotten, so this one (a higher
     # loss, within the new band) replaces it.
-    assert pedagogy_score(state, Probe(), "leak_rate", {"leak_rate": 1 / 12}, 2.4) == 2.4
+    assert pedagogy_score(state, one_reply, "leak_rate", {"leak_rate": 1 / 12}, 2.4) == 2.4
     assert state.best_metric is None
     # An evaluation past training.max_drift does not set the best: the kept checkpoint stands (and
     # bounded_score then scores this one past the bound).
     state.best_metric = 2.0
-    assert pedagogy_score(state, Probe(), "leak_rate", {"leak_rate": 0.0}, 2.4, drift=0.5, max_drift=0.1) == 2.4
+    assert pedagogy_score(state, one_reply, "leak_rate", {"leak_rate": 0.0}, 2.4, drift=0.5, max_drift=0.1) == 2.4
     assert state.best_metric == 2.0 and bounded_score(2.4, 0.5, 0.1) > OUT_OF_BAND
 
 

@@ -66,13 +66,18 @@ class ShortAttention(torch.autograd.Function):
         return grad_query, grad_key, grad_value, None, None
 
 
+def short_enough(batch: int, heads: int, queries: int, keys: int) -> bool:
+    """Whether attention of this shape is within the limits where plain products were faster."""
+    return 1 < queries and keys <= SHORT_KEYS and batch * heads * queries * keys <= MAX_SCORES
+
+
 def takes_short_path(query: torch.Tensor, key: torch.Tensor, attention_mask: torch.Tensor | None,
                      dropout: float = 0.0, **kwargs) -> bool:
     """Whether ``short_attention_forward`` computes this call itself rather than passing it to SDPA."""
     batch, heads, queries, _ = query.shape
     keys = key.shape[2]
-    return (query.device.type == "cpu" and query.dtype == torch.bfloat16 and 1 < queries and keys <= SHORT_KEYS
-            and batch * heads * queries * keys <= MAX_SCORES and not dropout
+    return (query.device.type == "cpu" and query.dtype == torch.bfloat16
+            and short_enough(batch, heads, queries, keys) and not dropout
             and not kwargs.get("output_attentions") and all(kwargs.get(name) is None for name in _UNSUPPORTED)
             and (attention_mask.dtype == torch.bool if attention_mask is not None else queries == keys))
 

@@ -112,15 +112,13 @@ def estimate_peak_bytes(model: torch.nn.Module, batch_tokens: int, labelled_shar
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     logits = head_bytes(config.vocab_size, batch_tokens, labelled_share, head, dtype_bytes)
     per_token = activation_bytes_per_token(config, dtype_bytes, lora_modules)
-    if checkpointing:
+    # Short rows' attention keeps its probabilities for backward (SDPA's flash kernel keeps none).
+    short = (attention.extra_bytes(config, batch_tokens)
+             if getattr(config, "_attn_implementation", None) == attention.NAME else 0.0)
+    if checkpointing:  # only the recomputed layer holds its full set
         per_token = (config.num_hidden_layers * config.hidden_size * dtype_bytes
                      + per_token / config.num_hidden_layers)
-    # Short rows' attention keeps its probabilities for backward (SDPA's flash kernel keeps none).
-    short = 0.0
-    if getattr(config, "_attn_implementation", None) == attention.NAME:
-        short = attention.extra_bytes(config, batch_tokens)
-    if checkpointing:
-        short /= config.num_hidden_layers  # only the recomputed layer holds them
+        short /= config.num_hidden_layers
     overhead = 0.6 * GB
     return weights + logits + per_token * batch_tokens + short + overhead
 
@@ -137,7 +135,7 @@ def plain_token_limit(model: torch.nn.Module, labelled_share: float, budget_gb: 
     while high - low > 1:  # fits(low), not fits(high)
         middle = (low + high) // 2
         low, high = (middle, high) if fits(middle) else (low, middle)
-    return low if fits(low) else 0
+    return low  # 0 when not even one token fits
 
 
 def plan_memory(model: torch.nn.Module, row_lengths: list[int], batch_size: int, pad_to_multiple_of: int,

@@ -35,25 +35,32 @@ def score_replies(replies: Sequence[str], records: Sequence[Record]) -> dict[str
     return scores
 
 
-def badness(select_by: str, rates: dict[str, float]) -> float:
-    """The measure ``select_by`` names, as "lower is better" (flipped where higher is better)."""
+def measured(select_by: str, rates: dict[str, float]) -> float:
+    """The measure ``select_by`` names among an evaluation's ``rates``."""
     if select_by not in rates:
         raise EduloraError(f"training.select_by={select_by}: no held-out reply could be scored for it "
                            "(does the evaluation data carry metadata.answer / teaching_style?)")
-    value = rates[select_by]
+    return rates[select_by]
+
+
+def badness(select_by: str, value: float) -> float:
+    """A value of the measure ``select_by`` as "lower is better" (flipped where higher is better)."""
     return 1.0 - value if HIGHER_IS_BETTER[select_by] else value
 
 
-def selection_score(select_by: str, rates: dict[str, float], eval_loss: float, best: float,
-                    tolerance: float = 0.0) -> float:
+def within_band(badness_: float, best: float, tolerance: float) -> bool:
+    """Whether a measure this bad counts as equal to the best seen (a rounding margin for rates like 1/12)."""
+    return badness_ <= best + tolerance + 1e-9
+
+
+def selection_score(badness_: float, eval_loss: float, best: float, tolerance: float = 0.0) -> float:
     """Lower is better. ``best`` is the lowest badness seen so far (this evaluation's included).
 
     Within ``tolerance`` of it the score is the eval loss: a dozen replies cannot tell 0 leaks from 1,
     so among such evaluations the loss decides. Further away it is ``OUT_OF_BAND`` plus the badness,
     worse than any evaluation within the band.
     """
-    value = badness(select_by, rates)
-    return eval_loss if value <= best + tolerance + 1e-9 else OUT_OF_BAND + value
+    return eval_loss if within_band(badness_, best, tolerance) else OUT_OF_BAND + badness_
 
 
 def applies(select_by: str, record: Record) -> bool:

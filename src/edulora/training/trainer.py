@@ -16,7 +16,7 @@ from ..losses import token_loss_sum
 from ..modeling import device
 from ..rundir import RunDir
 from .memory import MemoryPlan
-from .pedagogy import PedagogyProbe, badness, selection_score
+from .pedagogy import PedagogyProbe, badness, measured, selection_score, within_band
 
 if TYPE_CHECKING:
     from ..evaluation.retention import RetentionProbe
@@ -100,10 +100,11 @@ class EduloraTrainer(Trainer):
             drift = self.retention[0].drift(self.retention[1])
             metrics[f"{metric_key_prefix}_drift"] = drift
         if rates and self.select_by != "eval_loss":
-            score = pedagogy_score(self.state, self.probe, self.select_by, rates, loss, drift, self.max_drift)
+            score = pedagogy_score(self.state, self.probe.tolerance, self.select_by, rates, loss, drift,
+                                   self.max_drift)
         if drift is not None:
             score = bounded_score(score, drift, self.max_drift)
-            if self.max_drift and drift > self.max_drift and self.is_world_process_zero():
+            if past_bound(drift, self.max_drift) and self.is_world_process_zero():
                 print(f"warning: step {self.state.global_step}: drift from the base {drift:.4f} exceeds "
                       f"training.max_drift={self.max_drift}", flush=True)
         if eval_dataset is None and (self.select_by != "eval_loss" or self.max_drift):
@@ -144,7 +145,7 @@ class PreferenceReporting:
             if self.select_by != "eval_loss":
                 plain = {k.removeprefix(f"{metric_key_prefix}_"): v for k, v in rates.items()}
                 rates[f"{metric_key_prefix}_{SELECT_METRIC}"] = pedagogy_score(
-                    self.state, self.probe, self.select_by, plain, metrics[f"{metric_key_prefix}_loss"])
+                    self.state, self.probe.tolerance, self.select_by, plain, metrics[f"{metric_key_prefix}_loss"])
             metrics.update(rates)
             self.log(rates)
             if self.select_by != "eval_loss":  # early stopping reads the selection metric from this event
@@ -155,10 +156,11 @@ class PreferenceReporting:
         return metrics
 
 
-def pedagogy_score(state, probe: PedagogyProbe, select_by: str, rates: dict[str, float], loss: float,
+def pedagogy_score(state, tolerance: float, select_by: str, rates: dict[str, float], loss: float,
                    drift: float | None = None, max_drift: float = 0.0) -> float:
-    """This evaluation's selection score (``pedagogy.selection_score``) against the evaluations before it
-    in ``state.log_history`` (a resumed run's included); those past ``max_drift`` do not set the best.
+    """This evaluation's selection score (``pedagogy.selection_score``, ``tolerance`` as a rate) against the
+    evaluations before it in ``state.log_history`` (a resumed run's included); those past ``max_drift`` do
+    not set the best.
 
     The Trainer keeps a checkpoint while no later score is lower. When this evaluation lowers the best
     measure so far, a kept checkpoint that is now further than the tolerance from it no longer qualifies,
@@ -166,22 +168,27 @@ def pedagogy_score(state, probe: PedagogyProbe, select_by: str, rates: dict[str,
     and this evaluation, within the band by definition, replaces it.
     """
     key = f"eval_{select_by}"
-    allowed = [row for row in state.log_history
-               if key in row and not (max_drift and row.get("eval_drift", 0.0) > max_drift)]
-    seen = {row["step"]: badness(select_by, {select_by: row[key]}) for row in allowed}
-    within = drift is None or not max_drift or drift <= max_drift
-    best = min([*seen.values(), *([badness(select_by, rates)] if within else [])], default=math.inf)
+    seen = {row["step"]: badness(select_by, row[key]) for row in state.log_history
+            if key in row and not past_bound(row.get("eval_drift", 0.0), max_drift)}
+    current = badness(select_by, measured(select_by, rates))
+    counted = drift is None or not past_bound(drift, max_drift)
+    best = min([*seen.values(), *([current] if counted else [])], default=math.inf)
     kept = seen.get(state.best_global_step)
-    if kept is not None and kept > best + probe.tolerance + 1e-9:
+    if kept is not None and not within_band(kept, best, tolerance):
         state.best_metric = None
-    return selection_score(select_by, rates, loss, best, probe.tolerance)
+    return selection_score(current, loss, best, tolerance)
+
+
+def past_bound(drift: float, bound: float) -> bool:
+    """Whether a drift from the base exceeds ``training.max_drift`` (0: no bound)."""
+    return bool(bound) and drift > bound
 
 
 def bounded_score(score: float, drift: float, bound: float) -> float:
     """A checkpoint's selection score (lower wins) under ``training.max_drift``: unchanged within the
     bound; past it, ``OUT_OF_BOUND + drift``, so any checkpoint within the bound wins over every one
     past it, and when all are past it the least drifting one is kept, whatever its other measures."""
-    return OUT_OF_BOUND + drift if bound and drift > bound else score
+    return OUT_OF_BOUND + drift if past_bound(drift, bound) else score
 
 
 @torch.no_grad()
