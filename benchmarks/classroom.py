@@ -12,10 +12,11 @@ filled with seeded noise (``edulora.serving.bench.benchmark_adapters``): they an
 from the base and from each other, at the compute cost of trained ones. The server is started as a
 subprocess (``python -m edulora serve``) on a free loopback port with an API key, per backend.
 
-Measured per turn: time to first token (request sent -> first non-empty content chunk), the
-stream's decoding rate (tokens after the first / time after the first), completion tokens (from
-the usage chunk). Per run: p50/p95 TTFT, mean/p5 tokens/s per stream, aggregate tokens/s (all
-tokens / wall time from the first request to the last reply), errors and 429s, and the server's resident memory (peak so far).
+Measured per turn (each turn kept in the JSON as ``per_turn``): time to first token (request sent ->
+first non-empty content chunk), the stream's decoding rate (tokens after the first / time after the
+first), completion tokens (from the usage chunk). Per run: p50/p95 TTFT, mean/p5 tokens/s per stream,
+aggregate tokens/s (all tokens / wall time from the first request to the last reply), errors and 429s,
+and the server's resident memory (peak so far).
 """
 
 from __future__ import annotations
@@ -180,7 +181,16 @@ def run_class(url: str, models: list[str], args) -> dict:
             futures.append(pool.submit(student, client, i, model, model if model in subjects else "math",
                                        args.turns, args.think, args.max_tokens, args.seed))
         turns = [t for f in futures for t in f.result()]
-    return summarize(turns)
+    return {**summarize(turns), "per_turn": per_turn(turns)}
+
+
+def per_turn(turns: list[Turn]) -> list[dict]:
+    """Every turn in the order asked (seconds from the class's first question): where the slow ones fall."""
+    start = min(t.began for t in turns)
+    rows = [{"student": t.student, "model": t.model, "asked_s": t.began - start, "ttft_s": t.ttft_s,
+             "tokens": t.tokens, "tokens_per_s": t.tokens_per_s, "reply_s": t.ended - t.began, "error": t.error}
+            for t in turns]
+    return sorted(rows, key=lambda row: row["asked_s"])
 
 
 def server_memory(pid: int) -> dict:

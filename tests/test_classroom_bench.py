@@ -37,4 +37,7 @@ def test_classroom_runs_on_the_tiny_model(tiny_llama, tmp_path, monkeypatch, bac
         assert run["turns"] == 6 and run["errors"] == 0 and run["rate_limited"] == 0, run["first_errors"]
         assert run["tokens"] > 0 and run["ttft_p95_s"] >= run["ttft_p50_s"] > 0
         assert run["aggregate_tokens_per_s"] > 0
+        asked = [turn["asked_s"] for turn in run["per_turn"]]
+        assert len(asked) == 6 and asked == sorted(asked) and asked[0] == 0
+        assert sum(turn["tokens"] for turn in run["per_turn"]) == run["tokens"]
     assert results["mixed_over_single"][backend] > 0
