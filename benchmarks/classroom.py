@@ -14,9 +14,10 @@ subprocess (``python -m edulora serve``) on a free loopback port with an API key
 
 Measured per turn (each turn kept in the JSON as ``per_turn``): time to first token (request sent ->
 first non-empty content chunk), the stream's decoding rate (tokens after the first / time after the
-first), completion tokens (from the usage chunk). Per run: p50/p95 TTFT, mean/p5 tokens/s per stream,
-aggregate tokens/s (all tokens / wall time from the first request to the last reply), errors and 429s,
-and the server's resident memory (peak so far).
+first), completion and prompt tokens and the prompt tokens the server took from its cache (from the usage
+chunk). Per run: p50/p95 TTFT, mean/p5 tokens/s per stream, aggregate tokens/s (all tokens / wall time from
+the first request to the last reply), prompt tokens evaluated (not cached; a count that does not depend on
+the machine's speed of the day), errors and 429s, and the server's resident memory (peak so far).
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class Turn:
     ttft_s: float | None = None
     tokens_per_s: float | None = None
     tokens: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens the server took from its cache (usage.prompt_tokens_details)
     began: float = 0.0
     ended: float = 0.0
     error: str | None = None
@@ -123,7 +126,9 @@ def student(client, index: int, model: str, subject: str, turns: int, think: flo
                     first = first or time.perf_counter()
                     parts.append(chunk.choices[0].delta.content)
                 if chunk.usage is not None:
-                    record.tokens = chunk.usage.completion_tokens
+                    record.tokens, record.prompt_tokens = chunk.usage.completion_tokens, chunk.usage.prompt_tokens
+                    details = chunk.usage.prompt_tokens_details
+                    record.cached_tokens = (details.cached_tokens or 0) if details else 0
         except openai.RateLimitError as err:
             record.rate_limited, record.error = True, f"429: {err}"
         except Exception as err:  # an error is a result here: counted, and the student goes on
@@ -155,6 +160,7 @@ def summarize(turns: list[Turn]) -> dict:
     replies = [t.ended - t.began for t in ok]  # question sent -> whole reply read: what a student waits for
     wall = max(t.ended for t in turns) - min(t.began for t in turns)
     tokens = sum(t.tokens for t in ok)
+    prompt = sum(t.prompt_tokens for t in ok)
     return {"turns": len(turns), "errors": sum(t.error is not None and not t.rate_limited for t in turns),
             "rate_limited": sum(t.rate_limited for t in turns), "tokens": tokens, "wall_s": wall,
             "ttft_p50_s": percentile(ttfts, 50), "ttft_p95_s": percentile(ttfts, 95),
@@ -162,6 +168,8 @@ def summarize(turns: list[Turn]) -> dict:
             "stream_tokens_per_s_mean": statistics.fmean(rates) if rates else None,
             "stream_tokens_per_s_p5": percentile(rates, 5),
             "aggregate_tokens_per_s": tokens / wall if wall > 0 else None,
+            # The prompt work the server did: tokens it evaluated, not taken from a conversation's cache.
+            "prompt_tokens": prompt, "prompt_tokens_evaluated": prompt - sum(t.cached_tokens for t in ok),
             "first_errors": sorted({t.error for t in turns if t.error})[:3]}
 
 
@@ -188,7 +196,8 @@ def per_turn(turns: list[Turn]) -> list[dict]:
     """Every turn in the order asked (seconds from the class's first question): where the slow ones fall."""
     start = min(t.began for t in turns)
     rows = [{"student": t.student, "model": t.model, "asked_s": t.began - start, "ttft_s": t.ttft_s,
-             "tokens": t.tokens, "tokens_per_s": t.tokens_per_s, "reply_s": t.ended - t.began, "error": t.error}
+             "tokens": t.tokens, "prompt_tokens": t.prompt_tokens, "cached_tokens": t.cached_tokens,
+             "tokens_per_s": t.tokens_per_s, "reply_s": t.ended - t.began, "error": t.error}
             for t in turns]
     return sorted(rows, key=lambda row: row["asked_s"])
 
@@ -280,7 +289,8 @@ def print_row(row: dict) -> None:
           f"p95 {f(row['ttft_p95_s'])} s  whole reply p50 {f(row.get('reply_p50_s'))} s "
           f"p95 {f(row.get('reply_p95_s'))} s  stream {f(row['stream_tokens_per_s_mean'], '.1f')} tok/s "
           f"(p5 {f(row['stream_tokens_per_s_p5'], '.1f')})  aggregate {f(row['aggregate_tokens_per_s'], '.1f')} "
-          f"tok/s  errors {row['errors']}  429s {row['rate_limited']}  server peak RSS "
+          f"tok/s  prompt tokens evaluated {row.get('prompt_tokens_evaluated', '-')} of {row.get('prompt_tokens', '-')}  "
+          f"errors {row['errors']}  429s {row['rate_limited']}  server peak RSS "
           f"{f(row.get('server_peak_rss_mib'), '.0f')} MiB", flush=True)
 
 

@@ -40,4 +40,9 @@ def test_classroom_runs_on_the_tiny_model(tiny_llama, tmp_path, monkeypatch, bac
         asked = [turn["asked_s"] for turn in run["per_turn"]]
         assert len(asked) == 6 and asked == sorted(asked) and asked[0] == 0
         assert sum(turn["tokens"] for turn in run["per_turn"]) == run["tokens"]
+        assert run["prompt_tokens"] == sum(turn["prompt_tokens"] for turn in run["per_turn"]) > 0
+        cached = sum(turn["cached_tokens"] for turn in run["per_turn"])
+        assert run["prompt_tokens_evaluated"] == run["prompt_tokens"] - cached
+        # llama.cpp's slots keep each conversation's prompt: second turns start from it (transformers: none).
+        assert (cached > 0) == (backend == "llamacpp")
     assert results["mixed_over_single"][backend] > 0

@@ -275,8 +275,9 @@ def test_backend_choice():
 def test_packaged_q4_model_starts_like_the_fp32_reference():
     """The packaged Q4_1 GGUF holds the very weights training dequantized, but llama.cpp multiplies them
     with 8-bit-quantized activations and f16 attention, so log-probs differ slightly. Documented tolerance
-    (docs/serving.md): greedy replies agree on their first 16 tokens, and llama.cpp's log-probability of
-    each of its top-4 candidates along its own greedy path is within 0.5 nats of the fp32 forward."""
+    (docs/serving.md): greedy replies agree on their first 16 tokens, and llama.cpp's log-probabilities of
+    its top-4 candidates along its own greedy path are within 0.15 nats of the fp32 forward on average and
+    1 nat at most (the largest difference depends on where in the shared KV cache the prompt lands)."""
     from edulora.tutor import Tutor
 
     fast, exact = Tutor.load(backend="llamacpp"), Tutor.load(precision="fp32")
@@ -287,7 +288,8 @@ def test_packaged_q4_model_starts_like_the_fp32_reference():
         assert reply.tokens == 16 and reply.text == exact.ask(question, sampling=sampling).text
         ids = fast.tokenizer(fast.format.render(fast.question(question)), add_special_tokens=False)["input_ids"]
         with exact.active() as network:
-            assert max(_greedy_log_prob_gaps(fast.model, network, ids, None, 16)) < 0.5, question
+            gaps = _greedy_log_prob_gaps(fast.model, network, ids, None, 16)
+            assert sum(gaps) / len(gaps) < 0.15 and max(gaps) < 1.0, (question, max(gaps))
 
 
 def test_auto_serves_on_transformers_what_llamacpp_cannot_take(tiny_runs, tiny_llama, tiny_gpt2, tmp_path):
@@ -335,6 +337,7 @@ def test_a_slots_cached_prompt_never_serves_another_adapter(tiny_runs, tiny_llam
     first = _prompt_ids(tokenizer, MATH_QUESTIONS[0], chat=True)
     longer = first + _prompt_ids(tokenizer, " And what about twice that?", chat=False)
     sampling = Sampling(max_new_tokens=16)
+    cached = []
     for ids, adapter in [(first, "math"), (first, None), (first, "bio"), (first, "math"), (longer, "math"),
                          (longer, None)]:
         expected = Request(ids, sampling, adapter or "__base__")
@@ -342,6 +345,10 @@ def test_a_slots_cached_prompt_never_serves_another_adapter(tiny_runs, tiny_llam
         got = Request(ids, sampling, adapter)
         model.decode(tokenizer, [got], parallel=1)
         assert (got.output, got.tokens) == (expected.output, expected.tokens), adapter
+        cached.append(got.cached_tokens)
+    # What llama.cpp took from the slot (the usage's cached_tokens): never another adapter's prompt; the
+    # longer prompt under math starts from the whole cached one (and its reply, as far as it matches).
+    assert cached[:3] == [0, 0, 0] and cached[4] >= len(first), cached
 
 
 def test_each_adapter_decodes_in_a_core_of_its_own(tiny_runs, tiny_llama, tiny_gguf):
@@ -398,3 +405,4 @@ def test_llama_cpp_uses_every_core_unless_told(monkeypatch):
         monkeypatch.setenv(THREADS_VARIABLE, bad)
         with pytest.raises(EduloraError, match=THREADS_VARIABLE):
             default_threads()
+

@@ -89,6 +89,8 @@ class Request:
         #: The reply so far (what ``emit`` received).
         self.output = ""
         self.tokens = 0
+        #: Prompt tokens the decoder took from its cache instead of evaluating (llama.cpp's slots keep one).
+        self.cached_tokens = 0
         self.finish_reason: str | None = None
 
     @property

@@ -294,6 +294,9 @@ class LlamaCpp:
             # serves another; a shared core's server clears a slot's cache when the next request's adapter
             # scales differ ("clearing cache for lora change"). Both tested against the PEFT forward.
             "cache_prompt": True,
+            # Every chunk says how many prompt tokens came from the slot's cache, known from the first token on:
+            # edulora usually ends a request (stop token or string, length) before llama.cpp's last chunk.
+            "timings_per_token": True,
         }
 
     def send(self, request: Request, on_chunk: Callable[[dict], bool], **overrides) -> None:
@@ -313,6 +316,8 @@ class LlamaCpp:
             if "choices" not in chunk:
                 failure.append(str(chunk.get("message") or chunk.get("error") or chunk))
                 return True
+            if "timings" in chunk:
+                request.cached_tokens = int(chunk["timings"].get("cache_n", 0))
             choice = chunk["choices"][0]
             for item in (choice.get("logprobs") or {}).get("content") or ():
                 for token in vocab.tokens(int(item["id"]), bytes(item.get("bytes") or b"")):

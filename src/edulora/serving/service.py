@@ -93,9 +93,12 @@ class Chat:
     def model(self) -> str:
         return self.info["model"]
 
-    def usage(self) -> dict[str, int]:
+    def usage(self) -> dict[str, Any]:
         prompt, completion = len(self.generation.prompt_ids), self.generation.completion_tokens
-        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        # OpenAI's field for prompt tokens served from a cache: llama.cpp's slot of the conversation (0 on
+        # transformers, which keeps none, and on vLLM, whose count is not passed on).
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+                "prompt_tokens_details": {"cached_tokens": self.generation.cached_tokens}}
 
 
 @dataclass(frozen=True)
