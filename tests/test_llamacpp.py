@@ -405,4 +405,3 @@ def test_llama_cpp_uses_every_core_unless_told(monkeypatch):
         monkeypatch.setenv(THREADS_VARIABLE, bad)
         with pytest.raises(EduloraError, match=THREADS_VARIABLE):
             default_threads()
-
