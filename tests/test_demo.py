@@ -58,3 +58,50 @@ def test_the_replies_shown_are_the_scored_ones_of_the_picked_records(capsys):
     assert shown == [("question 2", "base reply to 2", "tuned reply to 2"),
                      ("question 0", "base reply to 0", "tuned reply to 0")]
     assert "TUNED TUTOR" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("available", "budget"), [(None, 4.0), (3.0, 4.0), (9.0, 4.5), (12.0, 6.0), (23.0, 8.0)])
+def test_the_demo_plans_for_half_the_free_memory_between_the_default_and_its_cap(available, budget):
+    from edulora.demo import demo_memory_budget
+
+    assert demo_memory_budget(available) == budget
+
+
+def test_the_demo_config_takes_its_budget_from_the_memory_left(tmp_path, monkeypatch):
+    import edulora.demo as demo
+
+    monkeypatch.setattr(demo, "available_memory_gb", lambda: 12.0)
+    assert demo.demo_config(str(tmp_path)).training.memory_budget_gb == 6.0
+    monkeypatch.setattr(demo, "available_memory_gb", lambda: None)
+    assert demo.demo_config(str(tmp_path)).training.memory_budget_gb == 4.0
+
+
+def test_available_memory_is_read_from_the_system_and_bounded_by_its_total():
+    from pathlib import Path
+
+    from edulora.training.memory import GB, available_memory_gb
+
+    meminfo = Path("/proc/meminfo")
+    if not meminfo.exists():
+        pytest.skip("no /proc/meminfo: available_memory_gb reads Linux's count and returns None elsewhere")
+    total = next(int(line.split()[1]) * 1024 for line in meminfo.read_text().splitlines()
+                 if line.startswith("MemTotal:")) / GB
+    available = available_memory_gb()
+    assert available is not None and 0 < available <= total
+
+
+def test_a_containers_memory_limit_lowers_what_is_available(tmp_path):
+    from edulora.training.memory import GB, available_memory_gb
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       25000000 kB\nMemAvailable:   20971520 kB\n")  # 20 GiB
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    assert available_memory_gb(str(meminfo), str(cgroup)) == 20.0  # no cgroup files: the machine's count
+    (cgroup / "memory.max").write_text("max\n")
+    (cgroup / "memory.current").write_text(f"{GB}\n")
+    assert available_memory_gb(str(meminfo), str(cgroup)) == 20.0  # unlimited
+    (cgroup / "memory.max").write_text(f"{6 * GB}\n")
+    assert available_memory_gb(str(meminfo), str(cgroup)) == 5.0  # 6 GiB limit, 1 GiB used
+    meminfo.write_text("MemTotal:       25000000 kB\n")
+    assert available_memory_gb(str(meminfo), str(cgroup)) is None

@@ -9,7 +9,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from .config import RunConfig, validate_config
+from .config import RunConfig, TrainingSettings, validate_config
 from .data import sample_data_path
 from .data.formats import validate_any
 from .data.schema import Example
@@ -20,11 +20,30 @@ from .evaluation.runner import TUNED, EvalSettings, evaluate_trained, run_max_le
 from .inference.llamacpp import choose_backend
 from .training import RunResult, planned_optimizer_steps, train
 from .training.data import load_data
+from .training.memory import available_memory_gb
 from .tutor import BASE_NAME, on_llamacpp
 
 
 #: Held-out evaluations during the demo's training, evenly spaced, the last at its end (plus one before it).
 EVALUATIONS = 3
+#: The most memory (GB) the demo's training may plan for: its longest micro-batch (8 × 368 tokens) in fp32,
+#: where a CPU has no fast bf16, is estimated at 7.0 GB without recomputing activations (5.8 GB measured).
+DEMO_BUDGET_CAP_GB = 8.0
+
+
+def demo_memory_budget(available_gb: float | None) -> float:
+    """The training memory budget for the demo: half of the memory still available, between the library's
+    default (``TrainingSettings.memory_budget_gb``) and ``DEMO_BUDGET_CAP_GB``.
+
+    Under the default 4 GB a CPU without fast bf16 trains in fp32 and recomputes the activations of half the
+    demo's tokens (every micro-batch over 1,510 tokens), 11–25% more time on those steps with the same losses
+    (docs/benchmarks.md, "The demo on a CPU without AVX-512"); a machine with room to spare need not pay that,
+    and one without keeps the default. In bf16 the demo's estimate stays under the default, so nothing changes.
+    """
+    default = TrainingSettings().memory_budget_gb
+    if available_gb is None:
+        return default
+    return max(default, min(DEMO_BUDGET_CAP_GB, available_gb / 2))
 
 
 def demo_config(output_dir: str = "runs") -> RunConfig:
@@ -53,6 +72,7 @@ def demo_config(output_dir: str = "runs") -> RunConfig:
     config.training.select_by = "leak_rate"
     config.training.pedagogy_sample = 12
     config.training.pedagogy_max_new_tokens = 64
+    config.training.memory_budget_gb = demo_memory_budget(available_memory_gb())
     config.adapter.description = "Demo tutor trained by `edulora demo` on edulora's sample data (all subjects, grades, styles)."
     config.output_dir = output_dir
     config.run_name = "demo-" + datetime.now().strftime("%Y%m%d-%H%M%S")

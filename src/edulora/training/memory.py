@@ -71,6 +71,25 @@ class MemoryPlan:
         return bool(self.checkpoint_above_tokens) and int(os.environ.get("WORLD_SIZE", "1")) == 1
 
 
+def available_memory_gb(meminfo: str = "/proc/meminfo", cgroup: str = "/sys/fs/cgroup") -> float | None:
+    """Memory this process could still take, in GB: Linux's ``MemAvailable``, lowered to what the cgroup
+    (a container's limit) has left; None where neither can be read (then callers keep their fixed budget)."""
+    try:
+        with open(meminfo) as info:
+            free = next(int(line.split()[1]) * 1024 for line in info if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    try:
+        with open(os.path.join(cgroup, "memory.max")) as limit_file, \
+                open(os.path.join(cgroup, "memory.current")) as used_file:
+            limit = limit_file.read().strip()
+            if limit != "max":
+                free = min(free, int(limit) - int(used_file.read().strip()))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 limit to read: the machine's count stands
+    return max(free, 0) / GB
+
+
 def activation_bytes_per_token(config, dtype_bytes: int, lora_modules: int) -> float:
     """Bytes stored for the backward pass per token, all layers, without checkpointing.
 
