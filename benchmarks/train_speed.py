@@ -309,7 +309,9 @@ def main() -> None:
     def med(name, fn):
         return statistics.median(fn(run[name], run["gemm"]) for run in runs)
 
-    bf16_roof = runs[0]["gemm"]["gemm_bf16_tflops"] is not None
+    gemm = {k: statistics.median(run["gemm"][k] for run in runs) if runs[0]["gemm"][k] is not None else None
+            for k in ("gemm_fp32_tflops", "gemm_bf16_tflops")}
+    bf16_roof = gemm["gemm_bf16_tflops"] is not None
 
     rows = []
     variants = [("guide", "(a) guide recipe"), ("edulora", "(b) edulora")]
@@ -333,8 +335,6 @@ def main() -> None:
                             if bf16_roof else None),
         }
         rows.append(row)
-    gemm = {k: statistics.median(run["gemm"][k] for run in runs) if runs[0]["gemm"][k] is not None else None
-            for k in ("gemm_fp32_tflops", "gemm_bf16_tflops")}
     # Ratios are paired within a repetition (the variants of one repetition ran back to back, under the
     # same background load), then the median is taken over repetitions.
     def paired(name, key):

@@ -26,8 +26,9 @@ from .tutor import BASE_NAME, on_llamacpp
 
 #: Held-out evaluations during the demo's training, evenly spaced, the last at its end (plus one before it).
 EVALUATIONS = 3
-#: The most memory (GB) the demo's training may plan for: its longest micro-batch (8 × 368 tokens) in fp32,
-#: where a CPU has no fast bf16, is estimated at 7.0 GB without recomputing activations (5.8 GB measured).
+#: The most memory (GB) the demo's training may plan for: its longest micro-batch (8 rows padded to 384 tokens)
+#: in fp32, where a CPU has no fast bf16, is estimated at 7.0 GB without recomputing activations (5.7 GiB peak
+#: measured on its six longest steps).
 DEMO_BUDGET_CAP_GB = 8.0
 
 
