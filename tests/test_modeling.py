@@ -1,10 +1,12 @@
+import warnings
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
 from edulora.config import LoraSettings, ModelConfig
 from edulora.errors import EduloraError
-from edulora.modeling import attach_lora, choose_dtype, load_base_model, map_target_modules, resolve_model_path
+from edulora.modeling import attach_adapter, attach_lora, choose_dtype, load_base_model, map_target_modules, resolve_model_path
 
 
 def test_gpt2_names_are_mapped(tiny_gpt2):
@@ -24,6 +26,19 @@ def test_lora_freezes_the_base(tiny_llama):
     model = attach_lora(AutoModelForCausalLM.from_pretrained(tiny_llama), LoraSettings(r=4))
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
+
+
+def test_wrapping_in_peft_prints_no_deprecation_notice(tiny_llama, tmp_path):
+    # PEFT reads transformers' deprecated is_gradient_checkpointing on every wrap; users saw it on each run.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = attach_lora(AutoModelForCausalLM.from_pretrained(tiny_llama), LoraSettings(r=4))
+        model.save_pretrained(tmp_path / "adapter")
+        attach_adapter(AutoModelForCausalLM.from_pretrained(tiny_llama), tmp_path / "adapter")
+        warnings.warn("a notice of our own", FutureWarning)  # others still reach the user
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if "is_gradient_checkpointing" in m]
+    assert "a notice of our own" in messages
 
 
 def test_fp16_on_cpu_is_refused_clearly():

@@ -15,6 +15,8 @@ import os
 import shutil
 import stat
 import tempfile
+import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -215,6 +217,18 @@ def map_target_modules(model, wanted: list[str]) -> list[str]:
     return mapped
 
 
+@contextmanager
+def peft_wrapping():
+    """Build a ``PeftModel`` without transformers' deprecation notice for ``is_gradient_checkpointing``.
+
+    PEFT 0.21 reads that deprecated alias while wrapping any model, so every training run and every
+    adapter load printed a FutureWarning the user can do nothing about; only that one message is hidden.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
+
+
 def attach_lora(model, lora: LoraSettings):
     """Wrap ``model`` in a trainable PEFT LoRA model (base weights frozen).
 
@@ -228,7 +242,8 @@ def attach_lora(model, lora: LoraSettings):
     targets = map_target_modules(model, lora.target_modules)
     config = fused_lora.lora_config(model, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                     target_modules=targets, bias=lora.bias, task_type=TaskType.CAUSAL_LM)
-    peft_model = get_peft_model(model, config)
+    with peft_wrapping():
+        peft_model = get_peft_model(model, config)
     fused_lora.check(peft_model)
     return peft_model
 
@@ -343,7 +358,8 @@ def attach_adapter(model, folder: Path, name: str = "default"):
         if isinstance(model, PeftModel):
             model.load_adapter(str(folder), adapter_name=name, is_trainable=False)
             return model
-        return PeftModel.from_pretrained(model, str(folder), adapter_name=name, is_trainable=False)
+        with peft_wrapping():
+            return PeftModel.from_pretrained(model, str(folder), adapter_name=name, is_trainable=False)
     except SafetensorError as err:
         raise EduloraError(f"{folder / SAFE_WEIGHTS}: not a valid safetensors file ({err})") from None
     except pickle.UnpicklingError as err:

@@ -29,7 +29,7 @@ from ..data.split import fingerprint
 from ..errors import EduloraError
 from ..formatting import PromptFormat
 from ..modeling import (AdapterInfo, adapter_dir, adapter_weights, attach_lora, choose_dtype, device,
-                        load_base_model, read_adapter_info, save_adapter)
+                        load_base_model, peft_wrapping, read_adapter_info, save_adapter)
 from ..rundir import RunDir, RunSummary, is_main_process
 from ..tutor import Tutor
 from .callbacks import GracefulStop, out_of_space_is_a_user_error
@@ -230,7 +230,8 @@ def _policy(config: RunConfig):
     name = start.base_model if config.model.name == DEFAULT_MODEL else config.model.name
     model, tokenizer, path = load_base_model(dataclasses.replace(config.model, name=name), for_training=True)
     # DPOTrainer copies a PEFT model's adapter into a frozen one named "ref" and scores the reference with it.
-    model = PeftModel.from_pretrained(model, str(folder), adapter_name="default", is_trainable=True)
+    with peft_wrapping():
+        model = PeftModel.from_pretrained(model, str(folder), adapter_name="default", is_trainable=True)
     return model, tokenizer, path, start
 
 
