@@ -50,7 +50,7 @@ def test_orpo_lowers_the_held_out_loss_writes_a_preference_run_and_resumes(tiny_
 def test_a_long_conversation_loses_its_oldest_tokens_never_the_reply(tiny_llama):
     from transformers import AutoTokenizer
 
-    from edulora.training.orpo import keep_prompt_ends
+    from edulora.training.preference import keep_prompt_ends
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
     prompt = " ".join(f"turn{i}" for i in range(60)) + " end of prompt"

@@ -252,3 +252,39 @@ def test_dpo_over_its_memory_budget_fits_by_smaller_micro_batches_and_learns_the
         assert summary.eval_loss_after < summary.eval_loss_before
 
 
+
+
+def test_dpo_cuts_long_prompts_at_their_start_and_prints_no_library_deprecations(tiny_llama, write_jsonl, tmp_path,
+                                                                                 monkeypatch):
+    """A prompt past data.max_length loses its oldest tokens before TRL sees it (TRL's own keep_end is
+    deprecated, its keep_start would cut the reply); with activation recomputation on, the run passes
+    none of transformers' gradient_checkpointing deprecation notices (read by PEFT and TRL) to the user."""
+    import warnings
+
+    from edulora.training.preference import PreferenceTrainer
+
+    rows = toy_pairs(6)
+    for row in rows:
+        row["prompt"] = " ".join(f"earlier turn {i}." for i in range(40)) + " " + row["prompt"]
+    pairs = write_jsonl(rows, "long.jsonl")
+    seen = []
+    original = PreferenceTrainer.train
+
+    def train_then_look(self, *args, **kwargs):
+        seen.extend(self.train_dataset)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PreferenceTrainer, "train", train_then_look)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = el.train(_dpo(tiny_llama, pairs, tmp_path, "training.max_steps=2", "training.memory_budget_gb=0.01"))
+    assert run.summary.memory["gradient_checkpointing"] and run.summary.optimizer_steps == 2
+    notices = [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
+    assert not [m for m in notices if "keep_end" in m or "gradient_checkpointing" in m], notices
+    assert seen
+    for example in seen:
+        longest = max(len(example["chosen_ids"]), len(example["rejected_ids"]))
+        assert len(example["prompt_ids"]) + longest <= 64  # nothing left for TRL to cut
+    tokenizer = run.tutor.tokenizer
+    prompts = [tokenizer.decode(e["prompt_ids"]) for e in seen]
+    assert all(" times " in p and "earlier turn 0." not in p for p in prompts)  # the question kept, the oldest cut

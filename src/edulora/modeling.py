@@ -218,14 +218,16 @@ def map_target_modules(model, wanted: list[str]) -> list[str]:
 
 
 @contextmanager
-def peft_wrapping():
-    """Build a ``PeftModel`` without transformers' deprecation notice for ``is_gradient_checkpointing``.
+def quiet_checkpointing_alias():
+    """Run PEFT/TRL code without transformers 5's notices for its deprecated ``gradient_checkpointing`` names.
 
-    PEFT 0.21 reads that deprecated alias while wrapping any model, so every training run and every
-    adapter load printed a FutureWarning the user can do nothing about; only that one message is hidden.
+    PEFT 0.21 reads ``is_gradient_checkpointing`` while wrapping any model, and TRL 1.16's DPO reference
+    pass reads it and calls ``gradient_checkpointing_disable/enable``, so every training run and every
+    adapter load printed FutureWarnings the user can do nothing about; only those messages are hidden.
     """
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=r"`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated",
+                                category=FutureWarning)
         yield
 
 
@@ -242,7 +244,7 @@ def attach_lora(model, lora: LoraSettings):
     targets = map_target_modules(model, lora.target_modules)
     config = fused_lora.lora_config(model, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                     target_modules=targets, bias=lora.bias, task_type=TaskType.CAUSAL_LM)
-    with peft_wrapping():
+    with quiet_checkpointing_alias():
         peft_model = get_peft_model(model, config)
     fused_lora.check(peft_model)
     return peft_model
@@ -358,7 +360,7 @@ def attach_adapter(model, folder: Path, name: str = "default"):
         if isinstance(model, PeftModel):
             model.load_adapter(str(folder), adapter_name=name, is_trainable=False)
             return model
-        with peft_wrapping():
+        with quiet_checkpointing_alias():
             return PeftModel.from_pretrained(model, str(folder), adapter_name=name, is_trainable=False)
     except SafetensorError as err:
         raise EduloraError(f"{folder / SAFE_WEIGHTS}: not a valid safetensors file ({err})") from None

@@ -29,7 +29,7 @@ from ..data.split import fingerprint
 from ..errors import EduloraError
 from ..formatting import PromptFormat
 from ..modeling import (AdapterInfo, adapter_dir, adapter_weights, attach_lora, choose_dtype, device,
-                        load_base_model, peft_wrapping, read_adapter_info, save_adapter)
+                        load_base_model, quiet_checkpointing_alias, read_adapter_info, save_adapter)
 from ..rundir import RunDir, RunSummary, is_main_process
 from ..tutor import Tutor
 from .callbacks import GracefulStop, out_of_space_is_a_user_error
@@ -43,6 +43,8 @@ from .trainer import PreferenceReporting, training_arguments
 REFERENCE = "ref"
 #: DPO's own held-out measures, reported in the summary beside the loss.
 PREFERENCE_METRICS = ("rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")
+#: Tokens left beside prompt + reply for the BOS and EOS TRL adds when the texts lack them.
+SPECIAL_TOKENS = 2
 
 
 class PreferenceTrainer(PreferenceReporting, DPOTrainer):
@@ -66,9 +68,7 @@ def run_preference(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -
     model, tokenizer, base_path, start = _policy(config)
     fmt = _prompt_format(config, tokenizer, start)
     train_rows, eval_rows = _rows(train_pairs, fmt), _rows(held_out, fmt)
-    if orpo:
-        train_rows, eval_rows = (orpo.keep_prompt_ends(r, tokenizer, config.data.max_length)
-                                 for r in (train_rows, eval_rows))
+    train_rows, eval_rows = (keep_prompt_ends(r, tokenizer, config.data.max_length) for r in (train_rows, eval_rows))
     info.update({"method": t.method, "template": fmt.template, "answer_key": fmt.answer_key,
                  "start_adapter": config.model.adapter or None})
     if is_main_process():
@@ -88,7 +88,9 @@ def run_preference(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -
             trainer_class, args = PreferenceTrainer, training_arguments(
                 config, run_dir, dtype, DPOConfig, memory.gradient_checkpointing, beta=t.beta, loss_type=[t.loss_type],
                 max_length=config.data.max_length,
-                truncation_mode="keep_end",  # like SFT: a long conversation loses its oldest turns, never the reply
+                # keep_prompt_ends already cut prompts to fit; TRL's keep_start can only cut the end of a reply
+                # longer than half of max_length.
+                truncation_mode="keep_start",
                 train_sampling_strategy="random", remove_unused_columns=True,
                 pad_to_multiple_of=config.data.pad_to_multiple_of, precompute_ref_log_probs=False,
                 dataset_num_proc=None, **micro_batch_arguments(config, memory))
@@ -97,8 +99,9 @@ def run_preference(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -
                                 callbacks=_callbacks(config, run_dir, stop), probe=probe, select_by=t.select_by)
 
         # 4. Train, measuring the held-out DPO or ORPO loss (and pedagogy) before and after.
-        previous, output, train_seconds, after = _train_between_evaluations(trainer, run_dir, stop, checkpoint,
-                                                                            t.keep_best, t.method)
+        with quiet_checkpointing_alias():  # TRL's DPO reference pass reads the deprecated alias on every step
+            previous, output, train_seconds, after = _train_between_evaluations(trainer, run_dir, stop, checkpoint,
+                                                                                t.keep_best, t.method)
         selected_step, selection = _selection(trainer, config)
 
         # 5. The adapter alone (DPO's frozen reference is dropped), then the summary last.
@@ -230,7 +233,7 @@ def _policy(config: RunConfig):
     name = start.base_model if config.model.name == DEFAULT_MODEL else config.model.name
     model, tokenizer, path = load_base_model(dataclasses.replace(config.model, name=name), for_training=True)
     # DPOTrainer copies a PEFT model's adapter into a frozen one named "ref" and scores the reference with it.
-    with peft_wrapping():
+    with quiet_checkpointing_alias():
         model = PeftModel.from_pretrained(model, str(folder), adapter_name="default", is_trainable=True)
     return model, tokenizer, path, start
 
@@ -249,6 +252,24 @@ def _rows(pairs: list[PreferencePair], fmt: PromptFormat) -> dict[str, list[str]
     return {"prompt": [fmt.render(m) for m in prompts],
             "chosen": [fmt.completion(m, p.chosen) for m, p in zip(prompts, pairs)],
             "rejected": [fmt.completion(m, p.rejected) for m, p in zip(prompts, pairs)]}
+
+
+def keep_prompt_ends(rows: dict[str, list[str]], tokenizer, max_length: int) -> dict[str, list[str]]:
+    """Each rendered prompt cut to its last tokens so that prompt + the longer reply fit ``max_length``.
+
+    TRL's DPO and ORPO tokenizers keep a prompt whole and cut the reply's end instead (DPO's other
+    mode, ``keep_end``, is deprecated), and a prompt longer than ``max_length`` leaves no reply to
+    score. Here, as in SFT, a long conversation loses its oldest tokens and never the reply (unless
+    the reply alone takes over half of ``max_length``: then the prompt keeps half and the reply's end goes).
+    The cut is at a token boundary (the fast tokenizer's offsets), so TRL re-tokenizes the same tokens.
+    """
+    prompts = []
+    for prompt, chosen, rejected in zip(rows["prompt"], rows["chosen"], rows["rejected"]):
+        reply = max(len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in (chosen, rejected))
+        room = max(max_length - reply - SPECIAL_TOKENS, max_length // 2)
+        offsets = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        prompts.append(prompt if len(offsets) <= room else prompt[offsets[-room][0]:])
+    return {**rows, "prompt": prompts}
 
 
 def _adapter_meta(config: RunConfig, start: AdapterInfo | None) -> dict[str, str]:
