@@ -6,7 +6,8 @@ from transformers import AutoModelForCausalLM
 
 from edulora.config import LoraSettings, ModelConfig
 from edulora.errors import EduloraError
-from edulora.modeling import attach_adapter, attach_lora, choose_dtype, load_base_model, map_target_modules, resolve_model_path
+from edulora.modeling import (attach_adapter, attach_lora, choose_dtype, load_base_model, map_target_modules,
+                              resolve_model_path)
 
 
 def test_gpt2_names_are_mapped(tiny_gpt2):

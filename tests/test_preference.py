@@ -252,8 +252,6 @@ def test_dpo_over_its_memory_budget_fits_by_smaller_micro_batches_and_learns_the
         assert summary.eval_loss_after < summary.eval_loss_before
 
 
-
-
 def test_dpo_cuts_long_prompts_at_their_start_and_prints_no_library_deprecations(tiny_llama, write_jsonl, tmp_path,
                                                                                  monkeypatch):
     """A prompt past data.max_length loses its oldest tokens before TRL sees it (TRL's own keep_end is
