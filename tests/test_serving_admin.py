@@ -104,3 +104,72 @@ def test_adapters_come_and_go_without_a_restart(backend, tiny_runs, tiny_llama, 
     finally:
         server.stop()
         engine.stop()
+
+
+@pytest.fixture(scope="module", params=["transformers", "llamacpp"])
+def admin(request, tiny_runs, tiny_llama, tmp_path_factory):
+    """A keyed server on ``backend`` serving ``math``, and an admin client for it."""
+    engine = load(request.param, [("math", tiny_runs["math"])], tiny_llama, tmp_path_factory)
+    server = TutorServer(TutorService(engine, Router(list(engine.adapters.values()), use_embeddings=False),
+                                      api_key=KEY), "127.0.0.1", 0).start()
+    client = httpx.Client(base_url=f"{server.url}/v1", headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
+    yield server, client
+    client.close()
+    server.stop()
+    engine.stop()
+
+
+def damaged_copy(run, tmp_path, name: str):
+    import shutil
+
+    folder = shutil.copytree(run / "adapter", tmp_path / name)
+    return folder
+
+
+def test_a_truncated_safetensors_adapter_is_400_on_every_backend(admin, tiny_runs, tmp_path):
+    _, client = admin
+    folder = damaged_copy(tiny_runs["bio"], tmp_path, "truncated")
+    weights = folder / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    response = client.post("/admin/adapters", json={"path": str(folder), "name": "truncated"})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_adapter", response.text
+    assert "safetensors" in response.json()["error"]["message"]
+
+
+def test_a_dora_adapter_is_refused_at_load_in_one_line(admin, tiny_runs, tmp_path):
+    import json
+
+    from edulora.errors import EduloraError
+    from edulora.serving.engine import load_engine
+
+    _, client = admin
+    folder = damaged_copy(tiny_runs["bio"], tmp_path, "dora")
+    config = folder / "adapter_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "use_dora": True}))
+    response = client.post("/admin/adapters", json={"path": str(folder), "name": "dora"})
+    error = response.json()["error"]
+    assert response.status_code == 400 and "DoRA" in error["message"] and "\n" not in error["message"]
+    with pytest.raises(EduloraError, match="DoRA"):  # at start, too: before any request could fail on it
+        load_engine([("math", tiny_runs["math"]), ("dora", folder)])
+
+
+def test_admin_delete_answers_at_once_while_replies_finish(admin, tiny_runs):
+    import time
+
+    server, client = admin
+    assert client.post("/admin/adapters", json={"name": "bio", "path": str(tiny_runs["bio"])}).status_code == 200
+    engine = server.service.engine
+    long = [engine.submit(QUESTION, "bio", GREEDY, max_tokens=200) for _ in range(2)]
+    while not any(g.tokens for g in long):  # decoding has started
+        time.sleep(0.01)
+    began = time.monotonic()
+    removed = client.delete("/admin/adapters/bio")
+    took = time.monotonic() - began
+    assert removed.status_code == 200 and removed.json()["deleted"] is True
+    assert any(g.finish_reason is None for g in long), "the removal waited for the replies in flight"
+    assert took < 2.0, took
+    assert "bio" not in [m["id"] for m in client.get("/models").json()["data"]]
+    assert all(g.text(timeout=120) for g in long)  # the replies accepted before still complete
+    # The name can be taken again at once: the add waits for the old weights to be freed.
+    assert client.post("/admin/adapters", json={"name": "bio", "path": str(tiny_runs["bio"])}).status_code == 200
+    assert client.delete("/admin/adapters/bio").status_code == 200

@@ -169,9 +169,8 @@ def test_prompt_over_the_context_limit_is_400(client, tiny_engine):
 
 
 def test_malformed_requests_get_json_errors_and_the_server_lives(server, client):
-    for body, headers in [(b"{not json", {}), (b"[1, 2]", {}), (b"\xff\xfe", {}),
-                          (b'{"model": "math", "messages": "hi"}', {})]:
-        status, payload = raw(server, "POST", "/v1/chat/completions", body, headers)
+    for body in (b"{not json", b"[1, 2]", b"\xff\xfe", b'{"model": "math", "messages": "hi"}'):
+        status, payload = post(server, "/v1/chat/completions", body)
         assert status == 400 and set(payload["error"]) == {"message", "type", "param", "code"}
     # Refused from the header alone: a huge body is never read into memory.
     status, payload = raw(server, "POST", "/v1/chat/completions", b"{}", {"Content-Length": str(2 << 20)})
@@ -349,7 +348,7 @@ def test_ambiguous_framing_is_refused(server, headers):
     import socket
 
     with socket.create_connection(server.address, timeout=10) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + KEY.encode()
                      + b"\r\n" + headers + b"\r\n{}")
         status_line = sock.recv(4096).split(b"\r\n", 1)[0]
     assert status_line.startswith(b"HTTP/1.1 400"), status_line
@@ -373,7 +372,7 @@ def test_a_client_that_leaves_cancels_its_generation(server, tiny_engine, stream
     before, batches = tiny_engine.stats.cancelled, tiny_engine.stats.batches
     body = json.dumps({"model": "math", "messages": QUESTION, "max_tokens": 1800, "stream": stream}).encode()
     with socket.create_connection(server.address, timeout=10) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      b"Authorization: Bearer " + KEY.encode() + b"\r\nContent-Length: " + str(len(body)).encode()
                      + b"\r\n\r\n" + body)
         if stream:
@@ -411,7 +410,7 @@ def test_the_key_is_checked_before_the_body_is_read(server):
 
     with socket.create_connection(server.address, timeout=10) as sock:
         # Headers promise a body that never comes: only a server that has not waited for it can answer.
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 100000\r\n\r\n")
         status_line = sock.recv(4096).split(b"\r\n", 1)[0]
     assert status_line.startswith(b"HTTP/1.1 401"), status_line
@@ -545,3 +544,59 @@ def test_teacher_tokens_must_be_well_formed():
             parse_teachers(bad)
     with pytest.raises(EduloraError):
         parse_teachers(["ana=same-as-the-api-key"], api_key="same-as-the-api-key")
+
+
+# ----- 5xx a client could cause: each is a 4xx with OpenAI's error body -------------------------------
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_seed_outside_64_bits_is_400_streamed_or_not(client, stream):
+    for seed in (1 << 64, -(1 << 63) - 1):
+        with pytest.raises(openai.BadRequestError) as caught:
+            ask(client, "math", seed=seed, temperature=0.8, stream=stream)
+        assert caught.value.body["param"] == "seed"
+    for seed in ((1 << 64) - 1, -(1 << 63)):  # the ends of the range still sample
+        assert ask(client, "math", seed=seed, temperature=0.8, max_tokens=2).choices[0].message.content
+
+
+def test_a_review_id_past_sqlites_range_is_400_not_500(server):
+    for row in (1 << 63, -(1 << 63) - 1, 10 ** 30):
+        status, payload = post(server, f"/v1/feedback/{row}/review", {"status": "approved"})
+        assert status == 400 and payload["error"]["param"] == "row", row
+    status, payload = post(server, f"/v1/feedback/{(1 << 63) - 1}/review", {"status": "approved"})
+    assert status == 404 and payload["error"]["code"] == "feedback_not_found"
+
+
+def test_head_on_get_routes_answers_like_get(server):
+    for path in ("/v1/models", "/v1/models/math", "/v1/feedback", "/health", "/"):
+        status, payload = raw(server, "HEAD", path)
+        assert (status, payload) == (200, None), path
+
+
+def test_options_names_every_method_of_the_path(server):
+    host, port = server.address
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.request("OPTIONS", "/v1/feedback")
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    assert response.status == 204 and set(response.getheader("Allow").split(", ")) == {"GET", "HEAD", "POST"}
+
+
+def test_a_boolean_rating_or_n_is_400_as_the_strict_types_promise(server, client):
+    completion = ask(client, "math")
+    token = completion.model_extra["edulora"]["feedback_token"]
+    status, payload = post(server, "/v1/feedback", {"completion_id": completion.id, "feedback_token": token,
+                                                    "rating": True})
+    assert status == 400 and payload["error"]["param"] == "rating"
+    assert all(i.completion_id != completion.id for i in server.service.feedback.items())
+    with pytest.raises(openai.BadRequestError) as caught:
+        ask(client, "math", n=True)
+    assert caught.value.body["param"] == "n"
+
+
+def test_a_response_format_that_is_not_honoured_is_refused(client):
+    for fmt in ({"type": "json_object"}, {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}):
+        with pytest.raises(openai.BadRequestError) as caught:
+            ask(client, "math", response_format=fmt)
+        assert caught.value.body["param"] == "response_format"
+    assert ask(client, "math", response_format={"type": "text"}).choices[0].message.content

@@ -367,3 +367,59 @@ def test_student_view_hides_the_key_the_flags_and_the_rating(workbench, browser)
     assert "fifty-six" not in visible and not page.locator("#answer").is_visible()
     assert not reply.locator(".feedback").is_visible() and not reply.locator(".flags").is_visible()
     assert reply.locator(".text").is_visible()
+
+
+# ----- a page of another site in the teacher's browser ------------------------------------------------
+
+#: What such a page tries: fetches that need no preflight ("no-cors", text/plain), a JSON one, and a read.
+ATTACK = """async ([server, row, adapter]) => {
+  const plain = body => ({method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plain"},
+                          body: JSON.stringify(body)});
+  const json = body => ({method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
+  const tries = [
+    fetch(`${server}/v1/feedback/${row}/review`, plain({status: "approved", correction: "planted reply"})),
+    fetch(`${server}/v1/admin/adapters`, plain({path: adapter, name: "planted"})),
+    fetch(`${server}/v1/feedback/${row}/review`, json({status: "rejected"})),
+    fetch(`${server}/v1/feedback`).then(r => r.text()),
+  ];
+  return (await Promise.allSettled(tries)).map(r => r.status === "fulfilled" ? String(r.value.type || r.value)
+                                                                             : String(r.reason));
+}"""
+
+
+@needs_browser
+def test_a_page_of_another_origin_changes_nothing_on_a_default_server(page_server, browser, tiny_runs):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from edulora.generation import Sampling
+
+    server, _ = page_server
+    service = server.service
+    chat = service.chat("math", [{"role": "user", "content": "What is 2 + 2?"}], Sampling(), max_tokens=4)
+    service.complete(chat, chat.generation.text(timeout=60))
+    row = service.rate(chat.generation.id, chat.info["feedback_token"], rating=-1, correction="the teacher's own")
+
+    class Page(BaseHTTPRequestHandler):  # another origin: same machine, another port
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<!doctype html><title>another site</title>")
+
+        def log_message(self, *args):
+            pass
+
+    other = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        page = browser.new_context().new_page()
+        page.goto(f"http://127.0.0.1:{other.server_address[1]}/")
+        outcomes = page.evaluate(ATTACK, [server.url, row, str(tiny_runs["bio"])])
+        page.context.close()
+    finally:
+        other.shutdown()
+    item = service.feedback.item(row)
+    assert (item.status, item.correction) == ("pending", "the teacher's own"), outcomes
+    assert "planted" not in service.engine.adapters, outcomes
+    assert "the teacher's own" not in "".join(outcomes)  # nothing was read either

@@ -16,7 +16,6 @@ feedback = typer.Typer(help="Teachers' feedback collected by 'edulora serve'.", 
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``serve``, ``chat`` and ``feedback export`` to the edulora CLI."""
     app.command()(serve)
     app.command()(chat)
     app.add_typer(feedback, name="feedback")
@@ -25,6 +24,7 @@ def register(app: typer.Typer) -> None:
 def serve(adapter: Adapters = None, base: Base = None, precision: Precision = "auto", allow_pickle: AllowPickle = False,
           host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
           port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port")] = 8000,
+          allow_origins: list[str] | None = typer.Option(None, "--allow-origin", help="allowed web origin (repeatable)"),
           api_key: Annotated[str | None, typer.Option(envvar="EDULORA_API_KEY", help="required off loopback")] = None,
           teacher: list[str] | None = typer.Option(None, metavar="NAME=TOKEN", envvar="EDULORA_TEACHERS",
                                                    help="a teacher's own key; ratings stored under NAME (repeatable)"),

@@ -5,8 +5,11 @@ Used at start (``resolve_adapters``) and when an adapter is added at run time (`
 
 from __future__ import annotations
 
+import json
+import logging
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +19,9 @@ from ..generation import PEFT_BASE
 from ..modeling import AdapterInfo, adapter_dir, adapter_weights, read_adapter_info
 from ..rundir import RunDir
 
+log = logging.getLogger(__name__)
+#: Longest a re-added adapter waits for its earlier removal to free its weights.
+REMOVAL_WAIT_S = 600.0
 #: Adapter names travel in URLs, JSON and the web page; keep them plain.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 #: Names with another meaning in the API.
@@ -53,9 +59,29 @@ def parse_adapter_arg(text: str) -> tuple[str | None, str]:
     return None, text
 
 
+def check_servable(folder: Path, weights: Path) -> None:
+    """Refuse, in one line, an adapter no backend here can serve beside others: DoRA (PEFT cannot mix it into
+    a batch of other adapters), or a safetensors file whose header does not cover it (truncated, garbled)."""
+    try:
+        dora = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8")).get("use_dora")
+    except (OSError, ValueError, AttributeError):
+        dora = False  # a missing or odd config is the loader's to report
+    if dora:
+        raise EduloraError(f"{folder}: DoRA adapters cannot be served beside other adapters; merge it into its "
+                           "base (edulora merge RUN OUT) and serve that with --base OUT")
+    if weights.suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(weights), "pt"):  # reads the header only
+                pass
+        except SafetensorError as err:
+            raise EduloraError(f"{weights}: not a valid safetensors file ({err})") from None
+
+
 def find_adapter(path: str | Path, name: str | None = None, allow_pickle: bool = False) -> AdapterSpec:
     folder = adapter_dir(path)
-    adapter_weights(folder, allow_pickle)
+    check_servable(folder, adapter_weights(folder, allow_pickle))
     info = read_adapter_info(folder)
     if name is None:
         name = re.sub(r"[^A-Za-z0-9_.-]", "-", info.subject or (folder.parent.name if folder.name == "adapter"
@@ -93,3 +119,40 @@ def resolve_adapters(adapters: Sequence[tuple[str | None, str | Path]], base: st
                     f"adapters need one shared base model: {specs[0].name!r} was trained on {base_model!r} but "
                     f"{spec.name!r} on {spec.info.base_model!r}; serve them separately (or force one with --base)")
     return specs, base_model
+
+
+class Unloading:
+    """Adapters removed from serving whose weights are still being freed: the HTTP answer to a removal does
+    not wait for the replies in flight, and a name comes back only once its old weights are gone."""
+
+    def __init__(self) -> None:
+        self._done: dict[str, threading.Event] = {}
+
+    def begin(self, name: str) -> None:
+        self._done[name] = threading.Event()
+
+    def wait(self, name: str, timeout: float = REMOVAL_WAIT_S) -> bool:
+        """Whether ``name`` is free (at once, or once its unloading ends within ``timeout``)."""
+        done = self._done.get(name)
+        return done is None or done.wait(timeout)
+
+    def run(self, name: str, unload: Callable[[], None], wait: bool) -> None:
+        """Run ``unload`` (after ``begin(name)``) now, or on a thread of its own when not ``wait``."""
+        done = self._done[name]
+
+        def run() -> None:
+            try:
+                unload()
+            except Exception:
+                if wait:
+                    raise
+                log.exception("unloading adapter %r failed", name)
+            finally:
+                done.set()
+                if self._done.get(name) is done:
+                    del self._done[name]
+
+        if wait:
+            run()
+        else:
+            threading.Thread(target=run, name=f"edulora-unload-{name}", daemon=True).start()

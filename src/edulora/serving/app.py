@@ -13,15 +13,17 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from importlib import resources
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
 from ..templates import teacher_page
 from .engine import GenerationFailed
@@ -31,6 +33,8 @@ from .service import Chat, TutorService
 
 #: Larger bodies are refused before they are read (a conversation is kilobytes).
 MAX_BODY_BYTES = 1 << 20
+#: Row ids are SQLite integers: larger ones are no id at all (and would overflow the query).
+SQLITE_INT = (1 << 63) - 1
 #: Longest a client waits for its reply; the engine is stuck if it takes longer.
 REPLY_TIMEOUT_S = 600.0
 #: The teacher page's files: a fixed list, so no request path ever reaches the file system.
@@ -96,9 +100,13 @@ async def _reply(request: Request, chat: Chat) -> str | None:
         raise ApiError(503, "the reply took too long", "server_error", code="timeout") from None
 
 
-def create_app(service: TutorService) -> FastAPI:
-    """The ASGI application for ``service`` (``TutorServer`` runs it with uvicorn)."""
+def create_app(service: TutorService, allow_origins: tuple[str, ...] = ()) -> FastAPI:
+    """The ASGI application for ``service`` (``TutorServer`` runs it with uvicorn, behind ``guard.OriginGuard``);
+    pages of ``allow_origins`` may call it from a browser (CORS)."""
     app = FastAPI(title="edulora", docs_url=None, redoc_url=None, openapi_url=None)
+    if allow_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins), allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"], expose_headers=["x-edulora-adapter"])
 
     def authorize(request: Request) -> str:
         """Who is asking; a dependency without body parameters, so FastAPI runs it before anything reads the body."""
@@ -118,6 +126,10 @@ def create_app(service: TutorService) -> FastAPI:
             too_large = ApiError(413, f"the request body is over {MAX_BODY_BYTES:,} bytes", code="body_too_large")
             if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
                 raise too_large  # refused from the header: the body is never read
+            if request.headers.get("content-type", "").partition(";")[0].strip().lower() != "application/json":
+                # What a page of another origin can send without asking first (text/plain, forms) is no JSON here.
+                raise ApiError(415, "send the body as JSON, with 'Content-Type: application/json'",
+                               code="unsupported_media_type")
             raw = bytearray()
             async for part in request.stream():
                 raw += part
@@ -128,11 +140,12 @@ def create_app(service: TutorService) -> FastAPI:
 
     api = APIRouter(prefix="/v1", dependencies=[Depends(authorize)])
 
-    @api.get("/models")
+    # HEAD beside GET: what a GET would answer, without the body (uvicorn leaves it out).
+    @api.api_route("/models", methods=["GET", "HEAD"])
     def models() -> dict[str, Any]:
         return {"object": "list", "data": service.models()}
 
-    @api.get("/models/{model_id:path}")
+    @api.api_route("/models/{model_id:path}", methods=["GET", "HEAD"])
     def model(model_id: str) -> dict[str, Any]:
         return service.model(model_id)
 
@@ -159,12 +172,12 @@ def create_app(service: TutorService) -> FastAPI:
                            correction=req.correction or None, teacher=who)
         return {"id": row, "completion_id": req.completion_id, "teacher": who, "stored": True}
 
-    @api.get("/feedback")
+    @api.api_route("/feedback", methods=["GET", "HEAD"])
     def feedback_list(status: Literal["pending", "approved", "rejected"] | None = None) -> dict[str, Any]:
         return {"object": "list", "data": service.feedback_items(status)}
 
     @api.post("/feedback/{row}/review")
-    def review(row: int, req: ReviewBody = body(ReviewBody), who: str = Depends(authorize)) -> dict[str, Any]:
+    def review(row: Annotated[int, Path(ge=-SQLITE_INT, le=SQLITE_INT)], req: ReviewBody = body(ReviewBody), who: str = Depends(authorize)) -> dict[str, Any]:
         return service.review(row, who, req.status, req.correction)
 
     # Loading takes seconds and a removal waits for the replies in flight: both off the event loop.
@@ -197,7 +210,10 @@ def create_app(service: TutorService) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def no_route(request: Request, err: HTTPException) -> Response:
         if err.status_code == 405 and request.method == "OPTIONS":  # say which methods the path allows
-            return Response(status_code=204, headers=err.headers)
+            # Every route of the path (routing stops at the first, so /v1/feedback's 405 names only POST).
+            methods = {m for r in [*app.routes, *api.routes] if r.matches(request.scope)[0] is not Match.NONE
+                       for m in getattr(r, "methods", ())}
+            return Response(status_code=204, headers={"Allow": ", ".join(sorted(methods))})
         # A path without this method is as unknown as a path that does not exist.
         status = 404 if err.status_code == 405 else err.status_code
         return _error(ApiError(status, f"no route {request.method} {request.url.path}", code="not_found",

@@ -37,8 +37,8 @@ from ..errors import EduloraError
 from ..formatting import Message, PromptFormat
 from ..generation import PEFT_BASE, Request, Sampling, decode
 from ..modeling import attach_adapter, inference_precision, load_base_model
-from .adapters import (NAME_PATTERN, RESERVED_NAMES, AdapterSpec, _same_model, display_name,  # noqa: F401 (API)
-                       find_adapter, parse_adapter_arg, resolve_adapters, validate_name)
+from .adapters import (NAME_PATTERN, RESERVED_NAMES, AdapterSpec, Unloading, _same_model,  # noqa: F401 (API)
+                       display_name, find_adapter, parse_adapter_arg, resolve_adapters, validate_name)
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +237,7 @@ class Engine:
         # Replies accepted and not yet finished (pruned as they end): what an adapter's removal waits for.
         self._accepted: set[Generation] = set()
         self._admit = threading.Lock()
+        self._leaving = Unloading()  # adapters removed whose weights are still being freed
         # Work that must run on the engine thread between two batches (adding / removing an adapter).
         self._tasks: queue.SimpleQueue[tuple[Callable[[], bool], Future]] = queue.SimpleQueue()
 
@@ -333,6 +334,8 @@ class Engine:
     def adapter_spec(self, path: str | Path, name: str | None = None) -> AdapterSpec:
         """An adapter folder checked before loading: safetensors weights, a free name, this server's base model."""
         spec = find_adapter(path, name)
+        if not self._leaving.wait(spec.name):
+            raise AdapterConflict(f"an adapter named {spec.name!r} is still being unloaded; retry shortly")
         if spec.name in self.adapters:
             raise AdapterConflict(f"an adapter named {spec.name!r} is already served; remove it first")
         if spec.info.base_model and not _same_model(spec.info.base_model, self.base_model):
@@ -352,8 +355,9 @@ class Engine:
         self._on_engine_thread(attach, timeout)
         return spec
 
-    def remove_adapter(self, name: str, timeout: float = 600.0) -> AdapterSpec:
-        """Refuse new requests for ``name`` now; free its weights once the replies accepted for it are done."""
+    def remove_adapter(self, name: str, timeout: float = 600.0, wait: bool = True) -> AdapterSpec:
+        """Refuse new requests for ``name`` now; free its weights once the replies accepted for it are done
+        (before this returns, or in the background when not ``wait``)."""
         spec = self._retire(name)
 
         def detach() -> bool:
@@ -365,7 +369,7 @@ class Engine:
                 self.model.delete_adapter(name)
             return True
 
-        self._on_engine_thread(detach, timeout)
+        self._leaving.run(name, lambda: self._on_engine_thread(detach, timeout), wait)
         return spec
 
     def _admit_adapter(self, spec: AdapterSpec) -> None:
@@ -377,6 +381,7 @@ class Engine:
         with self._admit:
             spec = self.adapters[name]  # KeyError: not served
             self.adapters = {k: v for k, v in self.adapters.items() if k != name}
+            self._leaving.begin(name)  # under the lock: the name cannot be taken again before it is freed
         return spec
 
     def _serving(self, name: str) -> bool:

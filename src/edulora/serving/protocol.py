@@ -60,6 +60,13 @@ def _stops(value: Any) -> tuple[str, ...]:
     return tuple(stops)
 
 
+def _not_bool(value: Any) -> Any:
+    """Pydantic matches ``true`` to ``Literal[1]`` (True == 1 in Python); the API's types are strict."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("invalid_type", "must be a number, not true or false")
+    return value
+
+
 def _level(parse: Any) -> Any:
     """A validator reading a teacher's wording ("grade 7", "Socratic") into the schema's value, or refusing it."""
     def check(value: Any) -> Any:
@@ -77,6 +84,8 @@ def _level(parse: Any) -> Any:
 Text = Annotated[str, BeforeValidator(_text)]
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 Note = Annotated[str | None, Field(max_length=MAX_FIELD_CHARS)]
+#: What a random generator can be seeded with (torch takes these; larger seeds overflow it).
+Seed = Annotated[int | None, Field(ge=-(1 << 63), lt=1 << 64)]
 
 
 class Strict(BaseModel):
@@ -112,8 +121,8 @@ class ChatBody(Strict):
     top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
     repetition_penalty: Annotated[float | None, Field(gt=0, le=10)] = None
     stop: Annotated[tuple[str, ...], BeforeValidator(_stops)] = ()
-    seed: int | None = None
-    n: Literal[1] | None = None
+    seed: Seed = None
+    n: Annotated[Literal[1] | None, BeforeValidator(_not_bool)] = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     metadata: Key | None = None
@@ -139,6 +148,9 @@ class ChatBody(Strict):
                 hint = "; use 'repetition_penalty'" if name.endswith("_penalty") else ""
                 raise ApiError(400, f"'{name}' is not supported by this server{hint}", param=name,
                                code="unsupported_parameter")
+        if (self.model_extra or {}).get("response_format") not in (None, {"type": "text"}):  # only text is written
+            raise ApiError(400, "'response_format' other than {\"type\": \"text\"} is not supported by this server",
+                           param="response_format", code="unsupported_parameter")
 
     @property
     def limit(self) -> int | None:
@@ -166,7 +178,7 @@ class FeedbackBody(Strict):
     completion_id: Id
     #: The secret that came with the reply: only whoever received it can rate it.
     feedback_token: Id
-    rating: Literal[1, -1] | None = None
+    rating: Annotated[Literal[1, -1] | None, BeforeValidator(_not_bool)] = None
     comment: Note = None
     correction: Note = None
 

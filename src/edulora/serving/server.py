@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..errors import EduloraError
+from .guard import HttpSettings
 from .service import TutorService, parse_teachers
 
 #: Connections the kernel holds for us while the server is busy accepting (uvicorn's default).
@@ -57,16 +58,24 @@ def _ignore(signum: int, frame: object) -> None:
 class TutorServer:
     """The HTTP server for a ``TutorService``: ``run()`` in the foreground, or ``start()``/``stop()`` a thread."""
 
-    def __init__(self, service: TutorService, host: str = "127.0.0.1", port: int = 8000):
+    def __init__(self, service: TutorService, host: str = "127.0.0.1", port: int = 8000,
+                 settings: HttpSettings = HttpSettings()):
         import uvicorn
 
         from .app import create_app
+        from .guard import OriginGuard, TimedH11Protocol, served_hosts
 
         check_exposure(host, service.locked)
         self.service = service
         self._socket = _bind(host, port)
-        config = uvicorn.Config(create_app(service), lifespan="off", log_config=None, backlog=BACKLOG,
-                                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+        # On loopback only this server's own names are answered (DNS rebinding aims there); off loopback a key
+        # is needed anyway and the names that reach the machine are not known here.
+        hosts = served_hosts(self.address[0], self.address[1], settings.allow_origins) if is_loopback(host) else None
+        app = OriginGuard(create_app(service, settings.allow_origins), hosts, settings.allow_origins)
+        config = uvicorn.Config(app, lifespan="off", log_config=None, backlog=BACKLOG,
+                                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+                                http=TimedH11Protocol.with_timeout(settings.header_timeout_s),
+                                limit_concurrency=settings.max_connections)
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 
@@ -120,7 +129,7 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
           max_batch: int | None = None, max_queue: int = 64, max_tokens: int = 256, max_request_tokens: int = 4096,
           max_batch_tokens: int = 8192, route_threshold: float = 0.2, fallback_adapter: str | None = None,
           backend: str = "auto", gguf: str | Path | None = None, vllm_url: str | None = None,
-          vllm_api_key: str | None = None, log: Callable[[str], None] = functools.partial(print, flush=True)) -> None:
+          vllm_api_key: str | None = None, allow_origins: Sequence[str] | None = (), log: Callable[[str], None] = functools.partial(print, flush=True)) -> None:
     """Serve ``adapters`` (``"NAME=RUN"``, a run / adapter path, or ``(name, path)``) until SIGINT / SIGTERM.
 
     One base model with every adapter beside it; ``model`` in a request picks the adapter and
@@ -133,6 +142,7 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
     ``"auto"`` (llama.cpp on a CPU when it can take the base and adapters, see ``choose_backend``), or
     ``"vllm"``: a vLLM server at ``vllm_url`` decodes, serving each adapter as a LoRA module of the same name.
     ``max_batch`` (requests decoded together) defaults to 8, or ``LLAMACPP_MAX_BATCH`` on llama.cpp.
+    ``allow_origins`` are other web origins whose pages may call the API from a browser (see ``guard``).
     """
     from ..inference.llamacpp import choose_backend
     from .engine import load_engine, parse_adapter_arg, resolve_adapters
@@ -143,6 +153,7 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
 
     tokens = parse_teachers(list(teachers), api_key)
     check_exposure(host, api_key or tokens)  # before the slow model load
+    settings = HttpSettings(allow_origins=tuple(allow_origins or ()))
     for name, value in (("max_batch", max_batch), ("max_queue", max_queue), ("max_tokens", max_tokens),
                         ("max_request_tokens", max_request_tokens)):
         if value is not None and value < 1:
@@ -177,7 +188,7 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
     router.prepare()
     store = FeedbackStore(feedback_db or default_feedback_db()) if feedback else None
     try:
-        server = TutorServer(TutorService(engine, router, store, api_key, tokens), host, port)
+        server = TutorServer(TutorService(engine, router, store, api_key, tokens), host, port, settings)
         engine.start()
         log(f"Serving {engine.base_id} on {engine.backend} with adapters: {', '.join(engine.adapters) or 'none'} "
             f"(auto routing: {router.method})")

@@ -286,15 +286,15 @@ class TutorService:
         return self.model(spec.name)
 
     def remove_adapter(self, name: str, who: str = LOCAL_IDENTITY) -> dict[str, Any]:
-        """Stop serving adapter ``name``: new requests for it are refused at once, the replies already
-        accepted for it are completed, then its weights are freed (this returns after that)."""
+        """Stop serving adapter ``name``: new requests for it are refused at once (this returns then), the
+        replies already accepted for it are completed, then its weights are freed in the background."""
         self._admin(who)
         with self._admin_lock:
             if name not in self.engine.adapters:
                 raise UnknownModel(f"no adapter {name!r} is served here")
             if name == self.router.fallback:
                 raise AdapterConflict(f"{name!r} is the fallback adapter of 'auto' routing; it cannot be removed")
-            self.engine.remove_adapter(name)
+            self.engine.remove_adapter(name, wait=False)
             self._reroute()
         return {"id": name, "object": "model", "deleted": True}
 

@@ -60,18 +60,25 @@ class WorkerEngine(Engine):
 
     def add_adapter(self, path: str | Path, name: str | None = None, timeout: float = 600.0) -> AdapterSpec:
         """Load the adapter into the decoder, then accept requests for it; replies in flight are not disturbed."""
+        self.adapter_spec(path, name)  # waits (outside the lock the removal needs) for a removal of the name to end
         with self._reload_lock:
             spec = self.adapter_spec(path, name)
             self._attach(spec)
             self._admit_adapter(spec)
         return spec
 
-    def remove_adapter(self, name: str, timeout: float = 600.0) -> AdapterSpec:
-        """Refuse new requests for ``name`` now; once those accepted are done, drop it from the decoder."""
+    def remove_adapter(self, name: str, timeout: float = 600.0, wait: bool = True) -> AdapterSpec:
+        """Refuse new requests for ``name`` now; once those accepted are done, drop it from the decoder
+        (before this returns, or in the background when not ``wait``)."""
         with self._reload_lock:
             spec = self._retire(name)
-            self._wait_idle(name, timeout)
-            self._detach(name)
+
+        def unload() -> None:
+            with self._reload_lock:
+                self._wait_idle(name, timeout)
+                self._detach(name)
+
+        self._leaving.run(name, unload, wait)
         return spec
 
     def _wait_idle(self, name: str, timeout: float) -> None:
