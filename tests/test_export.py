@@ -15,6 +15,8 @@ from edulora.export import export_gguf, merge_run, refuse_quantized, write_gguf
 from edulora.modeling import load_tutor
 from edulora.training import train
 
+pytestmark = pytest.mark.slow  # trains, and writes GGUF files in llama.cpp's converter (a child process)
+
 SAMPLE = "<|im_start|>user\nWhat is 12 times 34?  Show   me.<|im_end|>\n<|im_start|>assistant\n"
 
 
@@ -155,11 +157,24 @@ def test_gguf_q8_0_blocks_hold_the_weights_to_8_bits(merged_dir, tmp_path):
     assert _cli(["export", str(merged_dir), "--gguf", str(tmp_path / "x.gguf"), "--dtype", "q4"]) == 2
 
 
-def test_gguf_refuses_non_llama(tiny_gpt2, tmp_path):
-    model = AutoModelForCausalLM.from_pretrained(tiny_gpt2)
-    with pytest.raises(EduloraError, match="llama"):
-        write_gguf(model, AutoTokenizer.from_pretrained(tiny_gpt2), tmp_path / "x.gguf")
-    assert not list(tmp_path.iterdir())
+def test_gguf_refuses_an_architecture_llama_cpp_has_no_layout_for(tiny_gpt2, tmp_path):
+    """Any architecture llama.cpp's converter maps is written (GPT-2 too); one it does not is refused in one
+    line naming it, and nothing is left behind."""
+    import shutil
+
+    from edulora.inference.convert import convert_model
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_gpt2, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "architectures": ["TutorNetForCausalLM"]}))
+    out = tmp_path / "out"
+    with pytest.raises(EduloraError, match="no GGUF layout for architecture 'TutorNetForCausalLM'"):
+        convert_model(folder, out / "x.gguf")
+    assert not out.exists()
+    with pytest.raises(EduloraError, match="--dtype must be one of"):
+        write_gguf(AutoModelForCausalLM.from_pretrained(tiny_gpt2), AutoTokenizer.from_pretrained(tiny_gpt2),
+                   out / "x.gguf", dtype="q4")
 
 
 def test_pickle_adapters_are_refused_unless_allowed(run_dir, tmp_path):

@@ -8,8 +8,10 @@ asked in exactly the shape it was trained on.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from .data.schema import Dialogue, Example, Metadata, Record
@@ -133,30 +135,63 @@ class PromptFormat:
             raise EduloraError("record has no tutor turn that answers a student turn")
         return messages[:last], messages[last]["content"]
 
+    @cached_property
+    def system_role(self) -> bool:
+        """Whether the chat template shows a system turn. Some refuse one (Gemma 2, Mistral's alternating
+        roles) and some drop it silently; the persona and the teacher's key must reach the model either way."""
+        probe = [{"role": "system", "content": "edulora-system-probe"}, {"role": "user", "content": "hi"}]
+        try:
+            text = self.tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+        except Exception:  # a template refuses with jinja's TemplateError or its own raise_exception
+            return False
+        return "edulora-system-probe" in text
+
+    def chat_messages(self, messages: Sequence[Message]) -> list[Message]:
+        """``messages`` as the chat template takes them: without a system role, the system text opens the
+        first user turn (as the families without one do in their own templates)."""
+        plain = [{"role": m["role"], "content": m["content"]} for m in messages]
+        if self.system_role or not any(m["role"] == "system" for m in plain):
+            return plain
+        system = "\n".join(m["content"] for m in plain if m["role"] == "system")
+        rest = [m for m in plain if m["role"] != "system"]
+        first = next((i for i, m in enumerate(rest) if m["role"] == "user"), None)
+        if first is None:
+            return [{"role": "user", "content": system}, *rest]
+        rest[first] = {"role": "user", "content": f"{system}\n\n{rest[first]['content']}"}
+        return rest
+
     def render(self, messages: Sequence[Message]) -> str:
         """Text the model sees before it writes the next tutor turn (messages must end with a user turn)."""
         if not messages or messages[-1]["role"] != "user":
             raise ValueError("a prompt must end with a user message")
         if self.template == "chat":
-            plain = [{"role": m["role"], "content": m["content"]} for m in messages]
-            return self.tokenizer.apply_chat_template(plain, tokenize=False, add_generation_prompt=True)
+            return self.tokenizer.apply_chat_template(self.chat_messages(messages), tokenize=False,
+                                                      add_generation_prompt=True)
         return _instruction_prompt(messages)
 
-    def _reply_text(self, messages: Sequence[Message], prompt: str) -> str:
-        """The tutor turn as the template writes it after ``prompt``, including the end-of-turn marker."""
-        tokenizer = self.tokenizer
+    def _turn_text(self, messages: Sequence[Message], prompt: str) -> str:
+        """The tutor turn exactly as the template writes it after ``prompt`` (what the next turn's prompt
+        starts from)."""
         if self.template == "chat":
-            plain = [{"role": m["role"], "content": m["content"]} for m in messages]
-            full = tokenizer.apply_chat_template(plain, tokenize=False)
+            full = self.tokenizer.apply_chat_template(self.chat_messages(messages), tokenize=False)
             if not full.startswith(prompt):
                 raise EduloraError("this chat template does not render a conversation as a prefix of its "
                                    "continuation; use data.template=instruction")
-            reply = full[len(prompt):]
-            # Templates differ on whether the turn ends with EOS; the model must learn to stop, so make sure it does.
-            if tokenizer.eos_token and tokenizer.eos_token not in reply:
-                reply = reply.rstrip("\n") + tokenizer.eos_token
-            return reply
-        return messages[-1]["content"] + (tokenizer.eos_token or "")
+            return full[len(prompt):]
+        return messages[-1]["content"]
+
+    def _reply_text(self, messages: Sequence[Message], prompt: str) -> str:
+        """The tutor turn as it is learned after ``prompt``: the template's text, ending with EOS."""
+        return self._learned(self._turn_text(messages, prompt))
+
+    def _learned(self, reply: str) -> str:
+        eos = self.tokenizer.eos_token
+        if self.template != "chat":
+            return reply + (eos or "")
+        # Templates differ on whether the turn ends with EOS; the model must learn to stop, so make sure it does.
+        if eos and eos not in reply:
+            reply = reply.rstrip("\n") + eos
+        return reply
 
     def completion(self, prompt: Sequence[Message], reply: str) -> str:
         """The tutor turn ``reply`` as the template writes it after ``render(prompt)``, ending with EOS:
@@ -176,21 +211,26 @@ class PromptFormat:
         messages = self.messages(record)
         ids: list[int] = []
         labels: list[int] = []
-        consumed = ""
+        consumed = previous = ""
         for end, message in enumerate(messages):
             if message["role"] != "assistant" or end == 0 or messages[end - 1]["role"] != "user":
                 continue
             prompt = self.render(messages[:end])
-            reply = self._reply_text(messages[: end + 1], prompt)
-            # Chat templates extend the text turn by turn; the guide's template has no multi-turn form,
-            # so each of its tutor turns restates the history in its Context section.
-            new_prompt = prompt[len(consumed):] if prompt.startswith(consumed) else prompt
+            turn = self._turn_text(messages[: end + 1], prompt)
+            reply = self._learned(turn)
+            # Chat templates extend the text turn by turn, except where a turn's ending depends on what
+            # follows (Phi-3 writes EOS only after the last turn): the next prompt then continues from where
+            # it and the text so far part. The guide's template has no multi-turn form, so each of its tutor
+            # turns restates the history in its Context section.
+            shared = len(os.path.commonprefix([consumed, prompt])) if self.template == "chat" else 0
+            new_prompt = prompt[shared:] if consumed and shared >= len(previous) else prompt
             prompt_ids = self.tokenizer(new_prompt, add_special_tokens=False)["input_ids"]
             reply_ids = self.tokenizer(reply, add_special_tokens=False)["input_ids"]
             ids += prompt_ids + reply_ids
             learned = message.get("train", True)
             labels += [IGNORE_INDEX] * len(prompt_ids) + (list(reply_ids) if learned else [IGNORE_INDEX] * len(reply_ids))
-            consumed = prompt + reply
+            # The next prompt continues the template's own text (Gemma's turn ends "<end_of_turn>\n", not EOS).
+            consumed, previous = prompt + turn, prompt
         if not ids:
             raise EduloraError("record has no tutor turn that answers a student turn")
         learned_at = [i for i, label in enumerate(labels) if label != IGNORE_INDEX]

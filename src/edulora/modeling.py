@@ -12,6 +12,7 @@ import importlib.util
 import json
 import logging
 import os
+import pickle
 import shutil
 import stat
 import tempfile
@@ -35,6 +36,9 @@ _TARGET_ALIASES: dict[str, list[str]] = {
     "k_proj": ["c_attn", "query_key_value", "Wqkv", "qkv_proj", "key", "k"],
     "v_proj": ["c_attn", "query_key_value", "Wqkv", "qkv_proj", "value", "v"],
     "o_proj": ["c_proj", "dense", "out_proj", "o", "attention.output.dense"],
+    # Phi-3 fuses gate and up into one projection; LoRA on it adapts both.
+    "gate_proj": ["gate_up_proj"],
+    "up_proj": ["gate_up_proj"],
 }
 
 
@@ -198,17 +202,18 @@ def load_base_model(settings: ModelConfig, for_training: bool = False):
 
 
 def map_target_modules(model, wanted: list[str]) -> list[str]:
-    """The requested module names that exist in ``model``, or their equivalents in its architecture."""
+    """Each requested module name as it is in ``model``, or its equivalent in the model's architecture
+    (Phi-3's fused ``qkv_proj`` for q/k/v, …); names the architecture has no counterpart for are left out.
+
+    Mapped name by name: a model with ``o_proj`` but fused ``qkv_proj`` (Phi-3) gets both, not just the
+    names it happens to share with Llama."""
     leaf_names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Module)}
-    found = [name for name in wanted if name in leaf_names]
-    if found:
-        return found
     mapped: list[str] = []
     for name in wanted:
-        for alias in _TARGET_ALIASES.get(name, []):
-            if alias.rsplit(".", 1)[-1] in leaf_names and alias not in mapped:
-                mapped.append(alias)
-                break
+        candidates = [name] if name in leaf_names else [
+            a for a in _TARGET_ALIASES.get(name, []) if a.rsplit(".", 1)[-1] in leaf_names]
+        if candidates and candidates[0] not in mapped:
+            mapped.append(candidates[0])
     if not mapped:
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
                          if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D"})
@@ -351,8 +356,6 @@ def attach_adapter(model, folder: Path, name: str = "default"):
     Check the folder with ``adapter_weights`` first. A corrupt file, or a pickle that torch's
     ``weights_only`` loader refuses (it would run code or build objects), is an ``EduloraError``.
     """
-    import pickle
-
     from peft import PeftModel
     from safetensors import SafetensorError
 

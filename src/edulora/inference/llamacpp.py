@@ -15,6 +15,7 @@ prompt and reply), and llama.cpp's own extras (top-k 40, min-p 0.05) are switche
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import secrets
 import threading
@@ -47,41 +48,46 @@ BACKENDS = ("auto", "llamacpp", "transformers")
 
 
 def choose_backend(backend: str = "auto", base_model: str | None = None, adapters: Sequence[os.PathLike] = (),
-                   log: Callable[[str], None] | None = None) -> str:
+                   log: Callable[[str], None] | None = None, gguf: str | os.PathLike | None = None) -> str:
     """``"llamacpp"`` or ``"transformers"``: ``"auto"`` decodes on llama.cpp when it is installed and the
     model would run on a CPU (where it is ~8× faster; docs/serving.md has its tolerance), else transformers.
 
     Given ``base_model`` (and ``adapters``' folders), ``"auto"`` also checks that llama.cpp can take them
-    (a llama-architecture base, plain LoRA adapters); when not, it picks transformers and ``log`` says why.
+    (an architecture llama.cpp's converter maps, plain LoRA adapters); when not, it picks transformers and
+    ``log`` says why.
     """
     if backend not in BACKENDS:
         raise EduloraError(f"backend must be {', '.join(BACKENDS)}, not {backend!r}")
     if backend != "auto":
         return backend
-    import importlib.util
-
     from ..modeling import device
 
     if not importlib.util.find_spec("xllamacpp") or device().type != "cpu":
         return "transformers"
-    reason = None if base_model is None else llamacpp_refusal(base_model, adapters)
+    reason = None if base_model is None else llamacpp_refusal(base_model, adapters, gguf)
     if reason is not None:
         (log or print)(f"Backend: transformers, not llama.cpp: {reason}")
         return "transformers"
     return "llamacpp"
 
 
-def llamacpp_refusal(base_model: str, adapters: Sequence[os.PathLike] = ()) -> str | None:
-    """Why llama.cpp cannot serve ``base_model`` with these adapter folders (None: it can), without converting."""
-    from transformers import AutoConfig
-
-    from ..export import check_llama
-    from .gguf_lora import read_adapter_config, lora_alpha
+def llamacpp_refusal(base_model: str, adapters: Sequence[os.PathLike] = (),
+                     gguf: str | os.PathLike | None = None) -> str | None:
+    """Why llama.cpp cannot serve ``base_model`` with these adapter folders (None: it can): a base (or, for a
+    ``.gguf`` base, the folder its adapters are converted against) whose architecture llama.cpp's converter has
+    no layout for, an adapter kind llama.cpp cannot apply, or, with no ``gguf`` base file given, a conversion
+    of the base that fails (it is cached: the load that follows reuses it)."""
+    from .convert import gguf_refusal
+    from .gguf_lora import lora_alpha, read_adapter_config
 
     try:
-        check_llama(AutoConfig.from_pretrained(resolve_model_path(base_model)))
+        reason = gguf_refusal(resolve_model_path(base_model))
+        if reason:
+            return reason
         for folder in adapters:
             lora_alpha(read_adapter_config(Path(folder)), Path(folder))
+        if gguf is None:
+            base_gguf(base_model)
     except (EduloraError, OSError, ValueError) as err:
         return str(err).splitlines()[0] if str(err) else type(err).__name__
     return None
@@ -103,13 +109,9 @@ def base_gguf(base_model: str, gguf: str | os.PathLike | None = None) -> Path:
     stamp = f"{folder.resolve()}:{(folder / 'config.json').stat().st_mtime_ns}" if folder.is_dir() else str(folder)
     out = cache_dir() / "gguf" / f"{folder.name}-{hashlib.sha256(stamp.encode()).hexdigest()[:16]}-f16.gguf"
     if not out.is_file():
-        from transformers import AutoModelForCausalLM
+        from .convert import convert_model
 
-        from ..export import write_gguf
-        from ..modeling import load_tokenizer
-
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-        write_gguf(model, load_tokenizer(str(folder)), out, dtype="f16", name=folder.name)
+        convert_model(folder, out, dtype="f16", name=folder.name, for_edulora=True)
     return out
 
 
@@ -415,7 +417,7 @@ def load_llamacpp(adapters: Mapping[str, Path], base_model: str, gguf: str | os.
     folder = resolve_model_path(base_model)
     config = AutoConfig.from_pretrained(folder)
     tokenizer = load_tokenizer(folder)
-    loras = {name: cached_gguf_lora(Path(path), config, allow_pickle) for name, path in adapters.items()}
+    loras = {name: cached_gguf_lora(Path(path), folder, allow_pickle) for name, path in adapters.items()}
     path = base_gguf(base_model, gguf)
     if exact_cache is None:  # an f32 base is asked for exactness: keep its KV cache in f32 too
         exact_cache = _all_f32(path)

@@ -41,15 +41,16 @@ class LlamaCppEngine(WorkerEngine):
 
     def __init__(self, model, tokenizer, base_id, adapters, config=None, **options):
         super().__init__(model, tokenizer, base_id, adapters, **options)
-        #: The base's Hugging Face config: what an adapter added at run time is converted to GGUF against.
+        #: The base's Hugging Face config (its context length, architecture).
         self.config = config
         self._stop_ids = set(stop_token_ids(tokenizer))
 
     def _attach(self, spec: AdapterSpec) -> None:
         """Convert the adapter to a GGUF LoRA and start its core; the other adapters' cores keep running."""
         from ..inference.gguf_lora import cached_gguf_lora
+        from ..modeling import resolve_model_path
 
-        lora = cached_gguf_lora(spec.folder, self.config)
+        lora = cached_gguf_lora(spec.folder, resolve_model_path(self.base_model))
         self.model = self.model.reloaded({**self.model.loras, spec.name: lora})
 
     def _detach(self, name: str) -> None:

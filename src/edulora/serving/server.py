@@ -172,7 +172,7 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
         engine = load_vllm_engine(pairs, vllm_url, vllm_api_key, base=base, allow_pickle=allow_pickle, **options)
     else:
         resolved = specs, base_model = resolve_adapters(pairs, base, allow_pickle)  # read once: to choose and load
-        if choose_backend(backend, base_model, [s.folder for s in specs], log) == "llamacpp":
+        if choose_backend(backend, base_model, [s.folder for s in specs], log, gguf) == "llamacpp":
             # llama.cpp's slots share one KV cache (bounded by max_batch_tokens), so more of them cost little
             # memory; a class of 30 got 1.5x the tokens/s and half the p95 wait for a first token with 32 slots
             # than with 8 (docs/benchmarks.md).
