@@ -1,13 +1,199 @@
-"""Shared fixtures: tiny random models built from configs (fast), and the real packaged model (e2e)."""
+"""Shared fixtures: tiny random models built from configs (fast), and the real packaged model (e2e).
+
+Also the two test tiers (docs/testing.md): ``pytest`` runs the fast tier, ``make test`` both. A test
+is ``slow`` by what it uses, found in its code (see ``SLOW_USES``); a test left in the fast tier that
+still trains, starts a process or runs long fails with a message saying how to mark it.
+"""
 
 from __future__ import annotations
 
 import json
+import platform
+import sys
+import time
+import types
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+
+# --------------------------------------------------------------------------------------------
+# Two tiers
+# --------------------------------------------------------------------------------------------
+
+#: What makes a test slow when its code, a fixture it uses or a helper of tests/ they call uses it:
+#: a module, or a function by its qualified name (anything under it counts too).
+SLOW_USES = {
+    "subprocess": "starts a child process (the CLI, a server, torchrun)",
+    "edulora.training.recipe.train": "runs a training",
+    "edulora.training.recipe.resume": "runs a training",
+    "xllamacpp": "runs llama.cpp",
+    "edulora.inference.llamacpp.load_llamacpp": "runs llama.cpp",
+    # GGUF files are written by llama.cpp's converter in a child process (edulora.inference.convert).
+    "edulora.inference.convert": "converts to GGUF in a child process",
+    "edulora.inference.gguf_lora.write_gguf_lora": "converts to GGUF in a child process",
+    "edulora.inference.gguf_lora.cached_gguf_lora": "converts to GGUF in a child process",
+    "edulora.export.write_gguf": "converts to GGUF in a child process",
+    "edulora.export.export_gguf": "converts to GGUF in a child process",
+    "playwright": "drives a browser",
+    "benchmarks": "runs a script from benchmarks/ (timing loops)",
+}
+#: Markers that make a test slow: e2e runs the real packaged model.
+SLOW_MARKERS = ("slow", "e2e")
+#: CPU seconds a fast-tier test body (or one fixture's set-up) may take; far above any fast test today.
+FAST_CPU_LIMIT_S = 30.0
+#: Fixtures exempt from that limit: the packaged model is converted once per machine, then cached.
+ONCE_PER_MACHINE = {"packaged_model_dir"}
+
+
+def _names_used(code: types.CodeType, namespace: dict, seen: set) -> set[str]:
+    """Qualified names of the modules and functions ``code`` refers to (by name, attribute, import or
+    string, as in ``importorskip``), following the helpers defined under tests/ that it calls."""
+    if code in seen:
+        return set()
+    seen.add(code)
+    # A module named in a string counts as used: pytest.importorskip("playwright.sync_api").
+    found = {c for c in code.co_consts if isinstance(c, str) and all(p.isidentifier() for p in c.split("."))}
+    for name in code.co_names:
+        obj = namespace.get(name, sys.modules.get(name))
+        if isinstance(obj, types.ModuleType):
+            found.add(obj.__name__)
+            # Attributes of the module that the code names too (``subprocess.run``, ``el.train``).
+            for attr in code.co_names:
+                value = getattr(obj, attr, None) if not attr.startswith("_") else None
+                if callable(value) and hasattr(value, "__qualname__"):
+                    found.add(f"{getattr(value, '__module__', obj.__name__)}.{value.__qualname__}")
+        elif callable(obj) and hasattr(obj, "__qualname__"):
+            found.add(f"{getattr(obj, '__module__', '')}.{obj.__qualname__}")
+        helper = getattr(obj, "__code__", None)
+        if helper is not None and Path(helper.co_filename).is_relative_to(TESTS):
+            found |= _names_used(helper, obj.__globals__, seen)
+    for const in code.co_consts:  # nested functions, lambdas, comprehensions
+        if isinstance(const, types.CodeType):
+            found |= _names_used(const, namespace, seen)
+    return found
+
+
+def _slow_reason(item) -> str | None:
+    for name in SLOW_MARKERS:
+        if item.get_closest_marker(name):
+            return f"marked {name}"
+    functions = [(item.name, item.function)] if hasattr(item, "function") else []
+    fixtures = getattr(item, "_fixtureinfo", None)
+    for name in item.fixturenames:
+        for definition in fixtures.name2fixturedefs.get(name, ()) if fixtures else ():
+            functions.append((f"fixture {name}", definition.func))
+    seen: set = set()
+    for label, function in functions:
+        code = getattr(function, "__code__", None)
+        if code is None or not Path(code.co_filename).is_relative_to(TESTS):
+            continue
+        for used in sorted(_names_used(code, function.__globals__, seen)):
+            for slow, why in SLOW_USES.items():
+                if used == slow or used.startswith(slow + "."):
+                    return f"{label} {why} ({used})"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        reason = _slow_reason(item)
+        if reason and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow(reason=reason))
+
+
+class FastTierGuard:
+    """Fails a fast-tier test that trains, starts a process or takes long: the tier stays fast by
+    construction, not by everyone remembering. Watches through Python's audit events (process
+    starts) and torch's global optimizer hook (training steps), both public hooks; nothing is patched."""
+
+    PROCESS_EVENTS = {"subprocess.Popen", "os.system", "os.posix_spawn", "os.fork", "os.forkpty", "os.exec"}
+
+    def __init__(self):
+        self.item = None
+        self.problems: list[str] = []
+        self.optimizer_hook = None
+        # platform runs `uname -p` once per process and caches the answer; asked here, a library asking
+        # later (the OpenAI client does) is not taken for a test starting a process.
+        platform.processor()
+        sys.addaudithook(self.audit)  # cannot be removed; inert while no fast test runs
+
+    def audit(self, event, args):
+        if self.item is not None and event in self.PROCESS_EVENTS:
+            self.problems.append(f"started a process ({event}: {str(args[:2])[:120]})")
+
+    def optimizer_step(self, optimizer, args, kwargs):
+        if self.item is not None and not any("optimizer step" in p for p in self.problems):
+            self.problems.append("ran an optimizer step (a training)")
+
+    def start(self, item):
+        optim = sys.modules.get("torch.optim.optimizer")
+        if self.optimizer_hook is None and optim is not None:
+            self.optimizer_hook = optim.register_optimizer_step_pre_hook(self.optimizer_step)
+        self.item, self.problems = item, []
+
+    def report(self) -> str | None:
+        self.item, problems = None, self.problems
+        if not problems:
+            return None
+        return ("this fast-tier test " + "; ".join(dict.fromkeys(problems)) + ".\nMark it slow "
+                "(@pytest.mark.slow), or use a fixture or helper that does this, so its kind is found by "
+                "what it uses (SLOW_USES in tests/conftest.py); see docs/testing.md.")
+
+
+_guard: FastTierGuard | None = None
+
+
+def pytest_configure(config):
+    global _guard
+    _guard = FastTierGuard()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    if not item.get_closest_marker("slow"):
+        _guard.start(item)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    started = time.process_time()
+    result = yield
+    spent = time.process_time() - started
+    if _guard.item is not None and fixturedef.argname not in ONCE_PER_MACHINE and spent > FAST_CPU_LIMIT_S:
+        _guard.problems.append(f"set up fixture {fixturedef.argname} in {spent:.1f} s of CPU (limit "
+                               f"{FAST_CPU_LIMIT_S:g} s)")
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    started = time.process_time()
+    try:
+        return (yield)
+    finally:
+        spent = time.process_time() - started
+        if _guard.item is item and spent > FAST_CPU_LIMIT_S:
+            _guard.problems.append(f"took {spent:.1f} s of CPU (limit {FAST_CPU_LIMIT_S:g} s)")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    # The verdict on the call (or on a set-up that failed or skipped: no call follows).
+    if _guard.item is item and (call.when == "call" or (call.when == "setup" and not report.passed)):
+        problem = _guard.report()
+        if problem and not report.skipped:
+            report.outcome = "failed"
+            report.longrepr = f"{report.longrepr}\n\n{problem}" if report.longrepr else problem
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# Fixtures
+# --------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")

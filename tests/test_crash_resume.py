@@ -13,6 +13,10 @@ from pathlib import Path
 
 import pytest
 
+# Every test here trains a run; the disk-full one does it in this process through the CLI's main(), which
+# the tiers' rule (tests/conftest.py) cannot tell from the data commands' fast uses of main().
+pytestmark = pytest.mark.slow
+
 MAX_STEPS = 50
 
 
