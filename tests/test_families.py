@@ -100,3 +100,27 @@ def _serve_and_ask(run: Path) -> None:
     finally:
         server.stop()
         engine.stop()
+
+
+@pytest.mark.parametrize("kind", ["mistral", "gemma3"])
+def test_a_gguf_base_is_served_as_it_is_with_the_adapter_on_top(kind, packaged_model_dir, tmp_path):
+    """A base given as a .gguf file (as models are published for llama.cpp): training reads it through
+    transformers, llama.cpp decodes the file itself, and the adapter's GGUF LoRA matches its tensor names."""
+    from conftest import write_tutoring_file
+    from test_training import tiny_config
+
+    from edulora.inference.convert import convert_model
+    from edulora.inference.llamacpp import base_gguf
+    from edulora.training import train
+    from edulora.tutor import Tutor
+
+    folder = build_family(kind, tmp_path / "hf", packaged_model_dir)
+    published = convert_model(folder, tmp_path / f"{kind}-f32.gguf", "f32")
+    config = tiny_config(published, write_tutoring_file(tmp_path, 8), tmp_path / "runs", max_steps=2, save_steps=2,
+                         eval_steps=2, pedagogy_sample=0, retention_sample=0)
+    run = train(config).run_dir.path
+    assert base_gguf(str(published)) == published
+    sampling = Sampling(max_new_tokens=12, repetition_penalty=1.0)
+    fast, exact = Tutor.load(run, backend="llamacpp"), Tutor.load(run, precision="fp32")
+    replies = [t.ask("What is 7 times 8?", sampling=sampling).text for t in (fast, exact)]
+    assert replies[0] == replies[1]
