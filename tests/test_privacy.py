@@ -338,3 +338,73 @@ def test_a_found_name_is_removed_throughout_the_record_with_its_parts():
         "Me llamo [NAME]. The van is red. [NAME] is here, [NAME] too")
     assert scrubbed("my mom Linda Okafor said Mrs. Okafor signs, Linda knows") == (
         "my mom [NAME] said Mrs. [NAME] signs, [NAME] knows")
+
+
+# --------------------------------------------------------------------------- issue 38: what export still let through
+
+
+# Each finding: (text, what scrubbing must make of it); a text that must come through unchanged maps to itself.
+FINDINGS = {
+    "greeting a full name": [("Hi Fatima Khan, what is 3/4 as a percent?", "Hi [NAME], what is 3/4 as a percent?"),
+                             ("Hello Fatima Khan! I need help.", "Hello [NAME]! I need help."),
+                             ("Hi Ahmed and Sara, here is our poster", "Hi [NAME] and [NAME], here is our poster")],
+    "a name to contact": [("call Fatima Khan at 555-123-4567", "call [NAME] at [PHONE]"),
+                          ("Call Newton's law to mind at 9 am.", None)],
+    "a name alone on the last line": [("Can you explain it again?\nFatima", "Can you explain it again?\n[NAME]"),
+                                      ("Who wrote Hamlet?\nShakespeare", None),  # a quiz answer
+                                      ("Thank you so much!\nSee you tomorrow.", None)],
+    "a name addressed in a reply": [("Fatima, can you count by fours?", "[NAME], can you count by fours?"),
+                                    ("Finally, what is 3 x 4? Hmm, can we check?", None)],
+    "a house number with a letter": [("I live at 221B Baker Street now", "I live at [ADDRESS] now"),
+                                     ("We moved to 14b Elm Road last week", "We moved to [ADDRESS] last week"),
+                                     ("Sherlock Holmes lived at 221B Baker Street.", None)],  # the lesson's
+    "a school after at": [("At Riverside High School we do labs.", "At [SCHOOL] we do labs."),
+                          ("In High School you choose subjects.", None)],
+    "a closing bracket after a phone number": [("(call me at +44 20 7946 0958)", "(call me at [PHONE])"),
+                                               ("ring +44 (0)20 7946 0958 now", "ring [PHONE] now"),
+                                               ("(text me on 555-123-4567)", "(text me on [PHONE])")],
+}
+
+
+def check(finding: str) -> None:
+    for text, expected in FINDINGS[finding]:
+        assert scrubbed(text) == (text if expected is None else expected), text
+
+
+def test_hi_and_hello_greet_a_full_name():
+    check("greeting a full name")
+
+
+def test_a_name_to_contact_is_replaced_with_the_number():
+    check("a name to contact")
+
+
+def test_a_name_alone_on_the_last_line_is_replaced():
+    check("a name alone on the last line")
+
+
+def test_a_name_addressed_at_the_start_of_a_reply_is_replaced():
+    check("a name addressed in a reply")
+
+
+def test_a_house_number_with_a_letter_is_an_address():
+    check("a house number with a letter")
+
+
+def test_a_school_after_at_or_in_is_replaced():
+    check("a school after at")
+
+
+def test_the_phone_rule_keeps_a_closing_bracket():
+    check("a closing bracket after a phone number")
+
+
+def test_new_student_messages_at_least_97_percent_replaced_and_no_clean_sentence_changed():
+    """Batch 5: student messages written for issue 38 (names in greetings and sign-offs, full names,
+    house numbers like 221B, numbers in brackets, e-mails, schools) and lesson sentences full of
+    capitalised places, people and maths that must come through unchanged."""
+    messages = load_pii_set(DATA / "pii_messages_batch5.jsonl")
+    assert sum(len(m.items) for m in messages) >= 70 and sum(not m.items for m in messages) >= 50
+    result = evaluate_pii(messages)
+    assert result.recall >= 0.97, result.summary_lines(show_misses=True)
+    assert result.false_positives == 0, result.summary_lines(show_misses=True)

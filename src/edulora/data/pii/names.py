@@ -94,13 +94,17 @@ _CUES = (
     # "ask for Tommy", "tell Jamal I said hi"; "Ask Maria how many apples she has" is a word problem.
     _Cue(re.compile(r"(?<!\w)ask(?:ed)?\s+for\s+", _I), words=2),
     _Cue(re.compile(r"(?<!\w)(?:ask(?:ed)?|tell|told)\s+", _I), words=2, confirm=True),
+    # Whom to contact, when a number or an address follows: "call Fatima Khan at 555-123-4567".
+    _Cue(re.compile(r"(?<!\w)(?:call|text|e-?mail|message|phone|ring|contact|reach|write\s+to)\s+", _I), words=3,
+         confirm=True),
     # Where someone sits in class: "I sit next to Jamal".
     _Cue(re.compile(r"(?<!\w)(?:sit|sits|sat|sitting)\s+(?:next\s+to|beside|with|behind|in\s+front\s+of)\s+", _I),
          words=2),
     # Greetings and praise addressed to someone: "Hi Sam,", "Great job, Aisha!".
     _Cue(re.compile(rf"(?:^|[.!?]\s+)\s*(?:{_GREETING}|dear|thanks|thank\s+you|(?:great|good|nice|awesome|excellent)"
                     r"\s+(?:job|work|question|thinking|try|answer|effort)|well\s+done|awesome|excellent|amazing)"
-                    r"[\s,]+(?=\S+\s*[,!.?])", _M), words=2, possessive=False),
+                    # "Hi Sam,", "Hello Fatima Khan!", "Hi Ahmed and Sara,": a full name is greeted too.
+                    r"[\s,]+(?=\S+(?:[ \t]+\S+){0,2}\s*[,!.?])", _M), words=3, possessive=False, pair=True),
 )
 
 # Names before their cue, opening a message: "Mateo here." ("Gravity here on Earth" is physics);
@@ -111,6 +115,18 @@ _SIGN_OFF = re.compile(
     r"kind\s+regards|best\s+wishes|sincerely|from|saludos|un\s+saludo|cordialement|bisous|grüße|grüßen|ciao|"
     rf"abrazos)[,!]?\s+({_WORD.pattern}(?:[ \t]+{_WORD.pattern})?))\s*[.!]?\s*$", _I)
 _BULLET = re.compile(r"^\s*[-–—•*]\s", re.MULTILINE)
+# A name alone on the last line signs a message to the tutor ("Can you explain it again?\nFatima"),
+# but only under a message that speaks to someone: "Who wrote Hamlet?\nShakespeare" is a quiz answer.
+_LAST_LINE = re.compile(rf"\n[ \t]*({_WORD.pattern}(?:[ \t]+{_WORD.pattern}){{0,2}})[ \t]*[.!]?\s*$")
+_SPOKEN_TO = re.compile(r"(?<!\w)(?:I|I['’]m|me|my|you|your|please|thanks|thank|hi|hello|hey)(?!\w)", re.IGNORECASE)
+# A sentence opening by addressing someone, as tutors and teachers write: "Fatima, can you count by fours?".
+_VOCATIVE = re.compile(
+    rf"(?:^|[.!?]\s+)({_WORD.pattern}),[ \t]+(?=(?:can|could|would|will|do|did|does|what|how|why|where|when|which|"
+    r"try|let['’]?s|remember|think|look|you|your|great|good|nice|well|that['’]?s|please|is|are)\b)", re.MULTILINE)
+# Words that open such a sentence without naming anyone ("Finally, what is…", "Hmm, can we…").
+_NOT_ADDRESSED = frozenset("hmm um uh oh ah wow oops alright right exactly perfect interesting careful remember instead "
+                           "otherwise therefore however meanwhile besides anyway correct wait look see listen hint tip "
+                           "note step example together plus yesterday tonight okay ok".split())
 # Scripts without spaces: the name runs to a particle or punctuation.
 _CJK = (
     re.compile(r"(?:我叫|我名叫|我的名字是|我的名字叫|名字叫|名字是|(?:妈妈|爸爸|哥哥|姐姐|弟弟|妹妹|朋友|同学|老师|奶奶|爷爷|外婆|外公)叫)"
@@ -219,7 +235,10 @@ def find_names(text: str) -> list[str]:
                 after = text[match.end() + len(names[0]):]
                 this = match.group(0).strip().lower().startswith("this")
                 ends, again = (r"$|[.!]|", "|again") if this else ("", "")
-                if not re.match(rf"\s*(?:{ends},?\s+(?:here|from|speaking{again})\b|,?\s*(?:I|i|my)\b)", after):
+                # "… at 555-0147", "… at ana@example.com": whom to reach, by a number or an address.
+                contact = r"|\s+(?:at|on)\s+(?:[\d(+]|\S+@)"
+                if not re.match(rf"\s*(?:{ends},?\s+(?:here|from|speaking{again})\b|,?\s*(?:I|i|my)\b{contact})",
+                                after):
                     continue
             spans.extend((match.end(), n) for n in names)
     for match in _HERE.finditer(text):
@@ -232,6 +251,17 @@ def find_names(text: str) -> list[str]:
         name = match.group(group)
         if all(_name_word(w, False) for w in name.split()) and len(_BULLET.findall(text)) < 2:
             spans.append((match.start(group), name))
+    last = _LAST_LINE.search(text)
+    if last and _SPOKEN_TO.search(text, 0, last.start()) and not text[:last.start()].rstrip().endswith(":"):
+        words = last.group(1).split()
+        if all(w[0].isupper() and _name_word(w, False) and w.lower() not in PUBLIC_FIGURES for w in words):
+            spans.append((last.start(1), last.group(1)))
+    for match in _VOCATIVE.finditer(text):
+        word = match.group(1)
+        low = word.lower()
+        if word[0].isupper() and _name_word(word, False) and not low.endswith("ly") and low not in _NOT_ADDRESSED \
+                and low not in PUBLIC_FIGURES:
+            spans.append((match.start(1), word))
     for pattern in _CJK:
         spans.extend((m.start(1), m.group(1)) for m in pattern.finditer(text))
     seen: set[str] = set()

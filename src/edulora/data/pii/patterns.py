@@ -91,7 +91,8 @@ _POSTAL_CITY = rf"(?:,?\s+\d{{4,5}}\s+{CAP}(?:[\s-]{CAP})?)?"
 # The street name words must be capitalized (or ordinals like 5th): "3 apples on the way" is a
 # math problem, "12 Oak Way" an address.
 ADDRESS = re.compile(
-    r"\b\d{1,6}\s+(?:(?:[A-Z][A-Za-z'.-]*|\d{1,3}(?:st|nd|rd|th))\s+){1,4}"
+    # A house number may carry a letter: "221B Baker Street", "14b Elm Road", "3A Kings Road".
+    r"\b\d{1,6}[A-Za-z]?\s+(?:(?:[A-Z][A-Za-z'.-]*|\d{1,3}(?:st|nd|rd|th))\s+){1,4}"
     + _STREET_SUFFIX
     + r"\b\.?(?:,?\s+(?:Apt|Apartment|Unit|Suite|#)\.?\s*\w+)?"
     r"(?:,\s*[A-Z][A-Za-z .'-]+,\s*[A-Z]{2}(?:\s+\d{5}(?:-\d{4})?)?)?"
@@ -120,7 +121,8 @@ FAMOUS_ADDRESSES = ("10 downing street", "1600 pennsylvania ave", "221b baker st
 # a run of digits alone is a math answer far more often than a phone number, so it needs a cue.
 PHONE = re.compile(
     r"(?<![\w.+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}(?!\d|[.-]\d)"
-    r"|(?<![\w.+])\+\d{1,3}(?:[\s.-]?\(?\d{1,6}\)?){1,6}(?!\d|[.-]\d)"
+    # "+44 (0)20 7946 0958": a bracket is part of the number only around a group ("(call +44 20 …)" keeps its ")").
+    r"|(?<![\w.+])\+\d{1,3}(?:[\s.-]?(?:\(\d{1,6}\)|\d{1,6})){1,6}(?!\d|[.-]\d)"
     # A national number with its leading 0 (UK, Germany, Ireland, France, Australia …).
     r"|(?<![\w.+/-])0\d{1,4}(?:[\s/-]\d{2,8}){1,4}(?![\d/]|[.,-]\d)"
 )
@@ -147,8 +149,10 @@ _SCHOOL_SUFFIX = (
     r"International\s+School|Community\s+School|Charter\s+School|Day\s+School|Montessori(?:\s+School)?|"
     r"Academy|School|Elementary|Primary|High|Middle|Prep)"
 )
+# Words that open a sentence before a school's name without being part of it: "At Riverside High School …".
+_LEAD_NOT = r"(?:At|In|To|From|For|On|Of|And|Or|But|Our|My|His|Her|Their|Your|Since|After|Before|When|If|So|Then|By)"
 SCHOOL = re.compile(
-    rf"(?<![\w'’])((?P<lead>(?:(?:St\.?|Saint|Santa|San|Mount|Mt\.?)\s+)?{CAP}(?:[\s-]+{CAP}){{0,3}})\s+{_SCHOOL_SUFFIX})"
+    rf"(?<![\w'’])((?P<lead>(?!{_LEAD_NOT}\s)(?:(?:St\.?|Saint|Santa|San|Mount|Mt\.?)\s+)?{CAP}(?:[\s-]+{CAP}){{0,3}})\s+{_SCHOOL_SUFFIX})"
     r"(?![\w-])"
     r"|\b(?:Escuela|Colegio|Instituto|Liceo|Scuola|École|Ecole|Lycée|Collège|Gymnasium|Grundschule|Realschule|"
     rf"Gesamtschule|Escola|Colégio)\s+(?:(?:de|del|la|los|las|San|Santa|St|Saint|Sainte|am|an|der|di|do|da)\s+)*"
@@ -206,8 +210,13 @@ def _not_handle(_: re.Match[str], value: str) -> bool:
     return not (value.startswith("@") or any(c.isdigit() or c in "._#" for c in value))
 
 
-def _famous_address(_: re.Match[str], value: str) -> bool:
-    return value.lower().startswith(FAMOUS_ADDRESSES)
+#: Words before an address that make it the writer's own ("I live at 221B Baker Street"), famous or not.
+_OWN_ADDRESS = re.compile(r"(?i)\b(?:I|we|my|our|me|us)\b[^.!?\n]{0,30}$")
+
+
+def _famous_address(match: re.Match[str], value: str) -> bool:
+    before = match.string[max(0, match.start() - 40):match.start()]
+    return value.lower().startswith(FAMOUS_ADDRESSES) and not _OWN_ADDRESS.search(before)
 
 
 def _not_school(match: re.Match[str], value: str) -> bool:
