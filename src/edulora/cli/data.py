@@ -9,7 +9,7 @@ import typer
 
 from .. import data
 from ..data.formats import parse_column_map
-from .options import ColumnMap, ExcludeTelling, InputFormat
+from .options import ColumnMap, ExcludeTelling, InputFormat, Overwrite
 
 app = typer.Typer(help="check, convert and inspect datasets")
 In = Annotated[str, typer.Argument(metavar="IN")]
@@ -17,8 +17,7 @@ In = Annotated[str, typer.Argument(metavar="IN")]
 
 def _reading(from_format: str | None, column_map: list[str] | None, exclude_telling: bool) -> dict[str, Any]:
     """The input options all data commands share, as ``edulora.data`` takes them."""
-    return {"from_format": from_format, "column_map": parse_column_map(column_map or []) or None,
-            "exclude_telling": exclude_telling}
+    return {"from_format": from_format, "column_map": parse_column_map(column_map or []) or None, "exclude_telling": exclude_telling}
 
 
 @app.command()
@@ -37,9 +36,11 @@ def validate(file: str, from_format: InputFormat = None, column_map: ColumnMap =
 
 @app.command()
 def convert(src: In, out: Annotated[str, typer.Argument(metavar="OUT")], from_format: InputFormat = None,
-            column_map: ColumnMap = None, exclude_telling: ExcludeTelling = False) -> None:
-    """Convert Alpaca, ShareGPT, OpenAI chat, CSV, MathDial… (see --from) to edulora JSONL."""
-    count = data.convert(src, out, **_reading(from_format, column_map, exclude_telling))
+            column_map: ColumnMap = None, exclude_telling: ExcludeTelling = False, overwrite: Overwrite = False,
+            metadata: str | None = typer.Option(None, metavar="FILE", help="transcripts: metadata per conversation id"),
+            scrub: bool = typer.Option(True, help="transcripts: replace personal information")) -> None:
+    """Convert Alpaca, ShareGPT, OpenAI chat, CSV, MathDial, per-message transcripts… (see --from) to edulora JSONL."""
+    count = data.convert(src, out, overwrite=overwrite, metadata_file=metadata, scrub=scrub, **_reading(from_format, column_map, exclude_telling))
     print(f"wrote {count} records to {out}")
 
 
@@ -53,14 +54,14 @@ def report(file: str, eval_file: str | None = typer.Option(None, "--eval", help=
            near_threshold: float = typer.Option(0.8, min=0.0, max=1.0, help="Jaccard of near-duplicates"),
            readability_tolerance: float = typer.Option(2.0, help="grades off the level's band to flag"),
            from_format: InputFormat = None, column_map: ColumnMap = None,
-           exclude_telling: ExcludeTelling = False) -> None:
+           exclude_telling: ExcludeTelling = False, overwrite: Overwrite = False) -> None:
     """Coverage, misconceptions, lengths, duplicates, leakage and readability."""
     from ..data.report_render import render_json, render_text
-
     only_json = json_out == "-"
     result = data.report(file, eval_path=eval_file, tokenizer=tokenizer, max_length=max_length, thin=thin,
                          near_threshold=near_threshold, readability_tolerance=readability_tolerance, html_out=html,
-                         json_out=None if only_json else json_out, **_reading(from_format, column_map, exclude_telling))
+                         json_out=None if only_json else json_out, overwrite=overwrite,
+                         **_reading(from_format, column_map, exclude_telling))
     sys.stdout.write(render_json(result) if only_json else render_text(result))
     if json_out and not only_json:
         print(f"wrote {json_out}")
@@ -74,9 +75,9 @@ def scrub(src: In, out: str | None = typer.Argument(None, help="output JSONL (re
           in_place: bool = typer.Option(False, "--in-place", help="allow OUT to be IN (or omit OUT)"),
           report_json: str | None = typer.Option(None, help="write counts per type and line as JSON"),
           from_format: InputFormat = None, column_map: ColumnMap = None,
-          exclude_telling: ExcludeTelling = False) -> None:
+          exclude_telling: ExcludeTelling = False, overwrite: Overwrite = False) -> None:
     """Replace names, schools, e-mails, phones, addresses, IDs, birth dates, handles and URLs by placeholders."""
-    result = data.scrub_file(src, out, roster=roster, in_place=in_place, report_json=report_json,
+    result = data.scrub_file(src, out, roster=roster, in_place=in_place, report_json=report_json, overwrite=overwrite,
                              **_reading(from_format, column_map, exclude_telling))
     print("\n".join(result.summary_lines()))
     print(f"wrote {result.records} records to {out or src}")
@@ -88,20 +89,20 @@ def split(file: str, train_out: str = typer.Option(...), eval_out: str = typer.O
           near_threshold: float = typer.Option(0.8, min=0.0, max=1.0, help="near-duplicates stay together; 0: off"),
           group_by: str = typer.Option(None, help="metadata field whose records stay on one side, e.g. qid"),
           from_format: InputFormat = None, column_map: ColumnMap = None,
-          exclude_telling: ExcludeTelling = False) -> None:
+          exclude_telling: ExcludeTelling = False, overwrite: Overwrite = False) -> None:
     """Deterministic stratified train/eval split without leakage."""
     stats = data.split_file(file, train_out=train_out, eval_out=eval_out, eval_fraction=eval_fraction, seed=seed,
-                            near_threshold=near_threshold, group_by=group_by,
+                            near_threshold=near_threshold, group_by=group_by, overwrite=overwrite,
                             **_reading(from_format, column_map, exclude_telling))
     print("\n".join(stats.summary_lines(train_out, eval_out, group_by)))
 
 
 @app.command()
-def pairs(run: str, out: str = typer.Option(..., help="pairs JSONL to write"), seed: int = 0,
+def pairs(run: str, out: str = typer.Option(..., help="pairs JSONL to write"), overwrite: Overwrite = False,
           data_file: str | None = typer.Option(None, "--data", help="training records (default: the run's)"),
-          samples: int = typer.Option(4, min=2), temperature: float = typer.Option(0.8, min=0.01),
+          samples: int = typer.Option(4, min=2), temperature: float = typer.Option(0.8, min=0.01), seed: int = 0,
           max_new_tokens: int = typer.Option(200, min=1), limit: int | None = typer.Option(None, min=1)) -> None:
     """Mine preference pairs from a run's own mistakes (never from its held-out records)."""
     from ..evaluation.mining import mine_run_pairs
     print(mine_run_pairs(run, data_file, out, samples=samples, seed=seed, temperature=temperature,
-                         max_new_tokens=max_new_tokens, limit=limit).summary() + f"\nwrote {out}")
+                         max_new_tokens=max_new_tokens, limit=limit, overwrite=overwrite).summary() + f"\nwrote {out}")

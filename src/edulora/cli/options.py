@@ -6,16 +6,15 @@ from typing import Annotated, Literal
 
 import typer
 
-from ..data.formats import FORMATS
+from ..data.formats import COLUMN_MAP_HELP, FORMATS
 
 AllowPickle = Annotated[bool, typer.Option("--allow-pickle", help="allow loading .bin (pickle) adapter weights")]
 Base = Annotated[str | None, typer.Option("--base", help="base model (default: the one the adapter names)")]
 Backend = Annotated[Literal["auto", "llamacpp", "transformers"], typer.Option(help="auto: llamacpp on CPU if installed")]
 Precision = Annotated[Literal["auto", "fp32", "bf16", "fp16"], typer.Option(help="auto: fp32 on CPU, bf16/fp16 on GPU")]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="replace an existing output")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="replace existing outputs (refused without it)")]
 InputFormat = Annotated[str | None, typer.Option(
     "--from", metavar="FORMAT", help=f"input format: {', '.join(FORMATS)}, … (default: detected from the file)")]
 ExcludeTelling = Annotated[bool, typer.Option(
     "--exclude-telling", help="MathDial: keep 'telling' turns as context, out of the training targets")]
-ColumnMap = Annotated[list[str] | None, typer.Option("--map", metavar="FIELD=COLUMN", help=(
-    "CSV: read FIELD (instruction, context, response, subject, grade_level, teaching_style, metadata.X) from COLUMN"))]
+ColumnMap = Annotated[list[str] | None, typer.Option("--map", metavar="FIELD=COLUMN", help=COLUMN_MAP_HELP)]

@@ -10,6 +10,8 @@ Supported formats (names accepted by ``--from``):
 * ``csv`` – a CSV (or ``.tsv``) file with a header row; columns are mapped to fields.
 * ``mathdial`` – MathDial as published (JSONL or CSV), see ``edulora.data.importers.mathdial``.
 * ``bridge`` – Bridge as published (a JSON array), see ``edulora.data.importers.bridge``.
+* ``transcripts`` – a platform's per-message export (CSV or JSON lines: conversation id, speaker,
+  text, time or turn), one ``Dialogue`` per conversation, see ``edulora.data.importers.transcripts``.
 
 Every JSON format may be stored as JSONL (one record per line) or as one JSON array. Both
 are streamed (``edulora.data.jsonscan``), so a file larger than memory is never held whole.
@@ -38,6 +40,13 @@ from .csvrows import iter_csv_rows
 from .importers import iter_bridge, iter_mathdial
 from .importers.common import ImportItem
 from .importers.mathdial import REQUIRED as MATHDIAL_FIELDS
+from .importers.transcripts import (
+    SPEAKER_FIELDS,
+    TRANSCRIPT_FIELDS,
+    TranscriptOptions,
+    iter_transcripts,
+    looks_like_transcript,
+)
 from .io import Problem, Skipped, ValidationResult, collect_items, convert_items, count_items
 from .jsonscan import encoding_problem, iter_json_array, iter_json_objects, read_head
 from .schema import (
@@ -54,7 +63,7 @@ from .schema import (
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("edulora", "openai", "alpaca", "sharegpt", "csv", "mathdial", "bridge")
+FORMATS = ("edulora", "openai", "alpaca", "sharegpt", "csv", "mathdial", "bridge", "transcripts")
 
 _FORMAT_ALIASES = {
     "edulora": "edulora", "guide": "edulora", "jsonl": "edulora",
@@ -64,11 +73,18 @@ _FORMAT_ALIASES = {
     "csv": "csv", "tsv": "csv",
     "mathdial": "mathdial",
     "bridge": "bridge",
+    "transcripts": "transcripts", "transcript": "transcripts",
 }
 
 #: Fields a CSV column can be mapped to; ``metadata.KEY`` keeps any other column as metadata.
 CSV_FIELDS = ("instruction", "context", "response", "subject", "grade_level", "teaching_style", "answer", "solution")
 _META_FIELDS = ("subject", "grade_level", "teaching_style", "answer", "solution")
+#: ``--map`` fields of transcripts only (their speaker fields take names, not a column).
+_TRANSCRIPT_ONLY = TRANSCRIPT_FIELDS + SPEAKER_FIELDS
+#: ``--map``'s help, next to the fields it lists (answer and solution: the teacher's key).
+COLUMN_MAP_HELP = (f"read FIELD from COLUMN. CSV: {', '.join(CSV_FIELDS)} (answer, solution: the teacher's key), "
+                   f"metadata.KEY. transcripts: {', '.join(TRANSCRIPT_FIELDS)}, the metadata fields, and speakers as "
+                   "tutor=NAME|NAME, student=NAME, skip=NAME. Several at once: A=x,B=y")
 
 #: How many records detection may look at before settling on the default format.
 _DETECT_RECORDS = 20
@@ -170,6 +186,8 @@ def detect_record_format(obj: Any) -> str | None:
         return "mathdial"
     if "c_h" in obj and "c_r_" in obj:
         return "bridge"
+    if looks_like_transcript(obj):  # one message per object: conversation id, speaker, text
+        return "transcripts"
     if "conversations" in obj:
         return "sharegpt"
     if "messages" in obj:
@@ -201,7 +219,10 @@ def detect_format(path: str | Path) -> str:
     if suffix in (".csv", ".tsv") or (suffix not in (".json", ".jsonl", ".ndjson") and stripped
                                       and stripped[:1] not in (b"[", b"{") and b"," in stripped.split(b"\n", 1)[0]):
         # a header line, also without a .csv name; MathDial is published as CSV too
-        return "mathdial" if set(MATHDIAL_FIELDS) <= set(_csv_header(stripped, suffix)) else "csv"
+        header = _csv_header(stripped, suffix)
+        if set(MATHDIAL_FIELDS) <= set(header):
+            return "mathdial"
+        return "transcripts" if looks_like_transcript(header) else "csv"
     seen = 0
     for _, obj in iter_json_objects(path):
         if isinstance(obj, Problem):
@@ -219,14 +240,32 @@ def detect_format(path: str | Path) -> str:
 
 
 def parse_column_map(pairs: Iterable[str]) -> dict[str, str]:
-    """``["instruction=question", …]`` → ``{"instruction": "question"}``; raises ``EduloraError``."""
+    """``["instruction=question", …]`` → ``{"instruction": "question"}``; raises ``EduloraError``.
+
+    One item may hold several, comma-separated (``conversation=chat,role=who``); a comma starts a new
+    item only where an ``=`` follows, so a column or name with a comma ("Rivera, Ms") stays whole.
+    Speaker fields of transcripts add up (``tutor=A`` and ``tutor=B`` give ``"A|B"``).
+    """
     mapping: dict[str, str] = {}
-    for pair in pairs:
+    for pair in _map_items(pairs):
         field, column = split_name_value(pair, "--map", "FIELD=COLUMN", "instruction=question")
-        if field not in CSV_FIELDS and not (field.startswith("metadata.") and len(field) > len("metadata.")):
-            raise EduloraError(f"--map {pair!r}: unknown field {field!r} (known: {', '.join(CSV_FIELDS)}, or metadata.KEY)")
-        mapping[field] = column
+        known = field in CSV_FIELDS or field in _TRANSCRIPT_ONLY
+        if not known and not (field.startswith("metadata.") and len(field) > len("metadata.")):
+            raise EduloraError(f"--map {pair!r}: unknown field {field!r} (known: {', '.join(CSV_FIELDS)}, or "
+                               f"metadata.KEY; transcripts: {', '.join(_TRANSCRIPT_ONLY)})")
+        mapping[field] = f"{mapping[field]}|{column}" if field in SPEAKER_FIELDS and field in mapping else column
     return mapping
+
+
+def _map_items(pairs: Iterable[str]) -> Iterator[str]:
+    for pair in pairs:
+        items: list[str] = []
+        for piece in pair.split(","):
+            if items and "=" not in piece:
+                items[-1] += "," + piece
+            else:
+                items.append(piece)
+        yield from items
 
 
 def _csv_mapping(column_map: Mapping[str, str] | None) -> dict[str, str]:
@@ -288,7 +327,10 @@ def _csv_guide_record(row: Mapping[str, str], mapping: Mapping[str, str]) -> dic
 # --------------------------------------------------------------------------- public entry points
 
 
-def _read(path: str | Path, fmt: str, column_map: Mapping[str, str] | None, exclude_telling: bool) -> Iterator[ImportItem]:
+def _read(path: str | Path, fmt: str, column_map: Mapping[str, str] | None, exclude_telling: bool,
+          transcripts: TranscriptOptions | None) -> Iterator[ImportItem]:
+    if fmt == "transcripts":
+        return iter_transcripts(path, column_map, transcripts)
     if fmt == "csv":
         return iter_csv_records(path, column_map)
     if fmt == "mathdial":
@@ -300,21 +342,28 @@ def _read(path: str | Path, fmt: str, column_map: Mapping[str, str] | None, excl
 
 def iter_format_records(
     path: str | Path, format: str | None = None, column_map: Mapping[str, str] | None = None, *,
-    exclude_telling: bool = False, skipped: list[Skipped] | None = None,
+    exclude_telling: bool = False, skipped: list[Skipped] | None = None, transcripts: TranscriptOptions | None = None,
 ) -> Iterator[LineItem]:
     """Yield ``(line, Record | Problem)`` for a file in any supported format (auto-detected when ``format`` is None).
 
-    ``column_map`` applies to CSV input, ``exclude_telling`` to MathDial (see its importer).
+    ``column_map`` applies to CSV input and transcripts, ``exclude_telling`` to MathDial, ``transcripts``
+    (speakers, a metadata side file, scrubbing) to transcripts (see the importers).
     Items an importer leaves out on purpose go to ``skipped`` when given, else into one warning.
     """
     fmt = normalize_format_name(format) if format else detect_format(path)
-    if column_map and fmt != "csv":
-        raise EduloraError(f"--map applies to CSV input only ({path} is read as {fmt})")
+    if column_map and fmt not in ("csv", "transcripts"):
+        raise EduloraError(f"--map applies to CSV input only, and transcripts ({path} is read as {fmt})")
+    if fmt == "csv" and column_map and set(column_map) & set(_TRANSCRIPT_ONLY):
+        raise EduloraError(f"--map {', '.join(sorted(set(column_map) & set(_TRANSCRIPT_ONLY)))}: transcript fields; "
+                           f"read {path} with --from transcripts")
     if exclude_telling and fmt != "mathdial":
         raise EduloraError(f"exclude_telling applies to MathDial input only ({path} is read as {fmt})")
+    if transcripts is not None and fmt != "transcripts":
+        raise EduloraError(f"--metadata and --no-scrub apply to transcripts only ({path} is read as {fmt}; "
+                           "add --from transcripts)")
     left_out: list[Skipped] = [] if skipped is None else skipped
     count = len(left_out)
-    for line, item in _read(path, fmt, column_map, exclude_telling):
+    for line, item in _read(path, fmt, column_map, exclude_telling, transcripts):
         if isinstance(item, Skipped):
             left_out.append(item)
         else:
@@ -375,7 +424,7 @@ def same_file(a: str | Path, b: str | Path) -> bool:
 
 
 __all__ = [
-    "CSV_FIELDS", "FORMATS", "Skipped", "alpaca_from_dict", "detect_format", "detect_record_format",
+    "COLUMN_MAP_HELP", "CSV_FIELDS", "FORMATS", "Skipped", "alpaca_from_dict", "detect_format", "detect_record_format",
     "iter_csv_records", "iter_format_records", "iter_json_array", "iter_json_objects", "load_records",
     "load_records_with_lines", "normalize_format_name", "parse_column_map", "problems_message", "same_file",
     "sharegpt_from_dict", "validate_any", "write_record_line",

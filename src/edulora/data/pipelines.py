@@ -18,7 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import EduloraError
 from .formats import iter_format_records, load_records_with_lines, same_file, validate_any, write_record_line
+from .importers.transcripts import TranscriptOptions
 from .io import Problem, ValidationResult, atomic_text_writer, atomic_write_text
+from .outputs import check_output_file, check_outputs
+from .problems import DataProblems
 from .schema import Record
 
 if TYPE_CHECKING:  # the modules behind them load only when their pipeline runs
@@ -35,27 +38,6 @@ def _reading(from_format: str | None, column_map: ColumnMap, exclude_telling: bo
     return {"format": from_format, "column_map": column_map, "exclude_telling": exclude_telling}
 
 
-class DataProblems(EduloraError):
-    """The input has bad records, so nothing was written; ``problems`` holds each as FILE:LINE: message."""
-
-    def __init__(self, path: PathLike, problems: list[Problem]):
-        self.path, self.problems = str(path), problems
-        lines = [str(p) for p in problems] + [f"{path}: {len(problems)} problem(s); nothing written"]
-        super().__init__("\n".join(lines))
-
-
-def check_output_file(path: PathLike) -> Path:
-    """``path`` as a writable data output: a new or regular file whose folder exists, else ``EduloraError``."""
-    path = Path(path)
-    if path.is_dir():
-        raise EduloraError(f"{path}: is a directory; give a file name for the output")
-    if path.exists() and not path.is_file():
-        raise EduloraError(f"{path}: exists and is not a regular file (a device or pipe); refusing to replace it")
-    if not path.parent.is_dir():
-        raise EduloraError(f"{path.parent}: no such directory; create it first")
-    return path
-
-
 def validate(path: PathLike, from_format: str | None = None, column_map: ColumnMap = None, *,
              exclude_telling: bool = False) -> ValidationResult:
     """Check every record of a file (streamed); ``.ok`` is False when it has problems or no records.
@@ -67,11 +49,6 @@ def validate(path: PathLike, from_format: str | None = None, column_map: ColumnM
     if from_format in (None, "pairs") and not column_map and (from_format == "pairs" or is_pair_file(path)):
         return validate_pairs(path)
     return validate_any(path, **_reading(from_format, column_map, exclude_telling))
-
-
-def _refuse_same(src: PathLike, out: PathLike, what: str) -> None:
-    if same_file(src, out):
-        raise EduloraError(f"{what}: {out} is the input file; choose another output")
 
 
 def _write_clean(src: PathLike, out: PathLike, reading: dict[str, Any],
@@ -100,19 +77,27 @@ def _write_clean(src: PathLike, out: PathLike, reading: dict[str, Any],
 
 
 def convert(src: PathLike, out: PathLike, *, from_format: str | None = None, column_map: ColumnMap = None,
-            exclude_telling: bool = False) -> int:
-    """Write ``src`` (any supported format) as edulora JSONL to ``out``; returns the number of records."""
-    _refuse_same(src, out, "convert")
-    return _write_clean(src, check_output_file(out), _reading(from_format, column_map, exclude_telling))
+            exclude_telling: bool = False, overwrite: bool = False, metadata_file: PathLike | None = None,
+            scrub: bool = True) -> int:
+    """Write ``src`` (any supported format) as edulora JSONL to ``out``; returns the number of records.
+
+    An existing ``out`` is replaced only with ``overwrite`` (see ``edulora.data.outputs``). Transcripts
+    (``edulora.data.importers.transcripts``) may take ``metadata_file``, metadata per conversation id,
+    and are scrubbed of personal information unless ``scrub`` is False."""
+    check_outputs({"IN": src, "--metadata": metadata_file}, {"OUT": out}, overwrite=overwrite)
+    reading = _reading(from_format, column_map, exclude_telling)
+    if metadata_file is not None or not scrub:  # transcripts' own options: any other format refuses them
+        reading["transcripts"] = TranscriptOptions(metadata_file=metadata_file, scrub=scrub)
+    return _write_clean(src, out, reading)
 
 
 def scrub_file(src: PathLike, out: PathLike | None = None, *, roster: PathLike | None = None,
                in_place: bool = False, report_json: PathLike | None = None, from_format: str | None = None,
-               column_map: ColumnMap = None, exclude_telling: bool = False) -> ScrubReport:
+               column_map: ColumnMap = None, exclude_telling: bool = False, overwrite: bool = False) -> ScrubReport:
     """Replace e-mails, phones, URLs, addresses, student IDs and names by placeholders, ``src`` → ``out``.
 
     ``in_place`` allows ``out`` to be ``src`` (or omitted). ``report_json`` gets the counts per type and
-    per line (never the values).
+    per line (never the values). Other existing outputs are replaced only with ``overwrite``.
     """
     from .privacy import ScrubReport, Scrubber, load_roster
 
@@ -121,9 +106,8 @@ def scrub_file(src: PathLike, out: PathLike | None = None, *, roster: PathLike |
         raise EduloraError("scrub: give an OUT file, or --in-place to overwrite IN")
     if same_file(src, target) and not in_place:
         raise EduloraError(f"scrub: OUT is the input file {src}; pass --in-place to overwrite it")
-    check_output_file(target)
-    if report_json:
-        check_output_file(report_json)
+    check_outputs({"IN": src, "--roster": roster}, {"OUT": target, "--report-json": report_json},
+                  overwrite=overwrite, in_place=("OUT", "IN") if in_place else None)
     scrubber = Scrubber(load_roster(roster) if roster else None)
     report = ScrubReport()
 
@@ -140,7 +124,7 @@ def scrub_file(src: PathLike, out: PathLike | None = None, *, roster: PathLike |
 
 def split_file(src: PathLike, *, train_out: PathLike, eval_out: PathLike, eval_fraction: float = 0.1, seed: int = 0,
                near_threshold: float = 0.8, from_format: str | None = None, column_map: ColumnMap = None,
-               exclude_telling: bool = False, group_by: str | None = None) -> SplitStats:
+               exclude_telling: bool = False, group_by: str | None = None, overwrite: bool = False) -> SplitStats:
     """Deterministic stratified train/eval split without leakage (see ``edulora.data.split``).
 
     ``near_threshold`` 0 groups records by prompt only (no near-duplicate grouping); ``group_by`` keeps
@@ -152,11 +136,7 @@ def split_file(src: PathLike, *, train_out: PathLike, eval_out: PathLike, eval_f
         raise EduloraError("--eval-fraction must be at least 0 and less than 1")
     if not 0.0 <= near_threshold <= 1.0:
         raise EduloraError("--near-threshold must be in [0, 1]")
-    for out in (train_out, eval_out):
-        _refuse_same(src, out, "split")
-        check_output_file(out)
-    if same_file(train_out, eval_out):
-        raise EduloraError("split: --train-out and --eval-out must be different files")
+    check_outputs({"IN": src}, {"--train-out": train_out, "--eval-out": eval_out}, overwrite=overwrite)
     records, _ = load_records_with_lines(src, **_reading(from_format, column_map, exclude_telling))
     train, held_out, stats = split_with_stats(records, eval_fraction, seed, near_threshold=near_threshold or None,
                                               group_by=group_by)
@@ -169,12 +149,13 @@ def report(path: PathLike, *, eval_path: PathLike | None = None, tokenizer: str 
            max_length: int | None = None, thin: int | None = None, near_threshold: float = 0.8,
            readability_tolerance: float = 2.0, html_out: PathLike | None = None, json_out: PathLike | None = None,
            from_format: str | None = None, column_map: ColumnMap = None,
-           exclude_telling: bool = False) -> DatasetReport:
+           exclude_telling: bool = False, overwrite: bool = False) -> DatasetReport:
     """Coverage, misconceptions, lengths, duplicates, readability (and leakage into ``eval_path``).
 
     ``tokenizer`` (a tokenizer.json, a folder or a cached Hugging Face id) counts exact tokens instead of
     an estimate; ``max_length`` lists longer records; ``thin`` marks coverage cells with fewer records.
-    ``html_out`` / ``json_out`` also write the report as a self-contained page / as JSON.
+    ``html_out`` / ``json_out`` also write the report as a self-contained page / as JSON (replacing
+    an existing file only with ``overwrite``).
     """
     from .quality import build_report, load_token_counter
     from .report_render import render_html, render_json
@@ -185,9 +166,9 @@ def report(path: PathLike, *, eval_path: PathLike | None = None, tokenizer: str 
         raise EduloraError("--near-threshold must be in (0, 1]")
     if thin is not None and thin < 1:
         raise EduloraError("--thin must be at least 1")
-    for out in (json_out, html_out):
-        if out is not None:
-            check_output_file(out)
+    local_tokenizer = tokenizer if tokenizer and Path(tokenizer).exists() else None
+    check_outputs({"FILE": path, "--eval": eval_path, "--tokenizer": local_tokenizer},
+                  {"--json": json_out, "--html": html_out}, overwrite=overwrite)
     reading = _reading(from_format, column_map, exclude_telling)
     records, lines = load_records_with_lines(path, **reading)
     eval_records = eval_lines = None
