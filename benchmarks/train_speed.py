@@ -3,9 +3,11 @@
     .venv/bin/python benchmarks/train_speed.py                # 3 repetitions, all training records, 1 epoch
     .venv/bin/python benchmarks/train_speed.py --quick        # smoke test (~2-3 minutes)
     .venv/bin/python benchmarks/train_speed.py --repeats 5 --examples 96 --json-out /tmp/speed.json
+    .venv/bin/python benchmarks/train_speed.py --quick --model /models/Qwen2.5-0.5B-Instruct   # any family
 
-Both variants train the same model (the packaged SmolLM2-135M-Instruct), the same LoRA (r=16,
-alpha=32, dropout 0.05, q/k/v/o), the same batch settings (4 x grad-accumulation 4), learning
+Both variants train the same model (the packaged SmolLM2-135M-Instruct, or ``--model``: a Hugging Face
+folder or .gguf file of any family), the same LoRA (r=16, alpha=32, dropout 0.05, q/k/v/o, mapped to
+the family's module names, e.g. Phi-3's fused ``qkv_proj``), the same batch settings (4 x grad-accumulation 4), learning
 rate and schedule, on the same training records for the same number of epochs:
 
 (a) ``guide``: what a user writes today from the guide: fp32 weights, ``get_peft_model``, every
@@ -170,18 +172,19 @@ def child_guide(args, work: Path) -> dict:
 
     from edulora.config import DEFAULT_MODEL
     from edulora.formatting import PromptFormat
-    from edulora.modeling import load_tokenizer, resolve_model_path
+    from edulora.modeling import load_tokenizer, map_target_modules, resolve_model_path
 
     started = time.perf_counter()
-    path = resolve_model_path(DEFAULT_MODEL)
+    path = resolve_model_path(args.model or DEFAULT_MODEL)
     tokenizer = load_tokenizer(path)
     fmt = PromptFormat.create(tokenizer)
     # Same tokens as edulora trains on (same template, same truncation); loss over the whole text.
     encoded = encoded_train(work, fmt)
     dataset = [{"input_ids": e.input_ids} for e in encoded]
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    targets = map_target_modules(model, LORA["target_modules"])  # the family's names for q/k/v/o
     model = get_peft_model(model, LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
-                                             target_modules=LORA["target_modules"], task_type=TaskType.CAUSAL_LM))
+                                             target_modules=targets, task_type=TaskType.CAUSAL_LM))
     arguments = TrainingArguments(
         output_dir=str(work / "guide-out"), num_train_epochs=args.epochs, per_device_train_batch_size=BATCH,
         gradient_accumulation_steps=ACCUM, learning_rate=LR, lr_scheduler_type="cosine", warmup_steps=0.05,
@@ -211,6 +214,8 @@ def child_edulora(args, work: Path) -> dict:
 
     started = time.perf_counter()
     config = RunConfig()
+    if args.model:
+        config.model.name = args.model
     config.data.train_file, config.data.eval_file = str(work / "train.jsonl"), str(work / "eval.jsonl")
     config.training.epochs = args.epochs
     config.training.batch_size, config.training.grad_accum, config.training.learning_rate = BATCH, ACCUM, LR
@@ -245,6 +250,8 @@ CHILDREN = {"gemm": child_gemm, "guide": child_guide, "edulora": child_edulora, 
 def run_child(name: str, args, work: Path) -> dict:
     out = work / f"{name}.json"
     command = [sys.executable, __file__, "--child", name, "--work", str(work), "--epochs", str(args.epochs)]
+    if args.model:
+        command += ["--model", args.model]
     if name == "candidate":
         command += ["--src", args.candidate_src]
     done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -263,6 +270,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=1.0, help="epochs over the training records; default 1")
     parser.add_argument("--quick", action="store_true", help="smoke test: 1 repetition, 24 records")
     parser.add_argument("--json-out", help="also write all measurements here")
+    parser.add_argument("--model", help="base model (HF id, folder or .gguf; default: the packaged SmolLM2)")
     parser.add_argument("--candidate-src", help="also run (c): edulora's path imported from this source tree "
                                                 "(a patched copy of src/, to measure proposed changes)")
     parser.add_argument("--src", help=argparse.SUPPRESS)
