@@ -10,7 +10,7 @@ import pytest
 
 openai = pytest.importorskip("openai")
 
-from test_serving_support import tiny_engine, tiny_runs  # noqa: E402,F401  (fixtures)
+from test_serving_support import request_as, tiny_engine, tiny_runs  # noqa: E402,F401  (fixtures)
 
 from edulora.errors import EduloraError  # noqa: E402
 from edulora.generation import Sampling  # noqa: E402
@@ -437,24 +437,17 @@ TEACHERS = {"ana": "token-of-ana-0001", "ben": "token-of-ben-0002"}
 
 @pytest.fixture(scope="module")
 def staff_server(tiny_engine, tmp_path_factory):
-    """A server where each teacher has a token of their own (no shared API key)."""
+    """A server where each teacher has a token of their own (no shared API key); Ben reviews everyone's feedback."""
     db = tmp_path_factory.mktemp("staff") / "feedback.sqlite3"
     service = TutorService(tiny_engine, Router(list(tiny_engine.adapters.values())), FeedbackStore(db),
-                           teachers=dict(TEACHERS))
+                           teachers=dict(TEACHERS), reviewers=frozenset({"ben"}))
     httpd = TutorServer(service, "127.0.0.1", 0).start()
     yield httpd
     httpd.stop()
 
 
 def as_teacher(server, name: str, method: str, path: str, body: dict | None = None):
-    host, port = server.address
-    conn = http.client.HTTPConnection(host, port, timeout=60)
-    conn.request(method, path, body=None if body is None else json.dumps(body).encode(),
-                 headers={"Authorization": f"Bearer {TEACHERS[name]}", "Content-Type": "application/json"})
-    response = conn.getresponse()
-    data = response.read()
-    conn.close()
-    return response.status, json.loads(data) if data else None
+    return request_as(server, TEACHERS[name], method, path, body)
 
 
 def test_conversation_grade_level_and_style_replace_the_adapters(client, tiny_engine):

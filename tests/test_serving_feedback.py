@@ -8,7 +8,7 @@ import sqlite3
 from edulora.cli import main
 from edulora.data.formats import validate_any
 from edulora.errors import EduloraError
-from edulora.serving.feedback import FeedbackItem, FeedbackStore, export_feedback
+from edulora.serving.feedback import PROVENANCE, SCHEMA_VERSION, FeedbackItem, FeedbackStore, export_feedback
 
 QUESTION = [{"role": "user", "content": "What is 3 times 4?"}]
 META = {"subject": "mathematics", "grade_level": "elementary", "teaching_style": "socratic"}
@@ -18,6 +18,11 @@ def item(cid: str, reply: str, messages=QUESTION, status="approved", **kw) -> Fe
     """A feedback row; approved unless told otherwise, since export takes approved rows only."""
     return FeedbackItem(completion_id=cid, model="math", messages=messages, reply=reply, adapter="math", **META,
                         status=status, **kw)
+
+
+def content(record: dict) -> dict:
+    """A record without the metadata saying who wrote and approved it (tested on its own)."""
+    return {**record, "metadata": {k: v for k, v in record["metadata"].items() if k not in PROVENANCE}}
 
 
 def fill(db) -> None:
@@ -52,14 +57,14 @@ def test_export_writes_schema_records_and_preference_pairs(tmp_path, capsys):
     assert main(["feedback", "export", str(out), "--db", str(db), "--pairs", str(pairs)]) == 0
     assert "5 feedback rows -> 3 SFT records" in capsys.readouterr().out
     records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert records[0] == {"instruction": "What is 3 times 4?", "response": "It is 12.", "metadata": META}
+    assert content(records[0]) == {"instruction": "What is 3 times 4?", "response": "It is 12.", "metadata": META}
     assert records[1]["response"] == "What is 3 + 3 + 3 + 3?"  # the teacher's correction, not the model's reply
     assert records[2]["messages"][-1] == {"role": "assistant", "content": "Cells divide."}
     assert validate_any(out).ok  # our own data checker accepts the export
     exported = [json.loads(line) for line in pairs.read_text().splitlines()]
     chosen_rejected = {(p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in exported}
     assert chosen_rejected == {("What is 3 + 3 + 3 + 3?", "Maybe 10?"), ("It is 12.", "It is 7.")}
-    assert all(p["prompt"] == QUESTION and p["metadata"] == META for p in exported)
+    assert all(p["prompt"] == QUESTION and content(p)["metadata"] == META for p in exported)
 
 
 def test_export_without_a_database_is_a_clear_error(tmp_path, capsys):
@@ -93,7 +98,7 @@ def test_export_keeps_the_key_and_skips_empty_replies(tmp_path):
     counts = export_feedback(db, out)
     assert (counts.rows, counts.sft) == (2, 1)
     [record] = [json.loads(line) for line in out.read_text().splitlines()]
-    assert record["metadata"] == {**META, "answer": "12", "solution": "3 x 4 = 12"}  # trains grounded, like it served
+    assert content(record)["metadata"] == {**META, "answer": "12", "solution": "3 x 4 = 12"}  # trains grounded, like it served
     assert validate_any(out).ok
 
 
@@ -223,7 +228,7 @@ def test_a_schema_2_database_becomes_one_row_per_teacher(tmp_path):
     assert (new.teacher, new.rating) == ("ana", -1)
     store.close()
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_flags_name_what_a_teacher_should_correct():
@@ -245,3 +250,86 @@ def test_flags_name_what_a_teacher_should_correct():
     assert codes("   ") == []
     [flag] = reply_flags("The area is 28.", question, Metadata(extra={"answer": "28"}))
     assert flag == {"code": "reveals_answer", "label": "gave the answer away", "evidence": "The area is 28."}
+
+
+# ----- who wrote and who approved each training example; every exported text scrubbed -----------------
+
+
+def test_an_edited_better_reply_is_attributed_to_its_editor_not_its_first_author(tmp_path):
+    db = tmp_path / "fb.sqlite3"
+    store = FeedbackStore(db)
+    row = store.record(item("x", "It is 7.", rating=-1, correction="What is 3 x 4?", status="pending", teacher="ana",
+                            owner="ana"))
+    assert store.item(row).correction_by == "ana"
+    store.review(row, "approved", "ben", correction="  What is 3 x 4?  ")  # the same text: still Ana's
+    assert store.item(row).correction_by == "ana"
+    edited = store.review(row, "approved", "ben", correction="How many are 3 groups of 4?")
+    assert (edited.correction_by, edited.reviewed_by) == ("ben", "ben")
+    store.close()
+    out, pairs = tmp_path / "sft.jsonl", tmp_path / "pairs.jsonl"
+    export_feedback(db, out, pairs)
+    [record] = [json.loads(line) for line in out.read_text().splitlines()]
+    [pair] = [json.loads(line) for line in pairs.read_text().splitlines()]
+    for meta in (record["metadata"], pair["metadata"]):
+        assert (meta["written_by"], meta["approved_by"]) == ("ben", "ben")
+
+
+def test_export_records_who_wrote_and_who_approved_each_example(tmp_path):
+    db = tmp_path / "fb.sqlite3"
+    store = FeedbackStore(db)
+    good = store.record(item("g", "How many groups of 4?", rating=1, status="pending", teacher="ana", owner="ana"))
+    again = store.record(item("g", "How many groups of 4?", rating=1, status="pending", teacher="cy", owner="ana"))
+    fixed = store.record(item("c", "It is 7.", correction="Count 3 groups of 4.", status="pending", teacher="ana",
+                              owner="ana"))
+    for row in (good, again, fixed):
+        store.review(row, "approved", "rita")
+    store.close()
+    out = tmp_path / "sft.jsonl"
+    export_feedback(db, out)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["metadata"]["written_by"] for r in records] == ["model:math", "ana"]
+    assert records[0]["metadata"]["rated_by"] == "ana, cy"  # one record, both raters named
+    assert {r["metadata"]["approved_by"] for r in records} == {"rita"}
+    assert validate_any(out).ok
+
+
+def test_export_scrubs_the_teachers_key_answer_and_solution(tmp_path):
+    db = tmp_path / "fb.sqlite3"
+    store = FeedbackStore(db)
+    store.record(item("k", "What could you ask her?", rating=1, answer="call Fatima Khan at 555-123-4567",
+                      solution="Fatima's email is fatima.k@example.com"))
+    store.close()
+    out = tmp_path / "sft.jsonl"
+    export_feedback(db, out)
+    text = out.read_text()
+    for secret in ("Fatima", "Khan", "555-123-4567", "fatima.k@example.com"):
+        assert secret not in text, text
+    assert json.loads(text)["metadata"]["answer"] == "call [NAME] at [PHONE]"
+
+
+def test_export_scrubs_names_in_a_teachers_better_reply(tmp_path):
+    db = tmp_path / "fb.sqlite3"
+    store = FeedbackStore(db)
+    store.record(item("n", "It is 12.", rating=-1, correction="Hi Fatima Khan, how many groups of 4 are there?"))
+    store.record(item("m", "It is 12.", rating=-1, correction="Fatima, can you count by fours?"))
+    store.close()
+    out, pairs = tmp_path / "sft.jsonl", tmp_path / "pairs.jsonl"
+    export_feedback(db, out, pairs)
+    for path in (out, pairs):
+        assert "Fatima" not in path.read_text() and "Khan" not in path.read_text(), path.read_text()
+
+
+def test_a_schema_3_database_gains_owners_and_authors(tmp_path):
+    db = tmp_path / "v3.sqlite3"
+    store = FeedbackStore(db)
+    store.record(item("a", "It is 12.", rating=-1, correction="Count by fours.", teacher="ana"))
+    store.close()
+    with sqlite3.connect(db) as conn:  # back to schema 3: no owner, no author of the better reply
+        conn.execute("ALTER TABLE feedback DROP COLUMN owner")
+        conn.execute("ALTER TABLE feedback DROP COLUMN correction_by")
+        conn.execute("PRAGMA user_version=3")
+    store = FeedbackStore(db)
+    [old] = store.items()
+    assert (old.owner, old.correction_by) == ("ana", "ana")  # the rater received the reply: theirs
+    assert [i.id for i in store.items(owner="ana")] == [old.id] and not list(store.items(owner="ben"))
+    store.close()

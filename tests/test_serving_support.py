@@ -90,3 +90,17 @@ def tiny_engine(tiny_runs):
     engine.start()
     yield engine
     engine.stop()
+
+
+def request_as(server, token: str, method: str, path: str, body: dict | None = None):
+    """``method path`` on ``server`` with ``token`` as the bearer key and ``body`` as JSON: (status, parsed answer)."""
+    import http.client
+
+    host, port = server.address
+    conn = http.client.HTTPConnection(host, port, timeout=60)
+    conn.request(method, path, body=None if body is None else json.dumps(body).encode(),
+                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, json.loads(data) if data else None

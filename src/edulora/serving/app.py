@@ -29,6 +29,7 @@ from ..templates import teacher_page
 from .engine import GenerationFailed
 from .protocol import (SERVICE_ERRORS, AdapterBody, ApiError, ChatBody, FeedbackBody, ReviewBody, Strict, chunk,
                        completion, service_error, validation_error)
+from .roles import Caller
 from .service import Chat, TutorService
 
 #: Larger bodies are refused before they are read (a conversation is kilobytes).
@@ -108,8 +109,8 @@ def create_app(service: TutorService, allow_origins: tuple[str, ...] = ()) -> Fa
         app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins), allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"], expose_headers=["x-edulora-adapter"])
 
-    def authorize(request: Request) -> str:
-        """Who is asking; a dependency without body parameters, so FastAPI runs it before anything reads the body."""
+    def authorize(request: Request) -> Caller:
+        """Who is asking (and so what they may do); a dependency without body parameters, so FastAPI runs it before anything reads the body."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         who = service.identify(token.strip() if scheme.lower() == "bearer" else None)
         if who is None:
@@ -150,11 +151,12 @@ def create_app(service: TutorService, allow_origins: tuple[str, ...] = ()) -> Fa
         return service.model(model_id)
 
     @api.post("/chat/completions")
-    async def chat_completions(request: Request, req: ChatBody = body(ChatBody)) -> Response:
+    async def chat_completions(request: Request, req: ChatBody = body(ChatBody),
+                               who: Caller = Depends(authorize)) -> Response:
         # Routing embeds the question and submitting tokenizes it: off the event loop.
         chat = await run_in_threadpool(service.chat, req.model, req.conversation(),
                                        req.sampling(service.engine.repetition_penalty), max_tokens=req.limit,
-                                       key=req.key())
+                                       key=req.key(), who=who)
         headers = {"x-edulora-adapter": chat.model, "x-request-id": chat.generation.id}
         if req.stream:
             usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -167,26 +169,27 @@ def create_app(service: TutorService, allow_origins: tuple[str, ...] = ()) -> Fa
         return JSONResponse(completion(chat, text), headers=headers)
 
     @api.post("/feedback")
-    def feedback(req: FeedbackBody = body(FeedbackBody), who: str = Depends(authorize)) -> dict[str, Any]:
+    def feedback(req: FeedbackBody = body(FeedbackBody), who: Caller = Depends(authorize)) -> dict[str, Any]:
         row = service.rate(req.completion_id, req.feedback_token, rating=req.rating, comment=req.comment or None,
-                           correction=req.correction or None, teacher=who)
-        return {"id": row, "completion_id": req.completion_id, "teacher": who, "stored": True}
+                           correction=req.correction or None, who=who)
+        return {"id": row, "completion_id": req.completion_id, "teacher": who.name, "stored": True}
 
     @api.api_route("/feedback", methods=["GET", "HEAD"])
-    def feedback_list(status: Literal["pending", "approved", "rejected"] | None = None) -> dict[str, Any]:
-        return {"object": "list", "data": service.feedback_items(status)}
+    def feedback_list(status: Literal["pending", "approved", "rejected"] | None = None,
+                      who: Caller = Depends(authorize)) -> dict[str, Any]:
+        return {"object": "list", "data": service.feedback_items(status, who)}
 
     @api.post("/feedback/{row}/review")
-    def review(row: Annotated[int, Path(ge=-SQLITE_INT, le=SQLITE_INT)], req: ReviewBody = body(ReviewBody), who: str = Depends(authorize)) -> dict[str, Any]:
+    def review(row: Annotated[int, Path(ge=-SQLITE_INT, le=SQLITE_INT)], req: ReviewBody = body(ReviewBody), who: Caller = Depends(authorize)) -> dict[str, Any]:
         return service.review(row, who, req.status, req.correction)
 
     # Loading takes seconds and a removal waits for the replies in flight: both off the event loop.
     @api.post("/admin/adapters")
-    async def add_adapter(req: AdapterBody = body(AdapterBody), who: str = Depends(authorize)) -> dict[str, Any]:
+    async def add_adapter(req: AdapterBody = body(AdapterBody), who: Caller = Depends(authorize)) -> dict[str, Any]:
         return await run_in_threadpool(service.add_adapter, req.path, req.name, who)
 
     @api.delete("/admin/adapters/{name}")
-    async def remove_adapter(name: str, who: str = Depends(authorize)) -> dict[str, Any]:
+    async def remove_adapter(name: str, who: Caller = Depends(authorize)) -> dict[str, Any]:
         return await run_in_threadpool(service.remove_adapter, name, who)
 
     @app.api_route("/health", methods=["GET", "HEAD"])  # HEAD: load balancers' and uptime checkers' probe

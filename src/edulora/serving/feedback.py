@@ -12,6 +12,11 @@ Nothing becomes training data unreviewed: each row is ``pending`` until a teache
 (optionally editing the better reply) or rejects it in the review view, and a rater's later
 change sends it back to ``pending``. Export takes approved rows only unless told ``include_all``.
 
+Each row also knows whose conversation it is (``owner``: the teacher whose token, or whose
+student's token, asked; the server shows a teacher only their own) and who wrote the better reply
+as it stands (``correction_by``: a reviewer who edits it becomes its author). Exported records say
+who wrote and who approved them in their metadata (``written_by``, ``rated_by``, ``approved_by``).
+
 Export turns the rows into two files:
 
 * SFT records in the project's data schema: a corrected reply (the teacher's version) or a
@@ -43,14 +48,14 @@ from ..data.privacy import Scrubber, intro_names
 from ..data.schema import Dialogue, Example, Turn, parse_metadata
 from ..errors import EduloraError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: A review's outcomes; only ``approved`` rows are exported by default.
 STATUSES = ("pending", "approved", "rejected")
 
 _COLUMNS = ("completion_id", "teacher", "created_at", "updated_at", "adapter", "model", "subject", "grade_level",
             "teaching_style", "messages", "reply", "rating", "comment", "correction", "answer", "solution", "flags",
-            "status", "reviewed_by", "reviewed_at")
+            "status", "reviewed_by", "reviewed_at", "owner", "correction_by")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
@@ -75,6 +80,8 @@ CREATE TABLE IF NOT EXISTS feedback (
     status TEXT NOT NULL DEFAULT 'pending',   -- pending / approved / rejected
     reviewed_by TEXT,
     reviewed_at REAL,
+    owner TEXT NOT NULL DEFAULT '',  -- whose conversation: who asked, or whose student did (schema 4)
+    correction_by TEXT,              -- who wrote the better reply as it stands (schema 4)
     UNIQUE (completion_id, teacher)
 );
 """
@@ -102,6 +109,10 @@ class FeedbackItem:
     flags: list[dict[str, Any]] = field(default_factory=list)
     status: str = "pending"
     reviewed_by: str | None = None
+    #: Whose conversation it is: the teacher who asked, or whose student did ('' when unknown: reviewers only).
+    owner: str = ""
+    #: Who wrote the better reply as it stands (its rater, or the reviewer who last edited it).
+    correction_by: str | None = None
     #: The database row (None until stored).
     id: int | None = None
 
@@ -111,11 +122,34 @@ class FeedbackItem:
                "answer": self.answer, "solution": self.solution}
         return {k: v for k, v in raw.items() if v}
 
+    def provenance(self, corrected: bool) -> dict[str, str]:
+        """Who wrote the exported reply and who approved it: the better reply's author, or the model
+        whose reply the rater called good."""
+        raw = {"written_by": self.correction_by if corrected else f"model:{self.model}",
+               "rated_by": None if corrected else self.teacher,
+               "approved_by": self.reviewed_by if self.status == "approved" else None}
+        return {k: v for k, v in raw.items() if v}
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 def _migrate(db: sqlite3.Connection) -> None:
+    """Bring an older table to schema 4 (``_migrate_3`` first, then ``_migrate_4``)."""
+    _migrate_3(db)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(feedback)")}
+    if "owner" not in columns:
+        # Schema 3 knew only the rater, who received the reply: the conversation is taken to be theirs,
+        # and so is a better reply it holds.
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("ALTER TABLE feedback ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
+        db.execute("ALTER TABLE feedback ADD COLUMN correction_by TEXT")
+        db.execute("UPDATE feedback SET owner = teacher, "
+                   "correction_by = CASE WHEN correction IS NULL OR teacher = '' THEN NULL ELSE teacher END")
+        db.execute("COMMIT")
+
+
+def _migrate_3(db: sqlite3.Connection) -> None:
     """Bring a schema 1 or 2 table to schema 3: one row per reply becomes one row per reply and teacher.
 
     SQLite cannot drop the old UNIQUE(completion_id), so the table is copied; old rows keep an
@@ -172,34 +206,45 @@ class FeedbackStore:
         values = {**{k: getattr(item, k) for k in _COLUMNS if hasattr(item, k)}, "created_at": now,
                   "updated_at": now, "messages": json.dumps(item.messages, ensure_ascii=False),
                   "flags": json.dumps(item.flags, ensure_ascii=False), "comment": item.comment or None,
-                  "correction": item.correction or None, "reviewed_at": None}
+                  "correction": item.correction or None, "reviewed_at": None,
+                  "correction_by": (item.correction_by or item.teacher) if item.correction else None}
         with self._lock:
             self._db.execute(
                 f"""INSERT INTO feedback ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})
                    ON CONFLICT(completion_id, teacher) DO UPDATE SET updated_at=excluded.updated_at,
                        rating=excluded.rating, comment=excluded.comment, correction=excluded.correction,
+                       correction_by=CASE WHEN correction IS excluded.correction THEN correction_by
+                                          ELSE excluded.correction_by END,
                        status=CASE WHEN rating IS excluded.rating AND comment IS excluded.comment
                                     AND correction IS excluded.correction THEN status ELSE 'pending' END""",
                 [values[k] for k in _COLUMNS])
             return self._db.execute("SELECT id FROM feedback WHERE completion_id = ? AND teacher = ?",
                                     (item.completion_id, item.teacher)).fetchone()[0]
 
-    def review(self, row: int, status: str, reviewer: str, correction: str | None = None) -> FeedbackItem:
-        """Approve, reject (or reopen) row ``row``; ``correction`` not None replaces the better reply ("" removes it)."""
+    def review(self, row: int, status: str, reviewer: str, correction: str | None = None, *,
+               owner: str | None = None) -> FeedbackItem:
+        """Approve, reject (or reopen) row ``row``; ``correction`` not None replaces the better reply ("" removes it),
+        and a changed one is the reviewer's from then on. ``owner`` given: only a row of that owner's
+        conversations (``KeyError`` otherwise, as for a row that does not exist)."""
         if status not in STATUSES:
             raise EduloraError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
         with self._lock:
             sets, args = "status = ?, reviewed_by = ?, reviewed_at = ?", [status, reviewer, time.time()]
             if correction is not None:
-                sets, args = sets + ", correction = ?", [*args, correction.strip() or None]
-            if self._db.execute(f"UPDATE feedback SET {sets} WHERE id = ?", [*args, row]).rowcount == 0:
+                text = correction.strip() or None
+                # Columns on the right are the old row's: an unchanged text keeps its author.
+                sets += (", correction_by = CASE WHEN correction IS ? THEN correction_by ELSE ? END"
+                         ", correction = ?")
+                args += [text, reviewer if text else None, text]
+            where, keys = ("id = ?", [row]) if owner is None else ("id = ? AND owner = ?", [row, owner])
+            if self._db.execute(f"UPDATE feedback SET {sets} WHERE {where}", [*args, *keys]).rowcount == 0:
                 raise KeyError(row)
         return self.item(row)
 
     def _select(self, where: str = "", args: Sequence[Any] = ()) -> list[FeedbackItem]:
         names = ("id", "completion_id", "model", "messages", "reply", "adapter", "subject", "grade_level",
                  "teaching_style", "rating", "comment", "correction", "answer", "solution", "teacher", "flags",
-                 "status", "reviewed_by")
+                 "status", "reviewed_by", "owner", "correction_by")
         with self._lock:
             rows = self._db.execute(f"SELECT {', '.join(names)} FROM feedback {where} ORDER BY id", args).fetchall()
         items = []
@@ -209,9 +254,11 @@ class FeedbackStore:
             items.append(FeedbackItem(**values))
         return items
 
-    def items(self, status: str | None = None) -> Iterator[FeedbackItem]:
-        """Every row, oldest first; only those with ``status`` when given."""
-        yield from self._select("WHERE status = ?", (status,)) if status else self._select()
+    def items(self, status: str | None = None, owner: str | None = None) -> Iterator[FeedbackItem]:
+        """Every row, oldest first; only those with ``status`` and of ``owner``'s conversations when given."""
+        given = {**({"status": status} if status else {}), **({"owner": owner} if owner is not None else {})}
+        where = " AND ".join(f"{k} = ?" for k in given)
+        yield from self._select(f"WHERE {where}" if where else "", list(given.values()))
 
     def item(self, row: int) -> FeedbackItem:
         found = self._select("WHERE id = ?", (row,))
@@ -229,8 +276,10 @@ class FeedbackStore:
 
 
 def sft_record(item: FeedbackItem, response: str) -> dict[str, Any]:
-    """The reply as a training record in our schema (round-tripped through it, so it validates)."""
-    meta = parse_metadata(item.metadata, "feedback metadata")
+    """The reply as a training record in our schema (round-tripped through it, so it validates), with who
+    wrote and who approved it in its metadata."""
+    corrected = bool(item.correction) and response == item.correction
+    meta = parse_metadata({**item.metadata, **item.provenance(corrected)}, "feedback metadata")
     turns = [m for m in item.messages if m["role"] != "system"]
     if len(turns) == 1:
         return Example(instruction=turns[0]["content"], response=response, metadata=meta).to_dict()
@@ -238,16 +287,25 @@ def sft_record(item: FeedbackItem, response: str) -> dict[str, Any]:
     return Dialogue(turns=dialogue, metadata=meta).to_dict()
 
 
+#: Metadata saying who wrote, rated and approved a record: not part of what makes two records the same.
+PROVENANCE = ("written_by", "rated_by", "approved_by")
+
+
 def _unique(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Records in order without repeats: two teachers approving the same reply make one record, not two."""
-    seen: set[str] = set()
-    out = []
+    """Records in order without repeats: two teachers approving the same reply make one record, not two,
+    which names both (``"ana, ben"``)."""
+    seen: dict[str, dict[str, Any]] = {}
     for record in records:
-        key = json.dumps(record, sort_keys=True, ensure_ascii=False)
-        if key not in seen:
-            seen.add(key)
-            out.append(record)
-    return out
+        meta = record.get("metadata", {})
+        same = {**record, "metadata": {k: v for k, v in meta.items() if k not in PROVENANCE}}
+        key = json.dumps(same, sort_keys=True, ensure_ascii=False)
+        kept = seen.setdefault(key, record)
+        if kept is not record:
+            for name in PROVENANCE:
+                names = [n for v in (kept["metadata"].get(name), meta.get(name)) if v for n in v.split(", ")]
+                if names:
+                    kept["metadata"][name] = ", ".join(dict.fromkeys(names))
+    return list(seen.values())
 
 
 def preference_pairs(items: list[FeedbackItem]) -> list[dict[str, Any]]:
@@ -257,8 +315,8 @@ def preference_pairs(items: list[FeedbackItem]) -> list[dict[str, Any]]:
     def pair(item: FeedbackItem, chosen: str, rejected: FeedbackItem) -> None:
         # The one pair format (edulora.data.pairs), so `train … training.method=dpo` reads what is written here.
         flags = [{k: f.get(k) for k in ("code", "label", "evidence")} for f in rejected.flags]
-        pairs.append(PreferencePair(item.messages, chosen, rejected.reply, parse_metadata(item.metadata),
-                                    {"rejected_flags": flags}).to_dict())
+        meta = parse_metadata({**item.metadata, **item.provenance(chosen == item.correction)})
+        pairs.append(PreferencePair(item.messages, chosen, rejected.reply, meta, {"rejected_flags": flags}).to_dict())
 
     for item in items:
         if item.correction and item.correction.strip() and item.correction.strip() != item.reply.strip():
@@ -281,9 +339,11 @@ def scrubbed(item: FeedbackItem, scrubber: Scrubber) -> tuple[FeedbackItem, int]
     """The item with students' personal details replaced by placeholders, and how many were replaced.
 
     A name a student introduces anywhere in the conversation is replaced everywhere in it (the
-    tutor's "Good job, Ana!" too).
+    tutor's "Good job, Ana!" too). Every text that export writes is scrubbed: the teacher's key
+    (``answer`` / ``solution``, exported as metadata) as much as the conversation.
     """
-    texts = [m["content"] for m in item.messages] + [item.reply, item.correction or "", item.comment or ""]
+    texts = [m["content"] for m in item.messages] + [item.reply, item.correction or "", item.comment or "",
+                                                     item.answer or "", item.solution or ""]
     names = [n for text in texts for n in intro_names(text)]
     replaced = 0
 
@@ -297,7 +357,8 @@ def scrubbed(item: FeedbackItem, scrubber: Scrubber) -> tuple[FeedbackItem, int]
 
     item = dataclasses.replace(item, messages=[{**m, "content": clean(m["content"])} for m in item.messages],
                                reply=clean(item.reply) or "", correction=clean(item.correction),
-                               comment=clean(item.comment),
+                               comment=clean(item.comment), answer=clean(item.answer),
+                               solution=clean(item.solution),
                                flags=[{**f, "evidence": clean(f.get("evidence"))} for f in item.flags])
     return item, replaced
 

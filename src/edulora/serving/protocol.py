@@ -17,8 +17,8 @@ from ..data.schema import MAX_FIELD_CHARS, GradeLevel, Metadata, TeachingStyle, 
 from ..generation import Sampling
 from .engine import (MAX_STOP_CHARS, MAX_STOPS, AdapterConflict, ContextTooLong, EngineStopped, GenerationFailed,
                      QueueFull, UpstreamFailed)
-from .service import (BadAdapter, Chat, FeedbackDisabled, NotAdmin, NotYours, UnknownFeedback, UnknownModel,
-                      UnknownReply)
+from .service import (BadAdapter, Chat, FeedbackDisabled, NotAdmin, NotYourConversation, NotYours, StudentsOnlyChat,
+                      UnknownFeedback, UnknownModel, UnknownReply)
 
 MAX_MESSAGES = 200
 _UNSUPPORTED = ("frequency_penalty", "presence_penalty", "tools", "functions", "tool_choice", "logprobs",
@@ -224,6 +224,8 @@ _SERVICE_ERRORS: dict[type[Exception], tuple[int, str, str | None, str]] = {
     UpstreamFailed: (502, "server_error", None, "upstream_error"),  # before its base class: the first match wins
     GenerationFailed: (500, "server_error", None, "generation_failed"),
     NotAdmin: (403, "permission_error", None, "admin_only"),
+    StudentsOnlyChat: (403, "permission_error", None, "students_chat_only"),
+    NotYourConversation: (403, "permission_error", "completion_id", "not_your_conversation"),
     BadAdapter: (400, "invalid_request_error", "path", "invalid_adapter"),
     AdapterConflict: (409, "invalid_request_error", "name", "adapter_conflict"),
     TimeoutError: (503, "server_error", None, "timeout"),

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from ..errors import EduloraError
 from .guard import HttpSettings
-from .service import TutorService, parse_teachers
+from .roles import Roles
+from .service import TutorService
 
 #: Connections the kernel holds for us while the server is busy accepting (uvicorn's default).
 BACKLOG = 2048
@@ -124,7 +125,7 @@ DEFAULT_MAX_BATCH, LLAMACPP_MAX_BATCH = 8, 32
 
 def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base: str | None = None,
           host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None, teachers: Sequence[str] = (),
-          feedback: bool = True,
+          students: Sequence[str] = (), feedback: bool = True,
           feedback_db: str | Path | None = None, precision: str = "auto", allow_pickle: bool = False,
           max_batch: int | None = None, max_queue: int = 64, max_tokens: int = 256, max_request_tokens: int = 4096,
           max_batch_tokens: int = 8192, route_threshold: float = 0.2, fallback_adapter: str | None = None,
@@ -134,7 +135,8 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
 
     One base model with every adapter beside it; ``model`` in a request picks the adapter and
     ``"auto"`` routes by subject. ``teachers`` are ``"NAME=TOKEN"``: each teacher's own key, under
-    whose name their ratings and reviews are stored. ``log`` receives the start-up lines (where the page is).
+    whose name their ratings and reviews are stored (``"NAME=TOKEN:reviewer"``: one who reviews every
+    teacher's feedback); ``students`` are ``"TEACHER=TOKEN"``: chat-only keys (see ``roles``). ``log`` receives the start-up lines (where the page is).
     ``max_request_tokens`` bounds one request's prompt plus reply (a longer one is refused with 400);
     ``max_batch_tokens`` bounds a batch's KV cache (rows × longest prompt plus reply), so one long
     prompt is decoded apart from short ones (see ``Engine``). ``backend`` is ``"transformers"`` (the exact
@@ -151,8 +153,8 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
     from .feedback import FeedbackStore, default_feedback_db
     from .router import Router
 
-    tokens = parse_teachers(list(teachers), api_key)
-    check_exposure(host, api_key or tokens)  # before the slow model load
+    roles = Roles.parse(teachers, students, api_key)
+    check_exposure(host, api_key or roles.teachers)  # before the slow model load
     settings = HttpSettings(allow_origins=tuple(allow_origins or ()))
     for name, value in (("max_batch", max_batch), ("max_queue", max_queue), ("max_tokens", max_tokens),
                         ("max_request_tokens", max_request_tokens)):
@@ -188,7 +190,8 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
     router.prepare()
     store = FeedbackStore(feedback_db or default_feedback_db()) if feedback else None
     try:
-        server = TutorServer(TutorService(engine, router, store, api_key, tokens), host, port, settings)
+        server = TutorServer(TutorService(engine, router, store, api_key, roles.teachers, reviewers=roles.reviewers,
+                                            students=roles.students), host, port, settings)
         engine.start()
         log(f"Serving {engine.base_id} on {engine.backend} with adapters: {', '.join(engine.adapters) or 'none'} "
             f"(auto routing: {router.method})")

@@ -6,8 +6,10 @@ to, a queued reply and its pedagogy flags, a teacher's rating, the review of col
 Its exceptions say what went wrong in the caller's terms; the HTTP layer maps each to a status code.
 
 Who is asking: the holder of the API key (``api-key``), a teacher by the name their token was
-given (``teachers``), or ``local`` on a loopback server without keys. Ratings are stored per
-teacher, so one teacher's rating never replaces another's.
+given (``teachers``; ``reviewers`` among them), a student of a teacher (``students``), or ``local``
+on a loopback server without keys; ``roles`` says what each may do. Ratings are stored per
+teacher, so one teacher's rating never replaces another's, and every reply remembers whose
+conversation it is, so a teacher reads and reviews only their own.
 """
 
 from __future__ import annotations
@@ -24,14 +26,11 @@ from ..data.schema import Metadata
 from ..errors import EduloraError
 from ..formatting import Message
 from ..generation import Sampling
-from ..namevalue import split_name_value
 from .engine import AdapterConflict, Engine, Generation
 from .feedback import FeedbackItem, FeedbackStore
 from .flags import Flag, reply_flags
+from .roles import API_KEY, LOCAL, LOCAL_IDENTITY, Caller, Roles
 from .router import Route, Router
-
-#: Who is asking when the API key is used, and on a server that needs no key at all.
-API_KEY_IDENTITY, LOCAL_IDENTITY = "api-key", "local"
 
 
 class UnknownModel(LookupError):
@@ -58,21 +57,21 @@ class NotAdmin(PermissionError):
     """Only the API key's holder (or anyone on a loopback server without keys) changes the served adapters."""
 
 
+class StudentsOnlyChat(PermissionError):
+    """A student's token opens the chat (and the model list), never feedback, its review or the admin routes."""
+
+
+class NotYourConversation(PermissionError):
+    """A teacher rates only their own conversations (asked with their token or by their students)."""
+
+
 class BadAdapter(ValueError):
     """An adapter folder that cannot be served here (missing, damaged, another base model)."""
 
 
 def parse_teachers(values: list[str], api_key: str | None = None) -> dict[str, str]:
     """``NAME=TOKEN`` strings as {name: token}; names and tokens must be unique (a token names one teacher)."""
-    teachers: dict[str, str] = {}
-    for value in values:
-        name, token = split_name_value(value, "--teacher", "NAME=TOKEN", secret=True)
-        if name in teachers or name in (API_KEY_IDENTITY, LOCAL_IDENTITY):
-            raise EduloraError(f"--teacher {name!r}: the name is taken")
-        if len(token) < 12 or token in teachers.values() or token == api_key:
-            raise EduloraError(f"--teacher {name!r}: the token must be unique and at least 12 characters long")
-        teachers[name] = token
-    return teachers
+    return Roles.parse(values, (), api_key).teachers
 
 
 @dataclass
@@ -88,6 +87,8 @@ class Chat:
     key: Metadata | None = None
     #: Pedagogy flags computed on the finished reply (``complete``).
     flags: list[Flag] = field(default_factory=list)
+    #: Whose conversation it is (``Caller.name`` of who asked: a student's is their teacher's).
+    owner: str = LOCAL_IDENTITY
 
     @property
     def model(self) -> str:
@@ -110,6 +111,7 @@ class Served:
     key: Metadata | None
     reply: str
     flags: list[Flag]
+    owner: str = LOCAL_IDENTITY
 
     @property
     def chars(self) -> int:
@@ -125,8 +127,12 @@ class TutorService:
     feedback: FeedbackStore | None = None
     #: Clients must send ``Authorization: Bearer api_key`` (or a teacher's token) when set.
     api_key: str | None = None
-    #: Teachers' own tokens, {name: token}: each rates under their name, and may use the API and review.
+    #: Teachers' own tokens, {name: token}: each rates under their name, and reviews their own conversations.
     teachers: dict[str, str] = field(default_factory=dict)
+    #: Teachers (by name) who read and review every teacher's feedback.
+    reviewers: frozenset[str] = frozenset()
+    #: Students' tokens, {token: their teacher's name}: chat only.
+    students: dict[str, str] = field(default_factory=dict)
     #: Highest ``max_tokens`` a request may ask for.
     max_tokens_cap: int = 2048
     #: Characters of recent conversations and replies kept in memory so teachers can rate them; the
@@ -140,18 +146,23 @@ class TutorService:
 
     @property
     def locked(self) -> bool:
-        """Whether requests must carry a key (the API key or a teacher's token)."""
-        return bool(self.api_key or self.teachers)
+        """Whether requests must carry a key (the API key, a teacher's or a student's token)."""
+        return bool(self.api_key or self.teachers or self.students)
 
-    def identify(self, token: str | None) -> str | None:
-        """Who sends bearer ``token``: ``api-key``, a teacher's name, ``local`` when no key is needed; None: nobody."""
+    def identify(self, token: str | None) -> Caller | None:
+        """Who sends bearer ``token`` (``roles``): the API key's holder, a teacher, a student, or ``local`` when
+        no key is needed; None: nobody."""
         if not self.locked:
-            return LOCAL_IDENTITY
+            return LOCAL
         given, found = (token or "").encode(), None
-        for name, secret in [(API_KEY_IDENTITY, self.api_key), *self.teachers.items()]:
+        callers = [(API_KEY, self.api_key)]
+        callers += [(Caller(name, "reviewer" if name in self.reviewers else "teacher"), secret)
+                    for name, secret in self.teachers.items()]
+        callers += [(Caller(teacher, "student"), secret) for secret, teacher in self.students.items()]
+        for caller, secret in callers:
             # Every secret is compared, found or not: the time taken says nothing about which matched.
             if secret and hmac.compare_digest(given, secret.encode()) and found is None:
-                found = name
+                found = caller
         return found
 
     def adapter(self, model: str) -> str | None:
@@ -199,7 +210,7 @@ class TutorService:
         raise UnknownModel(f"the model {model_id!r} does not exist")
 
     def chat(self, model: str, messages: list[Message], sampling: Sampling, *, max_tokens: int | None = None,
-             key: Metadata | None = None) -> Chat:
+             key: Metadata | None = None, who: Caller = LOCAL) -> Chat:
         """Queue the tutor's next turn; raises the engine's ``QueueFull`` / ``ContextTooLong`` / ``EngineStopped``.
 
         ``key`` is the teacher's answer / solution (the tutor gets it as private material) and the
@@ -214,14 +225,15 @@ class TutorService:
                 info[name] = getattr(key, name).value
         if self.feedback is not None:
             info["feedback_token"] = secrets.token_urlsafe(16)
-        return Chat(gen, route, info, [dict(m) for m in messages], key)
+        return Chat(gen, route, info, [dict(m) for m in messages], key, owner=who.name)
 
     def complete(self, chat: Chat, text: str) -> list[Flag]:
         """The finished reply's pedagogy flags; remembers the reply, so that whoever received it can rate it."""
         chat.flags = reply_flags(text, chat.messages, self.engine.metadata(chat.route.adapter, chat.key))
         if self.feedback is None or not text.strip() or chat.generation.finish_reason not in ("stop", "length"):
             return chat.flags
-        served = Served(chat.info, chat.messages, chat.key, text, chat.flags)  # not the generation: token ids are large
+        # Not the generation: token ids are large.
+        served = Served(chat.info, chat.messages, chat.key, text, chat.flags, chat.owner)
         with self._lock:
             self._served[chat.generation.id] = served
             self._served_chars += served.chars
@@ -235,13 +247,15 @@ class TutorService:
         return self.feedback
 
     def rate(self, completion_id: str, token: str, *, rating: int | None, comment: str | None = None,
-             correction: str | None = None, teacher: str = LOCAL_IDENTITY) -> int:
-        """Store ``teacher``'s rating / comment / better reply of a reply this server produced.
+             correction: str | None = None, who: Caller = LOCAL) -> int:
+        """Store ``who``'s rating / comment / better reply of a reply this server produced.
 
         The conversation, the reply, its flags, the key and the metadata are the server's own
         record, never the client's; ``token`` (sent with the reply) proves the rater received it.
-        Each teacher has their own row: rating again changes only one's own.
+        Each teacher has their own row: rating again changes only one's own. A teacher rates only
+        their own conversations (a reviewer or the API key's holder any); a student none.
         """
+        self._not_student(who)
         store = self._store()
         with self._lock:
             served = self._served.get(completion_id)
@@ -251,26 +265,39 @@ class TutorService:
         info = served.info
         if not hmac.compare_digest(info["feedback_token"].encode(), token.encode()):
             raise NotYours("this feedback_token is not the one sent with that reply")
+        if who.owner not in (None, served.owner):
+            raise NotYourConversation("that reply is another teacher's conversation; only its teacher or a "
+                                      "reviewer rates it")
         key = served.key or Metadata()
         return store.record(FeedbackItem(
             completion_id=completion_id, model=info["model"], messages=served.messages, reply=served.reply,
             adapter=info["adapter"], subject=info["subject"], grade_level=info["grade_level"],
             teaching_style=info["teaching_style"], rating=rating, comment=comment, correction=correction,
-            answer=key.answer, solution=key.solution, teacher=teacher, flags=served.flags))
+            answer=key.answer, solution=key.solution, teacher=who.name, flags=served.flags, owner=served.owner))
 
-    def feedback_items(self, status: str | None = None) -> list[dict[str, Any]]:
-        """Collected feedback for the review view, oldest first (only ``status`` when given)."""
-        return [item.to_dict() for item in self._store().items(status)]
+    def feedback_items(self, status: str | None = None, who: Caller = LOCAL) -> list[dict[str, Any]]:
+        """Collected feedback for the review view, oldest first (only ``status`` when given): a teacher's
+        own conversations, or everyone's for a reviewer and the API key's holder."""
+        self._not_student(who)
+        return [item.to_dict() for item in self._store().items(status, owner=who.owner)]
 
-    def review(self, row: int, reviewer: str, status: str, correction: str | None = None) -> dict[str, Any]:
-        """Approve / reject / reopen a feedback row; ``correction`` edits the better reply that will be trained on."""
+    def review(self, row: int, who: Caller, status: str, correction: str | None = None) -> dict[str, Any]:
+        """Approve / reject / reopen a feedback row; ``correction`` edits the better reply that will be trained on.
+        A teacher reviews only rows of their own conversations: another's is as unknown as a missing one."""
+        self._not_student(who)
         try:
-            return self._store().review(row, status, reviewer, correction).to_dict()
+            return self._store().review(row, status, who.name, correction, owner=who.owner).to_dict()
         except KeyError:
             raise UnknownFeedback(f"no feedback item {row}") from None
 
+    @staticmethod
+    def _not_student(who: Caller) -> None:
+        if who.role == "student":
+            raise StudentsOnlyChat("a student's token opens the chat only; feedback and its review need a "
+                                   "teacher's token")
+
     # ----- adapters at run time (the API key's holder only) ------------------------------------
-    def add_adapter(self, path: str, name: str | None = None, who: str = LOCAL_IDENTITY) -> dict[str, Any]:
+    def add_adapter(self, path: str, name: str | None = None, who: Caller = LOCAL) -> dict[str, Any]:
         """Serve the adapter (a run or adapter folder on this machine) beside the others, without a restart.
 
         Replies in flight are not touched; ``auto`` routing includes it once this returns. Only
@@ -285,7 +312,7 @@ class TutorService:
             self._reroute()
         return self.model(spec.name)
 
-    def remove_adapter(self, name: str, who: str = LOCAL_IDENTITY) -> dict[str, Any]:
+    def remove_adapter(self, name: str, who: Caller = LOCAL) -> dict[str, Any]:
         """Stop serving adapter ``name``: new requests for it are refused at once (this returns then), the
         replies already accepted for it are completed, then its weights are freed in the background."""
         self._admin(who)
@@ -298,8 +325,8 @@ class TutorService:
             self._reroute()
         return {"id": name, "object": "model", "deleted": True}
 
-    def _admin(self, who: str) -> None:
-        if who not in (API_KEY_IDENTITY, LOCAL_IDENTITY):
+    def _admin(self, who: Caller) -> None:
+        if who.role != "admin":
             raise NotAdmin("changing the served adapters needs the server's API key, not a teacher's token")
 
     def _reroute(self) -> None:
