@@ -21,12 +21,15 @@ def chat(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base: 
     as private material and guides the student toward them. ``backend``: see ``choose_backend``.
     """
     from ..inference.llamacpp import choose_backend
-    from .engine import load_engine, parse_adapter_arg
+    from .engine import load_engine, parse_adapter_arg, resolve_adapters
     from .llamacpp_engine import load_llamacpp_engine
 
     pairs = [parse_adapter_arg(a) if isinstance(a, str) else a for a in adapters]
-    options = dict(base=base, allow_pickle=allow_pickle, max_batch=1, max_queue=2, default_max_tokens=max_tokens)
-    engine = (load_llamacpp_engine(pairs, **options) if choose_backend(backend) == "llamacpp"
+    resolved = specs, base_model = resolve_adapters(pairs, base, allow_pickle)  # read once: to choose and load
+    options = dict(base=base, allow_pickle=allow_pickle, max_batch=1, max_queue=2, default_max_tokens=max_tokens,
+                   resolved=resolved)
+    engine = (load_llamacpp_engine(pairs, **options)
+              if choose_backend(backend, base_model, [s.folder for s in specs]) == "llamacpp"
               else load_engine(pairs, precision=precision, **options)).start()
     try:
         talk(engine, Sampling(temperature=temperature, repetition_penalty=engine.repetition_penalty),
