@@ -252,7 +252,7 @@ def test_split_command(tmp_path, capsys):
     assert len(train_rows) + len(eval_rows) == 60 and 9 <= len(eval_rows) <= 15
     assert not {json.dumps(r, sort_keys=True) for r in train_rows} & {json.dumps(r, sort_keys=True) for r in eval_rows}
     first = (train.read_text(), evals.read_text())
-    assert run(capsys, *args)[0] == 0 and (train.read_text(), evals.read_text()) == first
+    assert run(capsys, *args, "--overwrite")[0] == 0 and (train.read_text(), evals.read_text()) == first
     # The result passes the leakage check of the report.
     code, out, _ = run(capsys, "data", "report", train, "--eval", evals)
     assert code == 0 and "none found" in out
@@ -281,7 +281,7 @@ def test_full_disk_is_one_line_and_keeps_the_old_file(tmp_path, capsys, monkeypa
         raise OSError(errno.ENOSPC, "No space left on device", str(source))
 
     monkeypatch.setattr(os, "replace", full)
-    code, _, err = run(capsys, "data", "convert", src, out)
+    code, _, err = run(capsys, "data", "convert", src, out, "--overwrite")
     assert code == 2
     assert len(err.splitlines()) == 1 and err.startswith("edulora: error: ") and "No space left on device" in err
     assert out.read_text() == "the user's earlier file\n"

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from .options import AllowPickle, Backend, Base, Precision
+from .options import AllowPickle, Backend, Base, Overwrite, Precision
 
 Adapters = Annotated[list[str] | None, typer.Option("--adapter", metavar="NAME=RUN", help=(
     "adapter as NAME=RUN_DIR or RUN_DIR (repeatable; the name defaults to its subject)"))]
@@ -61,11 +61,11 @@ def chat(adapter: Adapters = None, base: Base = None, precision: Precision = "au
 
 
 @feedback.command("export")
-def feedback_export(out: Path = typer.Argument(..., metavar="OUT.jsonl", help="SFT records"),
+def feedback_export(out: Path = typer.Argument(..., metavar="OUT.jsonl", help="SFT records"), overwrite: Overwrite = False,
                     db: Path | None = typer.Option(None, help="default: ~/.cache/edulora/feedback.sqlite3"),
                     pairs: Path | None = typer.Option(None, metavar="PAIRS.jsonl", help="preference pairs"),
                     raw: bool = typer.Option(False, "--raw", help="keep students' names… (never train on it)"),
                     everything: bool = typer.Option(False, "--all", help="all items, not only approved ones")) -> None:
     """Write SFT records (and preference pairs) from approved ratings and corrections, scrubbed of personal details."""
     from ..serving.feedback import export_feedback
-    print(export_feedback(db, out, pairs, raw=raw, include_all=everything).summary(out, pairs, raw))
+    print(export_feedback(db, out, pairs, raw=raw, include_all=everything, overwrite=overwrite).summary(out, pairs, raw))

@@ -7,10 +7,15 @@ are refused with the line where decoding failed.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import errno
 import json
 import os
 import re
+import shutil
+import stat
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -126,9 +131,25 @@ def collect_items(path: str | os.PathLike, items: Iterable[tuple[int, T | Proble
     return values, lines, problems
 
 
+#: Pipes read so far (by device and inode) and the private copy each was read into, removed at exit.
+_PIPE_COPIES: dict[tuple[int, int], str] = {}
+
+
 def open_data_file(path: str | Path) -> IO[bytes]:
-    """Open a dataset for reading bytes; a missing, unreadable or folder path is a user error."""
+    """Open a dataset for reading bytes; a missing, unreadable, folder or device path is a user error.
+
+    A pipe (``/dev/stdin``, ``<(…)``, a FIFO) is read once, into a private temp file that every
+    later opening reads: detecting the format reads a file before reading it, and a pipe gives
+    its data to the first reader only (a second one would see nothing, or wait forever).
+    """
     try:
+        kind = os.stat(path)
+        if stat.S_ISDIR(kind.st_mode):
+            raise IsADirectoryError
+        if stat.S_ISFIFO(kind.st_mode):
+            return open(_pipe_copy(path, (kind.st_dev, kind.st_ino)), "rb")
+        if not stat.S_ISREG(kind.st_mode):
+            raise EduloraError(f"{path}: is a device, not a data file; save the data to a file or pipe it in")
         return open(path, "rb")
     except FileNotFoundError:
         raise EduloraError(f"{path}: no such file") from None
@@ -140,6 +161,23 @@ def open_data_file(path: str | Path) -> IO[bytes]:
         if err.errno == errno.ELOOP:  # a link that points (through others) back at itself
             raise EduloraError(f"{path}: symbolic link loop; point the link at a data file") from None
         raise
+
+
+def _pipe_copy(path: str | Path, key: tuple[int, int]) -> str:
+    """The private copy of the pipe ``path`` (made on first use; streamed, so memory stays flat)."""
+    if key not in _PIPE_COPIES:
+        fd, copy = tempfile.mkstemp(prefix="edulora-pipe-", suffix=".tmp")  # 0600: it may hold students' data
+        if not _PIPE_COPIES:
+            atexit.register(_remove_pipe_copies)
+        _PIPE_COPIES[key] = copy
+        with os.fdopen(fd, "wb") as out, open(path, "rb") as pipe:
+            shutil.copyfileobj(pipe, out)
+    return _PIPE_COPIES[key]
+
+
+def _remove_pipe_copies() -> None:
+    for copy in _PIPE_COPIES.values():
+        Path(copy).unlink(missing_ok=True)
 
 
 #: A JSON escape of a UTF-16 surrogate ("\ud800"); only when one occurs is a parsed record checked further.
@@ -162,14 +200,37 @@ def lone_surrogate(text: str, obj: Any) -> str | None:
     return None
 
 
+class RepeatedKey(ValueError):
+    """One JSON object holds a key twice; ``json`` would silently keep only the last value."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):  # rare: only then look for which key it was
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise RepeatedKey(key)
+            seen.add(key)
+    return obj
+
+
 def parse_json(name: str, line: int, text: str) -> Any | Problem:
     """``text`` parsed, or the ``Problem`` with it (invalid JSON, too deep, a lone surrogate) at ``line``."""
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, object_pairs_hook=_without_repeats)
     except json.JSONDecodeError as err:
         return Problem(name, line + err.lineno - 1, f"invalid JSON: {err.msg} (column {err.colno})")
     except RecursionError:
         return Problem(name, line, "invalid JSON: nested too deeply")
+    except RepeatedKey as err:
+        return Problem(name, line, f"key {err.key!r} appears twice in one object; keep one")
+    except ValueError:  # Python refuses to turn a huge integer into an int (CVE-2020-10735)
+        return Problem(name, line, f"a number has more than {sys.get_int_max_str_digits():,} digits")
     problem = lone_surrogate(text, obj)
     return obj if problem is None else Problem(name, line, problem)
 
@@ -203,14 +264,13 @@ def atomic_text_writer(path: str | Path) -> Iterator[IO[str]]:
     Readers see the old file or the new one, never half of it; it streams, so writing a huge
     converted dataset needs no memory.
     """
-    path = Path(path)
+    # Through a symbolic link to the file it names: replacing the link by a regular file would cut
+    # whatever else reads through it off from the new content.
+    path = Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        # mkstemp makes the file private (0600); give it the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
+        _take_over_mode(fd, path)
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             yield handle
             handle.flush()
@@ -219,6 +279,24 @@ def atomic_text_writer(path: str | Path) -> Iterator[IO[str]]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _take_over_mode(fd: int, path: Path) -> None:
+    """Give the temp file ``fd`` the mode (and, where allowed, owner) of the file it replaces.
+
+    mkstemp makes it private (0600); a new file gets the mode a plain open() would, a replaced
+    one keeps its own, so that a shared or private dataset stays as shared or private as it was.
+    """
+    try:
+        old = os.stat(path)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        return
+    with contextlib.suppress(OSError):  # only root (or the owner, for the group) may give a file away
+        os.fchown(fd, old.st_uid, old.st_gid)
+    os.fchmod(fd, stat.S_IMODE(old.st_mode))
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -268,7 +268,7 @@ def iter_json_objects(path: str | Path) -> Iterator[tuple[int, Any | Problem]]:
 
 def _looks_pretty(path: str | Path, line: int) -> bool:
     """True when the failing first line is a lone '{': a pretty-printed object, not JSONL."""
-    with open(path, "rb") as handle:
+    with open_data_file(path) as handle:  # a pipe was read into a copy: reopen that
         for number, raw in enumerate(handle, start=1):
             if number == line:
                 return raw.strip().lstrip(codecs.BOM_UTF8) == b"{"

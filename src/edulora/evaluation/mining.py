@@ -122,21 +122,23 @@ def _pair(record: Record, prompt: tuple[list[dict], str], replies: list[str], re
 
 
 def mine_run_pairs(run: str, data: str | None, out: str, *, samples: int = 4, seed: int = 0, temperature: float = 0.8,
-                   max_new_tokens: int = 200, limit: int | None = None, progress: bool = True) -> MinedPairs:
+                   max_new_tokens: int = 200, limit: int | None = None, progress: bool = True,
+                   overwrite: bool = False) -> MinedPairs:
     """``edulora data pairs``: mine pairs with a run's adapter on ``data`` (default: the run's training
-    file), leaving out every conversation of the run's held-out set, and write them to ``out``."""
+    file), leaving out every conversation of the run's held-out set, and write them to ``out`` (an
+    existing ``out`` only with ``overwrite``)."""
     from ..data.formats import load_records
     from ..data.pairs import write_pairs
-    from ..data.pipelines import check_output_file
+    from ..data.outputs import check_outputs
     from ..errors import EduloraError
     from ..rundir import RunDir
     from ..tutor import Tutor
 
-    check_output_file(out)
     run_dir = RunDir.open(run)
     source = data or run_dir.read_data_info().get("train_file")
     if not source:
         raise EduloraError(f"{run}: the run names no training file; pass --data")
+    check_outputs({"--data": source, "the run's eval set": run_dir.eval_file}, {"--out": out}, overwrite=overwrite)
     records = load_records(source)[:limit]
     tutor = Tutor.load(run)
     result = mine_pairs(tutor, records, samples=samples, seed=seed, temperature=temperature,

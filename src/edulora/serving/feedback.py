@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from ..data.io import atomic_text_writer
+from ..data.outputs import check_outputs
 from ..data.pairs import PreferencePair
-from ..data.pipelines import check_output_file
 from ..data.privacy import Scrubber, intro_names
 from ..data.schema import Dialogue, Example, Turn, parse_metadata
 from ..errors import EduloraError
@@ -387,17 +387,18 @@ def default_feedback_db() -> Path:
 
 
 def export_feedback(db: str | Path | None, out: str | Path, pairs_out: str | Path | None = None, *,
-                    raw: bool = False, include_all: bool = False) -> ExportCounts:
+                    raw: bool = False, include_all: bool = False, overwrite: bool = False) -> ExportCounts:
     """SFT records (replies rated good, or corrected) to ``out``, preference pairs to ``pairs_out``.
 
     Only rows a teacher approved in the review view, unless ``include_all`` (pending and rejected
     ones too). ``db`` None is the default database. Students' personal details (names, e-mail,
     phone, addresses, IDs) are scrubbed unless ``raw`` (a teacher's own review; never train on that).
+    Existing outputs are replaced only with ``overwrite``; the database itself never is.
     """
-    for target in (out, pairs_out):
-        if target is not None:
-            check_output_file(target)  # never replace a device, a pipe or a folder; never invent folders
     path = Path(db or default_feedback_db()).expanduser()
+    # SQLite keeps recent ratings in files beside the database until it folds them in: inputs too.
+    sidecars = {f"--db's {suffix} file": f"{path}{suffix}" for suffix in ("-wal", "-shm", "-journal")}
+    check_outputs({"--db": path, **sidecars}, {"OUT": out, "--pairs": pairs_out}, overwrite=overwrite)
     if not path.is_file():
         raise EduloraError(f"{path}: no feedback database (serve with --feedback-db to collect one)")
     store = FeedbackStore(path)
