@@ -5,14 +5,27 @@ Static checks over src/edulora (ast, no imports executed), so a change that brea
 
 import ast
 import re
+import sys
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "edulora"
 FILES = sorted(SRC.rglob("*.py"))
 
+#: The only modules other than edulora's own that may be imported inside a function. Each is heavy
+#: (torch and what builds on it: seconds and hundreds of MB) or optional (an extra, a server, a client),
+#: and only some commands need it, so ``import edulora`` and the CLI's start-up stay fast. Anything else
+#: is imported at the top of its module, where the reader sees what the module depends on.
+LAZY_THIRD_PARTY = {
+    "torch", "transformers", "peft", "trl", "datasets", "safetensors", "tokenizers", "numpy",  # the model stack
+    "matplotlib",  # report charts only
+    "gguf", "xllamacpp", "conversion",  # llama.cpp: optional (conversion is its converter script)
+    "openai", "httpx", "uvicorn",  # judge / vLLM client / server
+    "textstat", "tqdm", "jinja2", "yaml",  # one command each (quality report, mining, pages, run files)
+}
 
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+
+def module_name(path: Path, src: Path = SRC) -> str:
+    parts = list(path.relative_to(src.parent).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -20,20 +33,22 @@ def lines(paths) -> int:
     return sum(len(p.read_text(encoding="utf-8").splitlines()) for p in paths)
 
 
-def top_level_imports(path: Path) -> set[str]:
-    """edulora modules imported when ``path`` is imported (module level and class bodies, not functions)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
-    found: set[str] = set()
+def imports(path: Path, src: Path = SRC) -> list[tuple[str, list[str], bool]]:
+    """``(module, names, in_function)`` for each import statement of ``path``, relative ones resolved.
 
-    def visit(node):
+    Every depth counts: an import inside a function is as much a dependency as one at the top (it only
+    runs later), so a cycle cannot hide there. ``if TYPE_CHECKING:`` blocks never run and are skipped.
+    """
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = module_name(path, src) if path.name == "__init__.py" else module_name(path, src).rpartition(".")[0]
+    found = []
+
+    def visit(node, in_function):
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                continue
             if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
                 continue
             if isinstance(child, ast.Import):
-                found.update(a.name for a in child.names if a.name.startswith("edulora"))
+                found.extend((a.name, [], in_function) for a in child.names)
             elif isinstance(child, ast.ImportFrom):
                 if child.level:
                     base = package.split(".")
@@ -41,18 +56,33 @@ def top_level_imports(path: Path) -> set[str]:
                     target = ".".join(base + ([child.module] if child.module else []))
                 else:
                     target = child.module or ""
-                if target.startswith("edulora"):
-                    found.add(target)
-                    found.update(f"{target}.{a.name}" for a in child.names)
-            visit(child)
+                found.append((target, [a.name for a in child.names], in_function))
+            visit(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)))
 
-    visit(tree)
-    known = {module_name(p) for p in FILES}
-    return {m for m in found if m in known}
+    visit(tree, False)
+    return found
 
 
-def test_no_import_cycles():
-    graph = {module_name(p): top_level_imports(p) - {module_name(p)} for p in FILES}
+def import_graph(src: Path = SRC) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports (at any depth). ``from package import name`` depends
+    on the submodule when ``name`` is one, else on the package's ``__init__``."""
+    files = sorted(src.rglob("*.py"))
+    known = {module_name(p, src) for p in files}
+    graph = {}
+    for path in files:
+        me = module_name(path, src)
+        edges = set()
+        for target, names, _ in imports(path, src):
+            submodules = {f"{target}.{n}" for n in names} & known
+            edges |= submodules
+            if target in known and (not names or len(submodules) < len(names)):
+                edges.add(target)
+        graph[me] = edges - {me}
+    return graph
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The cycles a depth-first walk meets (each as ``[a, b, …, a]``); none when the graph has none."""
     state: dict[str, int] = {}
     cycles = []
 
@@ -69,10 +99,77 @@ def test_no_import_cycles():
         if node not in state:
             walk(node, [node])
     # A package importing its own submodules in __init__ is not a cycle between concepts.
-    real = [c for c in cycles if not all(m.startswith(c[0] + ".") or m == c[0] for m in c)]
-    assert not real, real
+    return [c for c in cycles if not all(m.startswith(c[0] + ".") or m == c[0] for m in c)]
 
 
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The same edges between top-level parts (``edulora.data``, ``edulora.training``, ``edulora.tutor``, …)."""
+    def part(module):
+        return ".".join(module.split(".")[:2])
+
+    out: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        # The root package (version, lazy public names) sits above every part; importing it is no edge.
+        out.setdefault(part(module), set()).update(part(t) for t in targets if part(t) != part(module) and "." in t)
+    return out
+
+
+def test_no_import_cycles_between_modules():
+    cycles = find_cycles(import_graph())
+    assert not cycles, "import cycles (imports inside functions count):\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_no_import_cycles_between_top_level_parts():
+    cycles = find_cycles(package_graph(import_graph()))
+    assert not cycles, "cycles between parts of edulora:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_a_cycle_through_an_import_inside_a_function_is_found(tmp_path):
+    """The checks above see through function-level imports, between modules and between parts."""
+    src = tmp_path / "pkg"
+    for name, text in {
+        "__init__.py": "",
+        "a/__init__.py": "",
+        "a/one.py": "from ..b.two import helper\n",
+        "a/three.py": "",
+        "b/__init__.py": "",
+        "b/two.py": "def helper():\n    from ..a import one\n    return one\n",
+        "b/four.py": "def later():\n    from ..a.three import x\n",
+    }.items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_text(text, encoding="utf-8")
+    graph = import_graph(src)
+    assert find_cycles(graph) == [["pkg.a.one", "pkg.b.two", "pkg.a.one"]]
+    assert find_cycles(package_graph(graph)) == [["pkg.a", "pkg.b", "pkg.a"]]
+    # No cycle between modules any more, but part a still needs b (one -> two) and b needs a (four -> three).
+    (src / "b/two.py").write_text("def helper():\n    pass\n", encoding="utf-8")
+    graph = import_graph(src)
+    assert find_cycles(graph) == []
+    assert find_cycles(package_graph(graph)) == [["pkg.a", "pkg.b", "pkg.a"]]
+    (src / "a/one.py").write_text("", encoding="utf-8")
+    assert find_cycles(package_graph(import_graph(src))) == []
+
+
+def test_imports_inside_functions_are_edulora_modules_or_heavy_libraries():
+    stdlib = sys.stdlib_module_names
+    loose = []
+    for path in FILES:
+        for target, _, in_function in imports(path):
+            top = target.split(".")[0]
+            if in_function and top != "edulora" and top not in LAZY_THIRD_PARTY:
+                loose.append(f"{path.relative_to(SRC)}: {target}" + (" (standard library: import it at the top)"
+                                                                       if top in stdlib else ""))
+    assert not loose, "imported inside a function but not in LAZY_THIRD_PARTY:\n" + "\n".join(loose)
+
+
+def test_no_private_name_is_imported_from_another_module():
+    """A leading underscore means "this module's own": another module that needs it needs a public name."""
+    found = []
+    for path in FILES:
+        for target, names, _ in imports(path):
+            found += [f"{path.relative_to(SRC)}: {target}.{n}" for n in names
+                      if n.startswith("_") and not n.startswith("__")]
+    assert not found, found
 def test_no_source_file_over_500_lines():
     big = {str(p.relative_to(SRC)): lines([p]) for p in FILES if lines([p]) > 500}
     assert not big, big
@@ -80,7 +177,8 @@ def test_no_source_file_over_500_lines():
 
 def test_skins_are_thin_and_built_on_the_kept_libraries():
     cli = sorted((SRC / "cli").glob("*.py"))
-    assert lines(cli) <= 400, lines(cli)
+    # 450 since calibrate's command left the library for cli/judges.py (issue 41): one CLI.
+    assert lines(cli) <= 450, lines(cli)
     http = [SRC / "serving" / "app.py"]
     assert all(p.exists() for p in http) and lines(http) <= 250, lines(http)
     for path in FILES:

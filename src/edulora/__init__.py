@@ -42,7 +42,7 @@ _EXPORTS = {
     "Tutor": "edulora.tutor",
     "train": "edulora.training.recipe",
     "resume": "edulora.training.recipe",
-    "RunResult": "edulora.training.recipe",
+    "RunResult": "edulora.training.loop",
     "evaluate": "edulora.evaluation.runner",
     "EvalSettings": "edulora.evaluation.runner",
     "EvalResult": "edulora.evaluation.results",
@@ -82,5 +82,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .formatting import PromptFormat
     from .generation import Reply, Sampling
     from .rundir import RunDir, RunSummary
-    from .training.recipe import RunResult, resume, train
+    from .training.loop import RunResult
+    from .training.recipe import resume, train
     from .tutor import Tutor

@@ -89,6 +89,22 @@ def token_loss_sum(model, batch: dict, response_only_head: bool = True) -> tuple
     return F.cross_entropy(logits.float(), targets[mask], reduction="sum"), count
 
 
+@torch.no_grad()
+def mean_token_loss(model, batches, response_only_head: bool = True, accelerator=None) -> float:
+    """Cross-entropy per tutor token over a whole data set (not a mean of batch means)."""
+    was_training = model.training
+    model.eval()
+    total = torch.zeros(2, dtype=torch.float64, device=next(model.parameters()).device)
+    for batch in batches:
+        batch = {k: v.to(total.device) for k, v in batch.items() if torch.is_tensor(v)}
+        loss_sum, count = token_loss_sum(model, batch, response_only_head)
+        total += torch.stack([loss_sum.double(), count.double()])
+    if accelerator is not None and accelerator.num_processes > 1:
+        total = accelerator.reduce(total, reduction="sum")
+    model.train(was_training)
+    return float(total[0] / total[1].clamp(min=1))
+
+
 def head_loss_sum(hidden: torch.Tensor, head: torch.nn.Module, targets: torch.Tensor) -> torch.Tensor:
     """Summed cross-entropy of ``head(hidden)`` against ``targets``, without keeping the logits when the head is frozen."""
     if (type(head) is torch.nn.Linear and head.bias is None and not head.weight.requires_grad

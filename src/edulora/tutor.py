@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -172,8 +173,6 @@ class Tutor:
 
     def _generate_llamacpp(self, texts: Sequence[str], sampling: Sampling, parallel: int) -> list[Reply]:
         """All replies in flight together (continuous batching), each with this tutor's adapter or none."""
-        import time
-
         from .generation import Request
 
         adapter = None if self.adapter is None or self._base_only else self.adapter

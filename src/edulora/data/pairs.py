@@ -27,6 +27,7 @@ from typing import Any
 from ..errors import EduloraError
 from .io import Problem, ValidationResult, atomic_text_writer, collect_items, convert_items, count_items
 from .jsonscan import iter_json_objects
+from .problems import DataProblems
 from .schema import Dialogue, Metadata, RecordError, Turn, checked_text, metadata_from_dict
 
 PathLike = str | os.PathLike
@@ -139,8 +140,6 @@ def validate_pairs(path: PathLike) -> ValidationResult:
 
 def load_pairs(path: PathLike) -> list[PreferencePair]:
     """Every pair of a file, or ``DataProblems`` (each problem as FILE:LINE: message; exit 2 on the CLI)."""
-    from .pipelines import DataProblems
-
     pairs, _, problems = collect_items(path, iter_pairs(path), _NO_PAIRS)
     if problems:
         raise DataProblems(path, problems)

@@ -14,11 +14,14 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..data.io import atomic_write_text
 from ..templates import render
-from .results import GROUP_KEYS, LOWER_IS_BETTER, METRICS, EvalResult, ModelResult, Rate
+from .measures import GROUP_KEYS, LOWER_IS_BETTER, METRICS
+
+if TYPE_CHECKING:  # only annotations: results.py calls this module, so importing it back would be a cycle
+    from .results import EvalResult, ModelResult, Rate
 
 METRIC_LABELS = {
     "clarity": "Explanation clarity", "grade_fit": "Grade-level fit", "concept_coverage": "Concept coverage",

@@ -10,16 +10,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: Educational metrics scored on every reply, in report order. ``None`` where a record lacks
-#: what the metric needs (no grade level, no teaching style, no answer key).
-METRICS = (
-    "clarity", "grade_fit", "concept_coverage", "outcome_alignment", "engagement",
-    "style_adherence", "answer_revealing", "answer_correctness", "guidance",
-)
-#: Metrics where a lower value is better: revealing the answer is what a tutor should avoid.
-#: (``answer_correctness`` is 1.0 for a reply asserting no wrong answer, so higher is better.)
-LOWER_IS_BETTER = frozenset({"answer_revealing"})
-GROUP_KEYS = ("subject", "grade_level", "teaching_style")
+# Defined apart so the report can use them without importing this module (which imports the report);
+# importable from here too, beside the result types they name.
+from .measures import GROUP_KEYS, LOWER_IS_BETTER, METRICS
 
 
 @dataclass
@@ -137,7 +130,7 @@ class EvalResult:
 
         Returns ``{"html" | "json" | "markdown": path}`` for what was written.
         """
-        # Imported here: the report module imports this one for the result types.
+        # Imported here: the report pulls in templates and plotting, which a result alone does not need.
         from .report import write_reports
 
         return write_reports(self, out_dir, html_path=html_path, json_path=json_path, markdown_path=markdown_path)

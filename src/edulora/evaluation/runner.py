@@ -182,7 +182,7 @@ def eval_loss(tutor: Tutor, records: Sequence[Record], settings: EvalSettings,
     """Mean per-token loss on the reference replies, and the number of tutor tokens it covers;
     ``known``: the loss already measured on exactly these records, which is then not computed again."""
     from ..formatting import collate_examples
-    from ..training import mean_token_loss
+    from ..losses import mean_token_loss
 
     encoded = [tutor.format.encode(r, settings.max_length) for r in records]
     if known is not None:

@@ -90,7 +90,7 @@ def find_adapter(path: str | Path, name: str | None = None, allow_pickle: bool =
     return AdapterSpec(validate_name(name), folder, info, run if run is not None and run.eval_file.is_file() else None)
 
 
-def _same_model(a: str, b: str) -> bool:
+def same_model(a: str, b: str) -> bool:
     if a == b:
         return True
     pa, pb = Path(a).expanduser(), Path(b).expanduser()
@@ -114,7 +114,7 @@ def resolve_adapters(adapters: Sequence[tuple[str | None, str | Path]], base: st
     base_model = base or (specs[0].info.base_model if specs else None) or ModelConfig().name
     if base is None:
         for spec in specs[1:]:
-            if not _same_model(spec.info.base_model, base_model):
+            if not same_model(spec.info.base_model, base_model):
                 raise EduloraError(
                     f"adapters need one shared base model: {specs[0].name!r} was trained on {base_model!r} but "
                     f"{spec.name!r} on {spec.info.base_model!r}; serve them separately (or force one with --base)")

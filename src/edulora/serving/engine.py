@@ -37,8 +37,8 @@ from ..errors import EduloraError
 from ..formatting import Message, PromptFormat
 from ..generation import PEFT_BASE, Request, Sampling, decode
 from ..modeling import attach_adapter, inference_precision, load_base_model
-from .adapters import (NAME_PATTERN, RESERVED_NAMES, AdapterSpec, Unloading, _same_model,  # noqa: F401 (API)
-                       display_name, find_adapter, parse_adapter_arg, resolve_adapters, validate_name)
+from .adapters import (NAME_PATTERN, RESERVED_NAMES, AdapterSpec, Unloading, display_name,  # noqa: F401 (API)
+                       find_adapter, parse_adapter_arg, resolve_adapters, same_model, validate_name)
 
 log = logging.getLogger(__name__)
 
@@ -338,7 +338,7 @@ class Engine:
             raise AdapterConflict(f"an adapter named {spec.name!r} is still being unloaded; retry shortly")
         if spec.name in self.adapters:
             raise AdapterConflict(f"an adapter named {spec.name!r} is already served; remove it first")
-        if spec.info.base_model and not _same_model(spec.info.base_model, self.base_model):
+        if spec.info.base_model and not same_model(spec.info.base_model, self.base_model):
             raise EduloraError(f"adapter {spec.name!r} was trained on {spec.info.base_model!r}, not on this "
                                f"server's base {self.base_model!r}")
         return spec

@@ -19,6 +19,7 @@ import dataclasses
 import resource
 import time
 import warnings
+from collections import Counter
 
 import torch
 from trl import DPOConfig, DPOTrainer
@@ -34,9 +35,9 @@ from ..rundir import RunDir, RunSummary, is_main_process
 from ..tutor import Tutor
 from .callbacks import GracefulStop, out_of_space_is_a_user_error
 from .data import should_scrub
+from .loop import (RunResult, kept_checkpoint, model_card, pedagogy_metrics, pedagogy_probe, train_between_evaluations,
+                   trainer_callbacks)
 from .memory import MemoryPlan, plan_memory
-from .recipe import (RunResult, _callbacks, _pedagogy_probe, _rates, _selection, _train_between_evaluations,
-                     model_card)
 from .trainer import PreferenceReporting, training_arguments
 
 #: TRL's name for the frozen copy of the starting adapter (dropped before the adapter is saved).
@@ -74,7 +75,7 @@ def run_preference(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -
     if is_main_process():
         run_dir.write_data_info(info)
     dtype = choose_dtype(config.model.precision)
-    probe = _pedagogy_probe(config, [p.as_record() for p in held_out], fmt)
+    probe = pedagogy_probe(config, [p.as_record() for p in held_out], fmt)
     memory = pair_memory_plan(config, model, tokenizer, train_rows)
 
     with out_of_space_is_a_user_error(run_dir):
@@ -96,19 +97,19 @@ def run_preference(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -
                 dataset_num_proc=None, **micro_batch_arguments(config, memory))
         trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_dict(train_rows),
                                 eval_dataset=Dataset.from_dict(eval_rows), processing_class=tokenizer,
-                                callbacks=_callbacks(config, run_dir, stop), probe=probe, select_by=t.select_by)
+                                callbacks=trainer_callbacks(config, run_dir, stop), probe=probe, select_by=t.select_by)
 
         # 4. Train, measuring the held-out DPO or ORPO loss (and pedagogy) before and after.
         with quiet_checkpointing_alias():  # TRL's DPO reference pass reads the deprecated alias on every step
-            previous, output, train_seconds, after = _train_between_evaluations(trainer, run_dir, stop, checkpoint,
-                                                                                t.keep_best, t.method)
-        selected_step, selection = _selection(trainer, config)
+            previous, output, train_seconds, after = train_between_evaluations(trainer, run_dir, stop, checkpoint,
+                                                                               t.keep_best, t.method)
+        selected_step, selection = kept_checkpoint(trainer, config)
 
         # 5. The adapter alone (DPO's frozen reference is dropped), then the summary last.
         policy = trainer.model
         if REFERENCE in getattr(policy, "peft_config", {}):
             policy.delete_adapter(REFERENCE)
-        pedagogy = {"before": previous.pedagogy.get("before", {}), "after": _rates(after)}
+        pedagogy = {"before": previous.pedagogy.get("before", {}), "after": pedagogy_metrics(after)}
         names = PREFERENCE_METRICS + (orpo.ORPO_METRICS if orpo else ())
         preference = {name: after[f"eval_{name}"] for name in names if f"eval_{name}" in after}
         meta = _adapter_meta(config, start)
@@ -201,8 +202,6 @@ def load_pair_data(config: RunConfig) -> tuple[list[PreferencePair], list[Prefer
 
 def scrub_pairs(pairs: list[PreferencePair]) -> tuple[list[PreferencePair], dict[str, int]]:
     """Students' personal details replaced in every turn and both replies; counts per kind."""
-    from collections import Counter
-
     from ..data.privacy import Scrubber, intro_names
 
     scrubber, counts, out = Scrubber(), Counter(), []

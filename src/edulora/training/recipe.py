@@ -6,13 +6,12 @@ checkpoint; both go through ``_run``, whose steps are short functions with the r
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
 import resource
-import sys
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict
 
 import torch
 
@@ -23,19 +22,12 @@ from ..formatting import PromptFormat
 from ..modeling import AdapterInfo, attach_lora, choose_dtype, device, load_base_model, save_adapter
 from ..rundir import RunDir, RunSummary, is_main_process
 from ..tutor import Tutor
-from .callbacks import GracefulStop, MetricsLog, ReleaseMemory, out_of_space_is_a_user_error
+from .callbacks import GracefulStop, out_of_space_is_a_user_error
 from .data import Collator, ExampleDataset, answer_replay_with_base, encode, load_data
+from .loop import (RunResult, kept_checkpoint, model_card, pedagogy_metrics, pedagogy_probe, train_between_evaluations,
+                   trainer_callbacks)
 from .memory import MemoryPlan, plan_memory
-from .pedagogy import PedagogyProbe
 from .trainer import EduloraTrainer, training_arguments
-
-
-@dataclass
-class RunResult:
-    run_dir: RunDir
-    summary: RunSummary
-    #: The trained tutor, still in memory (the demo and notebooks ask it questions right away).
-    tutor: Tutor
 
 
 def train(config: RunConfig, overwrite: bool = False) -> RunResult:
@@ -92,7 +84,7 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
     torch.manual_seed(config.training.seed)  # before attach_lora: the LoRA init is part of the recipe
     model = attach_lora(model, config.lora)
     dtype = choose_dtype(config.model.precision)
-    probe = _pedagogy_probe(config, data.eval, fmt)
+    probe = pedagogy_probe(config, data.eval, fmt)
     memory = _memory_plan(config, model, train_examples, train_stats)
     # The training network seen as a tutor: its adapter on, or off for the base the drift is measured from.
     learner = Tutor(model, tokenizer, fmt, AdapterInfo(base_model=config.model.name), run_dir.name, adapter="default")
@@ -108,7 +100,7 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
             train_dataset=ExampleDataset(train_examples),
             eval_dataset=ExampleDataset(eval_examples),
             data_collator=Collator(tokenizer.pad_token_id, config.data.packing, config.data.pad_to_multiple_of),
-            callbacks=_callbacks(config, run_dir, stop),
+            callbacks=trainer_callbacks(config, run_dir, stop),
             response_only_head=config.training.response_only_head,
             probe=probe,
             select_by=config.training.select_by,
@@ -118,13 +110,13 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
         )
 
         # 4. Train, measuring the held-out loss (and pedagogy) before and after.
-        previous, output, train_seconds, after = _train_between_evaluations(trainer, run_dir, stop, checkpoint,
-                                                                            config.training.keep_best, "sft")
-        selected_step, selection = _selection(trainer, config)
+        previous, output, train_seconds, after = train_between_evaluations(trainer, run_dir, stop, checkpoint,
+                                                                           config.training.keep_best, "sft")
+        selected_step, selection = kept_checkpoint(trainer, config)
         drift = asdict(retention.measure(learner)) if retention else {}
 
         # 5. Save the adapter with what PEFT cannot hold, then the summary last (its presence means "done").
-        pedagogy = {"before": previous.pedagogy.get("before", {}), "after": _rates(after)}
+        pedagogy = {"before": previous.pedagogy.get("before", {}), "after": pedagogy_metrics(after)}
         info = AdapterInfo(base_model=config.model.name, subject=config.adapter.subject,
                            grade_level=config.adapter.grade_level, teaching_style=config.adapter.teaching_style,
                            description=config.adapter.description, template=fmt.template,
@@ -158,38 +150,6 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
         return RunResult(run_dir, summary, tutor)
 
 
-def _train_between_evaluations(trainer, run_dir: RunDir, stop: GracefulStop, checkpoint: str | None,
-                               keep_best: bool, method: str):
-    """Evaluate before (once per run: a resumed run keeps its first measurement), train, evaluate
-    after; shared by SFT, DPO and ORPO. Returns the summary holding the "before" numbers, the Trainer's
-    output, training seconds without evaluations, and the final held-out metrics."""
-    previous = run_dir.read_summary() or RunSummary()
-    if previous.eval_loss_before is None:
-        before = trainer.evaluate()
-        previous = RunSummary(eval_loss_before=before["eval_loss"], pedagogy={"before": _rates(before)},
-                              method=method)
-        if trainer.is_world_process_zero():
-            run_dir.write_summary(previous)
-    train_started, eval_seconds = time.perf_counter(), trainer.eval_seconds
-    with stop.installed():
-        output = trainer.train(resume_from_checkpoint=checkpoint)
-    train_seconds = time.perf_counter() - train_started - (trainer.eval_seconds - eval_seconds)
-    if stop.requested is not None:
-        print(f"edulora: checkpoint saved at step {trainer.state.global_step}; continue with: "
-              f"edulora train --resume {run_dir}", file=sys.stderr, flush=True)
-        raise KeyboardInterrupt
-    return previous, output, train_seconds, _final_evaluation(trainer, keep_best)
-
-
-def _pedagogy_probe(config: RunConfig, held_out, fmt: PromptFormat) -> PedagogyProbe | None:
-    """Replies scored at each evaluation (a fixed, seeded sample, so evaluations compare like with like)."""
-    t = config.training
-    if t.pedagogy_sample <= 0:
-        return None
-    return PedagogyProbe(held_out, fmt, t.pedagogy_sample, t.pedagogy_max_new_tokens, config.data.split_seed,
-                         t.select_by, t.select_tolerance)
-
-
 def _memory_plan(config: RunConfig, model, examples, stats: dict) -> MemoryPlan:
     """Recompute activations for the micro-batches that would not fit the memory budget."""
     t = config.training
@@ -214,56 +174,6 @@ def _retention_probe(config: RunConfig, fmt: PromptFormat) -> RetentionProbe | N
                           source=config.data.retention_file or "edulora retention.jsonl")
 
 
-def _callbacks(config: RunConfig, run_dir: RunDir, stop: GracefulStop) -> list:
-    from transformers import EarlyStoppingCallback
-
-    callbacks = [MetricsLog(run_dir), stop, ReleaseMemory.if_useful()]
-    if config.training.early_stopping_patience > 0:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.training.early_stopping_patience))
-    return [c for c in callbacks if c is not None]
-
-
-def _rates(metrics: dict[str, float]) -> dict[str, float]:
-    """The pedagogy measures among an evaluation's metrics, without the ``eval_`` prefix."""
-    names = ("leak_rate", "incorrect_answer_rate", "question_rate", "style_adherence")
-    return {name: metrics[f"eval_{name}"] for name in names if f"eval_{name}" in metrics}
-
-
-def _final_evaluation(trainer: EduloraTrainer, keep_best: bool) -> dict[str, float]:
-    """Held-out metrics of the model training ended with, reusing the Trainer's end-of-training evaluation.
-
-    The Trainer evaluates after the last step; evaluating again would cost a full pass over the
-    held-out set. With ``keep_best`` the model is the best checkpoint's, which is the last step's
-    only when that checkpoint won; otherwise the loaded model is evaluated afresh.
-    """
-    step = trainer.state.global_step
-    best = trainer.state.best_model_checkpoint
-    if (trainer.last_eval is not None and trainer.last_eval[0] == step
-            and (not keep_best or (best and Path(best).name == f"checkpoint-{step}"))):
-        return trainer.last_eval[1]
-    return trainer.evaluate()
-
-
-def _selection(trainer: EduloraTrainer, config: RunConfig) -> tuple[int | None, str]:
-    """Which checkpoint was kept, and why, in words for the summary and the model card."""
-    best = trainer.state.best_model_checkpoint
-    if not config.training.keep_best or not best:
-        return trainer.state.global_step, "the last step's weights (training.keep_best is off)"
-    step = int(Path(best).name.removeprefix("checkpoint-"))
-    evaluations = sum(1 for row in trainer.state.log_history if "eval_loss" in row)
-    t = config.training
-    measure = t.select_by.replace("_", " ")
-    better = "highest" if t.select_by == "style_adherence" else "lowest"
-    bound = f", among those within training.max_drift={t.max_drift}" if t.max_drift else ""
-    if t.select_by == "eval_loss":
-        return step, f"checkpoint-{step}: lowest eval loss of {evaluations} evaluations{bound}"
-    if not t.select_tolerance:
-        return step, f"checkpoint-{step}: {better} {measure} of {evaluations} evaluations{bound}; ties broken by eval loss"
-    replies = f"{t.select_tolerance} repl{'y' if t.select_tolerance == 1 else 'ies'}"
-    return step, (f"checkpoint-{step}: lowest eval loss among the evaluations whose {measure} was within {replies} "
-                  f"of the {better} (training.select_tolerance), of {evaluations} evaluations{bound}")
-
-
 def _check_launcher() -> None:
     """FSDP and DeepSpeed come from ``accelerate launch --config_file``; Accelerate builds them only
     for GPUs (and DeepSpeed needs its package), so say that before a traceback from every rank."""
@@ -275,40 +185,5 @@ def _check_launcher() -> None:
         raise EduloraError(f"{sharded[0]} runs on GPUs only (Accelerate has no CPU backend for it); on CPUs launch "
                            "with configs/accelerate/ddp.yaml, which trains the same adapter")
     if sharded[0] == "DeepSpeed":
-        import importlib.util
-
         if importlib.util.find_spec("deepspeed") is None:
             raise EduloraError("the DeepSpeed config needs the deepspeed package: pip install deepspeed")
-
-
-def model_card(config: RunConfig, info: AdapterInfo, eval_before: float, eval_after: float, selection: str,
-               drift: dict | None = None) -> str:
-    lora, t = config.lora, config.training
-    rows = [("Base model", info.base_model), ("Subject", info.subject or "any"),
-            ("Grade level", info.grade_level or "any"), ("Teaching style", info.teaching_style or "any"),
-            ("Prompt template", info.template), ("Teacher's key in the prompt", "yes" if info.answer_key else "no"),
-            ("Data fingerprint (SHA-256)", info.data_fingerprint),
-            ("LoRA", f"r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout}, targets={', '.join(lora.target_modules)}"),
-            ("Training", f"epochs={t.epochs}, batch={t.batch_size}x{t.grad_accum}, lr={t.learning_rate}, "
-                         f"scheduler={t.lr_scheduler}"),
-            ("Eval loss (base → tuned)", f"{eval_before:.4f} → {eval_after:.4f}"),
-            ("Checkpoint kept", f"{selection} (training.select_by={t.select_by})")]
-    after = (info.pedagogy or {}).get("after") or {}
-    before = (info.pedagogy or {}).get("before") or {}
-    for name in ("leak_rate", "incorrect_answer_rate", "question_rate", "style_adherence"):
-        if name in after:
-            was = f"{before[name]:.3f} → " if name in before else ""
-            rows.append((f"{name.replace('_', ' ').capitalize()} (base → tuned, {t.pedagogy_sample} held-out)",
-                         f"{was}{after[name]:.3f}"))
-    if drift:
-        rows.append((f"Drift from the base on {drift['n']} general prompts (KL per token, 95% CI)",
-                     f"{drift['drift']:.4f} [{drift['low']:.4f}, {drift['high']:.4f}]: {drift['reading']}"))
-        rows.append(("Degenerate replies to those prompts (empty or looping)",
-                     f"{drift['degenerate']['value']:.3f} of {drift['degenerate']['n']}"))
-    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
-    return (f"# edulora tutor adapter\n\n{info.description or 'A LoRA adapter trained with edulora.'}\n\n"
-            f"| | |\n|---|---|\n{table}\n\n"
-            "Load it with PEFT:\n\n```python\nfrom peft import PeftModel\n"
-            "model = PeftModel.from_pretrained(base_model, 'path/to/adapter')\n```\n\n"
-            "or with edulora: `edulora.Tutor.load('path/to/adapter')` / "
-            "`edulora generate --adapter path/to/adapter \"your question\"`.\n")

@@ -12,7 +12,7 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 from ..config import RunConfig
-from ..losses import token_loss_sum
+from ..losses import mean_token_loss, token_loss_sum
 from ..modeling import device
 from ..rundir import RunDir
 from .memory import MemoryPlan
@@ -189,22 +189,6 @@ def bounded_score(score: float, drift: float, bound: float) -> float:
     bound; past it, ``OUT_OF_BOUND + drift``, so any checkpoint within the bound wins over every one
     past it, and when all are past it the least drifting one is kept, whatever its other measures."""
     return OUT_OF_BOUND + drift if past_bound(drift, bound) else score
-
-
-@torch.no_grad()
-def mean_token_loss(model, batches, response_only_head: bool = True, accelerator=None) -> float:
-    """Cross-entropy per tutor token over a whole data set (not a mean of batch means)."""
-    was_training = model.training
-    model.eval()
-    total = torch.zeros(2, dtype=torch.float64, device=next(model.parameters()).device)
-    for batch in batches:
-        batch = {k: v.to(total.device) for k, v in batch.items() if torch.is_tensor(v)}
-        loss_sum, count = token_loss_sum(model, batch, response_only_head)
-        total += torch.stack([loss_sum.double(), count.double()])
-    if accelerator is not None and accelerator.num_processes > 1:
-        total = accelerator.reduce(total, reduction="sum")
-    model.train(was_training)
-    return float(total[0] / total[1].clamp(min=1))
 
 
 def planned_optimizer_steps(config: RunConfig, train_examples: int, processes: int = 1) -> int:
