@@ -12,3 +12,12 @@ OUT_OF_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 class EduloraError(Exception):
     """A problem with the user's input, files or settings (not a bug in edulora)."""
+
+    #: How the CLI names it (``edulora: error: …``) and the exit code it ends with.
+    label, exit_code = "error", 2
+
+
+class NothingToDo(EduloraError):
+    """Not a mistake: what was asked is already done (resuming a finished run). One line, exit 0."""
+
+    label, exit_code = "nothing to do", 0

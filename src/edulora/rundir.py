@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import EduloraError
+from .errors import EduloraError, NothingToDo
 
 
 def is_main_process() -> bool:
@@ -295,6 +295,28 @@ class RunDir(os.PathLike):
             if isinstance(row, dict):
                 rows.append(row)
         return rows
+
+    def resume_point(self) -> Path | None:
+        """The checkpoint a resume continues from (None: none yet), with metrics.jsonl cut back to it.
+
+        A finished run raises ``NothingToDo``: resuming it would evaluate again and rewrite its adapter.
+        Rows logged after the checkpoint's step go: the resumed run logs those steps again, with other
+        losses, and two rows for one step would make the run's curves and comparisons wrong.
+        """
+        summary = self.read_summary()
+        if summary is not None and summary.status == "done":
+            raise NothingToDo(f"{self.path} finished training already; its adapter is {self.adapter_dir}")
+        checkpoint = self.latest_checkpoint()
+        if checkpoint is not None and is_main_process():
+            self.drop_metrics_after(int(checkpoint.name.removeprefix("checkpoint-")))
+        return checkpoint
+
+    def drop_metrics_after(self, step: int) -> None:
+        """Keep only the metrics rows up to ``step`` (a torn last line goes too); atomic, like every rewrite."""
+        from .data.io import write_jsonl
+
+        if self.metrics_file.is_file():
+            write_jsonl(self.metrics_file, [row for row in self.read_metrics() if row.get("step", 0) <= step])
 
     def latest_checkpoint(self) -> Path | None:
         """The newest complete checkpoint.

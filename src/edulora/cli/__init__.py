@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     except typer.TyperException as err:  # click's usage errors: unknown option, missing argument, out of range
         hint = f" (see '{err.ctx.command_path} --help')" if getattr(err, "ctx", None) else ""
         return _fail(f"edulora: error: {err.format_message()}{hint}")
-    except EduloraError as err:  # DataProblems: FILE:LINE: message per bad record, as `data validate` prints them
-        return _fail(str(err) if isinstance(err, DataProblems) else f"edulora: error: {err}")
+    except EduloraError as err:  # DataProblems: a FILE:LINE line per bad record; NothingToDo: a notice, exit 0
+        return _fail(str(err) if isinstance(err, DataProblems) else f"edulora: {err.label}: {err}", err.exit_code)
     except KeyboardInterrupt:
         return _fail("edulora: interrupted", 130)
     except OSError as err:
@@ -59,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(message: str, code: int = 2) -> int:
-    """End any progress bar an error cut short (so the message starts its own line), print, return ``code``."""
+    """End any progress bar cut short (so the message starts its own line), print (exit 0: stdout), return ``code``."""
     for bar in list(getattr(getattr(sys.modules.get("tqdm"), "tqdm", None), "_instances", None) or ()):
         with contextlib.suppress(Exception):  # a broken bar must not hide the real error
             bar.close()
-    print(message, file=sys.stderr)
+    print(message, file=sys.stderr if code else sys.stdout)
     return code

@@ -43,9 +43,11 @@ def resume(run_dir: str | os.PathLike) -> RunResult:
     """Continue a run from its latest complete checkpoint, with the config it was started with."""
     _check_launcher()
     run = RunDir.open(run_dir)
-    checkpoint = run.latest_checkpoint()
+    checkpoint = run.resume_point()  # NothingToDo for a finished run; metrics past the checkpoint dropped
     if checkpoint is None:
         raise EduloraError(f"{run}: no checkpoint to resume from yet; start the run again with --overwrite")
+    if is_main_process():
+        print(f"edulora: resuming from {checkpoint.name} of {run}", flush=True)
     return _run(run.read_config(), run, checkpoint=str(checkpoint))
 
 
