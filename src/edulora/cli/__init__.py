@@ -13,7 +13,7 @@ import typer
 from .. import __version__
 from ..data.pipelines import DataProblems
 from ..errors import OUT_OF_SPACE, EduloraError
-from . import data, evaluate, export, serve, train
+from . import data, evaluate, export, judges, serve, train
 
 app = typer.Typer(name="edulora", add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,6 +33,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 for _group, _name in ((train, None), (evaluate, None), (export, None), (data, "data")):
     app.add_typer(_group.app, name=_name)
 serve.register(app)
+judges.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

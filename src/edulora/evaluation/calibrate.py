@@ -1,283 +1,159 @@
-"""Agreement of edulora's heuristic metrics with MRBench's human labels.
+"""Agreement of edulora's judges with MRBench's human labels: rules, learned and combined.
 
-    python -m edulora.evaluation.calibrate PATH.json [--dialogues START:END] [--split NAME]
-                                                     [--predictions OUT.jsonl]
+    edulora calibrate PATH.json [--dialogues START:END] [--split NAME] [--unseen] [--predictions OUT.jsonl]
 
-PATH is a file in MRBench V2 format: a JSON array of dialogues, each with
-``conversation_history``, ``Ground_Truth_Solution`` and ``anno_llm_responses`` (tutor name ->
-``{"response", "annotation"}``). Every labelled tutor response is scored by
-``answer_revealing``, ``answer_correctness`` and ``providing_guidance`` and compared with the
-annotation:
+PATH is a file in MRBench V2 format (``mrbench.py``). Every labelled tutor response is judged three ways
+and compared with its annotation, per dimension:
 
-- ``revealing_of_the_answer``: "No" vs "Yes" (both "Yes (and the answer is correct)" and
-  "Yes (but the answer is incorrect)": the reply gave an answer away either way);
-- ``answer_correctness``: "Correct" vs "Incorrect" ("Yes (but the answer is incorrect)": the reply
-  asserts a wrong final answer), on dialogues with a worked solution (the key) only;
-- ``providing_guidance``: the three labels "No", "To some extent", "Yes";
-- ``providing_guidance_any``: the same collapsed to "No" vs "Yes" ("To some extent" counts as Yes).
+- ``rules``: the rule metrics, where they exist: ``answer_revealing`` (revealing of the answer: "No"
+  vs "Yes", right or wrong), ``providing_guidance`` (three labels) and ``answer_correctness``
+  ("Correct" vs "Incorrect", on dialogues with a key only; rules alone, a learned judge cannot check
+  arithmetic);
+- ``learned``: the learned judges on embeddings (``judges``), all eight dimensions;
+- ``combined``: the learned judges that also read the rule metrics.
 
-The JSON printed holds, per dimension, accuracy, macro-F1, per-label F1, support and the
-confusion matrix (rows: human label, columns: predicted, both in ``labels`` order).
-``--predictions OUT.jsonl`` also writes one line per labelled response: its dialogue index, tutor
-name, the human labels (as collapsed here, and the raw annotation) and edulora's label and score
-for each dimension, so that agreement can be computed on any subset.
+``unseen=True`` keeps only dialogues the judges were neither trained nor selected on (by
+``conversation_id``): on the training file that is the held-out fifth the model card reports.
 """
 
 from __future__ import annotations
 
-import json
-import sys
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
-
-import typer
+from typing import Any
 
 from ..data.io import write_jsonl
 from ..errors import EduloraError
-from .answers import extract_final_answer
-from .metrics import answer_metrics, providing_guidance
+from .judges import FEATURE_SETS, Judgement, Judges, load_judges, verdict_rows
+from .judges.features import Embedder, JudgeInput, rule_labels
+from .mrbench import CORRECTNESS, DIMENSIONS, LabelledResponse, agreement, labelled_responses, load_mrbench
 
-REVEALING_LABELS = ("No", "Yes")
-CORRECTNESS_LABELS = ("Correct", "Incorrect")
-GUIDANCE_LABELS = ("No", "To some extent", "Yes")
-
-
-@dataclass(frozen=True)
-class LabelledResponse:
-    """One tutor response of an MRBench dialogue with its human labels."""
-
-    dialogue: int
-    tutor: str
-    history: str
-    solution: str | None
-    response: str
-    revealing: str | None
-    guidance: str | None
-    #: "Incorrect" for "Yes (but the answer is incorrect)", else "Correct"; None without a key
-    #: (no worked solution) or without a revealing label.
-    correctness: str | None = None
-    #: The annotation as MRBench gives it (all eight labels).
-    annotation: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def labelled(self) -> bool:
-        return any(label is not None for label in (self.revealing, self.guidance))
-
-
-def load_mrbench(path: str | Path) -> list[dict[str, Any]]:
-    """The dialogues of an MRBench V2 JSON file; raises ``EduloraError`` on a file that is not one."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except OSError as err:
-        raise EduloraError(f"cannot read {path}: {err.strerror or err}") from err
-    except json.JSONDecodeError as err:
-        raise EduloraError(f"{path}: not JSON ({err.msg} at line {err.lineno})") from err
-    if not isinstance(data, list) or not all(isinstance(d, dict) and "anno_llm_responses" in d for d in data):
-        raise EduloraError(f"{path}: expected a JSON array of MRBench dialogues with 'anno_llm_responses'")
-    return data
-
-
-def _revealing_label(raw: Any) -> str | None:
-    if not isinstance(raw, str):
-        return None
-    return "Yes" if raw.strip().lower().startswith("yes") else "No" if raw.strip().lower() == "no" else None
-
-
-def _correctness_label(raw: Any, has_key: bool) -> str | None:
-    if not has_key or _revealing_label(raw) is None:
-        return None
-    return "Incorrect" if "incorrect" in raw.lower() else "Correct"
-
-
-def _guidance_label(raw: Any) -> str | None:
-    normalized = {label.lower(): label for label in GUIDANCE_LABELS}
-    return normalized.get(raw.strip().lower()) if isinstance(raw, str) else None
-
-
-def labelled_responses(dialogues: Sequence[dict[str, Any]], offset: int = 0) -> Iterator[LabelledResponse]:
-    """Every tutor response of ``dialogues`` with its labels (None where a label is missing or unknown)."""
-    for index, dialogue in enumerate(dialogues, start=offset):
-        solution = dialogue.get("Ground_Truth_Solution")
-        solution = solution if isinstance(solution, str) else None
-        has_key = extract_final_answer(solution) is not None
-        for tutor, item in (dialogue.get("anno_llm_responses") or {}).items():
-            if not isinstance(item, dict) or not isinstance(item.get("response"), str):
-                continue
-            annotation = item.get("annotation") if isinstance(item.get("annotation"), dict) else {}
-            yield LabelledResponse(
-                dialogue=index,
-                tutor=tutor,
-                history=str(dialogue.get("conversation_history") or ""),
-                solution=solution,
-                response=item["response"],
-                revealing=_revealing_label(annotation.get("Revealing_of_the_Answer")),
-                guidance=_guidance_label(annotation.get("Providing_Guidance")),
-                correctness=_correctness_label(annotation.get("Revealing_of_the_Answer"), has_key),
-                annotation=annotation,
-            )
-
-
-def confusion(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> list[list[int]]:
-    """Counts ``matrix[i][j]`` of items labelled ``labels[i]`` and predicted ``labels[j]``."""
-    position = {label: i for i, label in enumerate(labels)}
-    matrix = [[0] * len(labels) for _ in labels]
-    for g, p in zip(gold, predicted, strict=True):
-        matrix[position[g]][position[p]] += 1
-    return matrix
-
-
-def per_label_f1(matrix: list[list[int]]) -> list[float]:
-    """F1 of each label from a confusion matrix; 0.0 for a label never labelled nor predicted."""
-    scores = []
-    for i in range(len(matrix)):
-        true_positive = matrix[i][i]
-        predicted = sum(row[i] for row in matrix)
-        actual = sum(matrix[i])
-        scores.append(2 * true_positive / (predicted + actual) if predicted + actual else 0.0)
-    return scores
-
-
-def agreement(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, macro-F1 (unweighted mean of per-label F1), per-label F1, support and confusion."""
-    matrix = confusion(gold, predicted, labels)
-    f1 = per_label_f1(matrix)
-    total = len(gold)
-    return {
-        "accuracy": round(sum(matrix[i][i] for i in range(len(labels))) / total, 4) if total else 0.0,
-        "macro_f1": round(sum(f1) / len(f1), 4) if total else 0.0,
-        "f1": {label: round(score, 4) for label, score in zip(labels, f1)},
-        "support": {label: sum(matrix[i]) for i, label in enumerate(labels)},
-        "labels": list(labels),
-        "confusion_matrix": matrix,
-    }
+#: Dimensions the rules judge, with their labels (answer correctness is not an MRBench field of its own).
+RULE_DIMENSIONS = {"revealing_of_the_answer": ("No", "Yes"), "providing_guidance": DIMENSIONS["providing_guidance"][1],
+                   "answer_correctness": CORRECTNESS}
+SOURCES = ("rules", *FEATURE_SETS)
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """edulora's label and score for one labelled response, beside the human labels."""
+    """Rules' and judges' verdicts on one labelled response, beside the human labels."""
 
     item: LabelledResponse
-    #: dimension -> (label, score); ``answer_correctness`` is None on a dialogue without a key.
-    predicted: dict[str, tuple[str, float] | None]
+    #: dimension -> (label, score) of the rules; ``answer_correctness`` is None without a key.
+    rules: dict[str, tuple[str, float] | None]
+    #: feature set -> dimension -> verdict of the learned judges
+    judged: dict[str, dict[str, Judgement]]
+    #: Was this dialogue among those the judges were trained or selected on?
+    seen: bool = False
+
+    def human(self, dimension: str) -> str | None:
+        return self.item.correctness if dimension == "answer_correctness" else self.item.labels.get(dimension)
+
+    def label(self, source: str, dimension: str) -> str | None:
+        if source == "rules":
+            verdict = self.rules.get(dimension)
+            return verdict[0] if verdict else None
+        judged = self.judged.get(source, {}).get(dimension)
+        return judged.label if judged else None
 
     def row(self) -> dict[str, Any]:
         """The line ``--predictions`` writes."""
-        human = {"revealing_of_the_answer": self.item.revealing, "answer_correctness": self.item.correctness,
-                 "providing_guidance": self.item.guidance}
-        predicted = {k: None if v is None else {"label": v[0], "score": v[1]} for k, v in self.predicted.items()}
-        return {"dialogue": self.item.dialogue, "tutor": self.item.tutor, "human": human,
-                "annotation": self.item.annotation, "predicted": predicted}
+        human = {dim: self.human(dim) for dim in (*DIMENSIONS, "answer_correctness")}
+        rules = {k: None if v is None else {"label": v[0], "score": v[1]} for k, v in self.rules.items()}
+        judged = {s: verdict_rows([v])[0] for s, v in self.judged.items()}
+        return {"dialogue": self.item.dialogue, "conversation_id": self.item.conversation, "tutor": self.item.tutor,
+                "seen_by_judges": self.seen, "human": human, "annotation": self.item.annotation,
+                "predicted": {"rules": rules, **judged}}
 
 
-def predict(item: LabelledResponse) -> Prediction:
-    """Score one response with the metrics, as ``edulora eval`` does."""
-    reveal, correctness = answer_metrics(item.response, history=item.history, reference=item.solution)
-    guidance = providing_guidance(item.response, history=item.history, answer_revealed=reveal.revealed)
-    return Prediction(item, {
-        "revealing_of_the_answer": ("Yes" if reveal.revealed else "No", reveal.score),
-        "answer_correctness": (None if correctness.score is None else
-                               ("Correct" if correctness.score == 1.0 else "Incorrect", correctness.score)),
-        "providing_guidance": (guidance.label, guidance.score),
-    })
+def parse_span(span: str) -> slice:
+    """``"START:END"`` (either side may be empty) as a slice of dialogues; ``EduloraError`` otherwise."""
+    try:
+        bounds = [int(p) if p.strip() else None for p in span.split(":")]
+    except ValueError:
+        bounds = []
+    if len(bounds) != 2:
+        raise EduloraError(f"--dialogues: expected START:END (e.g. 61: or :61), got {span!r}")
+    return slice(*bounds)
 
 
-def predictions(dialogues: Sequence[dict[str, Any]], offset: int = 0) -> list[Prediction]:
-    """A ``Prediction`` for every labelled response of ``dialogues``."""
-    return [predict(item) for item in labelled_responses(dialogues, offset) if item.labelled]
+def select(dialogues: Sequence[dict[str, Any]], span: str | None = None, split: str | None = None,
+           unseen_by: Judges | None = None) -> tuple[list[dict[str, Any]], int]:
+    """The dialogues chosen by position (``span`` "START:END"), MRBench ``Split`` and, with ``unseen_by``,
+    not trained on by those judges; and the position of the first (so item indexes stay the file's)."""
+    chosen, offset = list(dialogues), 0
+    if span is not None:
+        window = parse_span(span)
+        offset = range(len(chosen))[window].start if chosen else 0
+        chosen = chosen[window]
+    if split is not None:
+        chosen = [d for d in chosen if str(d.get("Split", "")).lower() == split.lower()]
+    if unseen_by is not None:
+        seen = unseen_by.trained_on
+        chosen = [d for d in chosen if str(d.get("conversation_id")) not in seen]
+    return chosen, offset
+
+
+def predictions(dialogues: Sequence[dict[str, Any]], offset: int = 0, judges: Judges | None = None,
+                embed: Embedder | None = None, learned: bool = True) -> list[Prediction]:
+    """A ``Prediction`` for every labelled response of ``dialogues``; ``learned=False``: rules only
+    (no model is loaded). ``judges``: default the shipped ones; ``embed``: default MiniLM."""
+    items = [item for item in labelled_responses(dialogues, offset) if item.labelled]
+    inputs = [JudgeInput(item.response, item.history, item.solution) for item in items]
+    judges = (judges or load_judges()) if learned else None
+    judged = judges.predict_sets(inputs, embed) if judges is not None else {}
+    seen = judges.trained_on if judges is not None else frozenset()
+    return [Prediction(item, rule_labels(x), {s: v[i] for s, v in judged.items()}, item.conversation in seen)
+            for i, (item, x) in enumerate(zip(items, inputs, strict=True))]
 
 
 def summarize(predicted: Sequence[Prediction], dialogues: int, responses: int) -> dict[str, Any]:
-    """Agreement figures of the predictions with the human labels, per dimension."""
-
-    def pairs(dimension: str, human: str) -> tuple[list[str], list[str]]:
-        kept = [(getattr(p.item, human), p.predicted[dimension]) for p in predicted]
-        kept = [(gold, guess[0]) for gold, guess in kept if gold is not None and guess is not None]
-        return [gold for gold, _ in kept], [guess for _, guess in kept]
-
-    def any_guidance(labels: list[str]) -> list[str]:
-        return ["No" if label == "No" else "Yes" for label in labels]
-
-    guidance_gold, guidance_pred = pairs("providing_guidance", "guidance")
-    return {
-        "dialogues": dialogues,
-        "responses": responses,
-        "revealing_of_the_answer": agreement(*pairs("revealing_of_the_answer", "revealing"), REVEALING_LABELS),
-        "answer_correctness": agreement(*pairs("answer_correctness", "correctness"), CORRECTNESS_LABELS),
-        "providing_guidance": agreement(guidance_gold, guidance_pred, GUIDANCE_LABELS),
-        "providing_guidance_any": agreement(any_guidance(guidance_gold), any_guidance(guidance_pred), ("No", "Yes")),
-    }
+    """Agreement with the human labels per dimension and source (rules / learned / combined)."""
+    out: dict[str, Any] = {"dialogues": dialogues, "responses": responses,
+                           "seen_by_judges": sum(p.seen for p in predicted)}
+    for dimension in (*DIMENSIONS, "answer_correctness"):
+        labels = RULE_DIMENSIONS.get(dimension) or DIMENSIONS[dimension][1]
+        scores = {}
+        for source in SOURCES:
+            pairs = [(p.human(dimension), p.label(source, dimension)) for p in predicted]
+            pairs = [(g, q) for g, q in pairs if g is not None and q is not None]
+            if pairs:
+                scores[source] = agreement([g for g, _ in pairs], [q for _, q in pairs], labels)
+        out[dimension] = scores
+    return out
 
 
-def calibrate(dialogues: Sequence[dict[str, Any]], offset: int = 0) -> dict[str, Any]:
-    """Agreement figures of ``answer_revealing``, ``answer_correctness`` and ``providing_guidance``."""
+def calibrate(dialogues: Sequence[dict[str, Any]], offset: int = 0, judges: Judges | None = None,
+              embed: Embedder | None = None, learned: bool = True) -> dict[str, Any]:
+    """Agreement figures of rules, learned and combined judges with ``dialogues``' human labels."""
     responses = sum(1 for _ in labelled_responses(dialogues, offset))
-    return summarize(predictions(dialogues, offset), len(dialogues), responses)
+    return summarize(predictions(dialogues, offset, judges, embed, learned), len(dialogues), responses)
 
 
-def _slice(text: str) -> slice:
-    try:
-        parts = [int(p) if p.strip() else None for p in text.split(":")]
-    except ValueError:
-        parts = []
-    if len(parts) != 2:
-        raise typer.BadParameter(f"expected START:END (e.g. 61: or :61), got {text!r}", param_hint="--dialogues")
-    return slice(parts[0], parts[1])
-
-
-app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
-
-
-@app.command()
-def run(
-    path: Annotated[Path, typer.Argument(help="MRBench V2 JSON file", show_default=False)],
-    dialogues: Annotated[str | None, typer.Option(metavar="START:END",
-                                                  help="only these dialogues, by position (e.g. 61:)")] = None,
-    split: Annotated[str | None, typer.Option(help="only dialogues whose 'Split' field is this (train, val, test)")] = None,
-    predictions_path: Annotated[Path | None, typer.Option(
-        "--predictions", metavar="OUT.jsonl", help="also write edulora's label and score for each labelled response",
-    )] = None,
-) -> None:
-    """Agreement of edulora's answer-revealing, answer-correctness and guidance metrics with MRBench human labels."""
-    selection = _slice(dialogues) if dialogues is not None else None
-    chosen = load_mrbench(path)
-    offset = 0
-    if selection is not None:
-        offset = range(len(chosen))[selection].start if chosen else 0
-        chosen = chosen[selection]
-    if split is not None:
-        chosen = [d for d in chosen if str(d.get("Split", "")).lower() == split.lower()]
-    predicted = predictions(chosen, offset)
-    responses = sum(1 for _ in labelled_responses(chosen, offset))
-    result = {"file": str(path), **summarize(predicted, len(chosen), responses)}
-    if selection is not None:
-        result["selection"] = {"dialogues": f"{selection.start if selection.start is not None else ''}:"
-                                            f"{selection.stop if selection.stop is not None else ''}"}
-    if split is not None:
-        result.setdefault("selection", {})["split"] = split
+def calibrate_file(path: str | Path, span: str | None = None, split: str | None = None, unseen: bool = False,
+                   predictions_path: str | Path | None = None, weights: str | Path | None = None,
+                   learned: bool = True) -> dict[str, Any]:
+    """``edulora calibrate``: the agreement on the chosen dialogues of an MRBench file (see ``select``),
+    with one line per labelled response written to ``predictions_path`` when given."""
+    judges = load_judges(weights) if learned else None
+    chosen, offset = select(load_mrbench(path), span, split, judges if unseen else None)
+    predicted = predictions(chosen, offset, judges, learned=learned)
     if predictions_path is not None:
-        try:
-            write_jsonl(predictions_path, (p.row() for p in predicted))
-        except OSError as err:
-            raise EduloraError(f"cannot write {predictions_path}: {err.strerror or err}") from err
-    print(json.dumps(result, indent=2))
+        write_jsonl(predictions_path, (p.row() for p in predicted))
+    return {"file": str(path), **summarize(predicted, len(chosen), sum(1 for _ in labelled_responses(chosen)))}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The command line; returns the exit status (2 for a usage error or bad input)."""
-    command = typer.main.get_command(app)
-    try:
-        # Standalone mode: the library prints its own usage errors (exit 2) and help (exit 0).
-        command.main(args=list(argv) if argv is not None else None, prog_name="python -m edulora.evaluation.calibrate")
-    except SystemExit as done:
-        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
-    except EduloraError as err:
-        print(f"edulora: error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def to_text(result: dict[str, Any]) -> str:
+    """The agreement as a plain table: per dimension and source, macro-F1, accuracy and per-label F1."""
+    lines = [f"{result['dialogues']} dialogues, {result['responses']} responses"
+             + (f" ({result['seen_by_judges']} from dialogues the judges were trained on)"
+                if result.get("seen_by_judges") else ""),
+             f"{'dimension':<24} {'source':<9} {'n':>5} {'macro-F1':>8} {'accuracy':>8}  F1 per label"]
+    for dimension in (*DIMENSIONS, "answer_correctness"):
+        for source, score in result.get(dimension, {}).items():
+            per_label = ", ".join(f"{label} {f1:.3f}" for label, f1 in score["f1"].items())
+            n = sum(score["support"].values())
+            lines.append(f"{dimension:<24} {source:<9} {n:>5} {score['macro_f1']:>8.3f} {score['accuracy']:>8.3f}  "
+                         f"{per_label}")
+    return "\n".join(lines)

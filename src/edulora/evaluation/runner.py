@@ -56,6 +56,8 @@ class EvalSettings:
     retention_limit: int | None = None
     #: Length of the base's continuations the drift is measured on, and of each model's own replies.
     retention_max_new_tokens: int = 48
+    #: Rate replies with the learned MRBench judges; None: only with MiniLM (``embed`` None), which they read.
+    learned_judges: bool | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,7 +146,7 @@ def paired_deltas(models: Sequence[ModelResult], settings: EvalSettings) -> list
     for result in models:
         if result is reference:
             continue
-        for metric in METRICS:
+        for metric in (*METRICS, *sorted(set(result.metrics) & set(reference.metrics) - set(METRICS))):  # + judged
             pairs = [(a.metrics[metric], b.metrics[metric]) for a, b in zip(result.replies, reference.replies)
                      if a.metrics.get(metric) is not None and b.metrics.get(metric) is not None]
             if not pairs:
@@ -259,14 +261,17 @@ def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalS
 
     retention = _retention(models, speakers, settings, say)
     results: list[ModelResult] = []
+    from .judges import judge_records, judged_metrics, judged_names, judged_rates  # here: they bring numpy
+    use_judges = settings.embed is None if settings.learned_judges is None else settings.learned_judges
     for mut, loss, tokens, replies, seconds in raw:
         scored, pedagogy = [], []
-        for info, record, reply in zip(infos, records, replies, strict=True):
+        verdicts = judge_records([r.text for r in replies], records, embed) if use_judges else []
+        for i, (info, record, reply) in enumerate(zip(infos, records, replies, strict=True)):
             labels = judge.judge_reply(record_history(record), reply.text, info.reference) if judge is not None else None
             pedagogy.append(reply_pedagogy(reply.text, record))
-            scored.append(ReplyResult(info.index, reply.text, reply.tokens, reply.seconds,
-                                      score_reply(reply.text, record, embed, pedagogy[-1]), labels))
-        means = {metric: mean([s.metrics[metric] for s in scored]) for metric in METRICS}
+            scores = score_reply(reply.text, record, embed, pedagogy[-1]) | (judged_metrics(verdicts[i]) if verdicts else {})
+            scored.append(ReplyResult(info.index, reply.text, reply.tokens, reply.seconds, scores, labels))
+        means = {metric: mean([s.metrics.get(metric) for s in scored]) for metric in (*METRICS, *judged_names(verdicts))}
         if judge is not None:
             from .judge import judge_means
 
@@ -278,7 +283,8 @@ def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalS
             tokens_per_s=new_tokens / seconds if seconds > 0 else None,
             mean_latency_s=mean([r.seconds for r in replies]), generation_seconds=seconds,
             peak_rss_mb=_peak_rss_mb(), metrics=means, replies=scored,
-            rates=summarize(pedagogy, settings.confidence), retention=retention.get(mut.name)))
+            rates=summarize(pedagogy, settings.confidence) | judged_rates(verdicts, settings.confidence),
+            retention=retention.get(mut.name)))
 
     return EvalResult(
         records=infos, models=results, groups=group_means(infos, results), deltas=paired_deltas(results, settings),
