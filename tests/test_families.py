@@ -69,6 +69,11 @@ def test_llama_cpp_replies_as_transformers_does_and_exports_and_serves(family, t
     # converter does not know by its hash: an export (unlike edulora's own files) then has to be told.
     pre = ["--tokenizer-pre", "qwen2"] if kind == "qwen2" else []
     assert main(["export", str(run), "--gguf", str(out), "--dtype", "f32", *pre]) == 0
+    # Ollama: ChatML is written out; other families' chat templates travel inside the GGUF file.
+    assert out.stat().st_mode & 0o044 == 0o044  # readable as any new file is, not mkstemp's 0600
+    modelfile = (tmp_path / "Modelfile").read_text()
+    assert modelfile.startswith("FROM ./tutor.gguf\n") and "PARAMETER stop" in modelfile
+    assert ("TEMPLATE" in modelfile) == (kind in ("llama", "llama-bias", "qwen2", "qwen3"))
     ids = exact.tokenizer(exact.format.render(exact.question("What is 7 times 8?")), add_special_tokens=False)
     got = [Request(ids["input_ids"], sampling, None)]
     LlamaCpp(out, {}, parallel=1, context=512, exact_cache=True).decode(exact.tokenizer, got)

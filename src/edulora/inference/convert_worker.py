@@ -74,9 +74,14 @@ def converter_class(folder: Path, pre_tokenizer: str | None = None, any_pre_toke
 
 
 def _temporary(out: Path) -> Path:
+    """A temporary file beside ``out`` with the mode a new file gets (mkstemp's 0600 would make an
+    exported model readable by its owner only once renamed)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)
     return Path(name)
 
 
