@@ -7,6 +7,7 @@ still trains, starts a process or runs long fails with a message saying how to m
 
 from __future__ import annotations
 
+import importlib
 import json
 import platform
 import sys
@@ -58,6 +59,13 @@ def _names_used(code: types.CodeType, namespace: dict, seen: set) -> set[str]:
     found = {c for c in code.co_consts if isinstance(c, str) and all(p.isidentifier() for p in c.split("."))}
     for name in code.co_names:
         obj = namespace.get(name, sys.modules.get(name))
+        if obj is None and name.split(".")[0] == "edulora":
+            # A function-level ``from edulora.x import y`` names a module that may not be imported yet when
+            # only this file is collected: import it (ours, cheap) so what it holds is found all the same.
+            try:
+                obj = importlib.import_module(name)
+            except ImportError:
+                obj = None
         if isinstance(obj, types.ModuleType):
             found.add(obj.__name__)
             # Attributes of the module that the code names too (``subprocess.run``, ``el.train``).

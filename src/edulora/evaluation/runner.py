@@ -335,13 +335,16 @@ def _retention(models: Sequence[Tutor], speakers: Sequence[Tutor], settings: Eva
 
 
 def _generation_backend(models: Sequence[Tutor], requested: str) -> str:
-    """The backend replies come from: ``auto`` picks llama.cpp only for networks on a CPU."""
+    """The backend replies come from: ``auto`` picks llama.cpp only for networks on a CPU, and only when
+    llama.cpp can take their base and adapters (else it says why in one line)."""
     from ..inference.llamacpp import choose_backend
+    from ..modeling import adapter_dir
 
-    backend = choose_backend(requested)
     if requested == "auto" and any(t.backend == "transformers" and t.model.device.type != "cpu" for t in models):
         return "transformers"
-    return backend
+    base = models[0].info.base_model if models else None
+    folders = [adapter_dir(t.source) for t in models if t.adapter is not None and t.source]
+    return choose_backend(requested, base or None, folders)
 
 
 def read_training_log(run_dir: str | Path) -> list[dict[str, Any]]:
