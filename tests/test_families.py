@@ -41,6 +41,10 @@ def test_lora_targets_map_to_each_familys_modules(family):
     expected = {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"} if family[0] == "phi3" else {
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
     assert targets == expected
+    from safetensors.torch import load_file
+
+    saved = sum(t.numel() for t in load_file(run / "adapter" / "adapter_model.safetensors").values())
+    assert json.loads((run / "summary.json").read_text())["trainable_parameters"] == saved
 
 
 @pytest.mark.parametrize("family", FAMILIES, indirect=True)
@@ -63,6 +67,16 @@ def test_llama_cpp_replies_as_transformers_does_and_exports_and_serves(family, t
     assert replies[0] == replies[1]
     with fast.base(), exact.base():
         assert fast.ask("Hi", sampling=sampling).text == exact.ask("Hi", sampling=sampling).text
+    # Stricter than equal tokens: every top-4 log-probability along llama.cpp's greedy path agrees with the
+    # PEFT forward (f32 weights and KV cache: the bound tests/test_llamacpp.py holds the Llama path to).
+    from edulora.inference.parity import greedy_log_prob_gaps
+
+    ids = exact.tokenizer(exact.format.render(exact.question("What is 7 times 8?")), add_special_tokens=False)
+    with exact.active() as network:
+        for adapter in ("default", None):
+            _, gaps = greedy_log_prob_gaps(fast.model, network, ids["input_ids"], adapter, 12,
+                                           adapter_names=[adapter or "__base__"])
+            assert gaps and max(gaps) < 1e-3, (kind, adapter, max(gaps))
 
     out = tmp_path / "tutor.gguf"
     # The tiny Qwen2 reads the packaged tokenizer through Qwen2's tokenizer class, whose split rule llama.cpp's

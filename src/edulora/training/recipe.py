@@ -85,6 +85,11 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
               f"{config.data.max_length} were cut from the left (their replies kept)", flush=True)
     torch.manual_seed(config.training.seed)  # before attach_lora: the LoRA init is part of the recipe
     model = attach_lora(model, config.lora)
+    # The family's own module names (Phi-3's fused qkv_proj for q/k/v) and what they cost, said at start.
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    targets = ", ".join(sorted(model.peft_config["default"].target_modules))
+    print(f"edulora: LoRA r={config.lora.r} on {targets}: {trainable:,} trainable parameters "
+          f"({100 * trainable / sum(p.numel() for p in model.parameters()):.2f}% of the model)", flush=True)
     dtype = choose_dtype(config.model.precision)
     probe = pedagogy_probe(config, data.eval, fmt)
     memory = _memory_plan(config, model, train_examples, train_stats)
