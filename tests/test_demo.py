@@ -105,3 +105,38 @@ def test_a_containers_memory_limit_lowers_what_is_available(tmp_path):
     assert available_memory_gb(str(meminfo), str(cgroup)) == 5.0  # 6 GiB limit, 1 GiB used
     meminfo.write_text("MemTotal:       25000000 kB\n")
     assert available_memory_gb(str(meminfo), str(cgroup)) is None
+
+
+def test_the_verdict_claims_a_difference_only_where_the_intervals_do_not_overlap():
+    from edulora.demo import verdict
+    from edulora.evaluation.rates import rate
+
+    base = {"leak_rate": rate(2, 21), "incorrect_answer_rate": rate(1, 21), "question_rate": rate(1, 50)}
+    tuned = {"leak_rate": rate(1, 21), "incorrect_answer_rate": rate(1, 21), "question_rate": rate(35, 50)}
+    line = verdict(base, tuned)
+    assert "asks more questions (intervals do not overlap)" in line
+    assert "no clear difference in giving answers away (intervals overlap)" in line
+    assert "no clear difference in wrong answers (intervals overlap)" in line
+    # the other way round, the same evidence reads as fewer questions; an unmeasured rate is said to be
+    assert "asks fewer questions (intervals do not overlap)" in verdict(tuned, base)
+    assert "giving answers away: not measured" in verdict({}, tuned)
+
+
+def test_the_demo_prints_each_rate_with_its_n_interval_and_a_verdict(capsys):
+    from types import SimpleNamespace
+
+    from edulora.demo import print_rates
+    from edulora.evaluation.rates import rate
+
+    def model(name, is_base, leaks, questions):
+        return SimpleNamespace(name=name, is_base=is_base, replies=[],
+                               rates={"leak_rate": rate(leaks, 21), "incorrect_answer_rate": rate(0, 21),
+                                      "question_rate": rate(questions, 50)})
+
+    evaluation = SimpleNamespace(models=[model("base", True, 2, 1), model("tuned", False, 1, 35)], records=[],
+                                 model=lambda name: SimpleNamespace(replies=[]))
+    print_rates(evaluation)
+    out = capsys.readouterr().out
+    assert "base 10% [3–29%] of 21" in out and "tuned 70% [56–81%] of 50" in out
+    assert "replies with a key or a computable answer" in out
+    assert out.strip().splitlines()[-1].startswith("Verdict, tuned vs base: ")

@@ -273,14 +273,41 @@ def test_pedagogy_rates_count_leaks_wrong_answers_and_questions():
         "Not quite: the answer is 12.",  # leaks the right answer
     ]
     rates = pedagogy_rates(replies, records)
-    assert (rates["leak_rate"].value, rates["leak_rate"].n) == (0.5, 4)
+    # the record without a key had nothing to withhold: the leak rate counts the other three
+    assert (rates["leak_rate"].value, rates["leak_rate"].n) == (pytest.approx(2 / 3), 3)
     assert (rates["incorrect_answer_rate"].value, rates["incorrect_answer_rate"].n) == (pytest.approx(1 / 3), 3)
     assert (rates["question_rate"].value, rates["question_rate"].n) == (0.5, 4)
     assert all(r.low <= r.value <= r.high for r in rates.values())
-    # no record with a key: the incorrect-answer rate is not measured, rather than 0
-    assert set(pedagogy_rates(replies[2:3], records[2:3])) == {"leak_rate", "question_rate"}
+    # no record with a key: the leak and incorrect-answer rates are not measured, rather than 0
+    assert set(pedagogy_rates(replies[2:3], records[2:3])) == {"question_rate"}
     with pytest.raises(ValueError):
         pedagogy_rates(replies, records[:2])
+
+
+def test_leak_rate_counts_only_replies_with_an_answer_to_withhold():
+    """An explanation where no answer was known is not a leak; a key or plain arithmetic is something to withhold."""
+    from edulora.data.schema import Example, Metadata
+    from edulora.evaluation.rates import all_replies_leak_rate, pedagogy_rates, reply_pedagogy
+
+    radian = Example(instruction="What is a radian?", response="An angle.",
+                     metadata=Metadata(subject="mathematics", teaching_style="direct_instruction"))
+    arithmetic = Example(instruction="What is 3 x 4?", response="What is 3 + 3 + 3 + 3?",
+                         metadata=Metadata(subject="mathematics"))
+    records = [radian, _triangle("30"), arithmetic, arithmetic]
+    replies = [
+        "A radian is actually the angle made by an arc as long as the radius.",  # explains: nothing to withhold
+        "The area is 30 square centimeters.",  # gives the key away
+        "3 x 4 is 12.",  # gives the computable answer away
+        "What is 3 + 3 + 3 + 3?",  # withholds it
+    ]
+    scored = [reply_pedagogy(reply, record) for reply, record in zip(replies, records)]
+    assert [s.withholds for s in scored] == [False, True, True, True]
+    leak = pedagogy_rates(replies, records)["leak_rate"]
+    assert (leak.value, leak.n) == (pytest.approx(2 / 3), 3)
+    # the computed answer is not a key: a wrong-answer rate needs the teacher's key
+    assert pedagogy_rates(replies, records)["incorrect_answer_rate"].n == 1
+    # the old number, every reply counted, stays available under its own name
+    assert all_replies_leak_rate(scored).n == 4
 
 
 def test_rates_module_is_cheap_to_import():

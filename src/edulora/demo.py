@@ -38,7 +38,7 @@ def demo_memory_budget(available_gb: float | None) -> float:
 
     Under the default 4 GB a CPU without fast bf16 trains in fp32 and recomputes the activations of half the
     demo's tokens (every micro-batch over 1,510 tokens), 11–25% more time on those steps with the same losses
-    (docs/benchmarks.md, "The demo on a CPU without AVX-512"); a machine with room to spare need not pay that,
+    (benchmarks/history/benchmarks-2026-12.md, "The demo on a CPU without AVX-512"); a machine with room to spare need not pay that,
     and one without keeps the default. In bf16 the demo's estimate stays under the default, so nothing changes.
     """
     default = TrainingSettings().memory_budget_gb
@@ -54,7 +54,7 @@ def demo_config(output_dir: str = "runs") -> RunConfig:
     result within minutes on two CPU cores: 8 examples per optimizer step instead of 16 (twice
     the updates from the same data) and a higher learning rate for the small data set. Two passes
     over the data, because shorter schedules fell short of a 20% lower held-out loss on the kept
-    checkpoint (docs/benchmarks.md, "The demo on an AVX-512 CPU"). Before training and after each
+    checkpoint (benchmarks/history/benchmarks-2026-12.md, "The demo on an AVX-512 CPU"). Before training and after each
     third of it (``EVALUATIONS``; the step count is planned from the data), the held-out loss is
     measured and a dozen held-out questions are answered; the kept checkpoint is the one that gave
     the answer away least, because a tutor that tells is worse than one with a slightly higher loss;
@@ -121,6 +121,15 @@ def replies_to(evaluation, name: str, held_out: list[Example], picks: list[Examp
 
 RATE_NAMES = {"leak_rate": "gives the answer away", "incorrect_answer_rate": "asserts a wrong answer",
               "question_rate": "asks the student a question"}
+#: How the verdict words each rate: (higher in the tuned tutor, lower, no clear difference).
+VERDICT_WORDS = {
+    "leak_rate": ("gives the answer away more often", "gives the answer away less often", "giving answers away"),
+    "incorrect_answer_rate": ("asserts wrong answers more often", "asserts wrong answers less often", "wrong answers"),
+    "question_rate": ("asks more questions", "asks fewer questions", "asking questions"),
+}
+#: What each rate counts, printed with it: the leak rate only counts replies with an answer to withhold.
+RATE_SCOPES = {"leak_rate": "replies with a key or a computable answer", "incorrect_answer_rate": "replies with a key",
+               "question_rate": "all replies"}
 
 
 def run_demo(output_dir: str = "runs", backend: str = "auto") -> RunResult:
@@ -177,24 +186,45 @@ def run_demo(output_dir: str = "runs", backend: str = "auto") -> RunResult:
     return result
 
 
+def _format_rate(rate) -> str:
+    return "n/a" if rate is None or not rate.n else (
+        f"{100 * rate.value:.0f}% [{100 * rate.low:.0f}–{100 * rate.high:.0f}%] of {rate.n}")
+
+
 def print_rates(evaluation) -> None:
-    """Leak, wrong-answer and question rates of base and tuned, with 95% intervals."""
-    print("Pedagogy on the held-out replies (95% CI):")
+    """Leak (where there was an answer to withhold), wrong-answer and question rates of base and tuned, with
+    their n and 95% intervals, then a verdict that claims only what the intervals support."""
+    print("Pedagogy on the held-out replies (95% CI, of n replies):")
     for name, meaning in RATE_NAMES.items():
-        cells = []
-        for model in evaluation.models:
-            rate = model.rates.get(name)
-            cells.append(f"{model.name} " + ("n/a" if rate is None or not rate.n else
-                                            f"{100 * rate.value:.0f}% [{100 * rate.low:.0f}–{100 * rate.high:.0f}%]"
-                                            f" of {rate.n}"))
-        print(f"  {meaning:<30} " + "   ".join(cells))
+        cells = [f"{model.name} {_format_rate(model.rates.get(name))}" for model in evaluation.models]
+        print(f"  {meaning:<30} " + "   ".join(cells) + f"   ({RATE_SCOPES[name]})")
     cells = []
     for model in evaluation.models:
         socratic = rate_for_style(evaluation, model.name, "answer_revealing", "socratic")
-        cells.append(f"{model.name} " + ("n/a" if socratic is None else
-                                        f"{100 * socratic.value:.0f}% [{100 * socratic.low:.0f}–{100 * socratic.high:.0f}%]"
-                                        f" of {socratic.n}"))
+        cells.append(f"{model.name} {_format_rate(socratic)}")
     print(f"  {'Socratic replies giving it away':<30} " + "   ".join(cells))
+    base = next((m for m in evaluation.models if m.is_base), None)
+    tuned = next((m for m in evaluation.models if not m.is_base), None)
+    if base is not None and tuned is not None:
+        print(verdict(base.rates, tuned.rates))
+
+
+def verdict(base: dict, tuned: dict) -> str:
+    """One line on the tuned tutor against the base: a difference is claimed only where the two 95%
+    intervals do not overlap; overlapping intervals are said to show no clear difference, whatever the
+    point estimates, since a few dozen replies cannot tell them apart."""
+    parts = []
+    for name, (higher, lower, topic) in VERDICT_WORDS.items():
+        b, t = base.get(name), tuned.get(name)
+        if b is None or t is None or not b.n or not t.n:
+            parts.append(f"{topic}: not measured (no reply it applies to)")
+        elif t.low > b.high:
+            parts.append(f"{higher} (intervals do not overlap)")
+        elif t.high < b.low:
+            parts.append(f"{lower} (intervals do not overlap)")
+        else:
+            parts.append(f"no clear difference in {topic} (intervals overlap)")
+    return "Verdict, tuned vs base: " + "; ".join(parts) + "."
 
 
 def drift_line(evaluation) -> str:

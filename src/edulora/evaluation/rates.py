@@ -4,7 +4,14 @@
 can call at each evaluation to choose a checkpoint by pedagogy. Importing this module loads no
 model and no deep-learning library: the metrics are regular expressions over strings.
 
-- ``leak_rate``: share of replies that give a final answer away, right or wrong (``answer_revealing``);
+- ``leak_rate``: share of replies that give a final answer away, right or wrong (``answer_revealing``),
+  among the replies that had an answer to withhold: a teacher's key (``metadata.answer`` or the final
+  answer of ``metadata.solution``), or a computable one (the tutor's last arithmetic question, or the
+  student's problem when it is plain arithmetic: "What is 3 x 4?"). A reply with nothing to withhold,
+  e.g. a direct-instruction or analogy explanation of what a radian is, is not a leak: explaining is
+  its job. Its ``n`` is therefore the number of such replies, not of all replies;
+- ``all_replies_leak_rate(scored)``: the former definition over every reply, which also
+  counts corrections and definitions asserted where no answer was known; kept for comparison only;
 - ``incorrect_answer_rate``: share of replies to records with a key (``metadata.answer`` or
   ``metadata.solution``) that assert a final answer other than the key (``answer_correctness``);
 - ``question_rate``: share of replies that ask the student a question (a sentence ending in "?").
@@ -21,6 +28,7 @@ from statistics import NormalDist
 from ..data.schema import Record
 from ..formatting import PromptFormat
 from .metrics import AnswerCorrectness, AnswerReveal, answer_metrics
+from .numbers import question_answer
 from .results import EvalResult, Rate
 from .text import is_question, split_sentences
 
@@ -44,13 +52,26 @@ class ReplyPedagogy:
     correctness: AnswerCorrectness
     asks_question: bool
 
+    @property
+    def withholds(self) -> bool:
+        """Whether the reply had an answer to withhold (a key or a computable answer): only then can it leak."""
+        return self.reveal.answer is not None
+
 
 def reply_pedagogy(reply: str, record: Record, history: list[tuple[str, str]] | None = None) -> ReplyPedagogy:
     """``reply`` scored against ``record``'s key (``metadata.answer``, else the final answer of
-    ``metadata.solution``) and conversation (``record_history`` unless ``history`` is given)."""
+    ``metadata.solution``) and conversation (``record_history`` unless ``history`` is given).
+
+    Without a key or a tutor's arithmetic question, a student's opening problem that is plain arithmetic
+    ("What is 3 x 4?") still has an answer to withhold, so whether the reply states it is what counts as a
+    leak there; the correctness stays unscored (a computed value is not the teacher's key)."""
     meta = record.metadata
     history = record_history(record) if history is None else history
     reveal, correctness = answer_metrics(reply, answer=meta.answer, history=history, reference=meta.solution)
+    if reveal.answer is None and meta.answer is None and meta.solution is None and history and history[0][0] == "student":
+        computed = question_answer(history[0][1])
+        if computed is not None:
+            reveal = answer_metrics(reply, answer=computed, history=history)[0]
     return ReplyPedagogy(reveal, correctness, asks_question=any(is_question(s) for s in split_sentences(reply)))
 
 
@@ -99,15 +120,24 @@ def rate(successes: int, n: int, confidence: float = 0.95) -> Rate:
 
 
 def summarize(scored: Sequence[ReplyPedagogy], confidence: float = 0.95) -> dict[str, Rate]:
-    """The three rates over ``scored`` replies; a rate with nothing to count (no reply, or for the
-    incorrect-answer rate no record with a key) is left out rather than reported as 0."""
+    """The three rates over ``scored`` replies; a rate with nothing to count (no reply, for the leak rate
+    no reply with an answer to withhold, for the incorrect-answer rate no record with a key) is left out
+    rather than reported as 0."""
     keyed = [s.correctness.score for s in scored if s.correctness.score is not None]
+    withheld = [s for s in scored if s.withholds]
     counts = {
-        "leak_rate": (sum(s.reveal.revealed for s in scored), len(scored)),
+        "leak_rate": (sum(s.reveal.revealed for s in withheld), len(withheld)),
         "incorrect_answer_rate": (sum(score == 0.0 for score in keyed), len(keyed)),
         "question_rate": (sum(s.asks_question for s in scored), len(scored)),
     }
     return {name: rate(k, n, confidence) for name, (k, n) in counts.items() if n}
+
+
+def all_replies_leak_rate(scored: Sequence[ReplyPedagogy], confidence: float = 0.95) -> Rate | None:
+    """The former leak rate: reveals over every reply, with or without an answer to withhold. It counts an
+    explanation asserted where no answer was known ("a radian is ...") as a leak, so it is not the headline;
+    kept so old numbers can be compared. None with no reply."""
+    return rate(sum(s.reveal.revealed for s in scored), len(scored), confidence) if scored else None
 
 
 def pedagogy_rates(replies: Sequence[str], records: Sequence[Record], confidence: float = 0.95) -> dict[str, Rate]:
