@@ -25,6 +25,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from edulora.data import sample_data_path  # noqa: E402
 from edulora.data.formats import load_records  # noqa: E402
 from edulora.formatting import PromptFormat  # noqa: E402
 from edulora.modeling import load_tutor  # noqa: E402
@@ -85,7 +86,7 @@ def main() -> None:
     parser.add_argument("--gguf", help="llama.cpp: the base GGUF (default: the packaged Q4_1 file)")
     args = parser.parse_args()
 
-    records = load_records(REPO / "examples" / "data" / "tutoring.jsonl")
+    records = load_records(sample_data_path("tutoring.jsonl"))
     with tempfile.TemporaryDirectory() as tmp:
         adapter = Path(args.adapter) if args.adapter else benchmark_adapters("smollm2-135m-instruct", Path(tmp))[0][1]
         batches = [int(b) for b in args.batch_sizes.split(",")]

@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--idle-cores", type=int, default=0, help="more cores, started and never asked")
     args = parser.parse_args()
 
+    from edulora.data import sample_data_path
     from edulora.data.formats import load_records
     from edulora.formatting import PromptFormat
     from edulora.generation import Request, Sampling
@@ -52,7 +53,7 @@ def main() -> None:
 
     tokenizer = load_tokenizer(resolve_model_path("smollm2-135m-instruct"))
     fmt = PromptFormat.create(tokenizer, "chat")
-    records = load_records(REPO / "examples" / "data" / "tutoring.jsonl")[:16]
+    records = load_records(sample_data_path("tutoring.jsonl"))[:16]
     ids = [tokenizer(fmt.render(fmt.prompt_and_reference(r)[0]), add_special_tokens=False)["input_ids"]
            for r in records]
     busy = subprocess.Popen([sys.executable, "-c", BUSY]) if args.busy else None

@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # --src DIR (child processes only): import edulora from another source tree, e.g. a patched copy.
 _SRC = sys.argv[sys.argv.index("--src") + 1] if "--src" in sys.argv else str(ROOT / "src")
 sys.path.insert(0, _SRC)
-DATA = ROOT / "examples" / "data" / "tutoring.jsonl"
+DATA = ROOT / "src" / "edulora" / "sample_data" / "tutoring.jsonl"  # the packaged sample data
 LORA = dict(r=16, alpha=32, dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
 BATCH, ACCUM, LR = 4, 4, 2e-4
 
@@ -68,7 +68,7 @@ def peak_rss_mb() -> float:
 
 
 def generated_records(n: int, seed: int = 0):
-    """A stand-in for examples/data/tutoring.jsonl: short tutoring exchanges of varied length."""
+    """A stand-in for the packaged sample_data/tutoring.jsonl: short tutoring exchanges of varied length."""
     import random
 
     from edulora.data.schema import Example, Metadata

@@ -25,10 +25,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 # would then be torn down and this training run repeated.
 @pytest.fixture(scope="session")
 def real_run(tmp_path_factory, packaged_model_dir):
-    from conftest import REPO
+    from edulora.data import sample_data_path
 
     folder = tmp_path_factory.mktemp("e2e")
-    lines = (REPO / "examples" / "data" / "tutoring.jsonl").read_text().splitlines()[:40]
+    lines = sample_data_path("tutoring.jsonl").read_text().splitlines()[:40]
     data = folder / "train.jsonl"
     data.write_text("\n".join(lines) + "\n")
     config = RunConfig()

@@ -297,7 +297,7 @@ def test_a_missing_retention_file_is_named(tmp_path):
 
 def test_the_base_continuations_are_decoded_in_one_batch_and_replies_in_batch_size_rows(fresh_adapter, monkeypatch):
     """With its adapters off the network decodes many rows at little memory cost, so the base's continuations
-    go in one batch; a tutor's own replies (adapter on) keep ``batch_size`` rows (docs/benchmarks.md)."""
+    go in one batch; a tutor's own replies (adapter on) keep ``batch_size`` rows (benchmarks/history/benchmarks-2026-12.md)."""
     import edulora.generation as generation
 
     real, rows = generation.generate, []

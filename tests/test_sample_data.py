@@ -55,3 +55,17 @@ def test_most_tutoring_samples_keep_their_key() -> None:
     assert len(keyed) >= MIN_KEYED_TUTORING, len(keyed)
     # No solution without a key: the evaluation would read a key from it (its final answer).
     assert all(r.metadata.answer for r in records if r.metadata.solution)
+
+
+@pytest.mark.parametrize("config", ["default.yaml", "mathematics.yaml"])
+def test_the_shipped_configs_train_on_the_one_packaged_copy(config):
+    """The sample data exists once, inside the package; the configs (read from a checkout's root, like
+    every relative path) name that copy, so there is no second one to drift from it."""
+    from pathlib import Path
+
+    from edulora.config import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    train_file = load_config(root / "configs" / config).data.train_file
+    assert (root / train_file).resolve() == sample_data_path("tutoring.jsonl").resolve()
+    assert not (root / "examples" / "data").exists()

@@ -143,9 +143,9 @@ def test_resume_continues_from_the_last_checkpoint(tiny_llama, tmp_path, write_j
 
 
 def test_trains_on_the_sample_dialogues_with_scrubbing_recorded(tiny_llama, tmp_path):
-    from conftest import REPO
+    from edulora.data import sample_data_path
 
-    config = tiny_config(tiny_llama, REPO / "examples" / "data" / "dialogues.jsonl", tmp_path / "runs",
+    config = tiny_config(tiny_llama, sample_data_path("dialogues.jsonl"), tmp_path / "runs",
                          max_steps=2, eval_steps=2, save_steps=2)
     config.data.max_length = 1024  # the keyed dialogues carry their worked solution in the prompt
     result = train(config)

@@ -5,7 +5,7 @@ is slow in bf16: in a SmolLM2-135M LoRA step on 4 rows of ~175 tokens (AVX-512 C
 forward and backward took 29% of the step's CPU time, for ~4% of its FLOPs. Two batched matrix
 products with a softmax between them do the same work faster there: whole training steps ran ~20%
 faster on rows up to ~200 tokens, a few percent on 4 rows of 230–320, and slower once a layer's
-query-key pairs passed ~3.5 million (docs/benchmarks.md, "Run 10"; ``benchmarks/attention_rows.py``
+query-key pairs passed ~3.5 million (benchmarks/history/benchmarks-2026-12.md, "Run 10"; ``benchmarks/attention_rows.py``
 measures the crossover on another CPU).
 
 ``ShortAttention`` keeps what the backward pass needs in bf16: the probabilities (2 bytes per

@@ -268,7 +268,7 @@ def collate_examples(examples: Sequence[EncodedExample], pad_token_id: int, pack
     each other. Padded rows need no mask at all: padding sits after the real tokens, which a
     causal model never lets them see, and its labels are ignored. Rows without a mask keep
     PyTorch's fused causal attention kernel, which on a CPU is faster than a packed row's
-    materialized block mask (docs/benchmarks.md). ``pad_to_multiple_of`` rounds the row width up,
+    materialized block mask (benchmarks/history/benchmarks-2026-12.md). ``pad_to_multiple_of`` rounds the row width up,
     so batches share a few shapes and the math libraries reuse their compiled kernels.
     """
     import torch

@@ -50,7 +50,7 @@ class Tutor:
         """This tutor with its weights in the precision decoding runs fastest in (fp32 on a CPU).
 
         Training on a CPU keeps bf16 weights, which pay for its large matrix products; decoding
-        one token at a time is matrix-vector work, where fp32 is faster (docs/benchmarks.md).
+        one token at a time is matrix-vector work, where fp32 is faster (benchmarks/history/benchmarks-2026-12.md).
         """
         import torch
 

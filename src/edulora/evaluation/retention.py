@@ -62,7 +62,7 @@ _WORD = re.compile(r"\w+")
 #: Rows decoded together for the base's continuations. With its adapters off the network keeps one row of
 #: logits per prompt while decoding, so more rows cost little memory (SmolLM2-135M in fp32: 40 rows peaked
 #: 95 MiB above 8 rows) and each step reads the weights once for all of them: 40 prompts took 10-12 s in
-#: one batch against 22-24 s in batches of 8 (docs/benchmarks.md). Replies with an adapter on stay in
+#: one batch against 22-24 s in batches of 8 (benchmarks/history/benchmarks-2026-12.md). Replies with an adapter on stay in
 #: ``batch_size`` rows: in bf16 with fp32 LoRA weights, 40 rows peaked 1.8 GiB above 8.
 BASE_DECODE_ROWS = 64
 

@@ -177,7 +177,7 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
         if choose_backend(backend, base_model, [s.folder for s in specs], log, gguf) == "llamacpp":
             # llama.cpp's slots share one KV cache (bounded by max_batch_tokens), so more of them cost little
             # memory; a class of 30 got 1.5x the tokens/s and half the p95 wait for a first token with 32 slots
-            # than with 8 (docs/benchmarks.md).
+            # than with 8 (benchmarks/history/benchmarks-2026-12.md).
             options["max_batch"] = max_batch or LLAMACPP_MAX_BATCH
             engine = load_llamacpp_engine(pairs, base=base, gguf=gguf, allow_pickle=allow_pickle, resolved=resolved,
                                           **options)

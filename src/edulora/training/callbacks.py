@@ -80,7 +80,7 @@ class ReleaseMemory(TrainerCallback):
     Evaluation allocates batches of other shapes than training, and glibc keeps the freed blocks
     in fragmented arenas, so a CPU run's resident memory creeps up. ``malloc_trim`` returns them.
     Not after every optimizer step: the next step then page-faults all its activations back in,
-    which cost 15% of the training speed (see docs/benchmarks.md).
+    which cost 15% of the training speed (see benchmarks/history/benchmarks-2026-12.md).
     """
 
     def __init__(self, trim):

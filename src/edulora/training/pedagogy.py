@@ -102,7 +102,7 @@ class PedagogyProbe:
         model.eval()
         try:
             # 8 rows: with the adapter on, larger batches cost much memory (bf16: 40 rows peaked 1.8 GiB above 8;
-            # docs/benchmarks.md, "The demo on an AVX-512 CPU").
+            # benchmarks/history/benchmarks-2026-12.md, "The demo on an AVX-512 CPU").
             out = generate(model, self.format.tokenizer, self.prompts, self.sampling, batch_size=8)
         finally:
             model.train(was_training)
