@@ -271,3 +271,13 @@ def test_a_device_input_is_refused_in_one_line(capsys):
     code, _, err = run(capsys, "data", "validate", os.devnull)
     assert code == 2 and len(err.splitlines()) == 1
     assert err.startswith(f"edulora: error: {os.devnull}: is a device, not a data file")
+
+
+@pytest.mark.parametrize("option", ["--html", "--json", "--markdown"])
+def test_eval_report_onto_its_records_leaves_them_byte_identical(tmp_path, capsys, option):
+    """``edulora eval`` rewrites its reports on every run, but never onto the records it evaluates."""
+    data = jsonl(tmp_path / "eval.jsonl", guide_rows(4))
+    before = data.read_bytes()
+    assert main(["eval", "--data", str(data), option, str(tmp_path / "." / data.name)]) == 2
+    assert "is the input file --data" in capsys.readouterr().err
+    assert data.read_bytes() == before

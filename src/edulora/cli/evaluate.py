@@ -32,10 +32,13 @@ def evaluate(models: list[str] | None = typer.Argument(None, metavar="RUN_OR_ADA
              judge_key: str | None = typer.Option(None, help="default: $EDULORA_JUDGE_KEY or $OPENAI_API_KEY"),
              judge_cache: str | None = None, judge_max_tokens: int = typer.Option(400, min=1)) -> None:
     """Evaluate adapters (and the base model) on held-out records."""
+    from ..data.outputs import check_outputs
     from ..evaluation.judge import Judge
     from ..evaluation.report import to_text
     from ..evaluation.runner import evaluate_sources
 
+    check_outputs({"--data": data, "--retention-data": retention_data},  # reports: replaced, never onto inputs
+                  {"--html": html, "--json": json_out, "--markdown": markdown}, overwrite=True)
     scorer = Judge(judge, judge_model, judge_key, cache_dir=judge_cache, max_tokens=judge_max_tokens) if judge else None
     settings = el.EvalSettings(max_new_tokens=max_new_tokens, limit=limit, turns=turns, seed=seed,
                                bootstrap_resamples=resamples, max_length=max_length, retention_file=retention_data,

@@ -281,7 +281,7 @@ def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalS
             name=mut.name, source=mut.source, is_base=mut.is_base, eval_loss=loss,
             perplexity=math.exp(min(loss, 50.0)), eval_tokens=tokens,
             tokens_per_s=new_tokens / seconds if seconds > 0 else None,
-            mean_latency_s=mean([r.seconds for r in replies]), generation_seconds=seconds,
+            mean_latency_s=seconds / len(replies) if replies else None, generation_seconds=seconds,  # why: results.py
             peak_rss_mb=_peak_rss_mb(), metrics=means, replies=scored,
             rates=summarize(pedagogy, settings.confidence) | judged_rates(verdicts, settings.confidence),
             retention=retention.get(mut.name)))
@@ -335,16 +335,14 @@ def _retention(models: Sequence[Tutor], speakers: Sequence[Tutor], settings: Eva
 
 
 def _generation_backend(models: Sequence[Tutor], requested: str) -> str:
-    """The backend replies come from: ``auto`` picks llama.cpp only for networks on a CPU, and only when
-    llama.cpp can take their base and adapters (else it says why in one line)."""
+    """``auto``: llama.cpp for networks on a CPU whose base and adapters it can take (else one line says why)."""
     from ..inference.llamacpp import choose_backend
     from ..modeling import adapter_dir
 
     if requested == "auto" and any(t.backend == "transformers" and t.model.device.type != "cpu" for t in models):
         return "transformers"
-    base = models[0].info.base_model if models else None
     folders = [adapter_dir(t.source) for t in models if t.adapter is not None and t.source]
-    return choose_backend(requested, base or None, folders)
+    return choose_backend(requested, (models[0].info.base_model or None) if models else None, folders)
 
 
 def read_training_log(run_dir: str | Path) -> list[dict[str, Any]]:
