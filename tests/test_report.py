@@ -98,7 +98,8 @@ def test_pedagogy_rates_with_intervals_in_every_format(result, tmp_path):
 
     rates = _section(paths["html"].read_text(), "Pedagogy rates")
     assert re.findall(r"<th>([^<]*)</th>", rates) == [
-        "model", "leak rate (95% CI)", "incorrect-answer rate (95% CI)", "question rate (95% CI)"]
+        "model", "leak rate where an answer was to be withheld (95% CI)", "incorrect-answer rate where keyed (95% CI)",
+        "question rate (95% CI)"]
     rows = [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", rates) if "<td" in row]
     assert rows == [["base", "12.5% [5.0%, 27.1%] (n=40)", "10.0% [4.0%, 23.0%] (n=30)", "2.0% [0.0%, 10.0%] (n=40)"],
                     ["tuned", "0.0% [0.0%, 8.8%] (n=40)", "—", "70.0% [55.0%, 82.0%] (n=40)"]]
@@ -132,3 +133,24 @@ def test_both_html_reports_share_the_base_page(result):
     shell = re.compile(r"<!DOCTYPE html>.*?<style>(.*?)</style>.*?<header>\s*<h1>", re.DOTALL)
     assert shell.match(data_page).group(1) == shell.match(eval_page).group(1)
     assert "<h1>Dataset report: d.jsonl</h1>" in data_page and "<h1>edulora evaluation report</h1>" in eval_page
+
+
+def test_every_metric_and_table_header_has_a_readable_name(result):
+    """No code name (``answer_correctness``, ``teaching_style``) reaches a reader as a header or a metric's name."""
+    from edulora.evaluation.measures import METRICS as NAMES
+
+    page = to_html(result)
+    headers = [html.unescape(h) for h in re.findall(r"<th>([^<]*)</th>", page)]
+    assert headers and not [h for h in headers if "_" in h]
+    metrics = _section(page, "Educational metrics")
+    names = [html.unescape(n) for n in re.findall(r"<tr><td>([^<]*)</td>", metrics)]
+    assert len(names) == len(NAMES) and not [n for n in names if "_" in n]
+    assert "Answer correctness" in metrics and "answer_correctness" not in to_markdown(result)
+
+
+def test_every_table_scrolls_inside_its_box(result):
+    """A table wider than the page scrolls sideways in its own box instead of widening the page."""
+    page = to_html(result)
+    assert re.search(r"\.wide\{[^}]*overflow-x:auto", page)
+    assert page.count("<table>") == page.count('<div class="wide"><table>') > 0
+

@@ -28,20 +28,33 @@ METRIC_LABELS = {
     "outcome_alignment": "Learning-outcome alignment", "engagement": "Engagement",
     "style_adherence": "Teaching-style adherence", "answer_revealing": "Answer revealing (lower is better)",
     "guidance": "Providing guidance",
+    "answer_correctness": "Answer correctness (no wrong answer asserted)",
 }
 
 
 #: Per-model pedagogy rates (``ModelResult.rates``), in report order.
-RATE_LABELS = {"leak_rate": "leak rate", "incorrect_answer_rate": "incorrect-answer rate",
+RATE_LABELS = {"leak_rate": "leak rate where an answer was to be withheld",
+               "incorrect_answer_rate": "incorrect-answer rate where keyed",
                "question_rate": "question rate"}
 #: Shown where a model has no such rate (e.g. no record carried an answer key).
 ABSENT = "—"
 
 
 def _label(metric: str) -> str:
+    """A metric's name as a reader sees it; never the code name, even for a metric added without a label."""
     if metric.startswith("judge_"):
         return "Judge: " + metric.removeprefix("judge_").replace("_", " ")
-    return METRIC_LABELS.get(metric, metric)
+    if metric.startswith("judged_"):
+        return "Learned judge: " + metric.removeprefix("judged_").replace("_", " ")
+    return METRIC_LABELS.get(metric) or metric.replace("_", " ").capitalize()
+
+
+def _rate_label(rate_name: str) -> str:
+    if rate_name in RATE_LABELS:
+        return RATE_LABELS[rate_name]
+    if rate_name.startswith("judged_") and rate_name.endswith("_rate"):
+        return "learned judge: " + rate_name.removeprefix("judged_").removesuffix("_rate").replace("_", " ") + " (Yes)"
+    return rate_name.replace("_", " ")
 
 
 def metric_names(result: EvalResult) -> list[str]:
@@ -162,7 +175,10 @@ def _technical_rows(result: EvalResult) -> list[list[str]]:
              _fmt(r.mean_latency_s, 2), _fmt(r.peak_rss_mb, 0)] for r in result.models]
 
 
-TECHNICAL_HEADER = ["model", "eval loss", "perplexity", "tokens/s", "latency per reply (s)", "peak RSS (MB)"]
+#: The time column is the generation's wall time divided by its replies: the replies are decoded together (in
+#: batches, or all in flight on llama.cpp), so no reply has a wait of its own to report.
+TECHNICAL_HEADER = ["model", "eval loss", "perplexity", "tokens/s", "wall time per reply (s, all replies ÷ n)",
+                    "peak RSS (MB)"]
 
 
 def format_rate(rate: Rate | None) -> str:
@@ -206,7 +222,7 @@ def retention_note(result: EvalResult) -> str:
 
 def _rates_table(result: EvalResult) -> tuple[list[str], list[list[str]]]:
     names = rate_names(result)
-    header = ["model", *[f"{RATE_LABELS.get(n, n.replace('_', ' '))} (95% CI)" for n in names]]
+    header = ["model", *[f"{_rate_label(n)} (95% CI)" for n in names]]
     return header, [[r.name, *[format_rate(r.rates.get(n)) for n in names]] for r in result.models]
 
 
@@ -286,7 +302,8 @@ def to_markdown(result: EvalResult) -> str:
         if not groups:
             continue
         parts += [f"## By {key.replace('_', ' ')}", ""]
-        parts += [_md_table([key, "n", "model", *[_label(n) for n in METRICS]], _group_rows(result, groups)), ""]
+        parts += [_md_table([key.replace("_", " "), "n", "model", *[_label(n) for n in METRICS]],
+                            _group_rows(result, groups)), ""]
     parts += ["## Replies", ""]
     for info in result.records:
         parts += [f"### Record {info.index + 1}" + "".join(f" · {v}" for v in (info.subject, info.grade_level,
@@ -303,7 +320,8 @@ def to_markdown(result: EvalResult) -> str:
 
 
 def _scores(model: ModelResult, record: int) -> str:
-    return ", ".join(f"{k} {v:.2f}" for k, v in model.replies[record].metrics.items() if v is not None)
+    return ", ".join(f"{_label(k).replace(' (lower is better)', ' ↓')} {v:.2f}"
+                     for k, v in model.replies[record].metrics.items() if v is not None)
 
 
 def to_html(result: EvalResult) -> str:
@@ -315,7 +333,7 @@ def to_html(result: EvalResult) -> str:
     for key in GROUP_KEYS:
         if result.groups.get(key):
             groups.append({"title": key.replace("_", " "), "plot": style_png if key == "teaching_style" else None,
-                           "header": [key, "n", "model", *[_label(n) for n in METRICS]],
+                           "header": [key.replace("_", " "), "n", "model", *[_label(n) for n in METRICS]],
                            "rows": _group_rows(result, result.groups[key])})
     replies = [{"number": info.index + 1, "prompt": info.prompt, "reference": info.reference,
                 "tags": " · ".join(v for v in (info.subject, info.grade_level, info.teaching_style) if v),

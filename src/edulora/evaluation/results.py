@@ -30,6 +30,7 @@ class ReplyResult:
     record: int
     text: str
     new_tokens: int
+    #: Wall time of the batch the reply was decoded in (shared with the replies decoded beside it).
     seconds: float
     metrics: dict[str, float | None]
     #: MRBench labels from an LLM judge, when one was used.
@@ -80,6 +81,8 @@ class ModelResult:
     perplexity: float | None
     eval_tokens: int
     tokens_per_s: float | None
+    #: Generation wall time per reply (``generation_seconds`` / replies): replies are decoded together, so a
+    #: reply's own ``ReplyResult.seconds`` is its batch's wall time, not its latency.
     mean_latency_s: float | None
     generation_seconds: float
     #: Peak resident memory of the process so far (MB); it includes everything loaded before.
