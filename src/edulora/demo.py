@@ -18,6 +18,7 @@ from .evaluation.rates import rate_for_style
 from .evaluation.report import format_drift
 from .evaluation.runner import TUNED, EvalSettings, evaluate_trained, run_max_length
 from .inference.llamacpp import choose_backend
+from .progress import quiet as set_quiet
 from .training import RunResult, planned_optimizer_steps, train
 from .training.data import load_data
 from .training.memory import available_memory_gb
@@ -132,10 +133,11 @@ RATE_SCOPES = {"leak_rate": "replies with a key or a computable answer", "incorr
                "question_rate": "all replies"}
 
 
-def run_demo(output_dir: str = "runs", backend: str = "auto") -> RunResult:
+def run_demo(output_dir: str = "runs", backend: str = "auto", quiet: bool = False) -> RunResult:
     """Check the sample data, train, evaluate base vs tuned and report, then show three of the scored replies
     side by side. ``backend`` generates every reply (``inference.llamacpp.choose_backend``); the losses come
-    from the trained PyTorch network, measured once, during training."""
+    from the trained PyTorch network, measured once, during training. ``quiet``: no progress bars of ours."""
+    set_quiet(quiet)
     backend = choose_backend(backend)
     phases: list[tuple[str, float]] = []
     clock = time.perf_counter()

@@ -105,6 +105,20 @@ class Request:
         self.finish_reason = reason
 
 
+class CountedRequest(Request):
+    """A request that ticks a progress bar when it finishes: with all replies in flight together (llama.cpp's
+    continuous batching) finishing is the only point at which progress exists."""
+
+    def __init__(self, prompt_ids: Sequence[int], sampling: Sampling, adapter: str | None = None, bar=None):
+        super().__init__(prompt_ids, sampling, adapter)
+        self.bar = bar
+
+    def finish(self, reason: str) -> None:
+        super().finish(reason)
+        if self.bar is not None:
+            self.bar.update(1)
+
+
 class StopStrings:
     """Where a reply's stop strings cut it, and how much of its end may still turn into one.
 
@@ -279,10 +293,16 @@ def decode(model, tokenizer, requests: Sequence[Request], decode_text=None) -> i
 
 
 def generate(model, tokenizer, prompts: Sequence[str], sampling: Sampling | None = None,
-             batch_size: int = 8) -> list[Reply]:
-    """One reply per rendered prompt (see ``PromptFormat.render``), decoded in batches of ``batch_size``."""
+             batch_size: int = 8, desc: str = "generating replies") -> list[Reply]:
+    """One reply per rendered prompt (see ``PromptFormat.render``), decoded in batches of ``batch_size``.
+
+    Every long wait that decodes (pedagogy and drift probes, the base's replay answers, evaluation replies)
+    comes through here, so one progress bar, counted in replies, covers them all."""
+    from .progress import bar
+
     sampling = sampling or Sampling()
     replies: list[Reply] = []
+    shown = bar(desc=desc, total=len(prompts), unit="reply")
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start: start + batch_size]
         requests = [Request(tokenizer(p, add_special_tokens=False)["input_ids"], sampling) for p in chunk]
@@ -290,5 +310,7 @@ def generate(model, tokenizer, prompts: Sequence[str], sampling: Sampling | None
         decode(model, tokenizer, requests)
         seconds = time.perf_counter() - began
         replies += [Reply(r.output.strip(), r.tokens, seconds, r.finish_reason or "stop") for r in requests]
+        shown.update(len(chunk))
+    shown.close()
     return replies
 

@@ -90,12 +90,20 @@ def token_loss_sum(model, batch: dict, response_only_head: bool = True) -> tuple
 
 
 @torch.no_grad()
-def mean_token_loss(model, batches, response_only_head: bool = True, accelerator=None) -> float:
-    """Cross-entropy per tutor token over a whole data set (not a mean of batch means)."""
+def mean_token_loss(model, batches, response_only_head: bool = True, accelerator=None,
+                    batch_count: int | None = None) -> float:
+    """Cross-entropy per tutor token over a whole data set (not a mean of batch means).
+
+    A progress bar counts the batches (``batch_count``, else ``len(batches)`` when it has one): a held-out
+    loss on a CPU takes tens of seconds."""
+    from .progress import bar
+
     was_training = model.training
     model.eval()
     total = torch.zeros(2, dtype=torch.float64, device=next(model.parameters()).device)
-    for batch in batches:
+    count = batch_count if batch_count is not None else len(batches) if hasattr(batches, "__len__") else None
+    main = accelerator is None or accelerator.is_main_process
+    for batch in bar(batches, desc="eval loss", total=count, unit="batch", enabled=main):
         batch = {k: v.to(total.device) for k, v in batch.items() if torch.is_tensor(v)}
         loss_sum, count = token_loss_sum(model, batch, response_only_head)
         total += torch.stack([loss_sum.double(), count.double()])

@@ -173,13 +173,18 @@ class Tutor:
 
     def _generate_llamacpp(self, texts: Sequence[str], sampling: Sampling, parallel: int) -> list[Reply]:
         """All replies in flight together (continuous batching), each with this tutor's adapter or none."""
-        from .generation import Request
+        from .generation import CountedRequest
+        from .progress import bar
 
         adapter = None if self.adapter is None or self._base_only else self.adapter
-        requests = [Request(self.tokenizer(t, add_special_tokens=False)["input_ids"], sampling, adapter)
+        shown = bar(desc="generating replies (llama.cpp)", total=len(texts), unit="reply")
+        requests = [CountedRequest(self.tokenizer(t, add_special_tokens=False)["input_ids"], sampling, adapter, shown)
                     for t in texts]
         began = time.perf_counter()
-        self.model.decode(self.tokenizer, requests, parallel=parallel)
+        try:
+            self.model.decode(self.tokenizer, requests, parallel=parallel)
+        finally:
+            shown.close()
         seconds = time.perf_counter() - began
         return [Reply(r.output.strip(), r.tokens, seconds, r.finish_reason or "stop") for r in requests]
 

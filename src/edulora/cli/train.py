@@ -13,10 +13,11 @@ app = typer.Typer()
 
 
 @app.command()
-def demo(output_dir: str = typer.Option("runs", help="where the run directory is created"), backend: Backend = "auto") -> None:
+def demo(output_dir: str = typer.Option("runs", help="where the run directory is created"), backend: Backend = "auto",
+         quiet: bool = typer.Option(False, "--quiet", help="no progress bars (hidden off a terminal anyway)")) -> None:
     """Train a tutor on the packaged model and sample data, show before/after."""
     from ..demo import run_demo
-    print(run_demo(output_dir, backend).run_dir)
+    print(run_demo(output_dir, backend, quiet).run_dir)
 
 
 @app.command()

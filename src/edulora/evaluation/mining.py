@@ -76,14 +76,14 @@ def mine_pairs(tutor, records: Sequence[Record], *, samples: int = 4, seed: int 
     Keyed dialogues are asked at each tutor turn where the student has not reached the key yet
     (``cuts.open_turns``), where a leak is possible. Deterministic for a given ``seed``.
     """
-    from tqdm.auto import tqdm
+    from ..progress import bar as progress_bar
 
     banned = {prompt_key(tutor.format.prompt_and_reference(r)[0]) for r in open_turns(held_out)}
     candidates = [(r, tutor.format.prompt_and_reference(r)) for r in open_turns(records)]
     allowed = [(r, prompt) for r, prompt in candidates if prompt_key(prompt[0]) not in banned]
     kept, prompts = [r for r, _ in allowed], [prompt for _, prompt in allowed]
     result = MinedPairs([], held_out_skipped=len(candidates) - len(kept), prompts=len(kept))
-    bar = tqdm(total=len(kept), desc="mining pairs", unit="prompt", disable=not progress)
+    bar = progress_bar(total=len(kept), desc="mining pairs", unit="prompt", enabled=progress)
     per_batch = max(1, batch_size // samples)
     for start in range(0, len(kept), per_batch):
         chunk = range(start, min(start + per_batch, len(kept)))

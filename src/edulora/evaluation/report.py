@@ -366,12 +366,15 @@ def write_reports(result: EvalResult, out_dir: str | Path | None = None, html_pa
         html_path = html_path or folder / "report.html"
         json_path = json_path or folder / "report.json"
         markdown_path = markdown_path or folder / "report.md"
+    from ..progress import bar
+
     written: dict[str, Path] = {}
-    for kind, path, text in (("json", json_path, lambda: json.dumps(to_json(result), indent=2) + "\n"),
-                             ("markdown", markdown_path, lambda: to_markdown(result) + "\n"),
-                             ("html", html_path, lambda: to_html(result))):
-        if path is None:
-            continue
+    formats = [(kind, path, text) for kind, path, text in (
+        ("json", json_path, lambda: json.dumps(to_json(result), indent=2) + "\n"),
+        ("markdown", markdown_path, lambda: to_markdown(result) + "\n"),
+        ("html", html_path, lambda: to_html(result))) if path is not None]
+    # The HTML draws its charts with matplotlib: seconds on a CPU, so the wait is shown.
+    for kind, path, text in bar(formats, desc="writing reports", unit="report"):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, text())

@@ -193,7 +193,8 @@ def eval_loss(tutor: Tutor, records: Sequence[Record], settings: EvalSettings,
     pad = tutor.tokenizer.pad_token_id
     batches = (collate_examples(encoded[i : i + step], pad) for i in range(0, len(encoded), step))
     with tutor.active() as model:
-        return mean_token_loss(model, batches), sum(e.trainable_tokens for e in encoded)
+        return (mean_token_loss(model, batches, batch_count=math.ceil(len(encoded) / step)),
+                sum(e.trainable_tokens for e in encoded))
 
 
 def _peak_rss_mb() -> float:
