@@ -40,8 +40,10 @@ def test_orpo_lowers_the_held_out_loss_writes_a_preference_run_and_resumes(tiny_
     assert "## Preference tuning" in card and "ORPO (TRL), beta (lambda) = 0.1" in card and "DPO" not in card
     assert el.Tutor.load(run.run_dir).ask("What is 2 times 3?").tokens >= 0
 
-    # As if killed after the step-2 checkpoint: resume continues from it to the end, without a reference.
+    # As if killed after the step-2 checkpoint (so before the summary, which only a finished run has):
+    # resume continues from it to the end, without a reference.
     shutil.rmtree(run.run_dir.checkpoints_dir / "checkpoint-4")
+    run.run_dir.summary_file.unlink()
     resumed = el.resume(run.run_dir).summary
     assert resumed.method == "orpo" and resumed.optimizer_steps == 4
     assert resumed.resumed_from.endswith("checkpoint-2") and resumed.eval_loss_before == summary.eval_loss_before
