@@ -13,6 +13,7 @@ import platform
 import sys
 import time
 import types
+import warnings
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,9 @@ def _names_used(code: types.CodeType, namespace: dict, seen: set) -> set[str]:
             found.add(obj.__name__)
             # Attributes of the module that the code names too (``subprocess.run``, ``el.train``).
             for attr in code.co_names:
-                value = getattr(obj, attr, None) if not attr.startswith("_") else None
+                with warnings.catch_warnings():  # numpy warns on some names it deprecates (np.str)
+                    warnings.simplefilter("ignore")
+                    value = getattr(obj, attr, None) if not attr.startswith("_") else None
                 if callable(value) and hasattr(value, "__qualname__"):
                     found.add(f"{getattr(value, '__module__', obj.__name__)}.{value.__qualname__}")
         elif callable(obj) and hasattr(obj, "__qualname__"):

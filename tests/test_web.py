@@ -289,7 +289,8 @@ def test_workbench_from_question_to_an_exported_training_record(workbench, brows
     assert main(["feedback", "export", str(out), "--db", str(db), "--pairs", str(pairs)]) == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert records == [{"instruction": QUESTION, "response": edited, "metadata": {
-        "subject": "mathematics", "grade_level": "elementary", "teaching_style": "socratic", "answer": "28"}}]
+        "subject": "mathematics", "grade_level": "elementary", "teaching_style": "socratic", "answer": "28",
+        "written_by": TEACHER, "approved_by": TEACHER}}]  # who wrote and who approved the example
     assert "prime number" not in out.read_text() and validate_any(out).ok
     assert main(["data", "validate", str(out)]) == 0  # the command a teacher would run accepts it
     [pair] = [json.loads(line) for line in pairs.read_text().splitlines()]
