@@ -138,15 +138,11 @@ def load_merged_or_merge(source: str | Path, base: str | None = None, tolerance:
 
 # ---------------------------------------------------------------- GGUF
 
-#: Weight types ``write_gguf`` writes (q8_0: llama.cpp's 8-bit blocks, half of f16's size).
-GGUF_DTYPES = ("f16", "f32", "bf16", "q8_0")
-
-
 def write_gguf(model, tokenizer, out: str | Path, dtype: str = "f16", name: str = "edulora-tutor",
                pre_tokenizer: str | None = None, overwrite: bool = False) -> Path:
     """One GGUF file holding weights, hyperparameters, tokenizer and chat template, in the layout llama.cpp's
     own converter gives the model's architecture (any it supports: see ``inference.convert``)."""
-    from .inference.convert import convert_model
+    from .inference.convert import GGUF_DTYPES, convert_model
 
     if dtype not in GGUF_DTYPES:
         raise EduloraError(f"GGUF export: --dtype must be one of {', '.join(GGUF_DTYPES)}, not {dtype!r}")

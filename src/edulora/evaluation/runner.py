@@ -25,7 +25,7 @@ from ..rundir import RunDir
 from ..tutor import BASE_NAME, Tutor, on_llamacpp
 from . import metrics as m
 from .rates import ReplyPedagogy, bootstrap_ci, record_history, reply_pedagogy, summarize
-from .results import (GROUP_KEYS, LOWER_IS_BETTER, METRICS, Delta, EvalResult, ModelResult, RecordInfo, ReplyResult,
+from .results import (GROUP_KEYS, METRICS, Delta, EvalResult, ModelResult, RecordInfo, ReplyResult,
                       Retention)
 
 @dataclass

