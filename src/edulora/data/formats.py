@@ -41,6 +41,7 @@ from .importers import iter_bridge, iter_mathdial
 from .importers.common import ImportItem
 from .importers.mathdial import REQUIRED as MATHDIAL_FIELDS
 from .importers.transcripts import (
+    META_FIELDS,
     SPEAKER_FIELDS,
     TRANSCRIPT_FIELDS,
     TranscriptOptions,
@@ -78,7 +79,6 @@ _FORMAT_ALIASES = {
 
 #: Fields a CSV column can be mapped to; ``metadata.KEY`` keeps any other column as metadata.
 CSV_FIELDS = ("instruction", "context", "response", "subject", "grade_level", "teaching_style", "answer", "solution")
-_META_FIELDS = ("subject", "grade_level", "teaching_style", "answer", "solution")
 #: ``--map`` fields of transcripts only (their speaker fields take names, not a column).
 _TRANSCRIPT_ONLY = TRANSCRIPT_FIELDS + SPEAKER_FIELDS
 #: ``--map``'s help, next to the fields it lists (answer and solution: the teacher's key).
@@ -315,7 +315,7 @@ def _csv_guide_record(row: Mapping[str, str], mapping: Mapping[str, str]) -> dic
         value = row.get(column)
         if value is None or not value.strip():
             continue
-        if field in _META_FIELDS:
+        if field in META_FIELDS:
             metadata[field] = value
         elif field.startswith("metadata."):
             metadata[field[len("metadata."):]] = value

@@ -199,8 +199,6 @@ def verdict_rows(verdicts: Sequence[Mapping[str, Judgement]]) -> list[dict[str, 
 EVAL_DIMENSIONS = ("mistake_identification", "providing_guidance", "actionability", "revealing_of_the_answer")
 #: The prefix of their names in a report: ``judged_providing_guidance`` and so on.
 PREFIX = "judged_"
-#: Every metric name ``judged_metrics`` gives.
-JUDGED = frozenset(PREFIX + dim for dim in EVAL_DIMENSIONS)
 
 
 def judged_names(verdicts: Sequence[Mapping[str, Judgement]]) -> list[str]:

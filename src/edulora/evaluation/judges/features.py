@@ -17,6 +17,7 @@ turn is shared by all its replies), longest first in batches of similar length t
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -108,6 +109,7 @@ def rule_features(item: JudgeInput) -> list[float]:
     ]
 
 
+@functools.lru_cache(maxsize=1)  # a fixed count: worked out once, not on every prediction
 def rule_columns() -> int:
     """How many trailing columns of a ``feature_matrix`` are rule metrics (``learned`` drops them)."""
     return len(rule_features(JudgeInput("")))

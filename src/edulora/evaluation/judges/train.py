@@ -182,8 +182,9 @@ def train_judges(path: str | Path, out_dir: str | Path | None = None, settings: 
     source = Path(path)
     data = load_mrbench(source)[dialogues or slice(None)]
     items = [item for item in labelled_responses(data) if item.labelled]
-    train = [item for item in items if not is_held_out(item.conversation)]
-    held_out = [item for item in items if is_held_out(item.conversation)]
+    is_train = np.array([not is_held_out(item.conversation) for item in items], dtype=bool)
+    train = [item for item, kept in zip(items, is_train) if kept]
+    held_out = [item for item, kept in zip(items, is_train) if not kept]
     if not train or not held_out:
         raise EduloraError(f"{source}: {len(train)} training and {len(held_out)} held-out responses; "
                            "both sides need labelled responses")
@@ -194,7 +195,6 @@ def train_judges(path: str | Path, out_dir: str | Path | None = None, settings: 
         say(f"embedding {len(items)} responses and their context")
         combined = feature_matrix([item_input(item) for item in items], embed or _minilm())
         rows = {s: Judges.columns(combined, s) for s in FEATURE_SETS}
-        is_train = np.array([not is_held_out(item.conversation) for item in items])
         heads: dict[str, dict[str, Head]] = {}
         chosen: dict[str, dict[str, Any]] = {}
         for feature_set in FEATURE_SETS:
