@@ -36,10 +36,11 @@ class ModelConfig:
     load_in_4bit: bool = False
     #: Run code shipped with a hub model; off unless you trust the model's authors.
     trust_remote_code: bool = False
-    #: A trained adapter (run or adapter directory) to start from, for ``training.method=dpo`` or ``orpo``:
-    #: it is trained further (DPO: a frozen copy of it is the reference model). Its base model, prompt format
-    #: and LoRA shape are used (``model.name`` only when it names another copy of that base).
-    #: Empty: a new LoRA adapter on the base model, whose reference is the base (adapter disabled).
+    #: A trained adapter (run or adapter directory) to start from: it is trained further. ``sft``: on new
+    #: records (e.g. teachers' approved corrections), with ``data.previous_fraction`` of its own training
+    #: data mixed in so it does not forget; ``dpo``: a frozen copy of it is the reference model. Its base
+    #: model, prompt format and LoRA shape are used (``model.name`` only when it names another copy of that
+    #: base). Empty: a new LoRA adapter on the base model, whose reference is the base (adapter disabled).
     adapter: str = ""
 
 
@@ -85,6 +86,11 @@ class DataConfig:
     replay_responses: str = "base"
     #: General prompts the drift from the base is measured on; empty: our packaged ``retention.jsonl``.
     retention_file: str = ""
+    #: SFT continuing an adapter (``model.adapter``): this share of the training examples is drawn, seeded,
+    #: from the data that adapter was trained on, so new records do not make it forget (0: off).
+    previous_fraction: float = 0.5
+    #: That data; empty: the ``data.train_file`` recorded in the adapter's run (refused when it is gone).
+    previous_file: str = ""
 
 
 @dataclass
@@ -321,8 +327,9 @@ def validate_config(config: RunConfig) -> None:
         (config.training.loss_type in DPO_LOSSES, f"training.loss_type must be one of {', '.join(DPO_LOSSES)}"),
         (config.training.method != "orpo" or config.training.loss_type == DPO_LOSSES[0],
          "training.loss_type applies to training.method=dpo only (ORPO has one loss; leave it at sigmoid)"),
-        (not config.model.adapter or config.training.method != "sft",
-         "model.adapter (a trained adapter to start from) applies to training.method=dpo or orpo"),
+        (0.0 <= config.data.previous_fraction < 1.0, "data.previous_fraction must be in [0, 1)"),
+        (not config.data.previous_file or (config.model.adapter and config.training.method == "sft"),
+         "data.previous_file applies to training.method=sft with model.adapter (the adapter continued)"),
         (config.training.retention_sample >= 0, "training.retention_sample must be 0 (off) or positive"),
         (config.training.retention_max_new_tokens >= 1, "training.retention_max_new_tokens must be positive"),
         (config.training.max_drift >= 0, "training.max_drift must be 0 (no bound) or positive"),
