@@ -2,7 +2,7 @@
 
 from edulora.data.schema import Dialogue, Example, Metadata, Turn
 from edulora.data.split import split_records
-from edulora.evaluation.cuts import cut, open_turns
+from edulora.evaluation.cuts import cut, open_turns, resolve_turns
 
 
 def dialogue(answer="30"):
@@ -29,6 +29,15 @@ def test_records_without_a_key_or_a_dialogue_stay_whole():
     example = Example("What is 2+2?", "What do you get if you count on?", metadata=Metadata(extra={"answer": "4"}))
     assert cut([unkeyed, example], "open") == [unkeyed, example]
     assert cut([dialogue()], "last") == [dialogue()]
+
+
+def test_auto_opens_turns_only_where_dialogues_have_several_tutor_turns():
+    example = Example("What is 2+2?", "What do you get if you count on?", metadata=Metadata(extra={"answer": "4"}))
+    one_turn = Dialogue(dialogue().turns[:2], dialogue().metadata)
+    assert resolve_turns([example, one_turn], "auto") == "last"
+    assert resolve_turns([example, dialogue()], "auto") == "open"
+    assert resolve_turns([example, dialogue()], "last") == "last"
+    assert len(cut([example, dialogue()], "auto")) == 3  # the example, and the dialogue's two open turns
 
 
 def test_a_never_reached_key_gives_a_cut_at_every_tutor_turn():

@@ -190,6 +190,31 @@ def test_cli_uses_the_runs_eval_split(trained_run, tmp_path, monkeypatch):
     assert json.loads(out.read_text())["summary"]["run"]["drift"] is None
 
 
+def test_cli_writes_a_blind_sheet_and_reads_the_ratings_back(trained_run, tmp_path, monkeypatch):
+    import csv
+
+    from edulora.evaluation import embeddings
+
+    monkeypatch.setattr(embeddings, "embed", fake_embed)
+    sheet, out = tmp_path / "ratings.csv", tmp_path / "report.json"
+    argv = ["eval", str(trained_run.run_dir), "--with-base", "--limit", "3", "--max-new-tokens", "4", "--precision",
+            "fp32", "--resamples", "50", "--retention-prompts", "0"]
+    assert main([*argv, "--blind-sheet", str(sheet)]) == 0
+    with sheet.open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert len(rows) == 4 and (tmp_path / "ratings.key.json").is_file()
+    for row, choice in zip(rows[1:], ["A", "B", "same"]):
+        row[4] = choice
+    with sheet.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    assert main([*argv, "--ratings", str(sheet), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    human = {p["model"]: p for p in report["human"]}
+    assert set(human) == {"base", "run"} and human["run"]["wins"] + human["base"]["wins"] == 2
+    assert human["run"]["ties"] == 1 and human["run"]["rate"]["n"] == 2
+    assert report["settings"]["turns_scored"] == "last"  # single-turn records: auto keeps the last turn
+
+
 @pytest.mark.parametrize("argv, message", [
     (["eval", "no/such/run"], "no such run"),
     (["eval", "--base"], "no --data"),

@@ -11,7 +11,7 @@ import edulora as el
 
 from .options import AllowPickle, Backend, Precision
 
-Turns = typing.Literal["last", "open"]
+Turns = typing.Literal["auto", "last", "open"]
 app = typer.Typer()
 
 
@@ -22,7 +22,7 @@ def evaluate(models: list[str] | None = typer.Argument(None, metavar="RUN_OR_ADA
              base_model: str | None = typer.Option(None, help="base model to attach the adapters to"),
              html: str | None = None, json_out: str | None = typer.Option(None, "--json"), markdown: str | None = None,
              limit: int | None = typer.Option(None, min=1, help="evaluate only the first N records"),
-             turns: Turns = typer.Option("last", help="last tutor turn, or each before the key was reached (open)"),
+             turns: Turns = typer.Option("auto", help="last tutor turn, each before the key (open), auto: open if multi-turn"),
              max_new_tokens: int = typer.Option(200, min=1), seed: int = 0, retention_data: str | None = None,
              max_length: int = typer.Option(0, min=0, help="0: the run's data.max_length"),
              resamples: int = typer.Option(1000, min=1, help="bootstrap resamples"),
@@ -30,21 +30,21 @@ def evaluate(models: list[str] | None = typer.Argument(None, metavar="RUN_OR_ADA
              precision: Precision = "auto", allow_pickle: AllowPickle = False, backend: Backend = "auto",
              judge_model: str = "gpt-4o-mini", judge: str | None = typer.Option(None, metavar="URL", help="OpenAI-style API"),
              judge_key: str | None = typer.Option(None, help="default: $EDULORA_JUDGE_KEY or $OPENAI_API_KEY"),
-             judge_cache: str | None = None, judge_max_tokens: int = typer.Option(400, min=1)) -> None:
+             judge_cache: str | None = None, judge_max_tokens: int = typer.Option(400, min=1),
+             blind_sheet: str | None = typer.Option(None, help="also write a blinded CSV of two models' replies to rate"),
+             ratings: str | None = typer.Option(None, help="a filled --blind-sheet: add its human preference")) -> None:
     """Evaluate adapters (and the base model) on held-out records."""
-    from ..data.outputs import check_outputs
     from ..evaluation.judge import Judge
     from ..evaluation.report import to_text
     from ..evaluation.runner import evaluate_sources
 
-    check_outputs({"--data": data, "--retention-data": retention_data},  # reports: replaced, never onto inputs
-                  {"--html": html, "--json": json_out, "--markdown": markdown}, overwrite=True)
     scorer = Judge(judge, judge_model, judge_key, cache_dir=judge_cache, max_tokens=judge_max_tokens) if judge else None
     settings = el.EvalSettings(max_new_tokens=max_new_tokens, limit=limit, turns=turns, seed=seed,
                                bootstrap_resamples=resamples, max_length=max_length, retention_file=retention_data,
                                retention=retention_prompts != 0, retention_limit=retention_prompts, backend=backend)
     result = evaluate_sources(models or [], data, settings, include_base=base, base_model=base_model,
-                              precision=precision, allow_pickle=allow_pickle, judge=scorer,
+                              precision=precision, allow_pickle=allow_pickle, judge=scorer, ratings=ratings,
+                              reports={"--html": html, "--json": json_out, "--markdown": markdown}, blind_sheet=blind_sheet,
                               progress=lambda text: print(text, file=sys.stderr, flush=True))
     written = result.write_reports(html_path=html, json_path=json_out, markdown_path=markdown)
     print("\n".join(map(str, [to_text(result), *written.values()])))

@@ -15,8 +15,9 @@ from ..data.schema import Dialogue, Record
 from .answers import already_said
 from .text import parse_history
 
-#: How a record is evaluated: ``last`` (its last tutor turn) or ``open`` (see ``open_turns``).
-TURNS = ("last", "open")
+#: How a record is evaluated: ``last`` (its last tutor turn), ``open`` (see ``open_turns``), or ``auto``
+#: (``open`` where the data holds multi-turn dialogues, else ``last``; ``resolve_turns``).
+TURNS = ("auto", "last", "open")
 
 
 def open_turns(records: Sequence[Record]) -> list[Record]:
@@ -41,7 +42,17 @@ def open_turns(records: Sequence[Record]) -> list[Record]:
     return out
 
 
-def cut(records: Sequence[Record], turns: str) -> list[Record]:
+def resolve_turns(records: Sequence[Record], turns: str) -> str:
+    """``turns`` as ``last`` or ``open``: ``auto`` is ``open`` when any record is a dialogue with several tutor
+    turns, where the last turn alone often follows the student's own answer and so cannot show telling."""
     if turns not in TURNS:
         raise ValueError(f"turns must be one of {', '.join(TURNS)}")
-    return open_turns(records) if turns == "open" else list(records)
+    if turns != "auto":
+        return turns
+    multi = any(isinstance(r, Dialogue) and sum(t.role == "assistant" for t in r.turns) > 1 for r in records)
+    return "open" if multi else "last"
+
+
+def cut(records: Sequence[Record], turns: str) -> list[Record]:
+    """The records at the turns ``turns`` names (``auto`` resolved by ``resolve_turns``)."""
+    return open_turns(records) if resolve_turns(records, turns) == "open" else list(records)

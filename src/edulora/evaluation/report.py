@@ -12,6 +12,7 @@ import html
 import io
 import json
 import math
+from dataclasses import asdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,7 +90,9 @@ def to_json(result: EvalResult) -> dict[str, Any]:
                  for name in rate_names(result)}
         summary[r.name] = {"eval_loss": r.eval_loss, "perplexity": r.perplexity, "tokens_per_s": r.tokens_per_s,
                            "mean_latency_s": r.mean_latency_s, "peak_rss_mb": r.peak_rss_mb, **r.metrics,
-                           "rates": rates, "drift": r.retention and r.retention.drift}
+                           "rates": rates, "drift": r.retention and r.retention.drift,
+                           "human_preference": next((asdict(p.rate) for p in result.human
+                                                     if p.model == r.name and p.rate), None)}
     return {"summary": summary, **result.to_dict()}
 
 
@@ -220,6 +223,31 @@ def retention_note(result: EvalResult) -> str:
             "6+ words).")
 
 
+def turns_note(result: EvalResult) -> str:
+    """Which tutor turns the replies answer, said plainly: the numbers mean different things at each."""
+    settings = result.settings
+    turns, replies, records = settings.get("turns_scored"), settings.get("replies"), settings.get("records")
+    if turns == "open":
+        return (f"Turns scored: open — {replies} replies at every tutor turn of the {records} records before the "
+                "student reached the key (--turns last: only each record's last turn).")
+    if turns == "last":
+        why = " (no multi-turn dialogue in the data)" if settings.get("turns") == "auto" else ""
+        return f"Turns scored: last — each of the {records} records at its last tutor turn{why}."
+    return ""
+
+
+HUMAN_HEADER = ["model", "preferred over", "human preference where one was chosen (95% CI)", "same", "unrated",
+                "sheet"]
+
+
+def _human_table(result: EvalResult) -> tuple[list[str], list[list[str]]] | None:
+    """A person's blind ratings (``blind.read_ratings``): how often they preferred each model."""
+    if not result.human:
+        return None
+    return HUMAN_HEADER, [[p.model, p.other, format_rate(p.rate), str(p.ties), str(p.unrated), p.sheet]
+                          for p in result.human]
+
+
 def _rates_table(result: EvalResult) -> tuple[list[str], list[list[str]]]:
     names = rate_names(result)
     header = ["model", *[f"{_rate_label(n)} (95% CI)" for n in names]]
@@ -237,7 +265,9 @@ def to_text(result: EvalResult) -> str:
     header = ["model", "eval loss", "tokens/s", *[n[:10] for n in names]]
     rows = [[r.name, _fmt(r.eval_loss, 4), _fmt(r.tokens_per_s, 1), *[_fmt(r.metrics.get(n)) for n in names]]
             for r in result.models]
-    lines = table(header, rows) + [""] + table(*_rates_table(result))
+    lines = [turns_note(result), *table(header, rows), "", *table(*_rates_table(result))]
+    if result.human:
+        lines += ["", "Human preference (blind sheet)"] + table(*_human_table(result))
     retention = _retention_table(result)
     if retention:
         lines += ["", "Retention (drift from the base). " + retention_note(result)] + table(*retention)
@@ -287,9 +317,10 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 def to_markdown(result: EvalResult) -> str:
     parts = ["# edulora evaluation report", "",
              f"{len(result.records)} held-out records; models: {', '.join(r.name for r in result.models)}."
-             + (f" Run: `{result.run_dir}`." if result.run_dir else ""), "",
+             + (f" Run: `{result.run_dir}`." if result.run_dir else "") + f" **{turns_note(result)}**", "",
              "## Technical", "", _md_table(TECHNICAL_HEADER, _technical_rows(result)), "",
              "## Pedagogy rates", "", _md_table(*_rates_table(result)), "",
+             *(["## Human preference (blind sheet)", "", _md_table(*_human_table(result)), ""] if result.human else []),
              *(["## Retention (drift from the base)", "", retention_note(result), "",
                 _md_table(*_retention_table(result)), ""] if _retention_table(result) else []),
              "## Educational metrics (means)", "", _md_table(*_metrics_table(result)), ""]
@@ -327,7 +358,7 @@ def _scores(model: ModelResult, record: int) -> str:
 def to_html(result: EvalResult) -> str:
     summary = (f"{len(result.records)} held-out records · models: {', '.join(r.name for r in result.models)}"
                + (f" · run {result.run_dir}" if result.run_dir else "")
-               + (f" · judge {result.judge_model}" if result.judge_model else ""))
+               + (f" · judge {result.judge_model}" if result.judge_model else "") + f" · {turns_note(result)}")
     style_png = style_bars_png(result)
     groups = []
     for key in GROUP_KEYS:
@@ -343,6 +374,7 @@ def to_html(result: EvalResult) -> str:
     return render("eval_report.html.j2", title="edulora evaluation", heading="edulora evaluation report",
                   summary=summary, loss_curve=loss_curve_png(result.training_log),
                   technical=(TECHNICAL_HEADER, _technical_rows(result)), rates=_rates_table(result),
+                  human=_human_table(result),
                   retention=_retention_table(result), retention_note=retention_note(result),
                   metric_bars=metric_bars_png(result),
                   metrics=_metrics_table(result),

@@ -109,6 +109,23 @@ class Delta:
 
 
 @dataclass
+class HumanPreference:
+    """How often a person rating a blind sheet (``evaluation.blind``) preferred ``model`` to ``other``."""
+
+    model: str
+    other: str
+    wins: int
+    losses: int
+    #: Rows rated "same", and rows left blank: outside the rate, which counts rows with a preference.
+    ties: int
+    unrated: int
+    #: The ratings sheet read.
+    sheet: str
+    #: ``wins / (wins + losses)`` with its Wilson interval; None when no row showed a preference.
+    rate: Rate | None
+
+
+@dataclass
 class EvalResult:
     records: list[RecordInfo]
     models: list[ModelResult]
@@ -120,6 +137,8 @@ class EvalResult:
     training_log: list[dict[str, Any]] = field(default_factory=list)
     run_dir: str | None = None
     judge_model: str | None = None
+    #: A person's preferences from a blind sheet read back (``blind.read_ratings``), when given.
+    human: list[HumanPreference] = field(default_factory=list)
 
     def model(self, name: str) -> ModelResult:
         return next(r for r in self.models if r.name == name)

@@ -14,19 +14,20 @@ from __future__ import annotations
 import math
 import resource
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..data.schema import Example, Record
 from ..errors import EduloraError
-from ..rundir import RunDir
 from ..tutor import BASE_NAME, Tutor, on_llamacpp
 from . import metrics as m
 from .rates import ReplyPedagogy, bootstrap_ci, record_history, reply_pedagogy, summarize
 from .results import (GROUP_KEYS, METRICS, Delta, EvalResult, ModelResult, RecordInfo, ReplyResult,
                       Retention)
+# Importable from here as before: where an evaluation finds its records and its run's settings.
+from .rundirs import default_eval_file, read_training_log, run_dir_of, run_max_length
 
 @dataclass
 class EvalSettings:
@@ -34,8 +35,9 @@ class EvalSettings:
     #: Evaluate only the first N records (None: all).
     limit: int | None = None
     #: ``last``: each record at its last tutor turn; ``open``: each keyed dialogue at every tutor turn
-    #: before the student reached the answer (where telling is possible; ``evaluation.cuts``).
-    turns: str = "last"
+    #: before the student reached the answer (where telling is possible; ``evaluation.cuts``); ``auto``:
+    #: ``open`` when the data holds multi-turn dialogues, else ``last`` (the report names the one used).
+    turns: str = "auto"
     generation_batch_size: int = 8
     #: Token budget of one record / packed row for the loss, as in training (``data.max_length``).
     max_length: int = 1024
@@ -225,11 +227,12 @@ def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalS
     say = progress or (lambda _: None)
     if not models:
         raise EduloraError("nothing to evaluate: give at least one run or adapter, or --base")
-    from .cuts import cut
+    from .cuts import cut, resolve_turns
 
     held_out = list(records)[: settings.limit] if settings.limit else list(records)
     # The loss covers each held-out record once; replies are asked for at the cut points.
-    records = cut(held_out, settings.turns)
+    turns = resolve_turns(held_out, settings.turns)
+    records = cut(held_out, turns)
     if not records:
         raise EduloraError("no evaluation records")
     infos = [_record_info(i, r) for i, r in enumerate(records)]
@@ -290,7 +293,7 @@ def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalS
     return EvalResult(
         records=infos, models=results, groups=group_means(infos, results), deltas=paired_deltas(results, settings),
         settings={k: v for k, v in asdict(settings).items() if k != "embed"} | {
-            "records": len(held_out), "replies": len(records), "backend": backend},
+            "records": len(held_out), "replies": len(records), "backend": backend, "turns_scored": turns},
         training_log=read_training_log(run_dir) if run_dir else [],
         run_dir=str(run_dir) if run_dir else None,
         judge_model=getattr(judge, "model", None) if judge is not None else None,
@@ -344,13 +347,6 @@ def _generation_backend(models: Sequence[Tutor], requested: str) -> str:
         return "transformers"
     folders = [adapter_dir(t.source) for t in models if t.adapter is not None and t.source]
     return choose_backend(requested, (models[0].info.base_model or None) if models else None, folders)
-
-
-def read_training_log(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The run's metrics.jsonl rows (a torn last line, from a run still writing, is skipped)."""
-    from ..rundir import RunDir
-
-    return RunDir(run_dir).read_metrics()
 
 
 # --------------------------------------------------------------------------------------------
@@ -415,11 +411,24 @@ def _unique_names(sources: Sequence[str | Path]) -> list[str]:
 def evaluate_sources(sources: Sequence[str | Path], data: str | Path | None = None,
                      settings: EvalSettings | None = None, *, include_base: bool = False,
                      base_model: str | None = None, precision: str = "auto", allow_pickle: bool = False,
-                     judge: Any = None, progress: Callable[[str], None] | None = None) -> EvalResult:
+                     judge: Any = None, progress: Callable[[str], None] | None = None,
+                     reports: Mapping[str, str | Path | None] | None = None, ratings: str | Path | None = None,
+                     blind_sheet: str | Path | None = None) -> EvalResult:
     """``edulora eval``'s whole job: runs or adapter folders (and the base) on ``data`` or the first run's
-    held-out records, with the run's truncation and training curves."""
+    held-out records, with the run's truncation and training curves. ``reports``: the report files that
+    will be written, by option name, checked before any work (replaced, but never onto an input);
+    ``ratings``: a filled blind sheet, read first, whose preferences join the result (``blind.read_ratings``);
+    ``blind_sheet``: where to write a new one for a person to rate (``blind.write_blind_sheet``)."""
     from ..data.formats import load_records
+    from ..data.outputs import check_outputs
+    from .blind import check_sheet_outputs, read_ratings, write_blind_sheet
 
+    settings = settings or EvalSettings()
+    check_outputs({"--data": data, "--retention-data": settings.retention_file, "--ratings": ratings},
+                  {**(reports or {}), "--blind-sheet": blind_sheet}, overwrite=True)
+    if blind_sheet is not None:
+        check_sheet_outputs(blind_sheet)  # a sheet may hold a rater's work: never replaced
+    human = read_ratings(ratings, confidence=settings.confidence) if ratings is not None else []
     for source in sources:
         if not Path(source).expanduser().exists():
             raise EduloraError(f"{source}: no such run or adapter directory")
@@ -427,43 +436,15 @@ def evaluate_sources(sources: Sequence[str | Path], data: str | Path | None = No
     if not path.is_file():
         raise EduloraError(f"{path}: no such data file")
     run_dir = run_dir_of(sources)
-    settings = settings or EvalSettings()
     if not settings.max_length:
         settings.max_length = run_max_length(run_dir)
     tutors = load_models(sources, include_base, base_model, precision, allow_pickle)
-    return evaluate(tutors, load_records(path), settings, judge=judge, run_dir=run_dir, progress=progress)
-
-
-def _run_dirs(sources: Sequence[str | Path]) -> Iterator[RunDir]:
-    """The run directories among the inputs (a run, or an adapter folder inside one)."""
-    for source in sources:
-        path = Path(source).expanduser()
-        for candidate in (path, path.parent) if path.name == RunDir.ADAPTER else (path,):
-            if RunDir(candidate).config_file.is_file() or RunDir(candidate).metrics_file.is_file():
-                yield RunDir(candidate)
-
-
-def default_eval_file(sources: Sequence[str | Path]) -> Path:
-    """The held-out split a run wrote (eval.jsonl of the first run directory given)."""
-    for run in _run_dirs(sources):
-        if run.eval_file.is_file():
-            return run.eval_file
-    raise EduloraError("no --data given and no run directory with held-out records among the inputs")
-
-
-def run_dir_of(sources: Sequence[str | Path]) -> Path | None:
-    """The first input that is a run directory with a training log, for the loss curves."""
-    return next((run.path for run in _run_dirs(sources) if run.metrics_file.is_file()), None)
-
-
-def run_max_length(run_dir: Path | None, default: int = 1024) -> int:
-    """The run's ``data.max_length``, so loss is measured on the same truncation as in training."""
-    if run_dir is None or not RunDir(run_dir).config_file.is_file():
-        return default
-    try:
-        return RunDir(run_dir).read_config().data.max_length
-    except EduloraError:
-        return default
+    result = evaluate(tutors, load_records(path), settings, judge=judge, run_dir=run_dir, progress=progress)
+    result.human = human
+    if blind_sheet is not None:
+        key = write_blind_sheet(result, blind_sheet, seed=settings.seed)
+        (progress or (lambda _text: None))(f"{blind_sheet}: blind sheet for a rater; keep its key {key} from them")
+    return result
 
 
 # --------------------------------------------------------------------------------------------
