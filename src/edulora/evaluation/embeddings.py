@@ -35,6 +35,15 @@ def model_dir() -> Path:
     return path
 
 
+def installed() -> bool:
+    """Whether the packaged all-MiniLM-L6-v2 is installed (what the learned judges read)."""
+    try:
+        model_dir()
+    except EduloraError:
+        return False
+    return True
+
+
 @lru_cache(maxsize=1)
 def _load() -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
