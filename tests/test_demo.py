@@ -140,3 +140,17 @@ def test_the_demo_prints_each_rate_with_its_n_interval_and_a_verdict(capsys):
     assert "base 10% [3–29%] of 21" in out and "tuned 70% [56–81%] of 50" in out
     assert "replies with a key or a computable answer" in out
     assert out.strip().splitlines()[-1].startswith("Verdict, tuned vs base: ")
+
+
+def test_the_verdict_covers_the_judged_dimensions():
+    from edulora.demo import verdict
+    from edulora.evaluation.rates import rate
+
+    base = {"judged_providing_guidance_rate": rate(10, 50), "judged_actionability_rate": rate(20, 50),
+            "judged_mistake_identification_rate": rate(25, 50)}
+    tuned = {"judged_providing_guidance_rate": rate(35, 50), "judged_actionability_rate": rate(24, 50),
+             "judged_mistake_identification_rate": rate(5, 50)}
+    line = verdict(base, tuned)
+    assert "guides more often (intervals do not overlap)" in line
+    assert "no clear difference in actionability (intervals overlap)" in line
+    assert "notices mistakes less often (intervals do not overlap)" in line

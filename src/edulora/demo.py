@@ -121,16 +121,26 @@ def replies_to(evaluation, name: str, held_out: list[Example], picks: list[Examp
 
 
 RATE_NAMES = {"leak_rate": "gives the answer away", "incorrect_answer_rate": "asserts a wrong answer",
-              "question_rate": "asks the student a question"}
+              "question_rate": "asks the student a question",
+              # The learned judges' share of "Yes" (evaluation.judges; absent without MiniLM: printed n/a).
+              "judged_mistake_identification_rate": "notices the mistake (judged)",
+              "judged_providing_guidance_rate": "guides the student (judged)",
+              "judged_actionability_rate": "leaves a next step (judged)"}
 #: How the verdict words each rate: (higher in the tuned tutor, lower, no clear difference).
 VERDICT_WORDS = {
     "leak_rate": ("gives the answer away more often", "gives the answer away less often", "giving answers away"),
     "incorrect_answer_rate": ("asserts wrong answers more often", "asserts wrong answers less often", "wrong answers"),
     "question_rate": ("asks more questions", "asks fewer questions", "asking questions"),
+    "judged_mistake_identification_rate": ("notices mistakes more often", "notices mistakes less often",
+                                           "noticing the student's mistake"),
+    "judged_providing_guidance_rate": ("guides more often", "guides less often", "guidance"),
+    "judged_actionability_rate": ("leaves a next step more often", "leaves a next step less often", "actionability"),
 }
 #: What each rate counts, printed with it: the leak rate only counts replies with an answer to withhold.
 RATE_SCOPES = {"leak_rate": "replies with a key or a computable answer", "incorrect_answer_rate": "replies with a key",
-               "question_rate": "all replies"}
+               "question_rate": "all replies", "judged_mistake_identification_rate": "all replies, learned judge",
+               "judged_providing_guidance_rate": "all replies, learned judge",
+               "judged_actionability_rate": "all replies, learned judge"}
 
 
 def run_demo(output_dir: str = "runs", backend: str = "auto", quiet: bool = False) -> RunResult:
@@ -194,8 +204,9 @@ def _format_rate(rate) -> str:
 
 
 def print_rates(evaluation) -> None:
-    """Leak (where there was an answer to withhold), wrong-answer and question rates of base and tuned, with
-    their n and 95% intervals, then a verdict that claims only what the intervals support."""
+    """Leak (where there was an answer to withhold), wrong-answer and question rates of base and tuned, and the
+    learned judges' mistake-noticing, guidance and actionability rates, with their n and 95% intervals, then a
+    verdict that claims only what the intervals support."""
     print("Pedagogy on the held-out replies (95% CI, of n replies):")
     for name, meaning in RATE_NAMES.items():
         cells = [f"{model.name} {_format_rate(model.rates.get(name))}" for model in evaluation.models]
