@@ -13,6 +13,7 @@ from ..data.formats import load_records
 from ..data.schema import Dialogue, Record
 from ..data.split import fingerprint, split_records
 from ..errors import EduloraError
+from ..evaluation.retention import BASE_DECODE_ROWS
 from ..formatting import EncodedExample, PromptFormat, collate_examples
 
 
@@ -49,7 +50,14 @@ def load_data(config: RunConfig) -> DataSplit:
         before = len(train)
         train = balance_records(train, config.data.balance_floor, config.data.split_seed)
         info["balanced"] = {"floor": config.data.balance_floor, "added_copies": len(train) - before}
-    if config.data.replay_fraction > 0:
+    if config.model.adapter and config.data.previous_fraction > 0:  # SFT continuing an adapter (continued.py)
+        from .continued import previous_records
+
+        previous, info["previous"] = previous_records(config, should_scrub(config.data.scrub_pii))
+        before = len(train)
+        train = mix_replay(train, previous, config.data.previous_fraction, config.data.split_seed)
+        info["previous"].update(fraction=config.data.previous_fraction, added=len(train) - before)
+    if config.data.replay_fraction > 0:  # after the previous records: replay stays at the end (DataSplit.replay)
         replay = load_replay(config.data.replay_file)
         if should_scrub(config.data.scrub_pii):
             from ..data.privacy import scrub_records
@@ -78,14 +86,15 @@ def load_replay(path: str = "") -> list[Record]:
 
 
 def mix_replay(train: list[Record], replay: list[Record], fraction: float, seed: int) -> list[Record]:
-    """``train`` plus replay records making up ``fraction`` of the result (rounded), drawn seeded.
+    """``train`` plus replay records making up ``fraction`` of the result (rounded), drawn seeded
+    (also how a continued adapter's previous data is mixed in, ``data.previous_fraction``).
 
     Drawn without replacement, in passes over a fresh shuffle each, so every replay record is
     used once before any is repeated. Appended at the end: the Trainer's sampler shuffles (or
     groups by length) the whole set, so replay examples land in batches throughout training.
     """
     if not 0 <= fraction < 1:
-        raise EduloraError(f"data.replay_fraction must be in [0, 1), got {fraction}")
+        raise EduloraError(f"a share to mix in must be in [0, 1), got {fraction}")
     wanted = round(len(train) * fraction / (1 - fraction))
     rng = random.Random(seed)
     drawn: list[Record] = []
@@ -96,7 +105,8 @@ def mix_replay(train: list[Record], replay: list[Record], fraction: float, seed:
     return train + drawn
 
 
-def answer_replay_with_base(split: DataSplit, tutor, max_new_tokens: int = 96, batch_size: int = 8) -> int:
+def answer_replay_with_base(split: DataSplit, tutor, max_new_tokens: int = 96,
+                            batch_size: int = BASE_DECODE_ROWS) -> int:
     """Replace the replay records' replies with the base model's own (``data.replay_responses: base``).
 
     The drift is measured against what the base says; replies written by someone else, however good,
@@ -104,7 +114,9 @@ def answer_replay_with_base(split: DataSplit, tutor, max_new_tokens: int = 96, b
     demo: docs/evaluation.md). Trained on the base's own greedy replies, decoded as every edulora reply
     is, replay holds those requests where the base had them. ``tutor`` is the base network before the
     adapter is attached. Each distinct prompt is decoded once; a reply cut by ``max_new_tokens`` keeps
-    its complete sentences, and a prompt the base leaves empty keeps the file's reply. Returns how many
+    its complete sentences, and a prompt the base leaves empty keeps the file's reply. Decoded in rows of
+    ``BASE_DECODE_ROWS``: with no adapter attached yet a row costs little memory and each step reads the
+    weights once for all rows (the drift probe's base decodes alike). Returns how many
     distinct prompts got the base's reply; the training fingerprint is recomputed.
     """
     from ..evaluation.text import whole_sentences
@@ -116,7 +128,8 @@ def answer_replay_with_base(split: DataSplit, tutor, max_new_tokens: int = 96, b
     asked = [tutor.format.prompt_and_reference(record)[0] for record in replay]
     keys = [tutor.format.render(messages) for messages in asked]
     prompts = dict(zip(keys, asked))  # each distinct prompt once, in first-seen order
-    replies = tutor.generate(list(prompts.values()), Sampling(max_new_tokens=max_new_tokens), batch_size)
+    replies = tutor.generate(list(prompts.values()), Sampling(max_new_tokens=max_new_tokens), batch_size,
+                             desc="replay: the base answers")
     cut = {key: whole_sentences(r.text) if r.finish_reason == "length" else r.text for key, r in zip(prompts, replies)}
     answers = {key: text for key, text in cut.items() if text.strip()}
     split.train = head + [_with_reply(record, answers[key]) if key in answers else record

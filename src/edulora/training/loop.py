@@ -17,7 +17,7 @@ from ..modeling import AdapterInfo
 from ..rundir import RunDir, RunSummary
 from ..tutor import Tutor
 from .callbacks import GracefulStop, MetricsLog, ReleaseMemory
-from .pedagogy import PedagogyProbe
+from .pedagogy import HIGHER_IS_BETTER, JUDGED, PedagogyProbe
 from .trainer import EduloraTrainer
 
 
@@ -55,24 +55,24 @@ def train_between_evaluations(trainer, run_dir: RunDir, stop: GracefulStop, chec
 def pedagogy_probe(config: RunConfig, held_out, fmt: PromptFormat) -> PedagogyProbe | None:
     """Replies scored at each evaluation (a fixed, seeded sample, so evaluations compare like with like)."""
     t = config.training
-    if t.pedagogy_sample <= 0:
+    if t.selection.pedagogy_sample <= 0:
         return None
-    return PedagogyProbe(held_out, fmt, t.pedagogy_sample, t.pedagogy_max_new_tokens, config.data.split_seed,
-                         t.select_by, t.select_tolerance)
+    return PedagogyProbe(held_out, fmt, t.selection.pedagogy_sample, t.selection.pedagogy_max_new_tokens, config.data.split_seed,
+                         t.selection.select_by, t.selection.select_tolerance)
 
 
 def trainer_callbacks(config: RunConfig, run_dir: RunDir, stop: GracefulStop) -> list:
     from transformers import EarlyStoppingCallback
 
     callbacks = [MetricsLog(run_dir), stop, ReleaseMemory.if_useful()]
-    if config.training.early_stopping_patience > 0:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.training.early_stopping_patience))
+    if config.training.selection.early_stopping_patience > 0:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.training.selection.early_stopping_patience))
     return [c for c in callbacks if c is not None]
 
 
 def pedagogy_metrics(metrics: dict[str, float]) -> dict[str, float]:
     """The pedagogy measures among an evaluation's metrics, without the ``eval_`` prefix."""
-    names = ("leak_rate", "incorrect_answer_rate", "question_rate", "style_adherence")
+    names = ("leak_rate", "incorrect_answer_rate", "question_rate", "style_adherence", *JUDGED)
     return {name: metrics[f"eval_{name}"] for name in names if f"eval_{name}" in metrics}
 
 
@@ -94,21 +94,21 @@ def _final_evaluation(trainer: EduloraTrainer, keep_best: bool) -> dict[str, flo
 def kept_checkpoint(trainer: EduloraTrainer, config: RunConfig) -> tuple[int | None, str]:
     """Which checkpoint was kept, and why, in words for the summary and the model card."""
     best = trainer.state.best_model_checkpoint
-    if not config.training.keep_best or not best:
-        return trainer.state.global_step, "the last step's weights (training.keep_best is off)"
+    if not config.training.selection.keep_best or not best:
+        return trainer.state.global_step, "the last step's weights (training.selection.keep_best is off)"
     step = int(Path(best).name.removeprefix("checkpoint-"))
     evaluations = sum(1 for row in trainer.state.log_history if "eval_loss" in row)
     t = config.training
-    measure = t.select_by.replace("_", " ")
-    better = "highest" if t.select_by == "style_adherence" else "lowest"
-    bound = f", among those within training.max_drift={t.max_drift}" if t.max_drift else ""
-    if t.select_by == "eval_loss":
+    measure = t.selection.select_by.replace("_", " ")
+    better = "highest" if HIGHER_IS_BETTER.get(t.selection.select_by) else "lowest"
+    bound = f", among those within training.selection.max_drift={t.selection.max_drift}" if t.selection.max_drift else ""
+    if t.selection.select_by == "eval_loss":
         return step, f"checkpoint-{step}: lowest eval loss of {evaluations} evaluations{bound}"
-    if not t.select_tolerance:
+    if not t.selection.select_tolerance:
         return step, f"checkpoint-{step}: {better} {measure} of {evaluations} evaluations{bound}; ties broken by eval loss"
-    replies = f"{t.select_tolerance} repl{'y' if t.select_tolerance == 1 else 'ies'}"
+    replies = f"{t.selection.select_tolerance} repl{'y' if t.selection.select_tolerance == 1 else 'ies'}"
     return step, (f"checkpoint-{step}: lowest eval loss among the evaluations whose {measure} was within {replies} "
-                  f"of the {better} (training.select_tolerance), of {evaluations} evaluations{bound}")
+                  f"of the {better} (training.selection.select_tolerance), of {evaluations} evaluations{bound}")
 
 
 def model_card(config: RunConfig, info: AdapterInfo, eval_before: float, eval_after: float, selection: str,
@@ -122,13 +122,16 @@ def model_card(config: RunConfig, info: AdapterInfo, eval_before: float, eval_af
             ("Training", f"epochs={t.epochs}, batch={t.batch_size}x{t.grad_accum}, lr={t.learning_rate}, "
                          f"scheduler={t.lr_scheduler}"),
             ("Eval loss (base → tuned)", f"{eval_before:.4f} → {eval_after:.4f}"),
-            ("Checkpoint kept", f"{selection} (training.select_by={t.select_by})")]
+            ("Checkpoint kept", f"{selection} (training.selection.select_by={t.selection.select_by})")]
+    if config.model.adapter and t.method == "sft":  # DPO and ORPO say where they started in their own section
+        rows.insert(1, ("Continued from", f"{config.model.adapter} (its base, prompt format and LoRA shape; "
+                                          f"{config.data.previous_fraction:.0%} of examples from its data)"))
     after = (info.pedagogy or {}).get("after") or {}
     before = (info.pedagogy or {}).get("before") or {}
-    for name in ("leak_rate", "incorrect_answer_rate", "question_rate", "style_adherence"):
+    for name in ("leak_rate", "incorrect_answer_rate", "question_rate", "style_adherence", *JUDGED):
         if name in after:
             was = f"{before[name]:.3f} → " if name in before else ""
-            rows.append((f"{name.replace('_', ' ').capitalize()} (base → tuned, {t.pedagogy_sample} held-out)",
+            rows.append((f"{name.replace('_', ' ').capitalize()} (base → tuned, {t.selection.pedagogy_sample} held-out)",
                          f"{was}{after[name]:.3f}"))
     if drift:
         rows.append((f"Drift from the base on {drift['n']} general prompts (KL per token, 95% CI)",

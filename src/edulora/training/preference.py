@@ -24,16 +24,16 @@ from collections import Counter
 import torch
 from trl import DPOConfig, DPOTrainer
 
-from ..config import DEFAULT_MODEL, RunConfig
+from ..config import RunConfig
 from ..data.pairs import PreferencePair, load_pairs, split_pairs
 from ..data.split import fingerprint
 from ..errors import EduloraError
 from ..formatting import PromptFormat
-from ..modeling import (AdapterInfo, adapter_dir, adapter_weights, attach_lora, choose_dtype, device,
-                        load_base_model, quiet_checkpointing_alias, read_adapter_info, save_adapter)
+from ..modeling import AdapterInfo, choose_dtype, device, load_base_model, quiet_checkpointing_alias, save_adapter
 from ..rundir import RunDir, RunSummary, is_main_process
 from ..tutor import Tutor
 from .callbacks import GracefulStop, out_of_space_is_a_user_error
+from .continued import adapter_meta, base_settings, make_trainable, prompt_format, starting_adapter
 from .data import should_scrub
 from .loop import (RunResult, kept_checkpoint, model_card, pedagogy_metrics, pedagogy_probe, train_between_evaluations,
                    trainer_callbacks)
@@ -67,7 +67,7 @@ def run_preference(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -
 
     # 2. Model: the starting adapter (DPO: also frozen as the reference), or a new adapter.
     model, tokenizer, base_path, start = _policy(config)
-    fmt = _prompt_format(config, tokenizer, start)
+    fmt = prompt_format(config, tokenizer, start)
     train_rows, eval_rows = _rows(train_pairs, fmt), _rows(held_out, fmt)
     train_rows, eval_rows = (keep_prompt_ends(r, tokenizer, config.data.max_length) for r in (train_rows, eval_rows))
     info.update({"method": t.method, "template": fmt.template, "answer_key": fmt.answer_key,
@@ -87,7 +87,7 @@ def run_preference(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -
                 **orpo.orpo_arguments(config), **micro_batch_arguments(config, memory))
         else:
             trainer_class, args = PreferenceTrainer, training_arguments(
-                config, run_dir, dtype, DPOConfig, memory.gradient_checkpointing, beta=t.beta, loss_type=[t.loss_type],
+                config, run_dir, dtype, DPOConfig, memory.gradient_checkpointing, beta=t.preference.beta, loss_type=[t.preference.loss_type],
                 max_length=config.data.max_length,
                 # keep_prompt_ends already cut prompts to fit; TRL's keep_start can only cut the end of a reply
                 # longer than half of max_length.
@@ -97,12 +97,12 @@ def run_preference(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -
                 dataset_num_proc=None, **micro_batch_arguments(config, memory))
         trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_dict(train_rows),
                                 eval_dataset=Dataset.from_dict(eval_rows), processing_class=tokenizer,
-                                callbacks=trainer_callbacks(config, run_dir, stop), probe=probe, select_by=t.select_by)
+                                callbacks=trainer_callbacks(config, run_dir, stop), probe=probe, select_by=t.selection.select_by)
 
         # 4. Train, measuring the held-out DPO or ORPO loss (and pedagogy) before and after.
         with quiet_checkpointing_alias():  # TRL's DPO reference pass reads the deprecated alias on every step
             previous, output, train_seconds, after = train_between_evaluations(trainer, run_dir, stop, checkpoint,
-                                                                               t.keep_best, t.method)
+                                                                               t.selection.keep_best, t.method)
         selected_step, selection = kept_checkpoint(trainer, config)
 
         # 5. The adapter alone (DPO's frozen reference is dropped), then the summary last.
@@ -112,11 +112,11 @@ def run_preference(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -
         pedagogy = {"before": previous.pedagogy.get("before", {}), "after": pedagogy_metrics(after)}
         names = PREFERENCE_METRICS + (orpo.ORPO_METRICS if orpo else ())
         preference = {name: after[f"eval_{name}"] for name in names if f"eval_{name}" in after}
-        meta = _adapter_meta(config, start)
-        adapter = AdapterInfo(base_model=start.base_model if start else config.model.name, **meta,
+        adapter = AdapterInfo(base_model=start.info.base_model if start else config.model.name,
+                              **adapter_meta(config, start),
                               template=fmt.template, system_prompt=fmt.system_prompt, answer_key=fmt.answer_key,
                               data_fingerprint=info["train_fingerprint"], eval_loss=after["eval_loss"],
-                              select_by=t.select_by, pedagogy=pedagogy)
+                              select_by=t.selection.select_by, pedagogy=pedagogy)
         if trainer.is_world_process_zero():
             card = model_card(config, adapter, previous.eval_loss_before, after["eval_loss"], selection)
             rows = orpo.orpo_card_rows(config) if orpo else _dpo_card_rows(config)
@@ -132,7 +132,7 @@ def run_preference(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -
             peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, device=device().type,
             dtype=str(dtype).removeprefix("torch."), base_model=adapter.base_model, base_model_path=base_path,
             template=fmt.template, trainable_parameters=sum(p.numel() for p in policy.parameters() if p.requires_grad),
-            resumed_from=checkpoint, select_by=t.select_by, selected_step=selected_step, selection=selection,
+            resumed_from=checkpoint, select_by=t.selection.select_by, selected_step=selected_step, selection=selection,
             pedagogy=pedagogy, preference=preference, memory=memory.to_dict())
         if trainer.is_world_process_zero():
             run_dir.write_summary(summary)
@@ -141,7 +141,7 @@ def run_preference(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -
 
 
 def pair_memory_plan(config: RunConfig, model, tokenizer, rows: dict[str, list[str]]) -> MemoryPlan:
-    """How the run stays within ``training.memory_budget_gb``.
+    """How the run stays within ``training.memory.budget_gb``.
 
     A preference step runs chosen and rejected replies as one batch of twice the rows, each row
     prompt + reply cut to ``data.max_length``; its stored activations are what SFT's estimate counts
@@ -161,8 +161,8 @@ def pair_memory_plan(config: RunConfig, model, tokenizer, rows: dict[str, list[s
     answered = [n for pair in zip(counts(rows["chosen"]), counts(rows["rejected"])) for n in pair]
     lengths = [min(asked[i // 2] + n, config.data.max_length) for i, n in enumerate(answered)]
     share = sum(min(n, length) for n, length in zip(answered, lengths)) / max(sum(lengths), 1)
-    plan = plan_memory(model, lengths, t.batch_size, config.data.pad_to_multiple_of, share, t.memory_budget_gb,
-                       t.gradient_checkpointing, len(config.lora.target_modules), per_batch=False,
+    plan = plan_memory(model, lengths, t.batch_size, config.data.pad_to_multiple_of, share, t.memory.budget_gb,
+                       t.memory.gradient_checkpointing, len(config.lora.target_modules), per_batch=False,
                        head="full" if t.method == "orpo" else "chunked", rows_per_example=2,
                        split="last" if t.method == "orpo" else "first")
     if (plan.gradient_checkpointing or plan.micro_batch_size) and is_main_process():
@@ -219,30 +219,10 @@ def scrub_pairs(pairs: list[PreferencePair]) -> tuple[list[PreferencePair], dict
 
 
 def _policy(config: RunConfig):
-    """(model, tokenizer, base path, starting adapter's info or None), the model ready for DPO's or ORPO's trainer."""
-    if not config.model.adapter:
-        model, tokenizer, path = load_base_model(config.model, for_training=True)
-        torch.manual_seed(config.training.seed)  # the LoRA init is part of the recipe
-        return attach_lora(model, config.lora), tokenizer, path, None
-    from peft import PeftModel
-
-    folder = adapter_dir(config.model.adapter)
-    adapter_weights(folder)  # safetensors only, a regular file: checked before PEFT reads it
-    start = read_adapter_info(folder)
-    name = start.base_model if config.model.name == DEFAULT_MODEL else config.model.name
-    model, tokenizer, path = load_base_model(dataclasses.replace(config.model, name=name), for_training=True)
-    # DPOTrainer copies a PEFT model's adapter into a frozen one named "ref" and scores the reference with it.
-    with quiet_checkpointing_alias():
-        model = PeftModel.from_pretrained(model, str(folder), adapter_name="default", is_trainable=True)
-    return model, tokenizer, path, start
-
-
-def _prompt_format(config: RunConfig, tokenizer, start: AdapterInfo | None) -> PromptFormat:
-    """The starting adapter's format (its template, persona and key switches), else the config's."""
-    if start is not None:
-        return PromptFormat.create(tokenizer, start.template or "auto", start.system_prompt, start.answer_key)
-    return PromptFormat.create(tokenizer, config.data.template, config.data.system_prompt,
-                               answer_key=config.data.answer_key == "auto")
+    """(model, tokenizer, base path, starting adapter or None), the model ready for DPO's or ORPO's trainer."""
+    start = starting_adapter(config)
+    model, tokenizer, path = load_base_model(base_settings(config, start), for_training=True)
+    return make_trainable(model, config, start), tokenizer, path, start
 
 
 def _rows(pairs: list[PreferencePair], fmt: PromptFormat) -> dict[str, list[str]]:
@@ -271,12 +251,6 @@ def keep_prompt_ends(rows: dict[str, list[str]], tokenizer, max_length: int) -> 
     return {**rows, "prompt": prompts}
 
 
-def _adapter_meta(config: RunConfig, start: AdapterInfo | None) -> dict[str, str]:
-    """Subject, grade level, style, description: the config's, else the starting adapter's."""
-    names = ("subject", "grade_level", "teaching_style", "description")
-    return {n: getattr(config.adapter, n) or (getattr(start, n) if start else "") for n in names}
-
-
 def _orpo():
     """``training.orpo`` (TRL's ORPOTrainer), or a one-line config error when the installed TRL lacks it."""
     import trl
@@ -297,7 +271,7 @@ def _orpo():
 
 def _dpo_card_rows(config: RunConfig) -> list[tuple[str, str]]:
     t = config.training
-    return [("Method", f"DPO (TRL), loss={t.loss_type}, beta={t.beta}"),
+    return [("Method", f"DPO (TRL), loss={t.preference.loss_type}, beta={t.preference.beta}"),
             ("Started from", config.model.adapter or "a new adapter on the base model (reference: the base)"),
             ("Eval loss above", "the DPO loss on held-out pairs (ln 2 = 0.693 when tuned = reference)")]
 

@@ -19,10 +19,11 @@ from ..config import RunConfig
 from ..errors import EduloraError
 from ..evaluation.retention import RetentionProbe, retention_records
 from ..formatting import PromptFormat
-from ..modeling import AdapterInfo, attach_lora, choose_dtype, device, load_base_model, save_adapter
+from ..modeling import AdapterInfo, choose_dtype, device, load_base_model, save_adapter
 from ..rundir import RunDir, RunSummary, is_main_process
 from ..tutor import Tutor
 from .callbacks import GracefulStop, out_of_space_is_a_user_error
+from .continued import adapter_meta, base_settings, make_trainable, prompt_format, starting_adapter
 from .data import Collator, ExampleDataset, answer_replay_with_base, encode, load_data
 from .loop import (RunResult, kept_checkpoint, model_card, pedagogy_metrics, pedagogy_probe, train_between_evaluations,
                    trainer_callbacks)
@@ -65,36 +66,38 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
         run_dir.write_eval_records(data.eval)
 
     # 2. Model: base in the precision this hardware suits; the prompt format owns every prompt string.
-    model, tokenizer, base_path = load_base_model(config.model, for_training=True)
+    #    Continuing an adapter (model.adapter): its base and its format (continued.py).
+    start = starting_adapter(config)
+    settings = base_settings(config, start)
+    model, tokenizer, base_path = load_base_model(settings, for_training=True)
     model.config.use_cache = False  # packed rows stay isolated only without a KV cache
-    fmt = PromptFormat.create(tokenizer, config.data.template, config.data.system_prompt,
-                              answer_key=config.data.answer_key == "auto")
+    fmt = prompt_format(config, tokenizer, start)
     if data.replay and config.data.replay_responses == "base":  # before the adapter: the base's own replies
-        base = Tutor(model, tokenizer, fmt, AdapterInfo(base_model=config.model.name))
+        base = Tutor(model, tokenizer, fmt, AdapterInfo(base_model=settings.name))
         answered = answer_replay_with_base(data, base)
         if is_main_process():
             print(f"edulora: replay trains on the base model's own replies to {answered} general prompt(s)", flush=True)
     train_examples, train_stats = encode(data.train, fmt, config.data.max_length)
     eval_examples, eval_stats = encode(data.eval, fmt, config.data.max_length)
     data.info.update({"template": fmt.template, "answer_key": fmt.answer_key, "train_tokens": train_stats,
-                      "eval_tokens": eval_stats})
+                      "eval_tokens": eval_stats, "start_adapter": config.model.adapter or None})
     if is_main_process():
         run_dir.write_data_info(data.info)
     if train_stats["truncated"]:
         print(f"warning: {train_stats['truncated']} training example(s) longer than data.max_length="
               f"{config.data.max_length} were cut from the left (their replies kept)", flush=True)
-    torch.manual_seed(config.training.seed)  # before attach_lora: the LoRA init is part of the recipe
-    model = attach_lora(model, config.lora)
+    model = make_trainable(model, config, start)
     # The family's own module names (Phi-3's fused qkv_proj for q/k/v) and what they cost, said at start.
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    targets = ", ".join(sorted(model.peft_config["default"].target_modules))
-    print(f"edulora: LoRA r={config.lora.r} on {targets}: {trainable:,} trainable parameters "
+    lora = model.peft_config["default"]
+    print(f"edulora: {f'continuing {config.model.adapter}: ' if start else ''}LoRA r={lora.r} on "
+          f"{', '.join(sorted(lora.target_modules))}: {trainable:,} trainable parameters "
           f"({100 * trainable / sum(p.numel() for p in model.parameters()):.2f}% of the model)", flush=True)
     dtype = choose_dtype(config.model.precision)
     probe = pedagogy_probe(config, data.eval, fmt)
     memory = _memory_plan(config, model, train_examples, train_stats)
     # The training network seen as a tutor: its adapter on, or off for the base the drift is measured from.
-    learner = Tutor(model, tokenizer, fmt, AdapterInfo(base_model=config.model.name), run_dir.name, adapter="default")
+    learner = Tutor(model, tokenizer, fmt, AdapterInfo(base_model=settings.name), run_dir.name, adapter="default")
     retention = _retention_probe(config, fmt)
 
     with out_of_space_is_a_user_error(run_dir):
@@ -110,26 +113,25 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
             callbacks=trainer_callbacks(config, run_dir, stop),
             response_only_head=config.training.response_only_head,
             probe=probe,
-            select_by=config.training.select_by,
+            select_by=config.training.selection.select_by,
             retention=(retention, learner) if retention else None,
-            max_drift=config.training.max_drift,
+            max_drift=config.training.selection.max_drift,
             memory=memory,
         )
 
         # 4. Train, measuring the held-out loss (and pedagogy) before and after.
         previous, output, train_seconds, after = train_between_evaluations(trainer, run_dir, stop, checkpoint,
-                                                                           config.training.keep_best, "sft")
+                                                                           config.training.selection.keep_best, "sft")
         selected_step, selection = kept_checkpoint(trainer, config)
         drift = asdict(retention.measure(learner)) if retention else {}
 
         # 5. Save the adapter with what PEFT cannot hold, then the summary last (its presence means "done").
         pedagogy = {"before": previous.pedagogy.get("before", {}), "after": pedagogy_metrics(after)}
-        info = AdapterInfo(base_model=config.model.name, subject=config.adapter.subject,
-                           grade_level=config.adapter.grade_level, teaching_style=config.adapter.teaching_style,
-                           description=config.adapter.description, template=fmt.template,
+        info = AdapterInfo(base_model=start.info.base_model if start else config.model.name,
+                           **adapter_meta(config, start), template=fmt.template,
                            system_prompt=fmt.system_prompt, answer_key=fmt.answer_key,
                            data_fingerprint=data.info["train_fingerprint"], eval_loss=after["eval_loss"],
-                           select_by=config.training.select_by, pedagogy=pedagogy)
+                           select_by=config.training.selection.select_by, pedagogy=pedagogy)
         # Under FSDP each process holds a shard: gathering is collective, so every rank takes part.
         full_state = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None
         if trainer.is_world_process_zero():
@@ -145,9 +147,9 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
             train_tokens_per_s=trainer.tokens_trained / train_seconds if train_seconds > 0 else None,
             train_seconds=train_seconds, eval_seconds=trainer.eval_seconds, wall_s=time.perf_counter() - started,
             peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, device=device().type,
-            dtype=str(dtype).removeprefix("torch."), base_model=config.model.name, base_model_path=base_path,
+            dtype=str(dtype).removeprefix("torch."), base_model=info.base_model, base_model_path=base_path,
             template=fmt.template, trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
-            resumed_from=checkpoint, select_by=config.training.select_by, selected_step=selected_step,
+            resumed_from=checkpoint, select_by=config.training.selection.select_by, selected_step=selected_step,
             selection=selection, pedagogy=pedagogy, retention=drift,
             memory={**memory.to_dict(), **trainer.micro_batches,
                     "attention": getattr(model.config, "_attn_implementation", None)})
@@ -162,7 +164,7 @@ def _memory_plan(config: RunConfig, model, examples, stats: dict) -> MemoryPlan:
     t = config.training
     share = stats["trainable_tokens"] / max(stats["tokens"], 1) if t.response_only_head else 1.0
     plan = plan_memory(model, [len(e.input_ids) for e in examples], t.batch_size, config.data.pad_to_multiple_of,
-                       share, t.memory_budget_gb, t.gradient_checkpointing, len(config.lora.target_modules))
+                       share, t.memory.budget_gb, t.memory.gradient_checkpointing, len(config.lora.target_modules))
     if plan.gradient_checkpointing and is_main_process():
         which = "for long micro-batches" if plan.per_micro_batch() else "on"
         print(f"edulora: activation checkpointing {which} ({plan.reason})", flush=True)
@@ -172,12 +174,12 @@ def _memory_plan(config: RunConfig, model, examples, stats: dict) -> MemoryPlan:
 def _retention_probe(config: RunConfig, fmt: PromptFormat) -> RetentionProbe | None:
     """General prompts (a fixed, seeded sample) whose drift from the base is logged at each evaluation."""
     t = config.training
-    if t.retention_sample <= 0:
+    if t.selection.retention_sample <= 0:
         return None
     records = retention_records(config.data.retention_file)
-    chosen = sorted(random.Random(config.data.split_seed).sample(range(len(records)), min(t.retention_sample,
+    chosen = sorted(random.Random(config.data.split_seed).sample(range(len(records)), min(t.selection.retention_sample,
                                                                                           len(records))))
-    return RetentionProbe([records[i] for i in chosen], fmt, t.retention_max_new_tokens,
+    return RetentionProbe([records[i] for i in chosen], fmt, t.selection.retention_max_new_tokens,
                           source=config.data.retention_file or "edulora retention.jsonl")
 
 
