@@ -35,8 +35,8 @@ def config_for(tiny_llama, data, out, **training):
     from test_training import tiny_config
 
     config = tiny_config(tiny_llama, data, out, max_steps=12, eval_steps=3, save_steps=3, **training)
-    config.training.pedagogy_sample = 3
-    config.training.pedagogy_max_new_tokens = 4
+    config.training.selection.pedagogy_sample = 3
+    config.training.selection.pedagogy_max_new_tokens = 4
     return config
 
 
@@ -96,7 +96,7 @@ def test_a_new_best_rate_unseats_a_kept_checkpoint_outside_the_band():
     # loss, within the new band) replaces it.
     assert pedagogy_score(state, one_reply, "leak_rate", {"leak_rate": 1 / 12}, 2.4) == 2.4
     assert state.best_metric is None
-    # An evaluation past training.max_drift does not set the best: the kept checkpoint stands (and
+    # An evaluation past training.selection.max_drift does not set the best: the kept checkpoint stands (and
     # bounded_score then scores this one past the bound).
     state.best_metric = 2.0
     assert pedagogy_score(state, one_reply, "leak_rate", {"leak_rate": 0.0}, 2.4, drift=0.5, max_drift=0.1) == 2.4
@@ -125,3 +125,49 @@ def test_selection_needs_what_it_measures(tiny_llama, tmp_path, write_jsonl):
                         select_by="incorrect_answer_rate")
     with pytest.raises(EduloraError, match="metadata.answer"):
         train(config)
+
+
+def times_table_records(n: int = 4):
+    from edulora.data.schema import record_from_dict
+
+    return [record_from_dict({"messages": [{"role": "user", "content": f"What is 6 x {7 + i}? I think it is 50."},
+                                           {"role": "assistant", "content": "Let us check that together."}],
+                              "metadata": {"answer": str(6 * (7 + i))}}) for i in range(n)]
+
+
+def test_the_probe_scores_replies_with_the_learned_judges():
+    from edulora.formatting import PromptFormat
+
+    records = times_table_records()
+    probe = pedagogy.PedagogyProbe(records, PromptFormat(None, "instruction"), size=4, max_new_tokens=8, judged=True)
+    telling = probe.score([f"6 x {7 + i} is {6 * (7 + i)}, so the answer is {6 * (7 + i)}." for i in range(4)])
+    guiding = probe.score([f"Let's check: what is 6 x 6, and what do you add to get 6 x {7 + i}?" for i in range(4)])
+    assert set(pedagogy.JUDGED) <= set(telling) and "leak_rate" in telling
+    assert telling["judged_revealing_of_the_answer_rate"] == 1.0 and guiding["judged_revealing_of_the_answer_rate"] == 0.0
+    assert guiding["judged_actionability_rate"] > telling["judged_actionability_rate"]
+    off = pedagogy.PedagogyProbe(records, PromptFormat(None, "instruction"), size=4, max_new_tokens=8, judged=False)
+    assert off.judges is None and not set(pedagogy.JUDGED) & set(off.score(["What do you think?"] * 4))
+    # Selecting by a judged measure needs the judges, whatever ``judged`` says.
+    chosen = pedagogy.PedagogyProbe(records, PromptFormat(None, "instruction"), 4, 8, select_by="judged_actionability_rate", judged=False)
+    assert chosen.judges is not None
+
+
+def test_judged_measures_can_select_and_are_oriented():
+    from edulora.config import SELECT_BY
+
+    assert set(SELECT_BY) == {"eval_loss", *pedagogy.HIGHER_IS_BETTER}
+    assert pedagogy.badness("judged_providing_guidance_rate", 0.75) == 0.25  # more guidance is better
+    assert pedagogy.badness("judged_revealing_of_the_answer_rate", 0.25) == 0.25  # more telling is worse
+    with pytest.raises(EduloraError, match="judges gave no verdict"):
+        pedagogy.measured("judged_actionability_rate", {"leak_rate": 0.0})
+
+
+def test_select_by_a_judged_measure_logs_and_keeps_it(tiny_llama, tmp_path, write_jsonl):
+    config = config_for(tiny_llama, write_jsonl(keyed_rows()), tmp_path / "runs", select_by="judged_actionability_rate")
+    result = train(config)
+    logged = [json.loads(line) for line in (result.run_dir.path / "metrics.jsonl").read_text().splitlines()]
+    evaluations = [row for row in logged if "eval_judged_actionability_rate" in row]
+    assert len(evaluations) >= 4 and all(0.0 <= row["eval_judged_providing_guidance_rate"] <= 1.0 for row in evaluations)
+    assert result.summary.select_by == "judged_actionability_rate"
+    assert set(pedagogy.JUDGED) <= set(result.summary.pedagogy["after"])
+    assert "highest judged actionability rate" in result.summary.selection or "within 1 reply" in result.summary.selection

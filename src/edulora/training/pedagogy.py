@@ -13,8 +13,13 @@ from ..errors import EduloraError
 from ..formatting import PromptFormat
 from ..generation import Sampling, generate
 
-#: Measures that ``training.select_by`` may name and whether a higher value is better.
-HIGHER_IS_BETTER = {"leak_rate": False, "incorrect_answer_rate": False, "style_adherence": True}
+#: The learned judges' measures (``evaluation.judges``), named as in an evaluation's rates: the share of the
+#: probe's replies judged "Yes" on noticing the student's mistake, guiding, leaving the student something
+#: to do, and giving the answer away; whether a higher value is better.
+JUDGED = {"judged_mistake_identification_rate": True, "judged_providing_guidance_rate": True,
+          "judged_actionability_rate": True, "judged_revealing_of_the_answer_rate": False}
+#: Measures that ``training.selection.select_by`` may name and whether a higher value is better.
+HIGHER_IS_BETTER = {"leak_rate": False, "incorrect_answer_rate": False, "style_adherence": True, **JUDGED}
 #: Score of an evaluation whose measure is further than the tolerance from the best seen: above any eval loss.
 OUT_OF_BAND = 1e2
 
@@ -35,10 +40,22 @@ def score_replies(replies: Sequence[str], records: Sequence[Record]) -> dict[str
     return scores
 
 
+def judged_scores(replies: Sequence[str], records: Sequence[Record], judges) -> dict[str, float]:
+    """``JUDGED``: the share of ``replies`` the learned ``judges`` label "Yes" on each dimension (none
+    when the embedder is a stand-in the heads cannot read, as ``judges.judge_records`` decides)."""
+    from ..evaluation.judges import judge_records, judged_rates
+
+    verdicts = judge_records(replies, records, judges=judges)
+    return {name: rate.value for name, rate in judged_rates(verdicts).items()}
+
+
 def measured(select_by: str, rates: dict[str, float]) -> float:
     """The measure ``select_by`` names among an evaluation's ``rates``."""
+    if select_by in JUDGED and select_by not in rates:
+        raise EduloraError(f"training.selection.select_by={select_by}: the learned judges gave no verdict "
+                           "on the held-out replies")
     if select_by not in rates:
-        raise EduloraError(f"training.select_by={select_by}: no held-out reply could be scored for it "
+        raise EduloraError(f"training.selection.select_by={select_by}: no held-out reply could be scored for it "
                            "(does the evaluation data carry metadata.answer / teaching_style?)")
     return rates[select_by]
 
@@ -79,15 +96,19 @@ class PedagogyProbe:
     (``evaluation.cuts.open_turns``: where telling is possible), and the sample is drawn among the
     records the selection measure applies to (e.g. those with a key for ``leak_rate``), so a small
     sample still measures what chooses the checkpoint.
+
+    The learned judges (``JUDGED``) score the replies too when ``judged`` is True, or by default when the
+    sentence-embedding model they read is installed (always when ``select_by`` is a judged measure). The
+    judges and MiniLM are loaded here, once per run, not at each evaluation.
     """
 
     def __init__(self, records: Sequence[Record], fmt: PromptFormat, size: int, max_new_tokens: int, seed: int = 0,
-                 select_by: str = "eval_loss", tolerance: int = 0):
+                 select_by: str = "eval_loss", tolerance: int = 0, judged: bool | None = None):
         from ..evaluation.cuts import open_turns
 
         pool = [r for r in open_turns(records) if applies(select_by, r)]
         if not pool:
-            raise EduloraError(f"training.select_by={select_by} needs held-out records "
+            raise EduloraError(f"training.selection.select_by={select_by} needs held-out records "
                                + ("with a teaching_style" if select_by == "style_adherence" else "with metadata.answer"))
         indices = sorted(random.Random(seed).sample(range(len(pool)), min(size, len(pool))))
         self.records = [pool[i] for i in indices]
@@ -96,6 +117,7 @@ class PedagogyProbe:
         self.sampling = Sampling(max_new_tokens=max_new_tokens)
         #: ``tolerance`` replies as a rate: measures this close to the best count as equal when choosing.
         self.tolerance = tolerance / len(self.records)
+        self.judges = _judges(select_by in JUDGED or bool(judged), judged is None)
 
     def replies(self, model) -> list[str]:
         was_training = model.training
@@ -103,10 +125,28 @@ class PedagogyProbe:
         try:
             # 8 rows: with the adapter on, larger batches cost much memory (bf16: 40 rows peaked 1.8 GiB above 8;
             # benchmarks/history/benchmarks-2026-12.md, "The demo on an AVX-512 CPU").
-            out = generate(model, self.format.tokenizer, self.prompts, self.sampling, batch_size=8)
+            out = generate(model, self.format.tokenizer, self.prompts, self.sampling, batch_size=8,
+                           desc="pedagogy probe")
         finally:
             model.train(was_training)
         return [r.text for r in out]
 
+    def score(self, replies: Sequence[str]) -> dict[str, float]:
+        """The rule measures (``score_replies``) and, with judges, the judged ones of replies to ``records``."""
+        judged = judged_scores(replies, self.records, self.judges) if self.judges is not None else {}
+        return score_replies(replies, self.records) | judged
+
     def measure(self, model) -> dict[str, float]:
-        return score_replies(self.replies(model), self.records)
+        return self.score(self.replies(model))
+
+
+def _judges(required: bool, if_installed: bool):
+    """The learned judges, with MiniLM loaded now (so no evaluation pays for it), when ``required`` or when
+    ``if_installed`` and MiniLM is installed; else None. Required without MiniLM: ``EduloraError`` naming it."""
+    from ..evaluation import embeddings
+    from ..evaluation.judges import load_judges
+
+    if not (required or (if_installed and embeddings.installed())):
+        return None
+    embeddings.embed([""])
+    return load_judges()
