@@ -36,8 +36,8 @@ def one_line(err: str, needle: str) -> bool:
 
 
 def data_commands(src: Path, tmp_path: Path) -> dict[str, list]:
-    return {"validate": ["validate", src], "convert": ["convert", src, tmp_path / "o.jsonl"],
-            "scrub": ["scrub", src, tmp_path / "o.jsonl"], "report": ["report", src],
+    return {"validate": ["validate", src], "convert": ["convert", src, "--out", tmp_path / "o.jsonl"],
+            "scrub": ["scrub", src, "--out", tmp_path / "o.jsonl"], "report": ["report", src],
             "split": ["split", src, "--train-out", tmp_path / "t.jsonl", "--eval-out", tmp_path / "e.jsonl"]}
 
 
@@ -57,7 +57,7 @@ def test_a_symlink_loop_through_the_real_entry_point(tmp_path):
     loop = tmp_path / "a.jsonl"
     loop.symlink_to(tmp_path / "b.jsonl")
     (tmp_path / "b.jsonl").symlink_to(loop)
-    proc = subprocess.run([sys.executable, "-m", "edulora", "data", "convert", str(loop), str(tmp_path / "o.jsonl")],
+    proc = subprocess.run([sys.executable, "-m", "edulora", "data", "convert", str(loop), "--out", str(tmp_path / "o.jsonl")],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert one_line(proc.stderr, f"{loop}: symbolic link loop"), proc.stderr
@@ -85,7 +85,7 @@ def test_surrogates_in_a_json_array_and_real_pairs(tmp_path, capsys):
     # A proper pair is an emoji written as ASCII escapes: valid text, kept as the character.
     emoji = tmp_path / "emoji.jsonl"
     emoji.write_text('{"instruction": "Well done \\ud83d\\ude00", "response": "Thanks!"}\n', encoding="utf-8")
-    assert run(capsys, "data", "convert", emoji, tmp_path / "out.jsonl")[0] == 0
+    assert run(capsys, "data", "convert", emoji, "--out", tmp_path / "out.jsonl")[0] == 0
     assert json.loads((tmp_path / "out.jsonl").read_text(encoding="utf-8"))["instruction"] == "Well done \U0001F600"
 
 

@@ -89,7 +89,7 @@ def test_learned_and_combined_judge_every_dimension() -> None:
 def test_predictions_file_has_one_line_per_labelled_response(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path, out = tmp_path / "toy.json", tmp_path / "predictions.jsonl"
     path.write_text(json.dumps([_KEYED] + _TOY), encoding="utf-8")
-    assert main(["calibrate", str(path), "--rules-only", "--json", "--predictions", str(out)]) == 0
+    assert main(["calibrate", str(path), "--rules-only", "--json", "-", "--predictions", str(out)]) == 0
     printed = json.loads(capsys.readouterr().out)
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert len(rows) == 6 and printed["responses"] == 7  # "D" has no labels: scored, not written
@@ -165,9 +165,9 @@ def test_calibrate_on_a_toy_dialogue() -> None:
 def test_selects_dialogues_by_position_and_split(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "toy.json"
     path.write_text(json.dumps(_TOY * 2), encoding="utf-8")
-    assert main(["calibrate", str(path), "--rules-only", "--json", "--dialogues", "1:"]) == 0
+    assert main(["calibrate", str(path), "--rules-only", "--json", "-", "--dialogues", "1:"]) == 0
     assert json.loads(capsys.readouterr().out)["dialogues"] == 1
-    assert main(["calibrate", str(path), "--rules-only", "--json", "--split", "train"]) == 0
+    assert main(["calibrate", str(path), "--rules-only", "--json", "-", "--split", "train"]) == 0
     assert json.loads(capsys.readouterr().out)["responses"] == 0
 
 

@@ -1,4 +1,5 @@
-"""``benchmarks/classroom.py`` end to end on the tiny model (3 students, 2 turns), so the benchmark cannot rot."""
+"""``benchmarks/classroom.py`` (3 students, 2 turns) and ``benchmarks/throughput.py`` end to end on the tiny
+model, so the benchmarks cannot rot."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("classroom_bench", REPO / "benchmarks" / "classroom.py")
+def load_benchmark(name: str = "classroom"):
+    spec = importlib.util.spec_from_file_location(f"{name}_bench", REPO / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
@@ -46,3 +47,23 @@ def test_classroom_runs_on_the_tiny_model(tiny_llama, tmp_path, monkeypatch, bac
         # llama.cpp's slots keep each conversation's prompt: second turns start from it (transformers: none).
         assert (cached > 0) == (backend == "llamacpp")
     assert results["mixed_over_single"][backend] > 0
+
+
+def test_throughput_runs_on_the_tiny_model(tiny_llama, tmp_path, capsys):
+    out = tmp_path / "throughput.json"
+    numbers = load_benchmark("throughput").main(["--base", str(tiny_llama), "--precision", "fp32",
+                                                 "--max-new-tokens", "4", "--clients", "2", "--requests", "2",
+                                                 "--json", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(numbers))
+    assert numbers["adapters"] == ("math", "science") and numbers["dtype"] == "float32"
+    assert numbers["requests"] == 4 and 0 < numbers["concurrent_tokens"] <= 4 * 4
+    assert 0 < numbers["single_tokens"] <= 3 * 4 and numbers["single_tokens_per_s"] > 0
+    assert numbers["aggregate_tokens_per_s"] > 0 and 1 <= numbers["largest_batch"] <= 2
+    printed = capsys.readouterr().out
+    assert "single stream:" in printed and "2 concurrent clients:" in printed
+
+
+def test_throughput_refuses_a_bad_count(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        load_benchmark("throughput").main(["--clients", "0"])
+    assert exit_.value.code == 2 and "--clients: 0: must be at least 1" in capsys.readouterr().err

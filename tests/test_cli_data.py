@@ -114,18 +114,18 @@ def test_convert_alpaca_array_sharegpt_and_csv(tmp_path, capsys):
     alpaca.write_text(json.dumps([{"instruction": "Define area.", "input": "", "output": "Space inside a shape."}]))
     out = tmp_path / "out" / "a.jsonl"
     out.parent.mkdir()  # data outputs go into existing folders only (see test_writers_refuse_…)
-    assert run(capsys, "data", "convert", alpaca, out)[:2] == (0, f"wrote 1 records to {out}\n")
+    assert run(capsys, "data", "convert", alpaca, "--out", out)[:2] == (0, f"wrote 1 records to {out}\n")
     assert read_jsonl(out) == [{"instruction": "Define area.", "response": "Space inside a shape."}]
 
     share = jsonl(tmp_path / "s.jsonl", [{"conversations": [{"from": "human", "value": "hi"},
                                                               {"from": "gpt", "value": "hello"}]}])
-    assert run(capsys, "data", "convert", share, tmp_path / "s_out.jsonl")[0] == 0
+    assert run(capsys, "data", "convert", share, "--out", tmp_path / "s_out.jsonl")[0] == 0
     assert read_jsonl(tmp_path / "s_out.jsonl") == [
         {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}]
 
     csv_path = tmp_path / "d.csv"
     csv_path.write_text("q,a,subject\nWhat is 2+2?,Count on: 3 then 4.,Maths\n", encoding="utf-8")
-    code, _, _ = run(capsys, "data", "convert", csv_path, tmp_path / "c.jsonl", "--map", "instruction=q",
+    code, _, _ = run(capsys, "data", "convert", csv_path, "--out", tmp_path / "c.jsonl", "--map", "instruction=q",
                      "--map", "response=a")
     assert code == 0 and read_jsonl(tmp_path / "c.jsonl") == [
         {"instruction": "What is 2+2?", "response": "Count on: 3 then 4.", "metadata": {"subject": "mathematics"}}]
@@ -136,7 +136,7 @@ def test_convert_alpaca_array_sharegpt_and_csv(tmp_path, capsys):
 def test_convert_with_problems_writes_nothing(tmp_path, capsys):
     src = jsonl(tmp_path / "d.jsonl", [GUIDE, {"instruction": "x"}, GUIDE, {"response": "y"}])
     out = tmp_path / "out.jsonl"
-    code, stdout, err = run(capsys, "data", "convert", src, out)
+    code, stdout, err = run(capsys, "data", "convert", src, "--out", out)
     assert code == 2 and stdout == "" and not out.exists()
     assert err.splitlines() == [f"{src}:2: missing field 'response'", f"{src}:4: missing field 'instruction'",
                                 f"{src}: 2 problem(s); nothing written"]
@@ -145,9 +145,9 @@ def test_convert_with_problems_writes_nothing(tmp_path, capsys):
 
 def test_convert_refuses_same_file_and_bad_format(tmp_path, capsys):
     src = jsonl(tmp_path / "d.jsonl", [GUIDE])
-    code, _, err = run(capsys, "data", "convert", src, src)
+    code, _, err = run(capsys, "data", "convert", src, "--out", src)
     assert code == 2 and "is the input file" in err
-    code, _, err = run(capsys, "data", "convert", src, tmp_path / "o.jsonl", "--from", "xml")
+    code, _, err = run(capsys, "data", "convert", src, "--out", tmp_path / "o.jsonl", "--from", "xml")
     assert code == 2 and err.startswith("edulora: error: unknown format 'xml'")
 
 
@@ -208,7 +208,7 @@ def test_scrub_writes_placeholders_and_reports_lines_only(tmp_path, capsys):
                     "response": "Welcome Tom! What is 345 * 12?"}]
     src = jsonl(tmp_path / "in.jsonl", rows)
     out = tmp_path / "out.jsonl"
-    code, stdout, err = run(capsys, "data", "scrub", src, out, "--roster", roster, "--report-json", tmp_path / "r.json")
+    code, stdout, err = run(capsys, "data", "scrub", src, "--out", out, "--roster", roster, "--report-json", tmp_path / "r.json")
     assert code == 0 and err == ""
     assert read_jsonl(out)[1] == {"instruction": "Hi, I'm [NAME]. My email is [EMAIL] and [NAME] helps me.",
                                   "response": "Welcome [NAME]! What is 345 * 12?"}
@@ -222,10 +222,10 @@ def test_scrub_writes_placeholders_and_reports_lines_only(tmp_path, capsys):
 
 def test_scrub_in_place_rules(tmp_path, capsys):
     src = jsonl(tmp_path / "in.jsonl", [{"instruction": "call me Ana", "response": "ok"}])
-    code, _, err = run(capsys, "data", "scrub", src, src)
+    code, _, err = run(capsys, "data", "scrub", src, "--out", src)
     assert code == 2 and "--in-place" in err and "Ana" in src.read_text()
     code, _, err = run(capsys, "data", "scrub", src)
-    assert code == 2 and "give an OUT file" in err
+    assert code == 2 and "give --out FILE" in err
     assert run(capsys, "data", "scrub", src, "--in-place")[0] == 0
     assert read_jsonl(src) == [{"instruction": "call me [NAME]", "response": "ok"}]
 
@@ -233,7 +233,7 @@ def test_scrub_in_place_rules(tmp_path, capsys):
 def test_scrub_bad_input_writes_nothing(tmp_path, capsys):
     src = tmp_path / "in.jsonl"
     src.write_bytes(b'{"instruction": "I am Jos\xe9", "response": "a"}\n')
-    code, _, err = run(capsys, "data", "scrub", src, tmp_path / "out.jsonl")
+    code, _, err = run(capsys, "data", "scrub", src, "--out", tmp_path / "out.jsonl")
     assert code == 2 and not (tmp_path / "out.jsonl").exists()
     assert err.splitlines()[0].startswith(f"{src}:1: not valid UTF-8")
 
@@ -281,7 +281,7 @@ def test_full_disk_is_one_line_and_keeps_the_old_file(tmp_path, capsys, monkeypa
         raise OSError(errno.ENOSPC, "No space left on device", str(source))
 
     monkeypatch.setattr(os, "replace", full)
-    code, _, err = run(capsys, "data", "convert", src, out, "--overwrite")
+    code, _, err = run(capsys, "data", "convert", src, "--out", out, "--overwrite")
     assert code == 2
     assert len(err.splitlines()) == 1 and err.startswith("edulora: error: ") and "No space left on device" in err
     assert out.read_text() == "the user's earlier file\n"
@@ -317,7 +317,7 @@ def _untouched(tmp_path: Path) -> None:
 def test_writers_refuse_non_files_and_missing_folders(tmp_path, capsys, command):
     src = jsonl(tmp_path / "d.jsonl", guide_rows(12))
     for needle, out in _refusals(tmp_path):
-        argv = {"convert": ["convert", src, out], "scrub": ["scrub", src, out],
+        argv = {"convert": ["convert", src, "--out", out], "scrub": ["scrub", src, "--out", out],
                 "report --json": ["report", src, "--json", out], "report --html": ["report", src, "--html", out],
                 "split --eval-out": ["split", src, "--train-out", tmp_path / "t.jsonl", "--eval-out", out]}[command]
         code, stdout, err = run(capsys, "data", *argv)
@@ -330,7 +330,7 @@ def test_writers_refuse_non_files_and_missing_folders(tmp_path, capsys, command)
 
 def test_scrub_report_json_is_checked_before_anything_is_written(tmp_path, capsys):
     src = jsonl(tmp_path / "d.jsonl", [GUIDE])
-    code, _, err = run(capsys, "data", "scrub", src, tmp_path / "out.jsonl", "--report-json", tmp_path / "no" / "r.json")
+    code, _, err = run(capsys, "data", "scrub", src, "--out", tmp_path / "out.jsonl", "--report-json", tmp_path / "no" / "r.json")
     assert code == 2 and "no such directory" in err and not (tmp_path / "out.jsonl").exists()
 
 
@@ -378,7 +378,7 @@ def test_importer_formats_and_options_pass_through(tmp_path, capsys):
 
     src = jsonl(tmp_path / "mathdial.jsonl", [MATHDIAL])
     out = tmp_path / "out.jsonl"
-    assert run(capsys, "data", "convert", src, out, "--from", "mathdial", "--exclude-telling")[:2] == (
+    assert run(capsys, "data", "convert", src, "--out", out, "--from", "mathdial", "--exclude-telling")[:2] == (
         0, f"wrote 1 records to {out}\n")
     messages = read_jsonl(out)[0]["messages"]
     assert [m.get("train", True) for m in messages if m["role"] == "assistant"] == [True, True, False, False]

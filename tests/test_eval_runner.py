@@ -176,7 +176,7 @@ def test_cli_uses_the_runs_eval_split(trained_run, tmp_path, monkeypatch):
 
     monkeypatch.setattr(embeddings, "embed", fake_embed)
     out = tmp_path / "out.json"
-    argv = ["eval", str(trained_run.run_dir), "--base", "--json", str(out), "--limit", "2",
+    argv = ["eval", str(trained_run.run_dir), "--with-base", "--json", str(out), "--limit", "2",
             "--max-new-tokens", "4", "--precision", "fp32", "--resamples", "50", "--retention-prompts", "3"]
     assert main(argv) == 0
     summary = json.loads(out.read_text())["summary"]
@@ -217,8 +217,8 @@ def test_cli_writes_a_blind_sheet_and_reads_the_ratings_back(trained_run, tmp_pa
 
 @pytest.mark.parametrize("argv, message", [
     (["eval", "no/such/run"], "no such run"),
-    (["eval", "--base"], "no --data"),
-    (["eval", "--base", "--data", "missing.jsonl"], "no such data file"),
+    (["eval", "--with-base"], "no --data"),
+    (["eval", "--with-base", "--data", "missing.jsonl"], "no such data file"),
 ])
 def test_cli_user_mistakes_are_edulora_errors(argv, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -154,7 +154,7 @@ def test_gguf_q8_0_blocks_hold_the_weights_to_8_bits(merged_dir, tmp_path):
     # The tiny random model magnifies 8-bit rounding more than a trained one; the logits still line up.
     similarity = torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0)
     assert similarity > 0.995
-    assert _cli(["export", str(merged_dir), "--gguf", str(tmp_path / "x.gguf"), "--dtype", "q4"]) == 2
+    assert _cli(["export", str(merged_dir), "--out", str(tmp_path / "x.gguf"), "--dtype", "q4"]) == 2
 
 
 def test_gguf_refuses_an_architecture_llama_cpp_has_no_layout_for(tiny_gpt2, tmp_path):
@@ -199,11 +199,11 @@ def _cli(argv: list[str]) -> int:
 
 
 def test_cli_merge_and_export(run_dir, tmp_path, capsys):
-    assert _cli(["merge", str(run_dir), str(tmp_path / "m")]) == 0
-    assert _cli(["merge", str(run_dir), str(tmp_path / "m")]) == 2
-    assert _cli(["export", str(tmp_path / "m"), "--gguf", str(tmp_path / "g" / "t.gguf"), "--dtype", "f32"]) == 0
+    assert _cli(["merge", str(run_dir), "--out", str(tmp_path / "m")]) == 0
+    assert _cli(["merge", str(run_dir), "--out", str(tmp_path / "m")]) == 2
+    assert _cli(["export", str(tmp_path / "m"), "--out", str(tmp_path / "g" / "t.gguf"), "--dtype", "f32"]) == 0
     assert (tmp_path / "g" / "t.gguf").stat().st_size > 0 and (tmp_path / "g" / "Modelfile").exists()
-    assert _cli(["export", str(run_dir), "--gguf", str(tmp_path / "t.bin")]) == 2
+    assert _cli(["export", str(run_dir), "--out", str(tmp_path / "t.bin")]) == 2
 
 
 @pytest.mark.skipif(importlib.util.find_spec("xllamacpp") is None, reason="optional: pip install xllamacpp")

@@ -82,7 +82,7 @@ def test_llama_cpp_replies_as_transformers_does_and_exports_and_serves(family, t
     # The tiny Qwen2 reads the packaged tokenizer through Qwen2's tokenizer class, whose split rule llama.cpp's
     # converter does not know by its hash: an export (unlike edulora's own files) then has to be told.
     pre = ["--tokenizer-pre", "qwen2"] if kind == "qwen2" else []
-    assert main(["export", str(run), "--gguf", str(out), "--dtype", "f32", *pre]) == 0
+    assert main(["export", str(run), "--out", str(out), "--dtype", "f32", *pre]) == 0
     # Ollama: ChatML is written out; other families' chat templates travel inside the GGUF file.
     assert out.stat().st_mode & 0o044 == 0o044  # readable as any new file is, not mkstemp's 0600
     modelfile = (tmp_path / "Modelfile").read_text()

@@ -196,13 +196,13 @@ def test_convert_command_reports_problems_without_a_traceback(tmp_path):
     bad = jsonl(tmp_path / "bad.jsonl", [MATHDIAL, dict(MATHDIAL, ground_truth="no number")])
     out = tmp_path / "out.jsonl"
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-    proc = subprocess.run([sys.executable, "-m", "edulora", "data", "convert", str(bad), str(out), "--from", "mathdial"],
+    proc = subprocess.run([sys.executable, "-m", "edulora", "data", "convert", str(bad), "--out", str(out), "--from", "mathdial"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"{bad}:2: field 'ground_truth' must end with the final answer")
     assert not out.exists()
     good = jsonl(tmp_path / "good.jsonl", [MATHDIAL])
-    proc = subprocess.run([sys.executable, "-m", "edulora", "data", "convert", str(good), str(out), "--from", "mathdial"],
+    proc = subprocess.run([sys.executable, "-m", "edulora", "data", "convert", str(good), "--out", str(out), "--from", "mathdial"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out.read_text())["metadata"]["answer"] == "26"

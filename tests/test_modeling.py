@@ -60,6 +60,15 @@ def test_bad_model_names(tmp_path):
         resolve_model_path(str(tmp_path / "empty"))
     with pytest.raises(EduloraError, match="no such GGUF"):
         resolve_model_path(str(tmp_path / "missing.gguf"))
+    # A run, an adapter or an option where a base model belongs (eval's old switch `--base` before a run):
+    (tmp_path / "run" / "adapter").mkdir(parents=True)
+    (tmp_path / "adapter_only").mkdir()
+    (tmp_path / "adapter_only" / "adapter_config.json").write_text("{}")
+    for name in ("run", "adapter_only"):
+        with pytest.raises(EduloraError, match="a run, adapter or option where a base model belongs"):
+            resolve_model_path(str(tmp_path / name))
+    with pytest.raises(EduloraError, match="^--data: a run, adapter or option"):
+        resolve_model_path("--data")
 
 
 def test_packaged_model_is_cached_as_safetensors(packaged_model_dir):

@@ -42,9 +42,9 @@ def test_feedback_export_onto_its_own_database_leaves_it_byte_identical(tmp_path
     before = db.read_bytes()
     target = _same_file_spellings(db)[spelling]
     for extra in ([], ["--overwrite"]):
-        code, stdout, err = run(capsys, "feedback", "export", target, "--db", db, *extra)
+        code, stdout, err = run(capsys, "feedback", "export", "--out", target, "--db", db, *extra)
         assert (code, stdout) == (2, "") and "is the input file --db" in err and len(err.splitlines()) == 1
-        code, _, err = run(capsys, "feedback", "export", tmp_path / "sft.jsonl", "--db", db, "--pairs", target, *extra)
+        code, _, err = run(capsys, "feedback", "export", "--out", tmp_path / "sft.jsonl", "--db", db, "--pairs", target, *extra)
         assert code == 2 and "is the input file --db" in err
     assert db.read_bytes() == before and not (tmp_path / "sft.jsonl").exists()
 
@@ -54,14 +54,14 @@ def test_feedback_export_onto_the_default_database_leaves_it_byte_identical(tmp_
     db = _database(tmp_path)  # where the server keeps it by default
     before = db.read_bytes()
     for extra in ([], ["--overwrite"]):
-        code, _, err = run(capsys, "feedback", "export", db, *extra)
+        code, _, err = run(capsys, "feedback", "export", "--out", db, *extra)
         assert code == 2 and "is the input file --db" in err and db.read_bytes() == before
 
 
 def test_feedback_export_onto_the_databases_journal_is_refused(tmp_path, capsys):
     db = _database(tmp_path)
     for extra in ([], ["--overwrite"]):
-        code, _, err = run(capsys, "feedback", "export", f"{db}-wal", "--db", db, *extra)
+        code, _, err = run(capsys, "feedback", "export", "--out", f"{db}-wal", "--db", db, *extra)
         assert code == 2 and "--db's -wal file" in err and not Path(f"{db}-wal").exists()
 
 
@@ -69,7 +69,7 @@ def test_feedback_export_with_pairs_onto_its_own_output_is_refused(tmp_path, cap
     db, out = _database(tmp_path), tmp_path / "f.jsonl"
     out.write_text("the user's file\n")
     for extra in ([], ["--overwrite"]):
-        code, _, err = run(capsys, "feedback", "export", out, "--db", db, "--pairs", out, *extra)
+        code, _, err = run(capsys, "feedback", "export", "--out", out, "--db", db, "--pairs", out, *extra)
         assert code == 2 and "must be different files" in err and out.read_text() == "the user's file\n"
 
 
@@ -95,7 +95,7 @@ def test_data_scrub_report_json_onto_its_input_leaves_it_byte_identical(tmp_path
     src = jsonl(tmp_path / "d.jsonl", [{"instruction": "I am Ana", "response": "Hi!"}])
     before = src.read_bytes()
     target = _same_file_spellings(src)[spelling]
-    for argv in ([src, tmp_path / "out.jsonl"], [src, "--in-place"], [src, tmp_path / "out.jsonl", "--overwrite"]):
+    for argv in ([src, "--out", tmp_path / "out.jsonl"], [src, "--in-place"], [src, "--out", tmp_path / "out.jsonl", "--overwrite"]):
         code, _, err = run(capsys, "data", "scrub", *argv, "--report-json", target)
         assert code == 2 and "--report-json" in err and "is the input file IN" in err
     assert src.read_bytes() == before and not (tmp_path / "out.jsonl").exists()
@@ -106,7 +106,7 @@ def test_data_scrub_onto_its_roster_leaves_it_byte_identical(tmp_path, capsys):
     roster = tmp_path / "roster.txt"
     roster.write_text("Ana\n")
     for extra in ([], ["--overwrite"]):
-        code, _, err = run(capsys, "data", "scrub", src, roster, "--roster", roster, *extra)
+        code, _, err = run(capsys, "data", "scrub", src, "--out", roster, "--roster", roster, *extra)
         assert code == 2 and "is the input file --roster" in err and roster.read_text() == "Ana\n"
 
 
@@ -117,14 +117,14 @@ def _writers(tmp_path: Path, target: Path) -> dict[str, list]:
     """Each output of each data and feedback command, aimed at ``target`` (the rest at fresh files)."""
     src, db = jsonl(tmp_path / "d.jsonl", guide_rows(12)), _database(tmp_path)
     fresh = tmp_path / "fresh.jsonl"
-    return {"convert": ["data", "convert", src, target], "scrub": ["data", "scrub", src, target],
-            "scrub --report-json": ["data", "scrub", src, fresh, "--report-json", target],
+    return {"convert": ["data", "convert", src, "--out", target], "scrub": ["data", "scrub", src, "--out", target],
+            "scrub --report-json": ["data", "scrub", src, "--out", fresh, "--report-json", target],
             "split --train-out": ["data", "split", src, "--train-out", target, "--eval-out", fresh],
             "split --eval-out": ["data", "split", src, "--train-out", fresh, "--eval-out", target],
             "report --json": ["data", "report", src, "--json", target],
             "report --html": ["data", "report", src, "--html", target],
-            "feedback export": ["feedback", "export", target, "--db", db],
-            "feedback export --pairs": ["feedback", "export", fresh, "--db", db, "--pairs", target]}
+            "feedback export": ["feedback", "export", "--out", target, "--db", db],
+            "feedback export --pairs": ["feedback", "export", "--out", fresh, "--db", db, "--pairs", target]}
 
 
 WRITERS = [
@@ -200,7 +200,7 @@ def test_a_100000_digit_integer_is_a_file_line_error_not_a_traceback(tmp_path, c
     src = tmp_path / "d.jsonl"
     line = json.dumps(GUIDE)[:-1] + ', "n": ' + "9" * 100_000 + "}"
     src.write_text(json.dumps(GUIDE) + "\n" + line + "\n")
-    argv = {"validate": [src], "report": [src], "scrub": [src, tmp_path / "o.jsonl"]}[command]
+    argv = {"validate": [src], "report": [src], "scrub": [src, "--out", tmp_path / "o.jsonl"]}[command]
     code, _, err = run(capsys, "data", command, *argv)
     assert code == 2 and "Traceback" not in err
     assert f"{src}:2: a number has more than 4,300 digits" in err.splitlines()[0]
@@ -233,10 +233,10 @@ def test_validate_reads_a_pipe_such_as_stdin_or_process_substitution(tmp_path, c
 
 def test_convert_reads_a_pipe_once_and_names_it_in_problems(tmp_path, capsys):
     piped = _pipe_with(json.dumps(GUIDE).encode() + b'\n{"instruction": "q"}\n')
-    code, _, err = run(capsys, "data", "convert", piped, tmp_path / "o.jsonl")
+    code, _, err = run(capsys, "data", "convert", piped, "--out", tmp_path / "o.jsonl")
     assert code == 2 and err.splitlines()[0] == f"{piped}:2: missing field 'response'"
     piped = _pipe_with(json.dumps(GUIDE).encode() + b"\n")
-    assert run(capsys, "data", "convert", piped, tmp_path / "o.jsonl")[0] == 0
+    assert run(capsys, "data", "convert", piped, "--out", tmp_path / "o.jsonl")[0] == 0
     assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 1
 
 

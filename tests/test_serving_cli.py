@@ -20,7 +20,7 @@ from edulora.serving.engine import load_engine, parse_adapter_arg, validate_name
 def test_serve_answers_then_stops_cleanly_on_sigterm(tiny_runs, tmp_path):
     openai = pytest.importorskip("openai")
     process, url = launch_serve("--adapter", f"math={tiny_runs['math']}", "--port", "0", "--precision", "fp32",
-                                "--backend", "transformers", "--max-tokens", "4",
+                                "--backend", "transformers", "--max-new-tokens", "4",
                                 "--feedback-db", str(tmp_path / "fb.db"))
     try:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=30)
@@ -61,7 +61,7 @@ def test_adapter_names_are_plain(tiny_runs):
 
 def test_chat_streams_switches_and_resets(tiny_runs, tiny_engine):
     command = [sys.executable, "-m", "edulora", "chat", "--adapter", str(tiny_runs["math"]),
-               "--adapter", f"bio={tiny_runs['bio']}", "--precision", "fp32", "--max-tokens", "6"]
+               "--adapter", f"bio={tiny_runs['bio']}", "--precision", "fp32", "--max-new-tokens", "6"]
     script = "What is 2+2?\n/adapter bio\nWhy?\n/adapter nope\n/adapters\n/reset\nHello\n/quit\n"
     done = subprocess.run(command, input=script, capture_output=True, text=True, timeout=120, env=serve_env())
     assert done.returncode == 0, done.stderr
@@ -84,7 +84,7 @@ def test_chat_gives_the_tutor_the_teachers_key(tiny_runs, tiny_engine):
     from edulora.data.schema import Metadata
 
     command = [sys.executable, "-m", "edulora", "chat", "--adapter", f"math={tiny_runs['math']}", "--precision",
-               "fp32", "--max-tokens", "6", "--answer", "4", "--solution", "Two and two make four."]
+               "fp32", "--max-new-tokens", "6", "--answer", "4", "--solution", "Two and two make four."]
     done = subprocess.run(command, input="What is 2+2?\n/quit\n", capture_output=True, text=True, timeout=120,
                           env=serve_env())
     assert done.returncode == 0, done.stderr

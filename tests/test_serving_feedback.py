@@ -54,7 +54,7 @@ def test_export_writes_schema_records_and_preference_pairs(tmp_path, capsys):
     db = tmp_path / "fb.sqlite3"
     fill(db)
     out, pairs = tmp_path / "sft.jsonl", tmp_path / "pairs.jsonl"
-    assert main(["feedback", "export", str(out), "--db", str(db), "--pairs", str(pairs)]) == 0
+    assert main(["feedback", "export", "--out", str(out), "--db", str(db), "--pairs", str(pairs)]) == 0
     assert "5 feedback rows -> 3 SFT records" in capsys.readouterr().out
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert content(records[0]) == {"instruction": "What is 3 times 4?", "response": "It is 12.", "metadata": META}
@@ -68,7 +68,7 @@ def test_export_writes_schema_records_and_preference_pairs(tmp_path, capsys):
 
 
 def test_export_without_a_database_is_a_clear_error(tmp_path, capsys):
-    assert main(["feedback", "export", str(tmp_path / "o.jsonl"), "--db", str(tmp_path / "none.db")]) == 2
+    assert main(["feedback", "export", "--out", str(tmp_path / "o.jsonl"), "--db", str(tmp_path / "none.db")]) == 2
     assert "no feedback database" in capsys.readouterr().err
 
 
@@ -79,12 +79,12 @@ def test_export_scrubs_students_details_unless_raw(tmp_path, capsys):
     store.record(item("p", "Good question, Ana! Count 3 groups of 4.", messages=introduction, rating=1))
     store.close()
     out, raw = tmp_path / "sft.jsonl", tmp_path / "raw.jsonl"
-    assert main(["feedback", "export", str(out), "--db", str(db)]) == 0
+    assert main(["feedback", "export", "--out", str(out), "--db", str(db)]) == 0
     [record] = [json.loads(line) for line in out.read_text().splitlines()]
     text = json.dumps(record)
     assert "Ana" not in text and "ana.lopez@example.com" not in text and "[EMAIL]" in text
     assert "3 personal details replaced" in capsys.readouterr().out
-    assert main(["feedback", "export", str(raw), "--db", str(db), "--raw"]) == 0
+    assert main(["feedback", "export", "--out", str(raw), "--db", str(db), "--raw"]) == 0
     assert "ana.lopez@example.com" in raw.read_text() and "Good question, Ana!" in raw.read_text()
 
 
@@ -121,11 +121,11 @@ def test_a_schema_1_database_gains_the_key_columns(tmp_path):
 def test_export_never_replaces_a_device_or_invents_a_folder(tmp_path, capsys):
     db = tmp_path / "fb.sqlite3"
     fill(db)
-    assert main(["feedback", "export", "/dev/null", "--db", str(db)]) == 2
+    assert main(["feedback", "export", "--out", "/dev/null", "--db", str(db)]) == 2
     assert "not a regular file" in capsys.readouterr().err
-    assert main(["feedback", "export", str(tmp_path / "no" / "such" / "sft.jsonl"), "--db", str(db)]) == 2
+    assert main(["feedback", "export", "--out", str(tmp_path / "no" / "such" / "sft.jsonl"), "--db", str(db)]) == 2
     assert "no such directory" in capsys.readouterr().err
-    assert main(["feedback", "export", str(tmp_path / "sft.jsonl"), "--db", str(db), "--pairs", str(tmp_path)]) == 2
+    assert main(["feedback", "export", "--out", str(tmp_path / "sft.jsonl"), "--db", str(db), "--pairs", str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err and not (tmp_path / "sft.jsonl").exists()
 
 
@@ -140,12 +140,12 @@ def test_only_approved_items_are_exported_unless_all(tmp_path, capsys):
     store.review(rows["no"], "rejected", "ms-lee")
     store.close()
     out, everything = tmp_path / "sft.jsonl", tmp_path / "all.jsonl"
-    assert main(["feedback", "export", str(out), "--db", str(db)]) == 0
+    assert main(["feedback", "export", "--out", str(out), "--db", str(db)]) == 0
     printed = capsys.readouterr().out
     assert "1 feedback rows -> 1 SFT records" in printed and "2 rows not approved, left out (--all" in printed
     text = out.read_text()
     assert "How many groups of 4" in text and "flat" not in text and "Count the rows" not in text
-    assert main(["feedback", "export", str(everything), "--db", str(db), "--all"]) == 0
+    assert main(["feedback", "export", "--out", str(everything), "--db", str(db), "--all"]) == 0
     assert "3 feedback rows -> 3 SFT records" in capsys.readouterr().out
     assert validate_any(out).ok and validate_any(everything).ok
 

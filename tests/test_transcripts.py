@@ -120,7 +120,7 @@ def test_side_file_wins_over_columns(tmp_path):
 
 def test_unknown_speaker_is_one_line_each_with_exit_2(tmp_path, capsys):
     out = tmp_path / "out.jsonl"
-    code, stdout, err = run(capsys, "data", "convert", "--from", "transcripts", TUTORCHAT, out,
+    code, stdout, err = run(capsys, "data", "convert", "--from", "transcripts", TUTORCHAT, "--out", out,
                             "--map", TUTORCHAT_MAP, "--map", "tutor=Ms. Rivera")
     assert (code, stdout) == (2, "")
     assert err.splitlines() == [
@@ -152,32 +152,32 @@ def test_bad_rows_are_file_line_problems(tmp_path):
 def test_pii_scrubbed_by_default_and_kept_only_when_asked(tmp_path, capsys):
     scrubbed, kept = tmp_path / "scrubbed.jsonl", tmp_path / "kept.jsonl"
     speakers = [a for s in TUTORCHAT_SPEAKERS for a in ("--map", s)]
-    assert run(capsys, "data", "convert", TUTORCHAT, scrubbed, "--from", "transcripts", "--map", TUTORCHAT_MAP,
+    assert run(capsys, "data", "convert", TUTORCHAT, "--out", scrubbed, "--from", "transcripts", "--map", TUTORCHAT_MAP,
                *speakers)[:2] == (0, f"wrote 2 records to {scrubbed}\n")
     text = scrubbed.read_text(encoding="utf-8")
     assert "sam.okafor@example.org" not in text and "Jordan" not in text and "[EMAIL]" in text
-    assert run(capsys, "data", "convert", TUTORCHAT, kept, "--map", TUTORCHAT_MAP, *speakers, "--no-scrub")[0] == 0
+    assert run(capsys, "data", "convert", TUTORCHAT, "--out", kept, "--map", TUTORCHAT_MAP, *speakers, "--no-scrub")[0] == 0
     assert "sam.okafor@example.org" in kept.read_text(encoding="utf-8")
     # an existing output is not replaced without --overwrite
-    code, _, err = run(capsys, "data", "convert", TUTORCHAT, kept, "--map", TUTORCHAT_MAP, *speakers)
+    code, _, err = run(capsys, "data", "convert", TUTORCHAT, "--out", kept, "--map", TUTORCHAT_MAP, *speakers)
     assert code == 2 and "exists; pass --overwrite" in err and "sam.okafor" in kept.read_text(encoding="utf-8")
 
 
 def test_transcript_options_are_refused_for_other_formats(tmp_path, capsys):
     guide = tmp_path / "g.jsonl"
     guide.write_text('{"instruction": "q", "response": "a"}\n', encoding="utf-8")
-    code, _, err = run(capsys, "data", "convert", guide, tmp_path / "o.jsonl", "--no-scrub")
+    code, _, err = run(capsys, "data", "convert", guide, "--out", tmp_path / "o.jsonl", "--no-scrub")
     assert code == 2 and err.startswith("edulora: error: --metadata and --no-scrub apply to transcripts only")
     quiz = tmp_path / "q.csv"
     quiz.write_text("instruction,response\nq,a\n", encoding="utf-8")
-    code, _, err = run(capsys, "data", "convert", quiz, tmp_path / "o.jsonl", "--map", "role=who")
+    code, _, err = run(capsys, "data", "convert", quiz, "--out", tmp_path / "o.jsonl", "--map", "role=who")
     assert code == 2 and "--map role: transcript fields; read" in err and len(err.splitlines()) == 1
 
 
 def test_metadata_side_file_is_never_the_output(tmp_path, capsys):
     side = tmp_path / "side.csv"
     shutil.copy(SESSIONS, side)
-    code, _, err = run(capsys, "data", "convert", LESSONS, side, "--metadata", side, "--overwrite")
+    code, _, err = run(capsys, "data", "convert", LESSONS, "--out", side, "--metadata", side, "--overwrite")
     assert code == 2 and "is the input file --metadata" in err
     assert side.read_bytes() == SESSIONS.read_bytes()
 
@@ -211,7 +211,7 @@ def test_converted_transcripts_load_and_encode(tmp_path, capsys, tokenizer, temp
     for source, extra in ((TUTORCHAT, ["--map", TUTORCHAT_MAP, "--map", "tutor=Ms. Rivera,student=Jordan|Sam"]),
                           (CLASSROOM, []), (FORUM, []), (LESSONS, ["--metadata", SESSIONS])):
         out = tmp_path / f"{source.stem}.jsonl"
-        assert run(capsys, "data", "convert", source, out, *extra)[0] == 0
+        assert run(capsys, "data", "convert", source, "--out", out, *extra)[0] == 0
         outputs.append(out)
     fmt = el.PromptFormat.create(tokenizer, template)
     for out in outputs:
@@ -232,7 +232,7 @@ def test_a_tiny_model_trains_on_converted_transcripts(tmp_path, monkeypatch, tin
     config = el.load_config("configs/mathematics.yaml", [
         f"model.name={tiny_llama}", "model.precision=fp32", f"data.train_file={train}", "data.eval_fraction=0.25",
         "data.max_length=128", "training.batch_size=2", "training.grad_accum=1", "training.max_steps=2",
-        "training.warmup_ratio=0", "training.pedagogy_sample=0", "training.retention_sample=0",
+        "training.warmup_ratio=0", "training.selection.pedagogy_sample=0", "training.selection.retention_sample=0",
         f"output_dir={tmp_path / 'runs'}", "run_name=transcripts"])
     result = el.train(config)
     assert result.summary.status == "done"

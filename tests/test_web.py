@@ -286,7 +286,7 @@ def test_workbench_from_question_to_an_exported_training_record(workbench, brows
 
     # Export: the approved item (as edited) and not the rejected one; valid, scrubbed, with the loser's flags.
     out, pairs, everything = tmp_path / "sft.jsonl", tmp_path / "pairs.jsonl", tmp_path / "all.jsonl"
-    assert main(["feedback", "export", str(out), "--db", str(db), "--pairs", str(pairs)]) == 0
+    assert main(["feedback", "export", "--out", str(out), "--db", str(db), "--pairs", str(pairs)]) == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert records == [{"instruction": QUESTION, "response": edited, "metadata": {
         "subject": "mathematics", "grade_level": "elementary", "teaching_style": "socratic", "answer": "28",
@@ -295,7 +295,7 @@ def test_workbench_from_question_to_an_exported_training_record(workbench, brows
     assert main(["data", "validate", str(out)]) == 0  # the command a teacher would run accepts it
     [pair] = [json.loads(line) for line in pairs.read_text().splitlines()]
     assert pair["chosen"][0]["content"] == edited and [f["code"] for f in pair["rejected_flags"]] == codes
-    assert main(["feedback", "export", str(everything), "--db", str(db), "--all"]) == 0
+    assert main(["feedback", "export", "--out", str(everything), "--db", str(db), "--all"]) == 0
     assert "prime number" in everything.read_text()  # it was left out by the review, not lost
 
 

@@ -65,9 +65,11 @@ def max_abs_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
     return max(float((x - y).abs().max()) for x, y in zip(a, b))
 
 
-def merge_adapter(run: str | Path, base: str | None = None, tolerance: float = DEFAULT_TOLERANCE,
+def merge_adapter(run: str | Path, base: str | None = None, tolerance: float | None = None,
                   allow_pickle: bool = False):
-    """The adapter folded into its fp32 base, checked on sample prompts; returns (model, tokenizer, info, diff)."""
+    """The adapter folded into its fp32 base, checked on sample prompts; returns (model, tokenizer, info, diff).
+    ``tolerance``: the largest accepted |merged - unmerged| logit (None: ``DEFAULT_TOLERANCE``)."""
+    tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
     model, tokenizer, info = load_tutor(run, base, precision="fp32", allow_pickle=allow_pickle)
     refuse_quantized(model)
     from .formatting import PromptFormat
@@ -101,7 +103,7 @@ def _check_target(out: Path, overwrite: bool) -> None:
 
 
 def merge_run(run: str | Path, out: str | Path, base: str | None = None, overwrite: bool = False,
-              tolerance: float = DEFAULT_TOLERANCE, allow_pickle: bool = False) -> Path:
+              tolerance: float | None = None, allow_pickle: bool = False) -> Path:
     """Write the merged tutor as a standard Hugging Face model folder (safetensors, tokenizer, chat template)."""
     out = Path(out).expanduser()
     _check_target(out, overwrite)
@@ -119,7 +121,7 @@ def merge_run(run: str | Path, out: str | Path, base: str | None = None, overwri
     return out
 
 
-def load_merged_or_merge(source: str | Path, base: str | None = None, tolerance: float = DEFAULT_TOLERANCE,
+def load_merged_or_merge(source: str | Path, base: str | None = None, tolerance: float | None = None,
                          allow_pickle: bool = False):
     """(model, tokenizer, info) from a merged model folder or from a run / adapter (merged here, in memory)."""
     path = Path(source).expanduser()
@@ -196,7 +198,7 @@ def modelfile_text(gguf_name: str, tokenizer, info: AdapterInfo) -> str:
 
 
 def export_gguf(source: str | Path, out: str | Path, dtype: str = "f16", base: str | None = None,
-                tolerance: float = DEFAULT_TOLERANCE, allow_pickle: bool = False, pre_tokenizer: str | None = None,
+                tolerance: float | None = None, allow_pickle: bool = False, pre_tokenizer: str | None = None,
                 overwrite: bool = False, modelfile: bool = True) -> Path:
     """Merge a run (or take a merged folder) and write ``out`` (.gguf) plus an Ollama ``Modelfile`` beside it."""
     out = Path(out).expanduser()

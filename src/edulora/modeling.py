@@ -99,6 +99,9 @@ def resolve_model_path(name: str) -> str:
     if name in (DEFAULT_MODEL, "default", ""):
         return str(convert_gguf(packaged_gguf(), cache_dir() / "models" / DEFAULT_MODEL))
     path = Path(name).expanduser()
+    if name.startswith("-") or (path / "adapter_config.json").exists() or (path / "adapter").is_dir():
+        # e.g. eval's old switch `--base` (now --with-base) before a run: refused, never loaded as something else
+        raise EduloraError(f"{name}: a run, adapter or option where a base model belongs (a model folder, .gguf or hub id)")
     if path.suffix == ".gguf":
         if not path.is_file():
             raise EduloraError(f"{name}: no such GGUF file")

@@ -15,8 +15,12 @@ from ..data.pipelines import DataProblems
 from ..errors import OUT_OF_SPACE, EduloraError
 from . import data, evaluate, export, judges, serve, train
 
+#: Spellings that changed (issue 42), refused with the new one rather than read another way.
+RENAMED = {("eval", "--base-model"): "--base", ("eval", "--base"): "--with-base (--base MODEL: the base model)",
+           ("export", "--gguf"): "--out", ("chat", "--max-tokens"): "--max-new-tokens", ("serve", "--max-tokens"): "--max-new-tokens"}
 app = typer.Typer(name="edulora", add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False,
-                  context_settings={"help_option_names": ["-h", "--help"]})
+                  context_settings={"help_option_names": ["-h", "--help"]}, epilog="What a command works on comes "
+                  "first (RUN, FILE, …), what it writes is an option (--out, --html, --json); --base is a model. docs/cli.md")
 
 
 def _version(value: bool) -> None:
@@ -30,23 +34,26 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     """LoRA fine-tuning for educational AI tutors."""
 
 
-for _group, _name in ((train, None), (evaluate, None), (export, None), (data, "data")):
+for _group, _name in ((train, None), (evaluate, None), (export, None), (serve, None), (data, "data"), (judges, None)):
     app.add_typer(_group.app, name=_name)
-serve.register(app)
-judges.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command line (default: ``sys.argv[1:]``); returns the exit code."""
-    command = typer.main.get_command(app)
+    command, args = typer.main.get_command(app), list(sys.argv[1:] if argv is None else argv)
     try:
-        with command.make_context("edulora", list(sys.argv[1:] if argv is None else argv)) as ctx:
+        with command.make_context("edulora", args) as ctx:
             return int(command.invoke(ctx) or 0)
     except typer.Exit as done:  # --help, --version
         return done.exit_code
     except typer.TyperException as err:  # click's usage errors: unknown option, missing argument, out of range
-        hint = f" (see '{err.ctx.command_path} --help')" if getattr(err, "ctx", None) else ""
-        return _fail(f"edulora: error: {err.format_message()}{hint}")
+        ctx = getattr(err, "ctx", None)
+        message, hint = err.format_message(), f" (see '{ctx.command_path} --help')" if ctx else ""
+        if new := RENAMED.get((next(iter(args), None), getattr(err, "option_name", None))):
+            message = f"{err.option_name} is now {new}"
+        elif "extra argument" in message and ctx and any("--out" in p.opts for p in ctx.command.params):
+            message += "; what a command writes is an option now: --out FILE"
+        return _fail(f"edulora: error: {message}{hint}")
     except EduloraError as err:  # DataProblems: a FILE:LINE line per bad record; NothingToDo: a notice, exit 0
         return _fail(str(err) if isinstance(err, DataProblems) else f"edulora: {err.label}: {err}", err.exit_code)
     except KeyboardInterrupt:

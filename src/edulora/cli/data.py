@@ -9,10 +9,10 @@ import typer
 
 from .. import data
 from ..data.formats import parse_column_map
-from .options import ColumnMap, ExcludeTelling, InputFormat, Overwrite
+from .options import ColumnMap, ExcludeTelling, InputFormat, MaxNewTokens, Overwrite, Run
 
 app = typer.Typer(help="check, convert and inspect datasets")
-In = Annotated[str, typer.Argument(metavar="IN")]
+In = Annotated[str, typer.Argument(metavar="IN", help="data file to read", show_default=False)]
 
 
 def _reading(from_format: str | None, column_map: list[str] | None, exclude_telling: bool) -> dict[str, Any]:
@@ -21,21 +21,18 @@ def _reading(from_format: str | None, column_map: list[str] | None, exclude_tell
 
 
 @app.command()
-def validate(file: str, from_format: InputFormat = None, column_map: ColumnMap = None,
+def validate(file: In, from_format: InputFormat = None, column_map: ColumnMap = None,
              exclude_telling: ExcludeTelling = False) -> int:
     """Check a dataset; every problem is printed as FILE:LINE: message."""
     result = data.validate(file, **_reading(from_format, column_map, exclude_telling))
     for problem in result.problems:
         print(problem, file=sys.stderr)
-    if result.ok:
-        print(f"{file}: {result.records} records, no problems")
-        return 0
-    print(f"{file}: {result.records} valid records, {len(result.problems)} problem(s)", file=sys.stderr)
-    return 2
+    print(result.summary(), file=sys.stdout if result.ok else sys.stderr)
+    return 0 if result.ok else 2
 
 
 @app.command()
-def convert(src: In, out: Annotated[str, typer.Argument(metavar="OUT")], from_format: InputFormat = None,
+def convert(src: In, out: str = typer.Option(..., metavar="OUT", help="edulora JSONL to write"), from_format: InputFormat = None,
             column_map: ColumnMap = None, exclude_telling: ExcludeTelling = False, overwrite: Overwrite = False,
             metadata: str | None = typer.Option(None, metavar="FILE", help="transcripts: metadata per conversation id"),
             scrub: bool = typer.Option(True, help="transcripts: replace personal information")) -> None:
@@ -45,7 +42,7 @@ def convert(src: In, out: Annotated[str, typer.Argument(metavar="OUT")], from_fo
 
 
 @app.command()
-def report(file: str, eval_file: str | None = typer.Option(None, "--eval", help="eval set to check for leakage"),
+def report(file: In, eval_file: str | None = typer.Option(None, "--eval", help="eval set to check for leakage"),
            html: str | None = typer.Option(None, help="also write an HTML page with charts"),
            json_out: str | None = typer.Option(None, "--json", help="also write it as JSON ('-': print JSON only)"),
            tokenizer: str | None = typer.Option(None, help="tokenizer.json, folder or HF id (default: estimate)"),
@@ -63,28 +60,25 @@ def report(file: str, eval_file: str | None = typer.Option(None, "--eval", help=
                          json_out=None if only_json else json_out, overwrite=overwrite,
                          **_reading(from_format, column_map, exclude_telling))
     sys.stdout.write(render_json(result) if only_json else render_text(result))
-    if json_out and not only_json:
-        print(f"wrote {json_out}")
-    if html:
-        print(f"wrote {html}", file=sys.stderr if only_json else sys.stdout)
+    for written in [path for path in (None if only_json else json_out, html) if path]:  # stdout stays JSON with '-'
+        print(f"wrote {written}", file=sys.stderr if only_json else sys.stdout)
 
 
 @app.command()
-def scrub(src: In, out: str | None = typer.Argument(None, help="output JSONL (required unless --in-place)"),
+def scrub(src: In, out: str | None = typer.Option(None, metavar="OUT", help="JSONL to write (unless --in-place)"),
           roster: str | None = typer.Option(None, help="names to remove, one per line"),
-          in_place: bool = typer.Option(False, "--in-place", help="allow OUT to be IN (or omit OUT)"),
+          in_place: bool = typer.Option(False, "--in-place", help="write IN itself (no --out needed)"),
           report_json: str | None = typer.Option(None, help="write counts per type and line as JSON"),
           from_format: InputFormat = None, column_map: ColumnMap = None,
           exclude_telling: ExcludeTelling = False, overwrite: Overwrite = False) -> None:
     """Replace names, schools, e-mails, phones, addresses, IDs, birth dates, handles and URLs by placeholders."""
     result = data.scrub_file(src, out, roster=roster, in_place=in_place, report_json=report_json, overwrite=overwrite,
                              **_reading(from_format, column_map, exclude_telling))
-    print("\n".join(result.summary_lines()))
-    print(f"wrote {result.records} records to {out or src}")
+    print(*result.summary_lines(), f"wrote {result.records} records to {out or src}", sep="\n")
 
 
 @app.command()
-def split(file: str, train_out: str = typer.Option(...), eval_out: str = typer.Option(...),
+def split(file: In, train_out: str = typer.Option(...), eval_out: str = typer.Option(...),
           eval_fraction: float = typer.Option(0.1, min=0.0, max=1.0, help="share of records for eval"), seed: int = 0,
           near_threshold: float = typer.Option(0.8, min=0.0, max=1.0, help="near-duplicates stay together; 0: off"),
           group_by: str = typer.Option(None, help="metadata field whose records stay on one side, e.g. qid"),
@@ -98,10 +92,10 @@ def split(file: str, train_out: str = typer.Option(...), eval_out: str = typer.O
 
 
 @app.command()
-def pairs(run: str, out: str = typer.Option(..., help="pairs JSONL to write"), overwrite: Overwrite = False,
+def pairs(run: Run, out: str = typer.Option(..., metavar="OUT", help="pairs JSONL to write"), overwrite: Overwrite = False,
           data_file: str | None = typer.Option(None, "--data", help="training records (default: the run's)"),
           samples: int = typer.Option(4, min=2), temperature: float = typer.Option(0.8, min=0.01), seed: int = 0,
-          max_new_tokens: int = typer.Option(200, min=1), limit: int | None = typer.Option(None, min=1)) -> None:
+          max_new_tokens: MaxNewTokens = 200, limit: int | None = typer.Option(None, min=1)) -> None:
     """Mine preference pairs from a run's own mistakes (never from its held-out records)."""
     from ..evaluation.mining import mine_run_pairs
     print(mine_run_pairs(run, data_file, out, samples=samples, seed=seed, temperature=temperature,

@@ -9,7 +9,7 @@ import typer
 
 import edulora as el
 
-from .options import AllowPickle, Backend, Precision
+from .options import AllowPickle, Backend, Base, MaxNewTokens, Precision
 
 Turns = typing.Literal["auto", "last", "open"]
 app = typer.Typer()
@@ -18,12 +18,11 @@ app = typer.Typer()
 @app.command("eval")
 def evaluate(models: list[str] | None = typer.Argument(None, metavar="RUN_OR_ADAPTER...", show_default=False),
              data: str | None = typer.Option(None, help="evaluation records (default: the first run's eval.jsonl)"),
-             base: bool = typer.Option(False, "--base", help="also evaluate the base model (adapters disabled)"),
-             base_model: str | None = typer.Option(None, help="base model to attach the adapters to"),
+             with_base: bool = typer.Option(False, "--with-base", help="also evaluate the base model"), base: Base = None,
              html: str | None = None, json_out: str | None = typer.Option(None, "--json"), markdown: str | None = None,
              limit: int | None = typer.Option(None, min=1, help="evaluate only the first N records"),
              turns: Turns = typer.Option("auto", help="last tutor turn, each before the key (open), auto: open if multi-turn"),
-             max_new_tokens: int = typer.Option(200, min=1), seed: int = 0, retention_data: str | None = None,
+             max_new_tokens: MaxNewTokens = 200, seed: int = 0, retention_data: str | None = None,
              max_length: int = typer.Option(0, min=0, help="0: the run's data.max_length"),
              resamples: int = typer.Option(1000, min=1, help="bootstrap resamples"),
              retention_prompts: int | None = typer.Option(None, min=0, help="general prompts for the drift (0: skip)"),
@@ -42,7 +41,7 @@ def evaluate(models: list[str] | None = typer.Argument(None, metavar="RUN_OR_ADA
     settings = el.EvalSettings(max_new_tokens=max_new_tokens, limit=limit, turns=turns, seed=seed,
                                bootstrap_resamples=resamples, max_length=max_length, retention_file=retention_data,
                                retention=retention_prompts != 0, retention_limit=retention_prompts, backend=backend)
-    result = evaluate_sources(models or [], data, settings, include_base=base, base_model=base_model,
+    result = evaluate_sources(models or [], data, settings, include_base=with_base, base_model=base,
                               precision=precision, allow_pickle=allow_pickle, judge=scorer, ratings=ratings,
                               reports={"--html": html, "--json": json_out, "--markdown": markdown}, blind_sheet=blind_sheet,
                               progress=lambda text: print(text, file=sys.stderr, flush=True))

@@ -8,28 +8,25 @@ from pathlib import Path
 
 import typer
 
-judges = typer.Typer(help="The learned judges of MRBench's dimensions.", no_args_is_help=True)
+app, judges = typer.Typer(), typer.Typer(help="The learned judges of MRBench's dimensions.", no_args_is_help=True)
+app.add_typer(judges, name="judges")
 Mrbench = typer.Argument(..., metavar="MRBENCH.json", help="MRBench V2 file", show_default=False)
 Dialogues = typer.Option(None, "--dialogues", metavar="START:END", help="only these dialogues, by position (e.g. 61:)")
 
 
-def register(app: typer.Typer) -> None:
-    app.command()(calibrate)
-    app.add_typer(judges, name="judges")
-
-
+@app.command()
 def calibrate(path: Path = Mrbench, dialogues: str | None = Dialogues,
               split: str | None = typer.Option(None, help="only dialogues whose 'Split' field is this (train, val, test)"),
               unseen: bool = typer.Option(False, "--unseen", help="only dialogues the judges were not trained on"),
               predictions: Path | None = typer.Option(None, metavar="OUT.jsonl", help="write every response's verdicts"),
               weights: Path | None = typer.Option(None, "--judges", help="judge weights (default: the shipped ones)"),
               rules_only: bool = typer.Option(False, "--rules-only", help="skip the learned judges"),
-              as_json: bool = typer.Option(False, "--json", help="print the full agreement as JSON")) -> None:
+              json_out: str | None = typer.Option(None, "--json", metavar="FILE", help="also write it as JSON ('-': print JSON only)")) -> None:
     """Agreement of the rules, learned and combined judges with MRBench's human labels."""
     from ..evaluation.calibrate import calibrate_file, to_text
 
-    result = calibrate_file(path, dialogues, split, unseen, predictions, weights, learned=not rules_only)
-    print(json.dumps(result, indent=2) if as_json else to_text(result))
+    result = calibrate_file(path, dialogues, split, unseen, predictions, weights, not rules_only, None if json_out == "-" else json_out)
+    print(json.dumps(result, indent=2) if json_out == "-" else to_text(result))
 
 
 @judges.command("train")

@@ -9,7 +9,9 @@ import typer
 from ..data.formats import COLUMN_MAP_HELP, FORMATS
 
 AllowPickle = Annotated[bool, typer.Option("--allow-pickle", help="allow loading .bin (pickle) adapter weights")]
-Base = Annotated[str | None, typer.Option("--base", help="base model (default: the one the adapter names)")]
+Base = Annotated[str | None, typer.Option("--base", help="base model: folder, .gguf or hub id (default: the adapter's)")]
+Run = Annotated[str, typer.Argument(metavar="RUN", help="run directory or adapter directory", show_default=False)]
+MaxNewTokens = Annotated[int, typer.Option(min=1, help="longest reply in tokens")]
 Backend = Annotated[Literal["auto", "llamacpp", "transformers"], typer.Option(help="auto: llamacpp on CPU if installed")]
 Precision = Annotated[Literal["auto", "fp32", "bf16", "fp16"], typer.Option(help="auto: fp32 on CPU, bf16/fp16 on GPU")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="replace existing outputs (refused without it)")]

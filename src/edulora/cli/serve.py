@@ -7,20 +7,16 @@ from typing import Annotated, Literal
 
 import typer
 
-from .options import AllowPickle, Backend, Base, Overwrite, Precision
+from .options import AllowPickle, Backend, Base, MaxNewTokens, Overwrite, Precision
 
 Adapters = Annotated[list[str] | None, typer.Option("--adapter", metavar="NAME=RUN", help=(
     "adapter as NAME=RUN_DIR or RUN_DIR (repeatable; the name defaults to its subject)"))]
 
-feedback = typer.Typer(help="Teachers' feedback collected by 'edulora serve'.", no_args_is_help=True)
+app, feedback = typer.Typer(), typer.Typer(help="Teachers' feedback collected by 'edulora serve'.", no_args_is_help=True)
+app.add_typer(feedback, name="feedback")
 
 
-def register(app: typer.Typer) -> None:
-    app.command()(serve)
-    app.command()(chat)
-    app.add_typer(feedback, name="feedback")
-
-
+@app.command()
 def serve(adapter: Adapters = None, base: Base = None, precision: Precision = "auto", allow_pickle: AllowPickle = False,
           host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
           port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port")] = 8000,
@@ -32,7 +28,7 @@ def serve(adapter: Adapters = None, base: Base = None, precision: Precision = "a
           no_feedback: Annotated[bool, typer.Option("--no-feedback", help="do not store feedback")] = False,
           max_batch: Annotated[int | None, typer.Option(min=1, help="requests decoded together [8, llama.cpp 32]")] = None,
           max_queue: Annotated[int, typer.Option(min=1, help="waiting requests before 429")] = 64,
-          max_tokens: Annotated[int, typer.Option(min=1, help="reply length when a request sets none")] = 256,
+          max_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="reply length when a request sets none")] = 256,
           max_request_tokens: Annotated[int, typer.Option(min=1, help="prompt + reply; longer is a 400")] = 4096,
           max_batch_tokens: Annotated[int, typer.Option(min=1, help="rows x (prompt + reply) per batch")] = 8192,
           route_threshold: Annotated[float, typer.Option(help="similarity under which 'auto' falls back")] = 0.2,
@@ -49,19 +45,20 @@ def serve(adapter: Adapters = None, base: Base = None, precision: Precision = "a
     print("Stopped.", flush=True)
 
 
+@app.command()
 def chat(adapter: Adapters = None, base: Base = None, precision: Precision = "auto", allow_pickle: AllowPickle = False,
-         max_tokens: Annotated[int, typer.Option(min=1, help="longest reply in tokens")] = 256, backend: Backend = "auto",
+         max_new_tokens: MaxNewTokens = 256, backend: Backend = "auto",
          temperature: Annotated[float, typer.Option(min=0.0, max=2.0, help="0 is deterministic")] = 0.0,
          answer: Annotated[str | None, typer.Option(help="teacher's key: the final answer (never stated)")] = None,
          solution: Annotated[str | None, typer.Option(help="teacher's key: a worked solution")] = None) -> None:
     """Chat with a tutor in the terminal (/adapter NAME switches, /reset, /quit)."""
     from ..serving.terminal import chat as run
-    run(adapter or [], base=base, precision=precision, allow_pickle=allow_pickle, max_tokens=max_tokens,
+    run(adapter or [], base=base, precision=precision, allow_pickle=allow_pickle, max_tokens=max_new_tokens,
         temperature=temperature, answer=answer, solution=solution, backend=backend)
 
 
 @feedback.command("export")
-def feedback_export(out: Path = typer.Argument(..., metavar="OUT.jsonl", help="SFT records"), overwrite: Overwrite = False,
+def feedback_export(out: Path = typer.Option(..., metavar="OUT.jsonl", help="SFT records to write"), overwrite: Overwrite = False,
                     db: Path | None = typer.Option(None, help="default: ~/.cache/edulora/feedback.sqlite3"),
                     pairs: Path | None = typer.Option(None, metavar="PAIRS.jsonl", help="preference pairs"),
                     raw: bool = typer.Option(False, "--raw", help="keep students' names… (never train on it)"),

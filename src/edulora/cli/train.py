@@ -7,7 +7,7 @@ import typer
 import edulora as el
 
 from ..errors import EduloraError
-from .options import AllowPickle, Backend, Base, Precision
+from .options import AllowPickle, Backend, Base, MaxNewTokens, Precision
 
 app = typer.Typer()
 
@@ -41,7 +41,7 @@ def generate(question: str, adapter: str | None = typer.Option(None, help="run o
              subject: str | None = None, grade_level: str | None = None, teaching_style: str | None = None,
              answer: str | None = typer.Option(None, help="teacher's key: the answer to lead to, not tell"),
              solution: str | None = typer.Option(None, help="teacher's key: a worked solution"),
-             max_new_tokens: int = typer.Option(200, min=1), temperature: float = typer.Option(0.0, min=0.0),
+             max_new_tokens: MaxNewTokens = 200, temperature: float = typer.Option(0.0, min=0.0),
              allow_pickle: AllowPickle = False) -> None:
     """Print a tutor reply to a question."""
     tutor = el.Tutor.load(adapter, base=base, precision=precision, allow_pickle=allow_pickle)

@@ -52,6 +52,12 @@ class ValidationResult:
     def ok(self) -> bool:
         return not self.problems and self.records > 0
 
+    def summary(self) -> str:
+        """The verdict in one line (``edulora data validate`` prints the problems above it)."""
+        if self.ok:
+            return f"{self.path}: {self.records} records, no problems"
+        return f"{self.path}: {self.records} valid records, {len(self.problems)} problem(s)"
+
 
 @dataclass(frozen=True)
 class Skipped:

@@ -21,7 +21,7 @@ from ..errors import EduloraError
 from .formats import same_file
 
 PathLike = str | os.PathLike
-#: Paths by the name the user gave them with (``"OUT"``, ``"--pairs"``); None: not given.
+#: Paths by the name the user gave them with (``"IN"``, ``"--out"``); None: not given.
 Named = Mapping[str, PathLike | None]
 
 

@@ -59,7 +59,7 @@ def _write_clean(src: PathLike, out: PathLike, reading: dict[str, Any],
     """
     problems: list[Problem] = []
     count = 0
-    # The output is only swapped in at the end, so reading IN while writing OUT is safe.
+    # The output is only swapped in at the end, so reading IN while writing --out is safe.
     with atomic_text_writer(out) as handle:
         for line, item in iter_format_records(src, **reading):
             if isinstance(item, Problem):
@@ -84,7 +84,7 @@ def convert(src: PathLike, out: PathLike, *, from_format: str | None = None, col
     An existing ``out`` is replaced only with ``overwrite`` (see ``edulora.data.outputs``). Transcripts
     (``edulora.data.importers.transcripts``) may take ``metadata_file``, metadata per conversation id,
     and are scrubbed of personal information unless ``scrub`` is False."""
-    check_outputs({"IN": src, "--metadata": metadata_file}, {"OUT": out}, overwrite=overwrite)
+    check_outputs({"IN": src, "--metadata": metadata_file}, {"--out": out}, overwrite=overwrite)
     reading = _reading(from_format, column_map, exclude_telling)
     if metadata_file is not None or not scrub:  # transcripts' own options: any other format refuses them
         reading["transcripts"] = TranscriptOptions(metadata_file=metadata_file, scrub=scrub)
@@ -103,11 +103,11 @@ def scrub_file(src: PathLike, out: PathLike | None = None, *, roster: PathLike |
 
     target = out or (src if in_place else None)
     if target is None:
-        raise EduloraError("scrub: give an OUT file, or --in-place to overwrite IN")
+        raise EduloraError("scrub: give --out FILE, or --in-place to overwrite IN")
     if same_file(src, target) and not in_place:
-        raise EduloraError(f"scrub: OUT is the input file {src}; pass --in-place to overwrite it")
-    check_outputs({"IN": src, "--roster": roster}, {"OUT": target, "--report-json": report_json},
-                  overwrite=overwrite, in_place=("OUT", "IN") if in_place else None)
+        raise EduloraError(f"scrub: --out is the input file {src}; pass --in-place to overwrite it")
+    check_outputs({"IN": src, "--roster": roster}, {"--out": target, "--report-json": report_json},
+                  overwrite=overwrite, in_place=("--out", "IN") if in_place else None)
     scrubber = Scrubber(load_roster(roster) if roster else None)
     report = ScrubReport()
 

@@ -57,7 +57,7 @@ def _pair(result: EvalResult, models: tuple[str, str] | None) -> tuple[str, str]
     names = [m.name for m in result.models]
     if models is None:
         if len(names) < 2:
-            raise EduloraError("a blind sheet compares two models: evaluate an adapter with --base, or two adapters")
+            raise EduloraError("a blind sheet compares two models: evaluate an adapter with --with-base, or two adapters")
         first = next((m.name for m in result.models if m.is_base), names[0])
         models = (first, next(n for n in names if n != first))
     for name in models:

@@ -18,12 +18,14 @@ and compared with its annotation, per dimension:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data.io import write_jsonl
+from ..data.io import atomic_write_text, write_jsonl
+from ..data.outputs import check_outputs
 from ..errors import EduloraError
 from .judges import FEATURE_SETS, Judgement, Judges, load_judges, verdict_rows
 from .judges.features import Embedder, JudgeInput, rule_labels
@@ -133,15 +135,21 @@ def calibrate(dialogues: Sequence[dict[str, Any]], offset: int = 0, judges: Judg
 
 def calibrate_file(path: str | Path, span: str | None = None, split: str | None = None, unseen: bool = False,
                    predictions_path: str | Path | None = None, weights: str | Path | None = None,
-                   learned: bool = True) -> dict[str, Any]:
+                   learned: bool = True, json_path: str | Path | None = None) -> dict[str, Any]:
     """``edulora calibrate``: the agreement on the chosen dialogues of an MRBench file (see ``select``),
-    with one line per labelled response written to ``predictions_path`` when given."""
+    with one line per labelled response written to ``predictions_path`` and the agreement to ``json_path``
+    when given (both replaced if they exist, never written onto an input)."""
+    check_outputs({"MRBENCH": path, "--judges": weights}, {"--predictions": predictions_path, "--json": json_path},
+                  overwrite=True)
     judges = load_judges(weights) if learned else None
     chosen, offset = select(load_mrbench(path), span, split, judges if unseen else None)
     predicted = predictions(chosen, offset, judges, learned=learned)
     if predictions_path is not None:
         write_jsonl(predictions_path, (p.row() for p in predicted))
-    return {"file": str(path), **summarize(predicted, len(chosen), sum(1 for _ in labelled_responses(chosen)))}
+    result = {"file": str(path), **summarize(predicted, len(chosen), sum(1 for _ in labelled_responses(chosen)))}
+    if json_path is not None:
+        atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
+    return result
 
 
 def to_text(result: dict[str, Any]) -> str:

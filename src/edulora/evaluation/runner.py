@@ -226,7 +226,7 @@ def evaluate(tutors: Sequence[Tutor], records: Sequence[Record], settings: EvalS
         models.insert(0, models[0].as_base())
     say = progress or (lambda _: None)
     if not models:
-        raise EduloraError("nothing to evaluate: give at least one run or adapter, or --base")
+        raise EduloraError("nothing to evaluate: give at least one run or adapter, or --with-base")
     from .cuts import cut, resolve_turns
 
     held_out = list(records)[: settings.limit] if settings.limit else list(records)
@@ -371,10 +371,10 @@ def load_models(sources: Sequence[str | Path], include_base: bool = False, base_
     bases = {info.base_model for info in infos}
     if base_model is None and len(bases) > 1:
         raise EduloraError(f"the adapters were trained on different base models ({', '.join(sorted(bases))}); "
-                           "evaluate them separately or force one with --base-model")
+                           "evaluate them separately or force one with --base")
     base_name = base_model or (infos[0].base_model if infos else DEFAULT_MODEL)
     if not folders and not include_base:
-        raise EduloraError("nothing to evaluate: give at least one run or adapter directory, or --base")
+        raise EduloraError("nothing to evaluate: give at least one run or adapter directory, or --with-base")
     from ..formatting import PromptFormat
     from ..modeling import AdapterInfo, inference_precision
 

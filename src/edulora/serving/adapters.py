@@ -68,7 +68,7 @@ def check_servable(folder: Path, weights: Path) -> None:
         dora = False  # a missing or odd config is the loader's to report
     if dora:
         raise EduloraError(f"{folder}: DoRA adapters cannot be served beside other adapters; merge it into its "
-                           "base (edulora merge RUN OUT) and serve that with --base OUT")
+                           "base (edulora merge RUN --out DIR) and serve that with --base DIR")
     if weights.suffix == ".safetensors":
         from safetensors import SafetensorError, safe_open
 

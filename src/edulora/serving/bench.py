@@ -1,4 +1,4 @@
-"""Serving throughput on the packaged model: ``python -m edulora.serving.bench``.
+"""Serving throughput on the packaged model, measured over HTTP (``benchmarks/throughput.py`` prints it).
 
 Builds two LoRA adapters with the default settings (r=16 on q/k/v/o; freshly initialized, which
 costs the same compute as trained ones) on the packaged SmolLM2, serves them on a loopback port,
@@ -11,10 +11,8 @@ from __future__ import annotations
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
-
-import typer
 
 QUESTIONS = ["Explain why the sky is blue to a ten-year-old.", "How do I find the area of a triangle?",
              "What causes the seasons on Earth?", "Why do we need to balance chemical equations?",
@@ -58,6 +56,41 @@ def benchmark_adapters(base: str, folder: Path, subjects=TWO_SUBJECTS, noise: fl
     return out
 
 
+@dataclass(frozen=True)
+class Throughput:
+    """What :func:`measure_throughput` measured; seconds are wall-clock, tokens are completion tokens."""
+
+    model: str
+    dtype: str
+    adapters: tuple[str, ...]
+    max_tokens: int
+    single_tokens: int
+    single_seconds: float
+    clients: int
+    requests: int  # concurrent requests in all (clients x requests per client)
+    concurrent_tokens: int
+    concurrent_seconds: float
+    mean_latency_s: float
+    largest_batch: int
+    mixed_batches: int
+
+    @property
+    def single_tokens_per_s(self) -> float:
+        return self.single_tokens / self.single_seconds
+
+    @property
+    def aggregate_tokens_per_s(self) -> float:
+        return self.concurrent_tokens / self.concurrent_seconds
+
+    def summary(self) -> str:
+        return (f"model {self.model} ({self.dtype}), adapters {', '.join(self.adapters)}, {self.max_tokens} max new tokens\n"
+                f"single stream: {self.single_tokens_per_s:.1f} tokens/s ({self.single_tokens} tokens in "
+                f"{self.single_seconds:.1f} s)\n{self.clients} concurrent clients: {self.aggregate_tokens_per_s:.1f} "
+                f"tokens/s aggregate ({self.concurrent_tokens} tokens, {self.requests} requests in "
+                f"{self.concurrent_seconds:.1f} s; mean latency {self.mean_latency_s:.1f} s; largest batch "
+                f"{self.largest_batch}, mixed-adapter batches {self.mixed_batches})")
+
+
 def _ask(client, model: str, question: str, max_tokens: int) -> tuple[int, float]:
     began = time.perf_counter()
     reply = client.chat.completions.create(model=model, messages=[{"role": "user", "content": question}],
@@ -65,9 +98,10 @@ def _ask(client, model: str, question: str, max_tokens: int) -> tuple[int, float
     return reply.usage.completion_tokens, time.perf_counter() - began
 
 
-def run_benchmark(base: str = "smollm2-135m-instruct", precision: str = "auto", max_tokens: int = 128,
-                  clients: int = 8, requests: int = 2) -> None:
-    """Serve two adapters on a loopback port and print single-stream and concurrent tokens/s."""
+def measure_throughput(base: str = "smollm2-135m-instruct", precision: str = "auto", max_tokens: int = 128,
+                       clients: int = 8, requests: int = 2) -> Throughput:
+    """Serve two adapters of ``base`` on a loopback port; time one client alone (3 questions), then
+    ``clients`` clients at once, ``requests`` each, alternating adapters, through the ``openai`` client."""
     from openai import OpenAI
 
     from .engine import load_engine
@@ -78,43 +112,27 @@ def run_benchmark(base: str = "smollm2-135m-instruct", precision: str = "auto", 
     with tempfile.TemporaryDirectory() as tmp:
         engine = load_engine(benchmark_adapters(base, Path(tmp)), precision=precision, max_batch=clients,
                              max_queue=4 * clients).start()
-        server = TutorServer(TutorService(engine, Router([], use_embeddings=False), max_tokens_cap=max_tokens),
-                             "127.0.0.1", 0).start()
-        client = OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0, timeout=600)
-        dtype = next(engine.model.parameters()).dtype
-        print(f"model {engine.base_id} ({dtype}), adapters {', '.join(engine.adapters)}, {max_tokens} max new tokens")
-        _ask(client, "math", QUESTIONS[0], 8)  # warm-up
-        tokens, seconds = 0, 0.0
-        for question in QUESTIONS[:3]:
-            n, s = _ask(client, "math", question, max_tokens)
-            tokens, seconds = tokens + n, seconds + s
-        print(f"single stream: {tokens / seconds:.1f} tokens/s ({tokens} tokens in {seconds:.1f} s)")
-
-        jobs = [("math" if (c + r) % 2 == 0 else "science", QUESTIONS[(c + r) % len(QUESTIONS)])
-                for c in range(clients) for r in range(requests)]
-        began = time.perf_counter()
-        with ThreadPoolExecutor(clients) as pool:
-            results = list(pool.map(lambda job: _ask(client, job[0], job[1], max_tokens), jobs))
-        wall = time.perf_counter() - began
-        total = sum(n for n, _ in results)
-        stats = engine.stats
-        print(f"{clients} concurrent clients: {total / wall:.1f} tokens/s aggregate ({total} tokens, "
-              f"{len(jobs)} requests in {wall:.1f} s; mean latency {sum(s for _, s in results) / len(results):.1f} s; "
-              f"largest batch {stats.largest_batch}, mixed-adapter batches {stats.mixed_batches})")
-        server.stop()
-        engine.stop()
-
-
-def main(
-    base: str = "smollm2-135m-instruct",
-    precision: str = "auto",
-    max_tokens: Annotated[int, typer.Option(min=1)] = 128,
-    clients: Annotated[int, typer.Option(min=1)] = 8,
-    requests: Annotated[int, typer.Option(min=1, help="requests per concurrent client")] = 2,
-) -> None:
-    """Serving throughput on the packaged model."""
-    run_benchmark(base, precision, max_tokens, clients, requests)
-
-
-if __name__ == "__main__":
-    typer.run(main)
+        try:
+            server = TutorServer(TutorService(engine, Router([], use_embeddings=False), max_tokens_cap=max_tokens),
+                                 "127.0.0.1", 0).start()
+            try:
+                client = OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0, timeout=600)
+                _ask(client, "math", QUESTIONS[0], min(8, max_tokens))  # warm-up (within the cap)
+                single = [_ask(client, "math", question, max_tokens) for question in QUESTIONS[:3]]
+                jobs = [("math" if (c + r) % 2 == 0 else "science", QUESTIONS[(c + r) % len(QUESTIONS)])
+                        for c in range(clients) for r in range(requests)]
+                began = time.perf_counter()
+                with ThreadPoolExecutor(clients) as pool:
+                    results = list(pool.map(lambda job: _ask(client, job[0], job[1], max_tokens), jobs))
+                wall = time.perf_counter() - began
+            finally:
+                server.stop()
+        finally:
+            engine.stop()
+    return Throughput(
+        model=engine.base_id, dtype=str(next(engine.model.parameters()).dtype).removeprefix("torch."),
+        adapters=tuple(engine.adapters), max_tokens=max_tokens, single_tokens=sum(n for n, _ in single),
+        single_seconds=sum(s for _, s in single), clients=clients, requests=len(jobs),
+        concurrent_tokens=sum(n for n, _ in results), concurrent_seconds=wall,
+        mean_latency_s=sum(s for _, s in results) / len(results), largest_batch=engine.stats.largest_batch,
+        mixed_batches=engine.stats.mixed_batches)

@@ -398,7 +398,7 @@ def export_feedback(db: str | Path | None, out: str | Path, pairs_out: str | Pat
     path = Path(db or default_feedback_db()).expanduser()
     # SQLite keeps recent ratings in files beside the database until it folds them in: inputs too.
     sidecars = {f"--db's {suffix} file": f"{path}{suffix}" for suffix in ("-wal", "-shm", "-journal")}
-    check_outputs({"--db": path, **sidecars}, {"OUT": out, "--pairs": pairs_out}, overwrite=overwrite)
+    check_outputs({"--db": path, **sidecars}, {"--out": out, "--pairs": pairs_out}, overwrite=overwrite)
     if not path.is_file():
         raise EduloraError(f"{path}: no feedback database (serve with --feedback-db to collect one)")
     store = FeedbackStore(path)
