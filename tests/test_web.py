@@ -370,6 +370,56 @@ def test_student_view_hides_the_key_the_flags_and_the_rating(workbench, browser)
     assert reply.locator(".text").is_visible()
 
 
+# ----- what a teacher's students received ----------------------------------------------------------------
+
+STUDENT_TOKEN = "token-of-ms-lees-class"
+
+
+@pytest.fixture(scope="module")
+def classroom(tiny_engine, tmp_path_factory):
+    """Ms Lee's server with a token for her class."""
+    db = tmp_path_factory.mktemp("classroom") / "feedback.sqlite3"
+    store = FeedbackStore(db)
+    service = TutorService(tiny_engine, Router(list(tiny_engine.adapters.values())), store, teachers={TEACHER: TOKEN},
+                           students={STUDENT_TOKEN: TEACHER})
+    httpd = TutorServer(service, "127.0.0.1", 0).start()
+    yield httpd, db
+    httpd.stop()
+    store.close()
+
+
+@needs_browser
+def test_a_teacher_corrects_a_reply_a_student_received_from_the_review_page(classroom, browser):
+    from test_serving_support import request_as
+
+    server, db = classroom
+    status, reply = request_as(server, STUDENT_TOKEN, "POST", "/v1/chat/completions",
+                               {"model": "math", "messages": [{"role": "user", "content": "What is 9 times 3?"}],
+                                "max_tokens": 6})
+    assert status == 200
+    page, errors = open_page(browser, server, "/review")
+    page.select_option("#filter", "received")
+    card = page.locator(f".item.received[data-id='{reply['id']}']")
+    card.wait_for()
+    assert "What is 9 times 3?" in card.inner_text() and f"A student of {TEACHER}" in card.inner_text()
+    assert "not rated by you" in card.locator(".state").inner_text()
+    card.locator(".rate-down").click()
+    assert card.locator(".rate-down").get_attribute("aria-pressed") == "true"
+    card.locator(".correction").fill("What do three groups of nine make?")
+    card.locator(".save").click()
+    card.locator(".status", has_text="Saved").wait_for()
+    with sqlite3.connect(db) as conn:
+        row = conn.execute("SELECT teacher, owner, rating, correction, status, reply, id FROM feedback "
+                           "WHERE completion_id = ?", (reply["id"],)).fetchone()
+    assert row[:6] == (TEACHER, TEACHER, -1, "What do three groups of nine make?", "pending",
+                       reply["choices"][0]["message"]["content"])
+    page.select_option("#filter", "pending")  # it now waits for review like any other feedback
+    item = page.locator(f".item[data-id='{row[6]}']")
+    item.wait_for()
+    assert item.locator(".correction").input_value() == "What do three groups of nine make?"
+    assert not errors
+
+
 # ----- a page of another site in the teacher's browser ------------------------------------------------
 
 #: What such a page tries: fetches that need no preflight ("no-cors", text/plain), a JSON one, and a read.

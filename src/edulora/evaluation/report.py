@@ -265,7 +265,7 @@ def to_text(result: EvalResult) -> str:
     header = ["model", "eval loss", "tokens/s", *[n[:10] for n in names]]
     rows = [[r.name, _fmt(r.eval_loss, 4), _fmt(r.tokens_per_s, 1), *[_fmt(r.metrics.get(n)) for n in names]]
             for r in result.models]
-    lines = [turns_note(result), *table(header, rows), "", *table(*_rates_table(result))]
+    lines = [note for note in [turns_note(result)] if note] + [*table(header, rows), "", *table(*_rates_table(result))]
     if result.human:
         lines += ["", "Human preference (blind sheet)"] + table(*_human_table(result))
     retention = _retention_table(result)
@@ -317,7 +317,7 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 def to_markdown(result: EvalResult) -> str:
     parts = ["# edulora evaluation report", "",
              f"{len(result.records)} held-out records; models: {', '.join(r.name for r in result.models)}."
-             + (f" Run: `{result.run_dir}`." if result.run_dir else "") + f" **{turns_note(result)}**", "",
+             + (f" Run: `{result.run_dir}`." if result.run_dir else "") + (f" **{turns_note(result)}**" if turns_note(result) else ""), "",
              "## Technical", "", _md_table(TECHNICAL_HEADER, _technical_rows(result)), "",
              "## Pedagogy rates", "", _md_table(*_rates_table(result)), "",
              *(["## Human preference (blind sheet)", "", _md_table(*_human_table(result)), ""] if result.human else []),
@@ -358,7 +358,7 @@ def _scores(model: ModelResult, record: int) -> str:
 def to_html(result: EvalResult) -> str:
     summary = (f"{len(result.records)} held-out records · models: {', '.join(r.name for r in result.models)}"
                + (f" · run {result.run_dir}" if result.run_dir else "")
-               + (f" · judge {result.judge_model}" if result.judge_model else "") + f" · {turns_note(result)}")
+               + (f" · judge {result.judge_model}" if result.judge_model else "") + (f" · {turns_note(result)}" if turns_note(result) else ""))
     style_png = style_bars_png(result)
     groups = []
     for key in GROUP_KEYS:

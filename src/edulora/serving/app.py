@@ -27,8 +27,8 @@ from starlette.routing import Match
 
 from ..templates import teacher_page
 from .engine import GenerationFailed
-from .protocol import (SERVICE_ERRORS, AdapterBody, ApiError, ChatBody, FeedbackBody, ReviewBody, Strict, chunk,
-                       completion, service_error, validation_error)
+from .protocol import (SERVICE_ERRORS, AdapterBody, ApiError, ChatBody, FeedbackBody, RatingBody, ReviewBody, Strict,
+                       chunk, completion, service_error, validation_error)
 from .roles import Caller
 from .service import Chat, TutorService
 
@@ -178,6 +178,18 @@ def create_app(service: TutorService, allow_origins: tuple[str, ...] = ()) -> Fa
     def feedback_list(status: Literal["pending", "approved", "rejected"] | None = None,
                       who: Caller = Depends(authorize)) -> dict[str, Any]:
         return {"object": "list", "data": service.feedback_items(status, who)}
+
+    # What students received, for their teacher: listed and rated without the reply's feedback token.
+    @api.api_route("/received", methods=["GET", "HEAD"])
+    def received(who: Caller = Depends(authorize)) -> dict[str, Any]:
+        return {"object": "list", "data": service.received_replies(who)}
+
+    @api.post("/received/{completion_id}/feedback")
+    def rate_received(completion_id: Annotated[str, Path(min_length=1, max_length=200)],
+                      req: RatingBody = body(RatingBody), who: Caller = Depends(authorize)) -> dict[str, Any]:
+        row = service.rate_received(completion_id, who, rating=req.rating, comment=req.comment or None,
+                                    correction=req.correction or None)
+        return {"id": row, "completion_id": completion_id, "teacher": who.name, "stored": True}
 
     @api.post("/feedback/{row}/review")
     def review(row: Annotated[int, Path(ge=-SQLITE_INT, le=SQLITE_INT)], req: ReviewBody = body(ReviewBody), who: Caller = Depends(authorize)) -> dict[str, Any]:

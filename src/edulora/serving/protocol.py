@@ -172,15 +172,20 @@ class ChatBody(Strict):
         return meta if key or meta.grade_level or meta.teaching_style else None
 
 
-class FeedbackBody(Strict):
+class RatingBody(Strict):
+    """A teacher's rating, comment and better reply of a reply a student received (the review page sends it)."""
+
+    rating: Annotated[Literal[1, -1] | None, BeforeValidator(_not_bool)] = None
+    comment: Note = None
+    correction: Note = None
+
+
+class FeedbackBody(RatingBody):
     """A teacher's rating of a reply this server produced (the page sends it)."""
 
     completion_id: Id
     #: The secret that came with the reply: only whoever received it can rate it.
     feedback_token: Id
-    rating: Annotated[Literal[1, -1] | None, BeforeValidator(_not_bool)] = None
-    comment: Note = None
-    correction: Note = None
 
 
 class AdapterBody(Strict):

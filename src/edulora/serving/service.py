@@ -29,6 +29,7 @@ from ..generation import Sampling
 from .engine import AdapterConflict, Engine, Generation
 from .feedback import FeedbackItem, FeedbackStore
 from .flags import Flag, reply_flags
+from .received import ReceivedLog, ReceivedReply
 from .roles import API_KEY, LOCAL, LOCAL_IDENTITY, Caller, Roles
 from .router import Route, Router
 
@@ -89,6 +90,8 @@ class Chat:
     flags: list[Flag] = field(default_factory=list)
     #: Whose conversation it is (``Caller.name`` of who asked: a student's is their teacher's).
     owner: str = LOCAL_IDENTITY
+    #: Asked with a student's token: the finished reply is kept for their teacher (``received``).
+    student: bool = False
 
     @property
     def model(self) -> str:
@@ -141,10 +144,16 @@ class TutorService:
     #: The learned judges whose verdicts join each reply's flags (``flags.judged_flags``); None: rules only.
     judges: Any = None
     started: int = field(default_factory=lambda: int(time.time()))
+    #: The replies students received, for their teacher to rate (None: the feedback database's, when there is one).
+    received: ReceivedLog | None = None
     _served: OrderedDict[str, Served] = field(default_factory=OrderedDict, init=False, repr=False)
     _served_chars: int = field(default=0, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _admin_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.received is None and self.feedback is not None:
+            self.received = ReceivedLog(self.feedback.path)
 
     @property
     def locked(self) -> bool:
@@ -227,7 +236,7 @@ class TutorService:
                 info[name] = getattr(key, name).value
         if self.feedback is not None:
             info["feedback_token"] = secrets.token_urlsafe(16)
-        return Chat(gen, route, info, [dict(m) for m in messages], key, owner=who.name)
+        return Chat(gen, route, info, [dict(m) for m in messages], key, owner=who.name, student=who.role == "student")
 
     def complete(self, chat: Chat, text: str) -> list[Flag]:
         """The finished reply's pedagogy flags; remembers the reply, so that whoever received it can rate it."""
@@ -241,6 +250,10 @@ class TutorService:
             self._served_chars += served.chars
             while self._served_chars > self.remember_chars and len(self._served) > 1:
                 self._served_chars -= self._served.popitem(last=False)[1].chars
+        if chat.student and self.received is not None:
+            key = chat.key or Metadata()
+            self.received.add(ReceivedReply(chat.generation.id, chat.owner, time.time(), chat.info, chat.messages,
+                                            text, chat.flags, key.answer, key.solution))
         return chat.flags
 
     def _store(self) -> FeedbackStore:
@@ -258,7 +271,7 @@ class TutorService:
         their own conversations (a reviewer or the API key's holder any); a student none.
         """
         self._not_student(who)
-        store = self._store()
+        self._store()
         with self._lock:
             served = self._served.get(completion_id)
         if served is None:
@@ -267,15 +280,44 @@ class TutorService:
         info = served.info
         if not hmac.compare_digest(info["feedback_token"].encode(), token.encode()):
             raise NotYours("this feedback_token is not the one sent with that reply")
-        if who.owner not in (None, served.owner):
+        key = served.key or Metadata()
+        return self._record(ReceivedReply(completion_id, served.owner, 0.0, info, served.messages, served.reply,
+                                          served.flags, key.answer, key.solution), who, rating, comment, correction)
+
+    def _record(self, reply: ReceivedReply, who: Caller, rating: int | None, comment: str | None,
+                correction: str | None) -> int:
+        """``who``'s feedback on ``reply`` stored under their name, once it is theirs to rate."""
+        if who.owner not in (None, reply.owner):
             raise NotYourConversation("that reply is another teacher's conversation; only its teacher or a "
                                       "reviewer rates it")
-        key = served.key or Metadata()
-        return store.record(FeedbackItem(
-            completion_id=completion_id, model=info["model"], messages=served.messages, reply=served.reply,
+        info = reply.info
+        return self._store().record(FeedbackItem(
+            completion_id=reply.completion_id, model=info["model"], messages=reply.messages, reply=reply.reply,
             adapter=info["adapter"], subject=info["subject"], grade_level=info["grade_level"],
             teaching_style=info["teaching_style"], rating=rating, comment=comment, correction=correction,
-            answer=key.answer, solution=key.solution, teacher=who.name, flags=served.flags, owner=served.owner))
+            answer=reply.answer, solution=reply.solution, teacher=who.name, flags=reply.flags, owner=reply.owner))
+
+    def received_replies(self, who: Caller = LOCAL) -> list[dict[str, Any]]:
+        """The replies students received, newest first, for the review page: a teacher's own class's (everyone's
+        for a reviewer and the API key's holder), each with the caller's own feedback on it (``mine``, or None)."""
+        self._not_student(who)
+        store = self._store()
+        mine = {i.completion_id: {"id": i.id, "rating": i.rating, "comment": i.comment, "correction": i.correction,
+                                  "status": i.status, "reviewed_by": i.reviewed_by}
+                for i in store.items(owner=who.owner) if i.teacher == who.name}
+        return [{**r.to_dict(), "mine": mine.get(r.completion_id)}
+                for r in (self.received.replies(who.owner) if self.received else [])]
+
+    def rate_received(self, completion_id: str, who: Caller, *, rating: int | None, comment: str | None = None,
+                      correction: str | None = None) -> int:
+        """Store ``who``'s rating / comment / better reply of a reply one of their students received (any student's
+        for a reviewer and the API key's holder): no feedback token, the teacher never held the reply's."""
+        self._not_student(who)
+        self._store()
+        reply = self.received.get(completion_id) if self.received else None
+        if reply is None:
+            raise UnknownReply(f"no reply {completion_id!r} that a student received is kept here")
+        return self._record(reply, who, rating, comment, correction)
 
     def feedback_items(self, status: str | None = None, who: Caller = LOCAL) -> list[dict[str, Any]]:
         """Collected feedback for the review view, oldest first (only ``status`` when given): a teacher's

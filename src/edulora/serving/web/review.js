@@ -1,5 +1,7 @@
 // The review page: every teacher's feedback with the conversation, the reply and its pedagogy flags;
 // approve (with an edited better reply) or reject each item. Only approved items are exported for training.
+// "What your students received" lists the replies students were given, for their teacher to rate or correct
+// (the teacher never held those replies' feedback tokens, so they go through /v1/received instead).
 "use strict";
 
 const RATINGS = { 1: "rated good", "-1": "rated bad" };
@@ -19,16 +21,60 @@ function fill(node, item) {
   $(".state", node).className = `state ${item.status}`;
 }
 
-function render(item) {
-  const node = $("#item-template").content.firstElementChild.cloneNode(true);
-  fill(node, item);
+function showConversation(node, messages) {
   const conversation = $(".conversation", node);
-  for (const message of item.messages.filter((m) => m.role !== "system")) {
+  for (const message of messages.filter((m) => m.role !== "system")) {
     const turn = document.createElement("li");
     turn.className = `turn ${message.role}`;
     turn.textContent = message.content;
     conversation.append(turn);
   }
+}
+
+// A reply a student received: the teacher's own rating, comment and better reply of it, saved as feedback.
+function renderReceived(item) {
+  const node = $("#received-template").content.firstElementChild.cloneNode(true);
+  node.dataset.id = item.completion_id;
+  const when = new Date(item.created_at * 1000).toLocaleString();
+  $(".who", node).textContent = `A student of ${item.owner} · ${when} · ${item.model}` +
+    (item.answer ? ` · key: ${item.answer}` : "");
+  showConversation(node, item.messages);
+  $(".reply .text", node).textContent = displayText(item.reply);
+  showFlags($(".flags", node), item.flags);
+  const mine = item.mine || {};
+  let rating = mine.rating ?? null;
+  const buttons = [...node.querySelectorAll(".rate")];
+  const press = () => buttons.forEach((b) => b.setAttribute("aria-pressed", String(Number(b.dataset.rating) === rating)));
+  buttons.forEach((b) => b.addEventListener("click", () => {
+    rating = rating === Number(b.dataset.rating) ? null : Number(b.dataset.rating);  // a second click takes it back
+    press();
+  }));
+  press();
+  $(".comment", node).value = mine.comment || "";
+  $(".correction", node).value = mine.correction || "";
+  const state = $(".state", node);
+  state.textContent = item.mine ? describeState(mine) : "not rated by you";
+  const status = $(".status", node);
+  $(".save", node).addEventListener("click", async () => {
+    status.textContent = "Saving…";
+    const body = { rating, comment: $(".comment", node).value, correction: $(".correction", node).value };
+    const response = await fetch(`/v1/received/${encodeURIComponent(item.completion_id)}/feedback`, {
+      method: "POST", headers: headers(), body: JSON.stringify(body),
+    });
+    if (!response.ok) {
+      status.textContent = `Not saved: ${await errorText(response)}`;
+      return;
+    }
+    state.textContent = describeState({ status: "pending" });
+    status.textContent = "Saved ✓ (waiting for review)";
+  });
+  return node;
+}
+
+function render(item) {
+  const node = $("#item-template").content.firstElementChild.cloneNode(true);
+  fill(node, item);
+  showConversation(node, item.messages);
   $(".reply .text", node).textContent = displayText(item.reply);
   showFlags($(".flags", node), item.flags);
   $(".verdict", node).textContent = RATINGS[item.rating] || "not rated";
@@ -60,9 +106,15 @@ function render(item) {
   return node;
 }
 
+let loading = 0;  // the latest load: an earlier one answering late must not replace what was asked for since
+
 async function load() {
   const filter = $("#filter").value;
-  const response = await fetch(`/v1/feedback${filter ? `?status=${filter}` : ""}`, { headers: headers() });
+  const received = filter === "received";
+  const url = received ? "/v1/received" : `/v1/feedback${filter ? `?status=${filter}` : ""}`;
+  const ticket = ++loading;
+  const response = await fetch(url, { headers: headers() });
+  if (ticket !== loading) return;
   const list = $("#items");
   if (response.status === 401) {
     $("#settings").open = true;
@@ -72,7 +124,8 @@ async function load() {
   if (!response.ok) return showError(await errorText(response));
   showError("");
   const items = (await response.json()).data;
-  list.replaceChildren(...items.map(render));
+  if (ticket !== loading) return;
+  list.replaceChildren(...items.map(received ? renderReceived : render));
   if (!items.length) {
     const empty = document.createElement("p");
     empty.className = "hint";
