@@ -10,7 +10,7 @@ import pytest
 from edulora.errors import EduloraError
 from edulora.evaluation.blind import key_path, read_ratings, write_blind_sheet
 from edulora.evaluation.rates import wilson_interval
-from edulora.evaluation.report import to_json, to_markdown, to_text
+from edulora.evaluation.report import to_html, to_json, to_markdown, to_text
 from edulora.evaluation.results import EvalResult, ModelResult, RecordInfo, ReplyResult
 
 
@@ -84,6 +84,7 @@ def test_ratings_give_the_preference_with_a_wilson_interval(tmp_path):
     result.human = [tuned, base]
     assert "Human preference" in to_text(result) and "77.8% [45.3%, 93.7%] (n=9)" in to_text(result)
     assert "## Human preference (blind sheet)" in to_markdown(result)
+    assert "Human preference (blind sheet)" in to_html(result) and "77.8% [45.3%, 93.7%]" in to_html(result)
     summary = to_json(result)["summary"]
     assert summary["week-2"]["human_preference"]["value"] == pytest.approx(7 / 9)
     assert to_json(result)["human"][0]["unrated"] == 1
