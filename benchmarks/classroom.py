@@ -84,7 +84,7 @@ def start_server(backend: str, adapters: list[tuple[str, Path]], base: str | Non
     port = free_port()
     cmd = [sys.executable, "-m", "edulora", "serve", "--backend", backend, "--port", str(port), "--no-feedback",
            "--api-key", API_KEY, *(["--max-batch", str(max_batch)] if max_batch else []), "--max-queue", "256",
-           "--max-tokens", str(max_tokens),
+           "--max-new-tokens", str(max_tokens),
            *[f"--adapter={name}={path}" for name, path in adapters], *(["--base", base] if base else []),
            *(["--gguf", gguf] if gguf and backend == "llamacpp" else [])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
