@@ -87,7 +87,7 @@ def write_blind_sheet(result: EvalResult, sheet: str | Path, *, models: tuple[st
     rows, items = [], {}
     for number, record in enumerate(order, start=1):
         a, b = (first, second) if rng.random() < 0.5 else (second, first)
-        item = f"{number:03d}"
+        item = f"R{number:03d}"  # not a number: a spreadsheet would save "001" as 1
         rows.append([item, prompts[record], replies[a][record], replies[b][record], "", ""])
         items[item] = {"record": record, "A": a, "B": b,
                        "texts": _fingerprint(prompts[record], replies[a][record], replies[b][record])}

@@ -9,8 +9,7 @@ feedback rows, it stays on the server's machine: no student's name is asked for 
 ``edulora feedback export`` scrubs personal details from whatever a teacher's rating turns into
 training data. The newest ``limit`` replies are kept; older ones are dropped as new ones arrive.
 
-Each call opens its own short connection (SQLite in WAL mode, as the feedback store): a reply is
-written once, when it completes, so nothing needs holding open or closing with the server.
+SQLite in WAL mode, as the feedback store, on a connection of its own to the same file.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS received (
     solution TEXT
 );
 CREATE INDEX IF NOT EXISTS received_by_owner ON received (owner, created_at);
+CREATE INDEX IF NOT EXISTS received_by_time ON received (created_at);
 """
 
 #: What a reply's ``info`` keeps: who answered it and how; the feedback token (the client's secret) is not kept.
@@ -66,22 +67,30 @@ class ReceivedReply:
 
 
 class ReceivedLog:
-    """The ``received`` table of the feedback database at ``path``."""
+    """The ``received`` table of the feedback database at ``path`` (one connection, serialized by a lock)."""
 
     def __init__(self, path: str | Path, limit: int = 100_000):
         self.path, self.limit = Path(path).expanduser(), limit
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            # WAL with NORMAL stays consistent on a crash and loses at most the last replies on a power cut;
+            # FULL would sync the disk once per reply a student receives.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as err:
+            raise EduloraError(f"{self.path}: not a usable feedback database ({err})") from None
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        try:
-            with contextlib.closing(sqlite3.connect(self.path, isolation_level=None)) as db:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA busy_timeout=5000")
-                yield db
-        except sqlite3.DatabaseError as err:
-            raise EduloraError(f"{self.path}: not a usable feedback database ({err})") from None
+        with self._lock:
+            yield self._db
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
 
     def add(self, reply: ReceivedReply) -> None:
         """Keep ``reply``; the oldest beyond ``limit`` go."""
@@ -89,12 +98,12 @@ class ReceivedLog:
                json.dumps({k: reply.info.get(k) for k in INFO_KEYS}, ensure_ascii=False),
                json.dumps(reply.messages, ensure_ascii=False), reply.reply,
                json.dumps(reply.flags, ensure_ascii=False), reply.answer, reply.solution)
-        with self._connect() as db:
+        with self._connect() as db, db:  # the second: committed, or rolled back on an error
             db.execute("BEGIN IMMEDIATE")
             db.execute("INSERT OR REPLACE INTO received VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
-            db.execute("DELETE FROM received WHERE rowid NOT IN "
-                       "(SELECT rowid FROM received ORDER BY created_at DESC, rowid DESC LIMIT ?)", (self.limit,))
-            db.execute("COMMIT")
+            # Through the time index: the oldest row still kept is found without reading the table.
+            db.execute("DELETE FROM received WHERE created_at <= "
+                       "(SELECT created_at FROM received ORDER BY created_at DESC LIMIT 1 OFFSET ?)", (self.limit,))
 
     def replies(self, owner: str | None = None, completion_id: str | None = None,
                 most: int = 1000) -> list[ReceivedReply]:
