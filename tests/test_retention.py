@@ -166,7 +166,7 @@ class _ScriptedBase:
     def __init__(self, fmt, replies):
         self.format, self.replies, self.asked = fmt, replies, []
 
-    def generate(self, prompts, sampling, batch_size):
+    def generate(self, prompts, sampling, batch_size, desc="generating replies"):
         from edulora.generation import Reply
 
         self.asked.append(len(prompts))

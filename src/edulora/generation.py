@@ -106,8 +106,8 @@ class Request:
 
 
 class CountedRequest(Request):
-    """A request that ticks a progress bar when it finishes: with all replies in flight together (llama.cpp's
-    continuous batching) finishing is the only point at which progress exists."""
+    """A request that ticks a progress bar when it finishes: with many replies in flight together (llama.cpp's
+    continuous batching, a batch of rows) finishing is the only point at which progress exists."""
 
     def __init__(self, prompt_ids: Sequence[int], sampling: Sampling, adapter: str | None = None, bar=None):
         super().__init__(prompt_ids, sampling, adapter)
@@ -297,7 +297,8 @@ def generate(model, tokenizer, prompts: Sequence[str], sampling: Sampling | None
     """One reply per rendered prompt (see ``PromptFormat.render``), decoded in batches of ``batch_size``.
 
     Every long wait that decodes (pedagogy and drift probes, the base's replay answers, evaluation replies)
-    comes through here, so one progress bar, counted in replies, covers them all."""
+    comes through here, so one progress bar, counted in replies, covers them all. It ticks as each reply
+    ends, not once per batch: a batch of 64 rows (the base's replay answers) runs for tens of seconds."""
     from .progress import bar
 
     sampling = sampling or Sampling()
@@ -305,12 +306,12 @@ def generate(model, tokenizer, prompts: Sequence[str], sampling: Sampling | None
     shown = bar(desc=desc, total=len(prompts), unit="reply")
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start: start + batch_size]
-        requests = [Request(tokenizer(p, add_special_tokens=False)["input_ids"], sampling) for p in chunk]
+        requests = [CountedRequest(tokenizer(p, add_special_tokens=False)["input_ids"], sampling, bar=shown)
+                    for p in chunk]
         began = time.perf_counter()
         decode(model, tokenizer, requests)
         seconds = time.perf_counter() - began
         replies += [Reply(r.output.strip(), r.tokens, seconds, r.finish_reason or "stop") for r in requests]
-        shown.update(len(chunk))
     shown.close()
     return replies
 

@@ -160,24 +160,26 @@ class Tutor:
         return self.generate(prompts, sampling, batch_size)
 
     def generate(self, prompts: Sequence[Sequence[Message]], sampling: Sampling | None = None,
-                 batch_size: int = 8) -> list[Reply]:
-        """Replies to fully formed prompt messages (persona already in place)."""
+                 batch_size: int = 8, desc: str = "generating replies") -> list[Reply]:
+        """Replies to fully formed prompt messages (persona already in place); ``desc`` names the wait on its
+        progress bar."""
         for i, messages in enumerate(prompts):
             if not messages or messages[-1]["role"] != "user":
                 raise EduloraError(f"conversation {i}: must end with a user (student) turn")
         texts = [self.format.render(m) for m in prompts]
         if self.backend == "llamacpp":
-            return self._generate_llamacpp(texts, sampling or Sampling(), batch_size)
+            return self._generate_llamacpp(texts, sampling or Sampling(), batch_size, desc)
         with self.active() as model:
-            return generate(model, self.tokenizer, texts, sampling or Sampling(), batch_size)
+            return generate(model, self.tokenizer, texts, sampling or Sampling(), batch_size, desc)
 
-    def _generate_llamacpp(self, texts: Sequence[str], sampling: Sampling, parallel: int) -> list[Reply]:
+    def _generate_llamacpp(self, texts: Sequence[str], sampling: Sampling, parallel: int,
+                           desc: str = "generating replies") -> list[Reply]:
         """All replies in flight together (continuous batching), each with this tutor's adapter or none."""
         from .generation import CountedRequest
         from .progress import bar
 
         adapter = None if self.adapter is None or self._base_only else self.adapter
-        shown = bar(desc="generating replies (llama.cpp)", total=len(texts), unit="reply")
+        shown = bar(desc=f"{desc} (llama.cpp)", total=len(texts), unit="reply")
         requests = [CountedRequest(self.tokenizer(t, add_special_tokens=False)["input_ids"], sampling, adapter, shown)
                     for t in texts]
         began = time.perf_counter()

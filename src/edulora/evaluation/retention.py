@@ -161,7 +161,7 @@ class RetentionProbe:
 
         with tutor.active() as model:
             return [r.text for r in generate(model, tutor.tokenizer, self.prompts, self.sampling,
-                                             rows or self.batch_size)]
+                                             rows or self.batch_size, desc="drift probe")]
 
     def kl_per_prompt(self, tutor) -> tuple[list[float], int]:
         """Mean per-token KL(tuned ‖ base) for each prompt with a non-empty continuation, and the token count."""
@@ -190,7 +190,7 @@ class RetentionProbe:
                                "nothing to measure drift on")
         centre, low, high = bootstrap_ci(values, resamples, seed, confidence)
         if speaker is not None and speaker.model is not tutor.model:
-            own = [r.text for r in speaker.generate(self.messages, self.sampling, self.batch_size)]
+            own = [r.text for r in speaker.generate(self.messages, self.sampling, self.batch_size, desc="drift probe")]
         else:  # on the tutor's own network the base's replies are its continuations, decoded already
             own = self.references(tutor)[2] if tutor.is_base else self.replies(tutor)
         return Retention(
