@@ -8,6 +8,7 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+import typer
 
 import edulora
 from edulora.cli import main
@@ -61,6 +62,18 @@ def test_version_and_help(capsys):
     assert code == 0 and out == f"edulora {edulora.__version__}\n"
     code, out, _ = run(capsys, "data", "report", "--help")
     assert code == 0 and "--near-threshold" in out and "--from" in out
+    code, out, _ = run(capsys, "--help")
+    assert code == 0 and "what it writes is an option" in " ".join(out.split()) and "docs/cli.md" in out
+
+
+def test_each_renamed_spelling_is_gone_and_its_new_one_is_there():
+    """RENAMED cannot go stale: an old option re-added would be read, not refused (eval's --base is now the model)."""
+    from edulora.cli import RENAMED, app
+
+    commands = typer.main.get_command(app).commands
+    for (name, old), new in RENAMED.items():
+        options = {o for p in commands[name].params for o in p.opts}
+        assert new.split()[0] in options and (old not in options or (name, old) == ("eval", "--base")), (name, old)
 
 
 def _raising(error: BaseException):

@@ -20,7 +20,7 @@ RENAMED = {("eval", "--base-model"): "--base", ("eval", "--base"): "--with-base 
            ("export", "--gguf"): "--out", ("chat", "--max-tokens"): "--max-new-tokens", ("serve", "--max-tokens"): "--max-new-tokens"}
 app = typer.Typer(name="edulora", add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]}, epilog="What a command works on comes "
-                  "first (RUN, FILE, …), what it writes is an option (--out, --html, --json); --base is a model. docs/cli.md")
+                  "first (RUN, IN, CONFIG…), what it writes is an option (--out, --html, --json); --base is a model: docs/cli.md")
 
 
 def _version(value: bool) -> None:
