@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import runpy
 import sys
 from pathlib import Path
 
@@ -67,3 +68,11 @@ def test_throughput_refuses_a_bad_count(capsys):
     with pytest.raises(SystemExit) as exit_:
         load_benchmark("throughput").main(["--clients", "0"])
     assert exit_.value.code == 2 and "--clients: 0: must be at least 1" in capsys.readouterr().err
+
+
+def test_the_old_module_entry_point_names_the_script(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module("edulora.serving.bench", run_name="__main__")
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == ("edulora: error: 'python -m edulora.serving.bench' is now "
+                                       "'python benchmarks/throughput.py'\n")

@@ -8,6 +8,7 @@ alternating between the adapters (aggregate tokens/s; their requests share mixed
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -136,3 +137,8 @@ def measure_throughput(base: str = "smollm2-135m-instruct", precision: str = "au
         concurrent_tokens=sum(n for n, _ in results), concurrent_seconds=wall,
         mean_latency_s=sum(s for _, s in results) / len(results), largest_batch=engine.stats.largest_batch,
         mixed_batches=engine.stats.mixed_batches)
+
+
+if __name__ == "__main__":  # the entry point before issue 41: say where the benchmark went rather than exit silently
+    print("edulora: error: 'python -m edulora.serving.bench' is now 'python benchmarks/throughput.py'", file=sys.stderr)
+    raise SystemExit(2)
