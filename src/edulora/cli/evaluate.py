@@ -16,7 +16,7 @@ app = typer.Typer()
 
 
 @app.command("eval")
-def evaluate(models: list[str] | None = typer.Argument(None, metavar="RUN_OR_ADAPTER...", show_default=False),
+def evaluate(models: list[str] | None = typer.Argument(None, metavar="RUN...", help="run or adapter directories", show_default=False),
              data: str | None = typer.Option(None, help="evaluation records (default: the first run's eval.jsonl)"),
              with_base: bool = typer.Option(False, "--with-base", help="also evaluate the base model"), base: Base = None,
              html: str | None = None, json_out: str | None = typer.Option(None, "--json"), markdown: str | None = None,

@@ -35,7 +35,7 @@ def train(config: str | None = typer.Argument(None, help="YAML config (see confi
 
 
 @app.command()
-def generate(question: str, adapter: str | None = typer.Option(None, help="run or adapter directory (default: none)"),
+def generate(question: str, adapter: str | None = typer.Option(None, metavar="RUN", help="run or adapter directory (default: none)"),
              base: Base = None, precision: Precision = "auto",
              context: str | None = typer.Option(None, help="extra context, e.g. what the student tried"),
              subject: str | None = None, grade_level: str | None = None, teaching_style: str | None = None,
