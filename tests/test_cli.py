@@ -42,6 +42,8 @@ def one_line_error(err: str, needle: str) -> bool:
     (["eval", "runs/x", "--base-model", "m"], "--base-model is now --base"),
     (["chat", "--max-tokens", "5"], "--max-tokens is now --max-new-tokens"),
     (["serve", "--max-tokens", "5"], "--max-tokens is now --max-new-tokens"),
+    # serve and feedback export name the feedback database alike
+    (["feedback", "export", "--out", "o.jsonl", "--feedback-db", "none.db"], "none.db: no feedback database"),
     (["generate", "q", "--max-new-tokens", "0"], "--max-new-tokens"),
     (["eval", "--precision", "fp8"], "fp8"),
     (["data", "split", "d.jsonl", "--eval-fraction", "1.5", "--train-out", "a", "--eval-out", "b"], "--eval-fraction"),

@@ -59,7 +59,7 @@ def chat(adapter: Adapters = None, base: Base = None, precision: Precision = "au
 
 @feedback.command("export")
 def feedback_export(out: Path = typer.Option(..., metavar="OUT.jsonl", help="SFT records to write"), overwrite: Overwrite = False,
-                    db: Path | None = typer.Option(None, help="default: ~/.cache/edulora/feedback.sqlite3"),
+                    db: Path | None = typer.Option(None, "--feedback-db", "--db", metavar="PATH", help="serve's; default: ~/.cache/edulora/feedback.sqlite3"),
                     pairs: Path | None = typer.Option(None, metavar="PAIRS.jsonl", help="preference pairs"),
                     raw: bool = typer.Option(False, "--raw", help="keep students' names… (never train on it)"),
                     everything: bool = typer.Option(False, "--all", help="all items, not only approved ones")) -> None:
