@@ -25,7 +25,7 @@ def _command(model: Path, data: Path, out: Path, save_steps: int) -> list[str]:
         "model.name": model, "model.precision": "fp32", "data.train_file": data, "data.eval_fraction": 0.25,
         "data.max_length": 128, "lora.target_modules": "q_proj,v_proj", "training.batch_size": 1,
         "training.grad_accum": 1, "training.max_steps": MAX_STEPS, "training.save_steps": save_steps,
-        "training.eval_steps": 1000, "training.keep_best": False, "training.logging_steps": 1,
+        "training.eval_steps": 1000, "training.selection.keep_best": False, "training.logging_steps": 1,
         "training.warmup_ratio": 0.0,
         "output_dir": out, "run_name": "run",
     }

@@ -15,9 +15,14 @@ def test_demo_evaluates_before_each_third_and_at_the_end(tmp_path):
     config = demo_config(str(tmp_path))
     t = config.training
     # the training itself is the demo's, whatever the evaluation schedule
-    assert (t.epochs, t.batch_size, t.grad_accum, t.learning_rate, t.warmup_ratio, t.max_steps) == \
-        (2, 8, 1, 3e-3, 0.05, -1)
-    assert (t.select_by, t.pedagogy_sample, t.keep_best, config.data.eval_fraction) == ("leak_rate", 12, True, 0.1)
+    assert (t.epochs, t.batch_size, t.grad_accum, t.learning_rate, t.lr_scheduler, t.warmup_ratio, t.max_steps) == \
+        (1, 4, 1, 4e-3, "linear", 0.05, -1)
+    # held-out losses only during training (the evaluation afterwards scores replies and drift); the base's
+    # own replies to general requests mixed in
+    s = t.selection
+    assert (s.select_by, s.pedagogy_sample, s.retention_sample, s.keep_best, config.data.eval_fraction) == \
+        ("eval_loss", 0, 0, True, 0.1)
+    assert (config.data.replay_fraction, config.data.replay_responses) == (0.1, "base")
     steps = planned_optimizer_steps(config, len(load_data(config).train))
     assert t.eval_steps == t.save_steps == math.ceil(steps / EVALUATIONS)
     # the Trainer evaluates every eval_steps and at the last step; with the one before training, >= 4 points
@@ -71,9 +76,9 @@ def test_the_demo_config_takes_its_budget_from_the_memory_left(tmp_path, monkeyp
     import edulora.demo as demo
 
     monkeypatch.setattr(demo, "available_memory_gb", lambda: 12.0)
-    assert demo.demo_config(str(tmp_path)).training.memory_budget_gb == 6.0
+    assert demo.demo_config(str(tmp_path)).training.memory.budget_gb == 6.0
     monkeypatch.setattr(demo, "available_memory_gb", lambda: None)
-    assert demo.demo_config(str(tmp_path)).training.memory_budget_gb == 4.0
+    assert demo.demo_config(str(tmp_path)).training.memory.budget_gb == 4.0
 
 
 def test_available_memory_is_read_from_the_system_and_bounded_by_its_total():

@@ -43,8 +43,8 @@ def real_run(tmp_path_factory, packaged_model_dir):
     config.training.save_steps = 3
     # The probes are covered on tiny models (tests/test_selection.py, tests/test_retention.py); on the
     # real model each reply costs seconds, so only two pedagogy replies show the path runs.
-    config.training.pedagogy_sample = 2
-    config.training.retention_sample = 0
+    config.training.selection.pedagogy_sample = 2
+    config.training.selection.retention_sample = 0
     config.adapter.subject = "mathematics"
     config.output_dir = str(folder / "runs")
     config.run_name = "real"

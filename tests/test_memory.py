@@ -111,11 +111,11 @@ def test_checkpointing_changes_memory_not_the_result(tiny_llama, tmp_path):
 
 
 def test_bad_settings_are_one_line_errors():
-    with pytest.raises(EduloraError, match="gradient_checkpointing must be auto, true or false"):
-        load_config(overrides=["training.gradient_checkpointing=sometimes"])
-    with pytest.raises(EduloraError, match="memory_budget_gb"):
-        load_config(overrides=["training.memory_budget_gb=-1"])
-    assert load_config(overrides=["training.gradient_checkpointing=true"]).training.gradient_checkpointing == "true"
+    with pytest.raises(EduloraError, match="gradient_checkpointing='sometimes' is not allowed; choose 'auto', 'true' or 'false'"):
+        load_config(overrides=["training.memory.gradient_checkpointing=sometimes"])
+    with pytest.raises(EduloraError, match=r"training\.memory\.budget_gb=-1 is out of range"):
+        load_config(overrides=["training.memory.budget_gb=-1"])
+    assert load_config(overrides=["training.memory.gradient_checkpointing=true"]).training.memory.gradient_checkpointing == "true"
 
 
 def test_plan_checkpoints_only_micro_batches_past_the_limit(tiny_model):
@@ -157,7 +157,7 @@ def test_only_the_long_micro_batches_recompute_and_the_result_is_unchanged(tiny_
     stats = json.loads(next((tmp_path / "plain").glob("*/data.json")).read_text())["train_tokens"]
     share = stats["trainable_tokens"] / stats["tokens"]
     longest = plain.memory["batch_tokens"]
-    config.training.memory_budget_gb = estimate_peak_bytes(model, longest - 1, share, False,
+    config.training.memory.budget_gb = estimate_peak_bytes(model, longest - 1, share, False,
                                                            len(config.lora.target_modules)) / GB
     auto = train(config).summary
     assert auto.memory["checkpoint_above_tokens"] in (longest - 1, longest - 2)

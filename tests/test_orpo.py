@@ -71,9 +71,9 @@ def test_dpo_settings_with_orpo_and_an_orpo_less_trl_are_one_line_errors(tiny_ll
     pairs = write_jsonl(toy_pairs(4), "pairs.jsonl")
     argv = ["train", f"--set=model.name={tiny_llama}", f"--set=data.train_file={pairs}", "--set=training.method=orpo",
             f"--set=output_dir={tmp_path}"]
-    assert main([*argv, "--set=training.loss_type=ipo"]) == 2
+    assert main([*argv, "--set=training.preference.loss_type=ipo"]) == 2
     err = capsys.readouterr().err
-    assert "config: training.loss_type applies to training.method=dpo only" in err
+    assert "config: training.preference.loss_type applies to training.method=dpo only" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
     # A TRL whose experimental package has no ORPO: the import fails, the run is refused in one line.

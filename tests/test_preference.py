@@ -19,8 +19,8 @@ import edulora as el
 from edulora.cli import main
 
 COMMON = ["model.precision=fp32", "data.max_length=64", "lora.target_modules=q_proj,v_proj", "training.batch_size=2",
-          "training.grad_accum=1", "training.logging_steps=1", "training.warmup_ratio=0", "training.keep_best=false",
-          "training.pedagogy_sample=0"]
+          "training.grad_accum=1", "training.logging_steps=1", "training.warmup_ratio=0", "training.selection.keep_best=false",
+          "training.selection.pedagogy_sample=0"]
 
 
 def toy_pairs(n: int = 10) -> list[dict]:
@@ -173,6 +173,8 @@ def test_feedback_export_round_trips_into_dpo_training(tiny_llama, tmp_path):
 
 def test_mining_pairs_never_uses_the_held_out_records_and_is_deterministic(sft_run, tmp_path, capsys):
     from edulora.data.pairs import prompt_key
+    from edulora.evaluation.embeddings import installed
+    from edulora.evaluation.judges import load_judges
     from edulora.evaluation.mining import mine_pairs
 
     held_out = sft_run.eval_records()
@@ -188,7 +190,8 @@ def test_mining_pairs_never_uses_the_held_out_records_and_is_deterministic(sft_r
 
     tutor = el.Tutor.load(sft_run)
     records = el.load_records(train_file)
-    again = mine_pairs(tutor, records, samples=3, max_new_tokens=12, held_out=held_out)
+    judges = load_judges() if installed() else None  # as the command does
+    again = mine_pairs(tutor, records, samples=3, max_new_tokens=12, held_out=held_out, judges=judges)
     assert [p.to_dict() for p in again.pairs] == [p.to_dict() for p in mined]
     assert again.prompts + again.held_out_skipped == len(records)
     assert len(again.pairs) + again.all_passed + again.none_passed == again.prompts
@@ -224,7 +227,7 @@ def test_dpo_over_its_memory_budget_fits_by_smaller_micro_batches_and_learns_the
     from edulora.training.memory import GB, estimate_peak_bytes
 
     plain_run = el.train(_dpo(tiny_llama, pairs_file, tmp_path / "plain", f"model.adapter={sft_run}",
-                              "training.max_steps=3", "training.memory_budget_gb=0"))
+                              "training.max_steps=3", "training.memory.budget_gb=0"))
     plain = plain_run.summary
     assert not plain.memory["gradient_checkpointing"] and "no memory budget" in plain.memory["reason"]
     assert plain.memory["micro_batch_size"] is None
@@ -235,7 +238,7 @@ def test_dpo_over_its_memory_budget_fits_by_smaller_micro_batches_and_learns_the
     runs, recomputing = {}, {}
     for name, budget in (("split", f"{(one + both) / 2:.6f}"), ("bounded", "0.01")):
         run = el.train(_dpo(tiny_llama, pairs_file, tmp_path / name, f"model.adapter={sft_run}",
-                            "training.max_steps=3", f"training.memory_budget_gb={budget}"))
+                            "training.max_steps=3", f"training.memory.budget_gb={budget}"))
         runs[name], recomputing[name] = run.summary, run.tutor.model.get_base_model().is_activation_checkpointing
     split, bounded = runs["split"], runs["bounded"]
     assert recomputing == {"split": False, "bounded": True}  # the network itself, not only the summary
@@ -275,7 +278,7 @@ def test_dpo_cuts_long_prompts_at_their_start_and_prints_no_library_deprecations
     monkeypatch.setattr(PreferenceTrainer, "train", train_then_look)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        run = el.train(_dpo(tiny_llama, pairs, tmp_path, "training.max_steps=2", "training.memory_budget_gb=0.01"))
+        run = el.train(_dpo(tiny_llama, pairs, tmp_path, "training.max_steps=2", "training.memory.budget_gb=0.01"))
     assert run.summary.memory["gradient_checkpointing"] and run.summary.optimizer_steps == 2
     notices = [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
     assert not [m for m in notices if "keep_end" in m or "gradient_checkpointing" in m], notices

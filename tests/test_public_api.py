@@ -26,8 +26,8 @@ def test_public_names_are_exported():
 def _config(model: str, data, out, lr: float, **training) -> "el.RunConfig":
     overrides = [f"model.name={model}", f"data.train_file={data}", "data.eval_fraction=0.25", "data.max_length=128",
                  "training.batch_size=2", "training.grad_accum=1", f"training.learning_rate={lr}",
-                 "training.warmup_ratio=0", "training.logging_steps=2", "training.pedagogy_sample=4",
-                 "training.pedagogy_max_new_tokens=8", "training.retention_sample=2", f"output_dir={out}", "run_name=algebra",
+                 "training.warmup_ratio=0", "training.logging_steps=2", "training.selection.pedagogy_sample=4",
+                 "training.selection.pedagogy_max_new_tokens=8", "training.selection.retention_sample=2", f"output_dir={out}", "run_name=algebra",
                  "adapter.grade_level=grade 7", "adapter.teaching_style=Socratic method"]
     overrides += [f"training.{k}={v}" for k, v in training.items()]
     if "tiny" in str(model):

@@ -209,11 +209,11 @@ def test_replay_replies_become_the_base_models_own(tiny_llama):
 
 def test_max_drift_warns_and_keeps_the_least_drifting_checkpoint(tiny_llama, tmp_path, capsys):
     run = _train(tiny_llama, tmp_path, max_steps=8, eval_steps=4, save_steps=4, max_drift=1e-9)
-    assert "exceeds training.max_drift=1e-09" in capsys.readouterr().out
+    assert "exceeds training.selection.max_drift=1e-09" in capsys.readouterr().out
     evals = {row["step"]: row["eval_drift"] for row in run.run_dir.read_metrics()
              if "eval_drift" in row and row["step"] in (4, 8)}
     assert run.summary.selected_step == min(evals, key=evals.get)
-    assert "within training.max_drift" in run.summary.selection
+    assert "within training.selection.max_drift" in run.summary.selection
 
 
 def test_eval_reports_drift_per_model_and_takes_a_users_set(light_and_heavy, tmp_path, write_jsonl):
@@ -270,11 +270,11 @@ def test_load_data_mixes_replay_into_training_only(tmp_path):
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("data.replay_fraction=1.0", "data.replay_fraction must be in [0, 1)"),
+    ("data.replay_fraction=1.0", "data.replay_fraction=1.0 is out of range; allowed: a value in [0.0, 1.0)"),
     ("data.replay_file=mine.jsonl", "data.replay_file needs data.replay_fraction > 0"),
-    ("data.replay_responses=teacher", "data.replay_responses must be base or file"),
-    ("training.max_drift=-1", "training.max_drift must be 0 (no bound) or positive"),
-    ("training.retention_sample=-2", "training.retention_sample must be 0 (off) or positive"),
+    ("data.replay_responses=teacher", "data.replay_responses='teacher' is not allowed; choose 'base' or 'file'"),
+    ("training.selection.max_drift=-1", "training.selection.max_drift=-1 is out of range; allowed: a value in [0.0, inf)"),
+    ("training.selection.retention_sample=-2", "training.selection.retention_sample=-2 is out of range; allowed: a value in [0, inf)"),
 ])
 def test_config_mistakes_are_one_line_errors(override, message):
     with pytest.raises(EduloraError) as err:
@@ -285,9 +285,9 @@ def test_config_mistakes_are_one_line_errors(override, message):
 def test_max_drift_needs_prompts_and_the_cli_says_so_in_one_line(capsys):
     from edulora.cli import main
 
-    code = main(["train", "--set", "training.max_drift=0.1", "--set", "training.retention_sample=0"])
+    code = main(["train", "--set", "training.selection.max_drift=0.1", "--set", "training.selection.retention_sample=0"])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "training.max_drift needs training.retention_sample" in err
+    assert code == 2 and err.count("\n") == 1 and "training.selection.max_drift needs training.selection.retention_sample" in err
 
 
 def test_a_missing_retention_file_is_named(tmp_path):

@@ -143,12 +143,14 @@ def test_the_probe_scores_replies_with_the_learned_judges():
     telling = probe.score([f"6 x {7 + i} is {6 * (7 + i)}, so the answer is {6 * (7 + i)}." for i in range(4)])
     guiding = probe.score([f"Let's check: what is 6 x 6, and what do you add to get 6 x {7 + i}?" for i in range(4)])
     assert set(pedagogy.JUDGED) <= set(telling) and "leak_rate" in telling
-    assert telling["judged_revealing_of_the_answer_rate"] == 1.0 and guiding["judged_revealing_of_the_answer_rate"] == 0.0
+    assert telling["judged_revealing_of_the_answer_rate"] == 1.0
+    assert guiding["judged_revealing_of_the_answer_rate"] == 0.0
     assert guiding["judged_actionability_rate"] > telling["judged_actionability_rate"]
     off = pedagogy.PedagogyProbe(records, PromptFormat(None, "instruction"), size=4, max_new_tokens=8, judged=False)
     assert off.judges is None and not set(pedagogy.JUDGED) & set(off.score(["What do you think?"] * 4))
     # Selecting by a judged measure needs the judges, whatever ``judged`` says.
-    chosen = pedagogy.PedagogyProbe(records, PromptFormat(None, "instruction"), 4, 8, select_by="judged_actionability_rate", judged=False)
+    chosen = pedagogy.PedagogyProbe(records, PromptFormat(None, "instruction"), 4, 8,
+                                    select_by="judged_actionability_rate", judged=False)
     assert chosen.judges is not None
 
 
@@ -167,7 +169,9 @@ def test_select_by_a_judged_measure_logs_and_keeps_it(tiny_llama, tmp_path, writ
     result = train(config)
     logged = [json.loads(line) for line in (result.run_dir.path / "metrics.jsonl").read_text().splitlines()]
     evaluations = [row for row in logged if "eval_judged_actionability_rate" in row]
-    assert len(evaluations) >= 4 and all(0.0 <= row["eval_judged_providing_guidance_rate"] <= 1.0 for row in evaluations)
+    assert len(evaluations) >= 4
+    assert all(0.0 <= row["eval_judged_providing_guidance_rate"] <= 1.0 for row in evaluations)
     assert result.summary.select_by == "judged_actionability_rate"
     assert set(pedagogy.JUDGED) <= set(result.summary.pedagogy["after"])
-    assert "highest judged actionability rate" in result.summary.selection or "within 1 reply" in result.summary.selection
+    # Oriented as HIGHER_IS_BETTER says: the band is anchored at the highest share seen.
+    assert "judged actionability rate was within 1 reply of the highest" in result.summary.selection

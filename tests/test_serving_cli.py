@@ -114,3 +114,17 @@ def test_a_bad_teacher_token_is_refused_before_loading_anything(capsys, monkeypa
     monkeypatch.setenv("EDULORA_TEACHERS", "ms-lee=token-of-ms-lee-0001 mr-ray=short")  # space-separated
     assert main(["serve", "--port", "0"]) == 2
     assert "teacher 'mr-ray'" in capsys.readouterr().err
+
+
+def test_serve_settings_are_one_object_checked_in_one_place(capsys):
+    from edulora.serving import ServeSettings
+
+    with pytest.raises(EduloraError, match=r"^--max-batch-tokens \(100\) must be at least --max-request-tokens"):
+        ServeSettings.parse(max_batch_tokens=100)
+    with pytest.raises(EduloraError, match=r"^--backend: Input should be 'auto', 'transformers'"):
+        ServeSettings.parse(backend="tgi")
+    assert ServeSettings.parse(teachers=None, allow_origins=["http://a.example"]).teachers == ()
+    # the CLI's options arrive under the same names: a rule between two of them is refused before any model loads
+    assert main(["serve", "--max-batch-tokens", "100", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-batch-tokens (100) must be at least --max-request-tokens (4096)" in err and err.count("\n") == 1

@@ -7,7 +7,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, Trainer
 
-from edulora.config import RunConfig
+from edulora.config import MOVED, RunConfig
 from edulora.errors import EduloraError
 from edulora.training import resume, train
 
@@ -29,8 +29,9 @@ def tiny_config(model_dir, data_file, out_dir, **training) -> RunConfig:
     config.training.eval_steps = 6
     config.training.save_steps = 6
     config.training.warmup_ratio = 0.0
-    for key, value in training.items():
-        setattr(config.training, key, value)
+    for key, value in training.items():  # flat names, as before the sub-sections (config.MOVED)
+        section, name = MOVED.get(key, ("", key))
+        setattr(getattr(config.training, section) if section else config.training, name, value)
     config.adapter.subject = "mathematics"
     config.output_dir = str(out_dir)
     config.run_name = "run"

@@ -26,6 +26,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "RunConfig": "edulora.config",
     "load_config": "edulora.config",
+    "config_help": "edulora.configref",
     "EduloraError": "edulora.errors",
     "Example": "edulora.data.schema",
     "Dialogue": "edulora.data.schema",
@@ -71,6 +72,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from .config import RunConfig, load_config
+    from .configref import config_help
     from .data.formats import load_records
     from .data.schema import Dialogue, Example, GradeLevel, Metadata, TeachingStyle, Turn
     from .errors import EduloraError

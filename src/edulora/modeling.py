@@ -274,7 +274,7 @@ class AdapterInfo:
     answer_key: bool = True
     data_fingerprint: str = ""
     eval_loss: float | None = None
-    #: What chose the saved checkpoint (``training.select_by``) and its held-out pedagogy rates.
+    #: What chose the saved checkpoint (``training.selection.select_by``) and its held-out pedagogy rates.
     select_by: str = "eval_loss"
     pedagogy: dict | None = None
 

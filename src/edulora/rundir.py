@@ -66,7 +66,7 @@ class RunSummary:
     template: str = ""
     trainable_parameters: int = 0
     resumed_from: str | None = None
-    #: What chose the kept checkpoint (``training.select_by``), which step won, and why.
+    #: What chose the kept checkpoint (``training.selection.select_by``), which step won, and why.
     select_by: str = "eval_loss"
     selected_step: int | None = None
     selection: str = ""

@@ -22,10 +22,10 @@ def serve(adapter: Adapters = None, base: Base = None, precision: Precision = "a
           port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port")] = 8000,
           allow_origins: list[str] | None = typer.Option(None, "--allow-origin", help="allowed web origin (repeatable)"),
           api_key: Annotated[str | None, typer.Option(envvar="EDULORA_API_KEY", help="required off loopback")] = None,
-          teacher: list[str] | None = typer.Option(None, metavar="NAME=TOKEN[:reviewer]", envvar="EDULORA_TEACHERS", help="a teacher's key (repeatable)"),
-          student: list[str] | None = typer.Option(None, metavar="TEACHER=TOKEN", envvar="EDULORA_STUDENTS", help="a student's chat-only key"),
+          teachers: list[str] | None = typer.Option(None, "--teacher", metavar="NAME=TOKEN[:reviewer]", envvar="EDULORA_TEACHERS", help="a teacher's key (repeatable)"),
+          students: list[str] | None = typer.Option(None, "--student", metavar="TEACHER=TOKEN", envvar="EDULORA_STUDENTS", help="a student's chat-only key"),
           feedback_db: Path | None = typer.Option(None, metavar="PATH", help="default ~/.cache/edulora/feedback.sqlite3"),
-          no_feedback: Annotated[bool, typer.Option("--no-feedback", help="do not store feedback")] = False,
+          feedback: Annotated[bool, typer.Option(" /--no-feedback", show_default=False, help="do not store feedback")] = True,
           max_batch: Annotated[int | None, typer.Option(min=1, help="requests decoded together [8, llama.cpp 32]")] = None,
           max_queue: Annotated[int, typer.Option(min=1, help="waiting requests before 429")] = 64,
           max_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="reply length when a request sets none")] = 256,
@@ -39,9 +39,8 @@ def serve(adapter: Adapters = None, base: Base = None, precision: Precision = "a
           vllm_url: Annotated[str | None, typer.Option(help="vLLM's API, e.g. http://gpu:8000/v1")] = None,
           vllm_api_key: Annotated[str | None, typer.Option(envvar="EDULORA_VLLM_API_KEY")] = None) -> None:
     """Serve tutors: OpenAI-compatible API + teacher page ('model' picks the adapter, "auto" routes)."""
-    options = {k: v for k, v in locals().items() if k not in ("adapter", "teacher", "student", "no_feedback")}
-    from ..serving.server import serve as run
-    run(adapter or [], teachers=teacher or [], students=student or [], feedback=not no_feedback, **options)
+    from ..serving.server import ServeSettings, serve as run
+    run(adapter or [], ServeSettings.parse(**{k: v for k, v in locals().items() if k in ServeSettings.model_fields}))
     print("Stopped.", flush=True)
 
 

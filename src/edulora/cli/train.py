@@ -20,7 +20,7 @@ def demo(output_dir: str = typer.Option("runs", help="where the run directory is
     print(run_demo(output_dir, backend, quiet).run_dir)
 
 
-@app.command()
+@app.command(epilog=el.config_help())  # every key, its type, default and doc, from the models
 def train(config: str | None = typer.Argument(None, help="YAML config (see configs/)"),
           overrides: list[str] | None = typer.Option(None, "--set", metavar="KEY=VALUE", help="e.g. lora.r=8"),
           resume: str | None = typer.Option(None, metavar="RUN_DIR", help="continue a run from its last checkpoint"),

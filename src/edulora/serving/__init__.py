@@ -7,7 +7,7 @@ terminal chat, ``flags`` computes a reply's pedagogy flags, and ``feedback`` sto
 reviews and turns the approved ones into training data.
 
     import edulora.serving as serving
-    serving.serve(["math=runs/algebra"], port=8000)              # blocks; SIGTERM stops it cleanly
+    serving.serve(["math=runs/algebra"], serving.ServeSettings(port=8000))  # blocks; SIGTERM stops it
     engine = serving.load_engine([("math", "runs/algebra")]).start()
     server = serving.TutorServer(serving.TutorService(engine, serving.Router([]))).start()
 """
@@ -20,7 +20,7 @@ from typing import Any
 #: Public names and the module each lives in; loaded on first use, so ``edulora feedback export``
 #: does not import torch.
 _EXPORTS = {
-    "serve": "server", "TutorServer": "server",
+    "serve": "server", "ServeSettings": "server", "TutorServer": "server",
     "chat": "terminal",
     "create_app": "app",
     "TutorService": "service", "Chat": "service",

@@ -16,6 +16,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import EduloraError
 from .guard import HttpSettings
@@ -123,28 +126,98 @@ class TutorServer:
 DEFAULT_MAX_BATCH, LLAMACPP_MAX_BATCH = 8, 32
 
 
-def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base: str | None = None,
-          host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None, teachers: Sequence[str] = (),
-          students: Sequence[str] = (), feedback: bool = True,
-          feedback_db: str | Path | None = None, precision: str = "auto", allow_pickle: bool = False,
-          max_batch: int | None = None, max_queue: int = 64, max_tokens: int = 256, max_request_tokens: int = 4096,
-          max_batch_tokens: int = 8192, route_threshold: float = 0.2, fallback_adapter: str | None = None,
-          backend: str = "auto", gguf: str | Path | None = None, vllm_url: str | None = None,
-          vllm_api_key: str | None = None, allow_origins: Sequence[str] | None = (), log: Callable[[str], None] = functools.partial(print, flush=True)) -> None:
+def _listed(value: object) -> object:
+    """An option given no times arrives as None (Typer); the environment's values are space-separated."""
+    return () if value is None else value
+
+
+Listed = Annotated[tuple[str, ...], BeforeValidator(_listed)]
+
+
+class ServeSettings(BaseModel):
+    """Everything ``serve()`` needs besides the adapters: ``edulora serve``'s options, checked in one place.
+    Build it with ``ServeSettings.parse(...)`` for one-line errors (``EduloraError``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    base: str | None = None
+    """Base model; default: the one the adapters name."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """Weights' precision on the transformers backend."""
+    allow_pickle: bool = False
+    """Allow loading .bin (pickle) adapter weights."""
+    host: str = "127.0.0.1"
+    """Address to listen on; off loopback a key or teachers' tokens are required (``check_exposure``)."""
+    port: int = Field(8000, ge=0, le=65535)
+    """0 picks a free port."""
+    allow_origins: Listed = ()
+    """Other web origins whose pages may call the API from a browser (see ``guard``)."""
+    api_key: str | None = None
+    """The key every request needs (an admin's)."""
+    teachers: Listed = ()
+    """``"NAME=TOKEN"``: each teacher's own key, under whose name their ratings and reviews are stored
+    (``"NAME=TOKEN:reviewer"``: one who reviews every teacher's feedback); see ``roles``."""
+    students: Listed = ()
+    """``"TEACHER=TOKEN"``: chat-only keys of a teacher's class."""
+    feedback: bool = True
+    """Store teachers' ratings and corrections."""
+    feedback_db: Path | None = None
+    """Where; default ``~/.cache/edulora/feedback.sqlite3``."""
+    max_batch: int | None = Field(None, ge=1)
+    """Requests decoded together; default 8, or ``LLAMACPP_MAX_BATCH`` on llama.cpp."""
+    max_queue: int = Field(64, ge=1)
+    """Requests waiting before new ones get 429."""
+    max_tokens: int = Field(256, ge=1)
+    """Reply length when a request sets none."""
+    max_request_tokens: int = Field(4096, ge=1)
+    """One request's prompt plus reply; a longer one is refused with 400."""
+    max_batch_tokens: int = Field(8192, ge=1)
+    """A batch's KV cache (rows × longest prompt plus reply), so one long prompt is decoded apart from
+    short ones (see ``Engine``)."""
+    route_threshold: float = 0.2
+    """Similarity under which ``"auto"`` routing falls back."""
+    fallback_adapter: str | None = None
+    """The adapter for questions no adapter fits."""
+    backend: Literal["auto", "transformers", "llamacpp", "vllm"] = "auto"
+    """``transformers`` (the exact reference), ``llamacpp`` (the base as GGUF, adapters as GGUF LoRA), ``auto``
+    (llama.cpp on a CPU when it can take the base and adapters, see ``choose_backend``), or ``vllm``: a vLLM
+    server at ``vllm_url`` decodes, serving each adapter as a LoRA module of the same name."""
+    gguf: Path | None = None
+    """llama.cpp's base weights file; default: converted from the base."""
+    vllm_url: str | None = None
+    """vLLM's API, e.g. ``http://gpu:8000/v1``."""
+    vllm_api_key: str | None = None
+    """The key vLLM's API wants, if any."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServeSettings:
+        if self.max_batch_tokens < self.max_request_tokens:
+            raise ValueError(f"--max-batch-tokens ({self.max_batch_tokens}) must be at least --max-request-tokens "
+                             f"({self.max_request_tokens}), or the longest request could never be decoded")
+        if (self.backend == "vllm") != bool(self.vllm_url):
+            raise ValueError("--vllm-url is for --backend vllm, which needs it (e.g. http://gpu-host:8000/v1)")
+        if self.gguf is not None and self.backend in ("transformers", "vllm"):
+            raise ValueError(f"--gguf is llama.cpp's base file; backend {self.backend!r} does not read it")
+        return self
+
+    @classmethod
+    def parse(cls, **options: object) -> ServeSettings:
+        """The settings, or one line naming the option and what is allowed."""
+        try:
+            return cls(**options)
+        except ValidationError as err:
+            first = err.errors()[0]
+            name = "--" + "-".join(str(p) for p in first["loc"]).replace("_", "-") + ": " if first["loc"] else ""
+            raise EduloraError(name + first["msg"].removeprefix("Value error, ")) from None
+
+
+def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), settings: ServeSettings = ServeSettings(),
+          log: Callable[[str], None] = functools.partial(print, flush=True)) -> None:
     """Serve ``adapters`` (``"NAME=RUN"``, a run / adapter path, or ``(name, path)``) until SIGINT / SIGTERM.
 
     One base model with every adapter beside it; ``model`` in a request picks the adapter and
-    ``"auto"`` routes by subject. ``teachers`` are ``"NAME=TOKEN"``: each teacher's own key, under
-    whose name their ratings and reviews are stored (``"NAME=TOKEN:reviewer"``: one who reviews every
-    teacher's feedback); ``students`` are ``"TEACHER=TOKEN"``: chat-only keys (see ``roles``). ``log`` receives the start-up lines (where the page is).
-    ``max_request_tokens`` bounds one request's prompt plus reply (a longer one is refused with 400);
-    ``max_batch_tokens`` bounds a batch's KV cache (rows × longest prompt plus reply), so one long
-    prompt is decoded apart from short ones (see ``Engine``). ``backend`` is ``"transformers"`` (the exact
-    reference), ``"llamacpp"`` (the base as GGUF, ``gguf`` or found from the base, adapters as GGUF LoRA),
-    ``"auto"`` (llama.cpp on a CPU when it can take the base and adapters, see ``choose_backend``), or
-    ``"vllm"``: a vLLM server at ``vllm_url`` decodes, serving each adapter as a LoRA module of the same name.
-    ``max_batch`` (requests decoded together) defaults to 8, or ``LLAMACPP_MAX_BATCH`` on llama.cpp.
-    ``allow_origins`` are other web origins whose pages may call the API from a browser (see ``guard``).
+    ``"auto"`` routes by subject. ``settings`` holds the rest (see ``ServeSettings``); ``log`` receives the
+    start-up lines (where the page is).
     """
     from ..inference.llamacpp import choose_backend
     from .engine import load_engine, parse_adapter_arg, resolve_adapters
@@ -154,46 +227,37 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), *, base:
     from .flags import installed_judges
     from .router import Router
 
-    roles = Roles.parse(teachers, students, api_key)
-    check_exposure(host, api_key or roles.teachers)  # before the slow model load
-    settings = HttpSettings(allow_origins=tuple(allow_origins or ()))
-    for name, value in (("max_batch", max_batch), ("max_queue", max_queue), ("max_tokens", max_tokens),
-                        ("max_request_tokens", max_request_tokens)):
-        if value is not None and value < 1:
-            raise EduloraError(f"{name} must be at least 1")
-    if max_batch_tokens < max_request_tokens:
-        raise EduloraError(f"max_batch_tokens ({max_batch_tokens}) must be at least max_request_tokens "
-                           f"({max_request_tokens}), or the longest request could never be decoded")
-    if (backend == "vllm") != bool(vllm_url):
-        raise EduloraError("--vllm-url is for --backend vllm, which needs it (e.g. http://gpu-host:8000/v1)")
+    o = settings
+    roles = Roles.parse(o.teachers, o.students, o.api_key)
+    check_exposure(o.host, o.api_key or roles.teachers)  # before the slow model load
     pairs = [parse_adapter_arg(a) if isinstance(a, str) else a for a in adapters]
-    options = dict(max_batch=max_batch or DEFAULT_MAX_BATCH, max_queue=max_queue, default_max_tokens=max_tokens,
-                   max_request_tokens=max_request_tokens, max_batch_tokens=max_batch_tokens)
-    if gguf is not None and backend in ("transformers", "vllm"):
-        raise EduloraError(f"--gguf is llama.cpp's base file; backend {backend!r} does not read it")
-    if backend == "vllm":
-        engine = load_vllm_engine(pairs, vllm_url, vllm_api_key, base=base, allow_pickle=allow_pickle, **options)
+    options = dict(max_batch=o.max_batch or DEFAULT_MAX_BATCH, max_queue=o.max_queue, default_max_tokens=o.max_tokens,
+                   max_request_tokens=o.max_request_tokens, max_batch_tokens=o.max_batch_tokens)
+    if o.backend == "vllm":
+        engine = load_vllm_engine(pairs, o.vllm_url, o.vllm_api_key, base=o.base, allow_pickle=o.allow_pickle,
+                                  **options)
     else:
-        resolved = specs, base_model = resolve_adapters(pairs, base, allow_pickle)  # read once: to choose and load
-        if choose_backend(backend, base_model, [s.folder for s in specs], log, gguf) == "llamacpp":
+        resolved = specs, base_model = resolve_adapters(pairs, o.base, o.allow_pickle)  # read once: to choose and load
+        if choose_backend(o.backend, base_model, [s.folder for s in specs], log, o.gguf) == "llamacpp":
             # llama.cpp's slots share one KV cache (bounded by max_batch_tokens), so more of them cost little
             # memory; a class of 30 got 1.5x the tokens/s and half the p95 wait for a first token with 32 slots
             # than with 8 (benchmarks/history/benchmarks-2026-12.md).
-            options["max_batch"] = max_batch or LLAMACPP_MAX_BATCH
-            engine = load_llamacpp_engine(pairs, base=base, gguf=gguf, allow_pickle=allow_pickle, resolved=resolved,
+            options["max_batch"] = o.max_batch or LLAMACPP_MAX_BATCH
+            engine = load_llamacpp_engine(pairs, base=o.base, gguf=o.gguf, allow_pickle=o.allow_pickle, resolved=resolved,
                                           **options)
         else:
-            engine = load_engine(pairs, base=base, precision=precision, allow_pickle=allow_pickle, resolved=resolved,
+            engine = load_engine(pairs, base=o.base, precision=o.precision, allow_pickle=o.allow_pickle, resolved=resolved,
                                  **options)
-    if fallback_adapter and fallback_adapter not in engine.adapters:
-        raise EduloraError(f"fallback adapter {fallback_adapter!r} is not one of the served adapters")
-    router = Router(list(engine.adapters.values()), route_threshold, fallback_adapter)
+    if o.fallback_adapter and o.fallback_adapter not in engine.adapters:
+        raise EduloraError(f"fallback adapter {o.fallback_adapter!r} is not one of the served adapters")
+    router = Router(list(engine.adapters.values()), o.route_threshold, o.fallback_adapter)
     router.prepare()
-    store = FeedbackStore(feedback_db or default_feedback_db()) if feedback else None
+    store = FeedbackStore(o.feedback_db or default_feedback_db()) if o.feedback else None
     judges = installed_judges()
     try:
-        server = TutorServer(TutorService(engine, router, store, api_key, roles.teachers, reviewers=roles.reviewers,
-                                            students=roles.students, judges=judges), host, port, settings)
+        server = TutorServer(TutorService(engine, router, store, o.api_key, roles.teachers, reviewers=roles.reviewers,
+                                            students=roles.students, judges=judges), o.host, o.port,
+                             HttpSettings(allow_origins=o.allow_origins))
         engine.start()
         log(f"Serving {engine.base_id} on {engine.backend} with adapters: {', '.join(engine.adapters) or 'none'} "
             f"(auto routing: {router.method})")

@@ -5,7 +5,7 @@ about 1.3 MB per token across its 30 layers in fp32, so a micro-batch of 8 × 1,
 ~10 GB before the weights are counted. Activation checkpointing keeps only each layer's input and
 recomputes the rest in the backward pass (~30% more compute), which brings that down to a few
 hundred MB. ``plan_memory`` estimates the peak for the longest micro-batch the data will form and,
-when that is over ``training.memory_budget_gb``, finds how many tokens a micro-batch may hold
+when that is over ``training.memory.budget_gb``, finds how many tokens a micro-batch may hold
 without checkpointing: only micro-batches past that recompute their activations. Length-grouped
 batches vary a lot (the demo's: ~800 tokens typical, 3,072 the longest), so a run pays the recompute
 on its few long batches instead of on every step, and its peak stays within the budget.
@@ -188,9 +188,9 @@ def plan_memory(model: torch.nn.Module, row_lengths: list[int], batch_size: int,
     if setting in ("true", "false"):
         on = setting == "true"
         above = 0 if on else None
-        reason = f"training.gradient_checkpointing={setting}"
+        reason = f"training.memory.gradient_checkpointing={setting}"
     elif budget_gb <= 0:
-        on, reason = False, "no memory budget (training.memory_budget_gb=0)"
+        on, reason = False, "no memory budget (training.memory.budget_gb=0)"
     else:
         on = plain > budget_gb
         reason = (f"estimated {plain:.1f} GB for {tokens} tokens per micro-batch "

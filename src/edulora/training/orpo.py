@@ -26,12 +26,12 @@ class OddsRatioTrainer(PreferenceReporting, ORPOTrainer):
 def orpo_arguments(config: RunConfig) -> dict:
     """ORPOConfig's own settings for ``training_arguments`` (the shared ones come from the config)."""
     # ORPOConfig has no truncation mode: the prompts are cut beforehand (preference.keep_prompt_ends).
-    return {"beta": config.training.beta, "max_length": config.data.max_length, "dataset_num_proc": None}
+    return {"beta": config.training.preference.beta, "max_length": config.data.max_length, "dataset_num_proc": None}
 
 
 def orpo_card_rows(config: RunConfig) -> list[tuple[str, str]]:
     """The model card's method rows for an ORPO run."""
-    return [("Method", f"ORPO (TRL), beta (lambda) = {config.training.beta}; no reference model"),
+    return [("Method", f"ORPO (TRL), beta (lambda) = {config.training.preference.beta}; no reference model"),
             ("Started from", config.model.adapter or "a new adapter on the base model"),
             ("Eval loss above", "ORPO's loss on held-out pairs: the chosen text's cross-entropy (TRL includes "
                                 "the prompt) + beta × -log sigmoid(log odds ratio of chosen over rejected)")]

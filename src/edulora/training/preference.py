@@ -38,6 +38,7 @@ from .data import should_scrub
 from .loop import (RunResult, kept_checkpoint, model_card, pedagogy_metrics, pedagogy_probe, train_between_evaluations,
                    trainer_callbacks)
 from .memory import MemoryPlan, plan_memory
+from .sizing import budget_line, memory_budget
 from .trainer import PreferenceReporting, training_arguments
 
 #: TRL's name for the frozen copy of the starting adapter (dropped before the adapter is saved).
@@ -161,7 +162,10 @@ def pair_memory_plan(config: RunConfig, model, tokenizer, rows: dict[str, list[s
     answered = [n for pair in zip(counts(rows["chosen"]), counts(rows["rejected"])) for n in pair]
     lengths = [min(asked[i // 2] + n, config.data.max_length) for i, n in enumerate(answered)]
     share = sum(min(n, length) for n, length in zip(answered, lengths)) / max(sum(lengths), 1)
-    plan = plan_memory(model, lengths, t.batch_size, config.data.pad_to_multiple_of, share, t.memory.budget_gb,
+    budget, source = memory_budget(t.memory, device())
+    if budget_line(budget, source) and is_main_process():
+        print(budget_line(budget, source), flush=True)
+    plan = plan_memory(model, lengths, t.batch_size, config.data.pad_to_multiple_of, share, budget,
                        t.memory.gradient_checkpointing, len(config.lora.target_modules), per_batch=False,
                        head="full" if t.method == "orpo" else "chunked", rows_per_example=2,
                        split="last" if t.method == "orpo" else "first")

@@ -28,6 +28,7 @@ from .data import Collator, ExampleDataset, answer_replay_with_base, encode, loa
 from .loop import (RunResult, kept_checkpoint, model_card, pedagogy_metrics, pedagogy_probe, train_between_evaluations,
                    trainer_callbacks)
 from .memory import MemoryPlan, plan_memory
+from .sizing import budget_line, memory_budget, sized
 from .trainer import EduloraTrainer, training_arguments
 
 
@@ -70,6 +71,9 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
     start = starting_adapter(config)
     settings = base_settings(config, start)
     model, tokenizer, base_path = load_base_model(settings, for_training=True)
+    config = sized(config, model, continuing=start is not None)  # the size class's recipe for keys left unset
+    if is_main_process():
+        run_dir.write_config(config)  # as the run uses it: resuming reads it back
     model.config.use_cache = False  # packed rows stay isolated only without a KV cache
     fmt = prompt_format(config, tokenizer, start)
     if data.replay and config.data.replay_responses == "base":  # before the adapter: the base's own replies
@@ -163,8 +167,11 @@ def _memory_plan(config: RunConfig, model, examples, stats: dict) -> MemoryPlan:
     """Recompute activations for the micro-batches that would not fit the memory budget."""
     t = config.training
     share = stats["trainable_tokens"] / max(stats["tokens"], 1) if t.response_only_head else 1.0
+    budget, source = memory_budget(t.memory, device())
     plan = plan_memory(model, [len(e.input_ids) for e in examples], t.batch_size, config.data.pad_to_multiple_of,
-                       share, t.memory.budget_gb, t.memory.gradient_checkpointing, len(config.lora.target_modules))
+                       share, budget, t.memory.gradient_checkpointing, len(config.lora.target_modules))
+    if budget_line(budget, source) and is_main_process():
+        print(budget_line(budget, source), flush=True)
     if plan.gradient_checkpointing and is_main_process():
         which = "for long micro-batches" if plan.per_micro_batch() else "on"
         print(f"edulora: activation checkpointing {which} ({plan.reason})", flush=True)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 #: The Trainer's name for the metric that chooses checkpoints when it is not the loss alone.
 SELECT_METRIC = "select"
-#: Selection-score penalty of a checkpoint past ``training.max_drift`` (scores are rates and losses, far below).
+#: Selection-score penalty of a checkpoint past ``training.selection.max_drift`` (scores are rates and losses, far below).
 OUT_OF_BOUND = 1e3
 
 
@@ -106,7 +106,7 @@ class EduloraTrainer(Trainer):
             score = bounded_score(score, drift, self.max_drift)
             if past_bound(drift, self.max_drift) and self.is_world_process_zero():
                 print(f"warning: step {self.state.global_step}: drift from the base {drift:.4f} exceeds "
-                      f"training.max_drift={self.max_drift}", flush=True)
+                      f"training.selection.max_drift={self.max_drift}", flush=True)
         if eval_dataset is None and (self.select_by != "eval_loss" or self.max_drift):
             metrics[f"{metric_key_prefix}_{SELECT_METRIC}"] = score
         self.eval_seconds += time.perf_counter() - began
@@ -180,12 +180,12 @@ def pedagogy_score(state, tolerance: float, select_by: str, rates: dict[str, flo
 
 
 def past_bound(drift: float, bound: float) -> bool:
-    """Whether a drift from the base exceeds ``training.max_drift`` (0: no bound)."""
+    """Whether a drift from the base exceeds ``training.selection.max_drift`` (0: no bound)."""
     return bool(bound) and drift > bound
 
 
 def bounded_score(score: float, drift: float, bound: float) -> float:
-    """A checkpoint's selection score (lower wins) under ``training.max_drift``: unchanged within the
+    """A checkpoint's selection score (lower wins) under ``training.selection.max_drift``: unchanged within the
     bound; past it, ``OUT_OF_BOUND + drift``, so any checkpoint within the bound wins over every one
     past it, and when all are past it the least drifting one is kept, whatever its other measures."""
     return OUT_OF_BOUND + drift if past_bound(drift, bound) else score
@@ -230,8 +230,8 @@ def training_arguments(config: RunConfig, run_dir: RunDir, dtype: torch.dtype, a
         save_strategy="steps",
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
-        load_best_model_at_end=t.keep_best,
-        metric_for_best_model=("eval_loss" if t.select_by == "eval_loss" and not t.max_drift
+        load_best_model_at_end=t.selection.keep_best,
+        metric_for_best_model=("eval_loss" if t.selection.select_by == "eval_loss" and not t.selection.max_drift
                                else f"eval_{SELECT_METRIC}"),
         greater_is_better=False,
         neftune_noise_alpha=t.neftune_noise_alpha or None,
