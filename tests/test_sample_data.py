@@ -27,7 +27,7 @@ def _reference_and_context(record: Example | Dialogue) -> tuple[str, dict]:
     return record.turns[last].content, {"history": history}
 
 
-@pytest.mark.parametrize("name", ["tutoring.jsonl", "dialogues.jsonl"])
+@pytest.mark.parametrize("name", ["tutoring.jsonl", "dialogues.jsonl", "transcripts.csv"])
 def test_keyed_sample_references_neither_reveal_nor_contradict_their_key(name: str) -> None:
     problems = []
     keyed = 0

@@ -12,7 +12,9 @@ from ..errors import EduloraError
 #: English, French, Spanish and German): ``retention.jsonl`` measures an adapter's drift from its base
 #: (``evaluation.retention``), ``replay.jsonl`` is mixed into training against that drift
 #: (``data.replay_fraction``). Disjoint, so that replay never trains on what retention measures.
-SAMPLES = ("tutoring.jsonl", "dialogues.jsonl", "retention.jsonl", "replay.jsonl")
+#: ``transcripts.csv`` is tutoring chats as a platform exports them, one row per message (the README's
+#: "your own data" path starts from it: ``edulora data convert --from transcripts``).
+SAMPLES = ("tutoring.jsonl", "dialogues.jsonl", "retention.jsonl", "replay.jsonl", "transcripts.csv")
 
 _FOLDER = Path(__file__).resolve().parents[1] / "sample_data"
 
