@@ -9,7 +9,7 @@ import typer
 
 from .. import data
 from ..data.formats import parse_column_map
-from .options import ColumnMap, ExcludeTelling, InputFormat, MaxNewTokens, Overwrite, Run
+from .options import ColumnMap, ExcludeTelling, InputFormat, MaxNewTokens, Overwrite
 
 app = typer.Typer(help="check, convert and inspect datasets")
 In = Annotated[str, typer.Argument(metavar="IN", help="data file to read", show_default=False)]
@@ -92,10 +92,10 @@ def split(file: In, train_out: str = typer.Option(...), eval_out: str = typer.Op
 
 
 @app.command()
-def pairs(run: Run, out: str = typer.Option(..., metavar="OUT", help="pairs JSONL to write"), overwrite: Overwrite = False,
+def pairs(run: Annotated[str, typer.Argument(metavar="RUN", help="run directory")], out: str = typer.Option(..., metavar="OUT", help="pairs JSONL to write"),
           data_file: str | None = typer.Option(None, "--data", help="training records (default: the run's)"),
           samples: int = typer.Option(4, min=2), temperature: float = typer.Option(0.8, min=0.01), seed: int = 0,
-          max_new_tokens: MaxNewTokens = 200, limit: int | None = typer.Option(None, min=1)) -> None:
+          max_new_tokens: MaxNewTokens = 200, limit: int | None = typer.Option(None, min=1), overwrite: Overwrite = False) -> None:
     """Mine preference pairs from a run's own mistakes (never from its held-out records)."""
     from ..evaluation.mining import mine_run_pairs
     print(mine_run_pairs(run, data_file, out, samples=samples, seed=seed, temperature=temperature,
