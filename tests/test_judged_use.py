@@ -109,8 +109,8 @@ def test_judged_flags_are_computed_once_when_the_reply_is_stored_not_per_review(
     server = TutorServer(service, "127.0.0.1", 0).start()
     try:
         messages = [{"role": "user", "content": "What is 6 times 7?"}]
-        status, reply = request_as(server, "", "POST", "/v1/chat/completions",
-                                   {"model": "math", "messages": messages, "max_tokens": 8, "metadata": {"answer": "42"}})
+        asked = {"model": "math", "messages": messages, "max_tokens": 8, "metadata": {"answer": "42"}}
+        status, reply = request_as(server, "", "POST", "/v1/chat/completions", asked)
         assert status == 200 and Counted.calls == 1
         flags = reply["edulora"]["flags"]
         judged = [f for f in flags if f["code"].startswith("judged_")]
