@@ -17,9 +17,9 @@ config = demo_config(sys.argv[2] if len(sys.argv) > 2 else "runs/checkpointing-c
 config.training.max_steps = 8
 config.training.eval_steps = 1000
 config.training.save_steps = 1000
-config.training.pedagogy_sample = 0
-config.training.retention_sample = 0
-config.training.gradient_checkpointing = setting
+config.training.selection.pedagogy_sample = 0
+config.training.selection.retention_sample = 0
+config.training.memory.gradient_checkpointing = setting
 config.run_name = setting
 s = train(config).summary
 print(json.dumps({"setting": setting, "train_seconds": round(s.train_seconds, 1), "tok_s": round(s.train_tokens_per_s, 1),

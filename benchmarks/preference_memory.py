@@ -9,8 +9,8 @@ step's loss. Run from the repository root with the project's virtualenv:
     python benchmarks/preference_memory.py --method dpo --settings 0,4
     python benchmarks/preference_memory.py --method orpo --settings 0,4 --json results.json
 
-A setting is ``training.memory_budget_gb`` (0: no budget, nothing done to fit) or ``false`` / ``true``
-for ``training.gradient_checkpointing`` with no budget.
+A setting is ``training.memory.budget_gb`` (0: no budget, nothing done to fit) or ``false`` / ``true``
+for ``training.memory.gradient_checkpointing`` with no budget.
 """
 
 from __future__ import annotations
@@ -46,15 +46,15 @@ def long_pairs(path: Path, count: int, seed: int = 0) -> int:
 
 
 def run_one(method: str, setting: str, pairs: Path, out: Path, args) -> dict:
-    knobs = ([f"training.memory_budget_gb={setting}"] if setting not in ("true", "false")
-             else ["training.memory_budget_gb=0", f"training.gradient_checkpointing={setting}"])
+    knobs = ([f"training.memory.budget_gb={setting}"] if setting not in ("true", "false")
+             else ["training.memory.budget_gb=0", f"training.memory.gradient_checkpointing={setting}"])
     name = f"{method}-{setting}"
     command = [sys.executable, "-m", "edulora", "train", "configs/default.yaml",
                "--set", f"output_dir={out}", "--set", f"run_name={name}", "--set", f"training.method={method}",
                "--set", f"data.train_file={pairs}", "--set", f"data.max_length={args.max_length}",
                "--set", f"training.batch_size={args.batch_size}", "--set", "training.grad_accum=1",
-               "--set", "training.max_steps=1", "--set", "training.pedagogy_sample=0",
-               "--set", "training.select_by=eval_loss", "--set", "training.learning_rate=5e-5"]
+               "--set", "training.max_steps=1", "--set", "training.selection.pedagogy_sample=0",
+               "--set", "training.selection.select_by=eval_loss", "--set", "training.learning_rate=5e-5"]
     for knob in knobs + args.set:
         command += ["--set", knob]
     started = time.perf_counter()

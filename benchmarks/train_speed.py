@@ -221,7 +221,7 @@ def child_edulora(args, work: Path) -> dict:
     config.training.batch_size, config.training.grad_accum, config.training.learning_rate = BATCH, ACCUM, LR
     config.training.logging_steps = 1
     config.training.eval_steps = config.training.save_steps = 10**6
-    config.training.pedagogy_sample = 0  # the guide's recipe generates nothing at evaluations either
+    config.training.selection.pedagogy_sample = 0  # the guide's recipe generates nothing at evaluations either
     config.lora.r, config.lora.alpha, config.lora.dropout = LORA["r"], LORA["alpha"], LORA["dropout"]
     config.lora.target_modules = list(LORA["target_modules"])
     config.output_dir, config.run_name = str(work), "edulora-run"
