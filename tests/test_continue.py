@@ -83,7 +83,8 @@ def test_sft_continues_the_adapter_from_its_weights_with_its_previous_data(deplo
     assert info["base_model"] == str(tiny_llama) and info["template"] == "chat"
     assert json.loads((adapter / "adapter_config.json").read_text())["r"] == 16
     assert run.run_dir.read_data_info()["start_adapter"] == str(deployed)
-    assert f"Continued from | {deployed}" in (adapter / "README.md").read_text()
+    card = (adapter / "README.md").read_text()
+    assert f"Continued from | {deployed}" in card and "| LoRA | r=16, alpha=32," in card  # not lora.r=4
     start, end = (load_file(str(a / "adapter_model.safetensors")) for a in (deployed.adapter_dir, adapter))
     assert start.keys() == end.keys() and any(not start[k].equal(end[k]) for k in start)
     assert el.Tutor.load(run.run_dir).ask("What is 3 times 4?").tokens >= 0

@@ -112,13 +112,18 @@ def kept_checkpoint(trainer: EduloraTrainer, config: RunConfig) -> tuple[int | N
 
 
 def model_card(config: RunConfig, info: AdapterInfo, eval_before: float, eval_after: float, selection: str,
-               drift: dict | None = None) -> str:
+               drift: dict | None = None, peft_lora=None) -> str:
+    """The adapter's README. ``peft_lora``: PEFT's config of the adapter as trained, whose shape the LoRA row
+    shows (a continued adapter keeps its own, whatever ``lora.*`` says; targets as the family names them)."""
     lora, t = config.lora, config.training
+    shape = (f"r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout}, targets={', '.join(lora.target_modules)}"
+             if peft_lora is None else f"r={peft_lora.r}, alpha={peft_lora.lora_alpha}, dropout={peft_lora.lora_dropout}, "
+             f"targets={', '.join(sorted(peft_lora.target_modules))}")
     rows = [("Base model", info.base_model), ("Subject", info.subject or "any"),
             ("Grade level", info.grade_level or "any"), ("Teaching style", info.teaching_style or "any"),
             ("Prompt template", info.template), ("Teacher's key in the prompt", "yes" if info.answer_key else "no"),
             ("Data fingerprint (SHA-256)", info.data_fingerprint),
-            ("LoRA", f"r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout}, targets={', '.join(lora.target_modules)}"),
+            ("LoRA", shape),
             ("Training", f"epochs={t.epochs}, batch={t.batch_size}x{t.grad_accum}, lr={t.learning_rate}, "
                          f"scheduler={t.lr_scheduler}"),
             ("Eval loss (base → tuned)", f"{eval_before:.4f} → {eval_after:.4f}"),

@@ -119,7 +119,8 @@ def run_preference(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -
                               data_fingerprint=info["train_fingerprint"], eval_loss=after["eval_loss"],
                               select_by=t.selection.select_by, pedagogy=pedagogy)
         if trainer.is_world_process_zero():
-            card = model_card(config, adapter, previous.eval_loss_before, after["eval_loss"], selection)
+            card = model_card(config, adapter, previous.eval_loss_before, after["eval_loss"], selection,
+                              peft_lora=policy.peft_config["default"])
             rows = orpo.orpo_card_rows(config) if orpo else _dpo_card_rows(config)
             save_adapter(policy, tokenizer, run_dir.adapter_dir, adapter, card + _card_section(rows, preference))
         before_loss = previous.eval_loss_before

@@ -140,7 +140,7 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
         full_state = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None
         if trainer.is_world_process_zero():
             save_adapter(trainer.model, tokenizer, run_dir.adapter_dir, info,
-                         model_card(config, info, previous.eval_loss_before, after["eval_loss"], selection, drift),
+                         model_card(config, info, previous.eval_loss_before, after["eval_loss"], selection, drift, lora),
                          state_dict=full_state)
         before_loss = previous.eval_loss_before
         summary = RunSummary(
