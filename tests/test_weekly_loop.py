@@ -91,6 +91,7 @@ def test_transcripts_to_a_deployed_tutor_to_teachers_corrections_to_a_continued_
     # Continue the deployed adapter on the correction, judged on the deployed run's held-out conversations.
     week = _train(tmp_path, "week1", f"model.adapter={deployed}", f"data.train_file={corrections}",
                   f"data.eval_file={deployed.eval_file}")
+    assert f"1 of 2 training examples are drawn from the data {deployed} was trained on" in capsys.readouterr().out
     info = week.read_data_info()
     assert info["start_adapter"] == str(deployed) and info["previous"]["added"] == 1  # half: 1 new, 1 previous
     assert info["previous"]["held_out_left_out"] == 1 and week.read_summary().train_examples == 2

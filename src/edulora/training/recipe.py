@@ -65,6 +65,10 @@ def _run(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -> RunResul
         raise EduloraError("no evaluation records: set data.eval_file or a positive data.eval_fraction")
     if is_main_process():
         run_dir.write_eval_records(data.eval)
+        if "previous" in data.info:  # said at start: how much of what it trains on is not the new records
+            p = data.info["previous"]
+            print(f"edulora: {p['added']} of {len(data.train)} training examples are drawn from the data "
+                  f"{p['adapter']} was trained on (data.previous_fraction={p['fraction']})", flush=True)
 
     # 2. Model: base in the precision this hardware suits; the prompt format owns every prompt string.
     #    Continuing an adapter (model.adapter): its base and its format (continued.py).
