@@ -101,7 +101,8 @@ def _refused(argv: list[str], capsys) -> str:
     return errors[0]
 
 
-def test_continuing_refuses_in_one_line_what_cannot_work(deployed, tiny_gpt2, write_jsonl, tmp_path, capsys):
+def test_continuing_refuses_in_one_line_what_cannot_work(deployed, tiny_llama, tiny_gpt2, write_jsonl, tmp_path,
+                                                         capsys):
     new = write_jsonl(corrections(2), "corrections.jsonl")
     common = [f"data.train_file={new}", f"data.eval_file={deployed.eval_file}", *COMMON, f"output_dir={tmp_path}"]
 
@@ -126,4 +127,19 @@ def test_continuing_refuses_in_one_line_what_cannot_work(deployed, tiny_gpt2, wr
     # Another base model than the one the adapter was trained on.
     err = _refused([f"model.adapter={deployed}", f"model.name={tiny_gpt2}", *common, "run_name=c"], capsys)
     assert "was trained on" in err and str(tiny_gpt2) in err
-    assert not any((tmp_path / name / "adapter").exists() for name in "abc")
+    # The same family, narrower: every LoRA matrix is the wrong shape.
+    narrow = _narrow_llama(tiny_llama, tmp_path / "narrow-llama")
+    err = _refused([f"model.adapter={deployed}", f"model.name={narrow}", *common, "run_name=d"], capsys)
+    assert "was trained on" in err and "size mismatch" in err
+    assert not any((tmp_path / name / "adapter").exists() for name in "abcd")
+
+
+def _narrow_llama(like, out):
+    """A Llama of half the tiny one's width, with its tokenizer."""
+    from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM
+
+    config = AutoConfig.from_pretrained(like)
+    config.hidden_size, config.intermediate_size = 32, 64
+    LlamaForCausalLM(config).save_pretrained(out)
+    AutoTokenizer.from_pretrained(like).save_pretrained(out)
+    return out

@@ -59,8 +59,13 @@ def make_trainable(model, config: RunConfig, start: StartingAdapter | None):
         # Named "default", as a new adapter is: DPO's trainer copies it into its frozen reference.
         with quiet_checkpointing_alias():
             return PeftModel.from_pretrained(model, str(start.folder), adapter_name="default", is_trainable=True)
-    except (RuntimeError, ValueError) as err:  # PEFT's words for modules missing or shaped otherwise
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    except (RuntimeError, ValueError) as err:
+        # PEFT's words for the adapter's modules missing from this model or shaped otherwise; anything else
+        # (out of memory, a damaged file) is not about the base and keeps its own message.
+        if not any(words in str(err) for words in ("size mismatch", "not found in the base model")):
+            raise
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+        first = next((line for line in lines if "size mismatch" in line or "not found" in line), lines[0])[:240]
         raise EduloraError(f"model.adapter={config.model.adapter} was trained on {start.info.base_model}, which "
                            f"model.name={config.model.name} is not a copy of ({first})") from None
 
