@@ -52,3 +52,12 @@ def test_the_readme_own_data_commands_work_as_written(tiny_llama, tmp_path):
     assert summary["status"] == "done" and summary["optimizer_steps"] == 2
     report = (run / "report.html").read_text()
     assert "mine" in report and "base" in report
+
+
+def test_the_readme_opens_with_the_setup_commands_then_the_own_data_path_and_its_links_resolve():
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    first = re.search(r"```sh\n(.*?)```", text, re.S).group(1)
+    assert first.startswith("make demo") and "\nmake test" in first
+    assert re.findall(r"^## (.+)$", text, re.M)[0] == SECTION.removeprefix("## ")
+    links = re.findall(r"\]\(([\w./-]+\.(?:md|csv|jsonl))(?:#[\w-]+)?\)", text)
+    assert "docs/loop.md" in links and all((REPO / link).is_file() for link in links), links
