@@ -138,7 +138,7 @@ def _judged(judges: Judges | None, records: list[Record], references: list[str],
         return [{} for _ in records]
     from .judges import judge_records
 
-    texts = [[*dict.fromkeys([*texts, reference])] for texts, reference in zip(replies, references, strict=True)]
+    texts = [[*dict.fromkeys([*samples, reference])] for samples, reference in zip(replies, references, strict=True)]
     flat = [(text, record) for record, group in zip(records, texts, strict=True) for text in group if text]
     verdicts = iter(judge_records([t for t, _ in flat], [r for _, r in flat], judges=judges) or [{}] * len(flat))
     return [{text: next(verdicts) for text in group if text} for group in texts]
