@@ -77,6 +77,7 @@ def test_overrides_apply_in_order_with_types():
     ("training=3", "--set training=3: training: expected a mapping of settings, got 3"),
     ("training.save_steps=150", "config: training.selection.keep_best needs training.save_steps to be a multiple of "
                                 "training.eval_steps"),
+    ("training.preference.loss_type=ipo", "config: training.preference.loss_type applies to training.method=dpo only"),
 ])
 def test_a_bad_value_is_one_line_naming_the_key_and_what_is_allowed(override, line, capsys):
     assert main(["train", "--set", override]) == 2

@@ -289,8 +289,8 @@ class RunConfig(Section):
              "training.selection.select_by needs training.selection.pedagogy_sample > 0 (replies to score)"),
             (not s.max_drift or s.retention_sample > 0, "training.selection.max_drift needs "
              "training.selection.retention_sample > 0 (prompts to measure drift on)"),
-            (t.method != "orpo" or t.preference.loss_type == DPO_LOSSES[0], "training.preference.loss_type "
-             "applies to training.method=dpo only (ORPO has one loss; leave it at sigmoid)"),
+            (t.method == "dpo" or t.preference.loss_type == DPO_LOSSES[0], "training.preference.loss_type "
+             "applies to training.method=dpo only (SFT and ORPO have one loss; leave it at sigmoid)"),
             (not d.previous_file or (self.model.adapter and t.method == "sft"),
              "data.previous_file applies to training.method=sft with model.adapter (the adapter continued)"),
             (not d.replay_file or d.replay_fraction > 0,
