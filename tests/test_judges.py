@@ -144,3 +144,22 @@ def test_judged_rates_count_yes_with_intervals() -> None:
     assert guidance.value == 0.5 and guidance.n == 4 and guidance.low < 0.5 < guidance.high
     assert rates["judged_revealing_of_the_answer_rate"].value == 0.0 and judged_rates([]) == {}
     assert judged_metrics(verdict("To some extent"))["judged_providing_guidance"] == 0.5
+
+
+def test_label_offsets_recover_an_underpredicted_label() -> None:
+    from edulora.evaluation.judges.train import nested_offset_score, tune_offsets
+
+    rng = np.random.default_rng(0)
+    gold = np.repeat([0, 1, 2], 60)
+    logits = np.eye(3)[gold] * 2.0 + rng.normal(0, 0.8, (180, 3))
+    logits[:, 1] -= 1.5  # the middle label loses most ties, as a rare "To some extent" does
+    labels = ("No", "To some extent", "Yes")
+    offsets = tune_offsets("actionability", logits, gold, labels)
+    assert offsets[0] == 0 and offsets[1] > 0.5
+    plain = (logits.argmax(axis=1) == gold).mean()
+    assert ((logits + offsets).argmax(axis=1) == gold).mean() > plain
+    from edulora.evaluation.mrbench import agreement
+
+    untuned = agreement([labels[g] for g in gold], [labels[p] for p in logits.argmax(axis=1)], labels)["macro_f1"]
+    # Offsets chosen on the other folds still help each fold: the shift is real, not fitted noise.
+    assert nested_offset_score("actionability", logits, gold, np.arange(180) % 3, labels) > untuned

@@ -17,6 +17,8 @@ the license of the weights (CC BY-SA 4.0, as MRBench's labels) and the scores on
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -129,7 +131,7 @@ class Judges:
 
         One metadata entry with sorted keys, because safetensors stores its metadata as a map whose
         order is not guaranteed: the same judges must give the same bytes."""
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save
 
         tensors: dict[str, np.ndarray] = {}
         labels: dict[str, dict[str, list[str]]] = {}
@@ -141,7 +143,7 @@ class Judges:
                 tensors[f"{feature_set}.{dim}.bias"] = _f32(head.bias)
                 labels.setdefault(feature_set, {})[dim] = list(head.labels)
         info = {**self.info, "labels": labels, "feature_version": FEATURE_VERSION}
-        save_file(tensors, str(path), metadata={_METADATA_KEY: json.dumps(info, sort_keys=True)})
+        _write_shared(Path(path), save(tensors, metadata={_METADATA_KEY: json.dumps(info, sort_keys=True)}))
 
     @classmethod
     def load(cls, path: str | Path) -> Judges:
@@ -163,6 +165,20 @@ class Judges:
                      for dim, labels in dims.items()} for s, dims in info["labels"].items()}
         scaling = {s: (tensors[f"{s}.mean"], tensors[f"{s}.std"]) for s in heads}
         return cls(heads, scaling, {k: v for k, v in info.items() if k not in ("labels", "feature_version")})
+
+
+def _write_shared(path: Path, data: bytes) -> None:
+    """Replace ``path`` by ``data`` atomically, readable by all (0644): the weights ship inside the
+    package, which every user of an installation reads; a temp file alone would be private (0600)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _f32(array: np.ndarray) -> np.ndarray:

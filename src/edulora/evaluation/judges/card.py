@@ -35,7 +35,10 @@ def score_table(report: dict[str, Any]) -> str:
 def model_card(info: dict[str, Any]) -> str:
     report = info["held_out_scores"]
     source = info["source"]
-    l2 = "; ".join(f"{dim} {info['selection']['combined'][dim]['l2']:g}" for dim in DIMENSIONS)
+    chosen = info["selection"]["combined"]
+    l2 = "; ".join(f"{dim} {chosen[dim]['l2']:g}" for dim in DIMENSIONS)
+    nested = "; ".join(f"{dim} {c['cv'][str(c['l2'])]:.3f} -> {c['cv_offsets_nested']:.3f}"
+                       for dim, c in ((dim, chosen[dim]) for dim in DIMENSIONS))
     return f"""# edulora learned judges (MRBench dimensions)
 
 Eight small classification heads that judge a tutor's reply as MRBench's annotators did: mistake
@@ -49,7 +52,10 @@ tutor tone and human-likeness. They run on a CPU without network access.
   (answer revealing, answer correctness, guidance; `combined`). See `edulora/evaluation/judges/features.py`.
 - Heads: one multinomial logistic regression per dimension and feature set, balanced class weights
   (capped at 10), L2 chosen by 5-fold cross-validation over training dialogues (combined: {l2}).
-  Probabilities are those of the balanced fit: as if every label were equally common.
+  Per-label offsets tuned on that CV's out-of-fold logits are added to a head's bias where offsets
+  chosen on the other folds beat none (CV score without -> with them, combined: {nested}).
+  Probabilities are those of the balanced (and offset) fit: a decision score between the labels, not
+  how common a label is.
 - Files: `judges.safetensors` (float32 weights, provenance and scores in its metadata).
 
 ## Data and license

@@ -6,6 +6,8 @@
 - **Selection**: each head's L2 strength is chosen by ``folds``-fold cross-validation over the
   training dialogues (folds again by dialogue hash), on the metric the dimension is judged by: the
   "Yes" F1 for revealing the answer (a missed reveal is the costly error), macro-F1 elsewhere.
+  Then per-label offsets added to each head's bias are tuned on the same out-of-fold logits
+  (``tune_offsets``), kept for a head only where a nested CV (offsets from the other folds) beats none.
 - **Held-out scores**: the heads, refit on all training dialogues, are scored once on the held-out
   ones; nothing was chosen on them. Those are the numbers the model card gives. The shipped heads are
   these very heads, so ``edulora calibrate MRBENCH.json --unseen`` reproduces the card's numbers.
@@ -23,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ...data.io import atomic_write_text
 from ...errors import EduloraError
 from ..mrbench import DIMENSIONS, LabelledResponse, agreement, labelled_responses, load_mrbench
 from . import CARD, WEIGHTS, Head, Judges
@@ -36,6 +39,9 @@ L2_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
 MAX_CLASS_WEIGHT = 10.0
 #: Summary columns (everything after the embeddings) are standardized to this spread, not 1 (``_scaling``).
 DENSE_BOOST = 10.0
+#: Label offsets tried when tuning the heads' decisions on cross-validation (``tune_offsets``).
+OFFSET_GRID = tuple(round(0.25 * k, 2) for k in range(-12, 13))
+OFFSET_ROUNDS = 3
 #: The rules' dimensions: revealing and guidance have a rule label to compare with.
 RULED = ("revealing_of_the_answer", "providing_guidance")
 
@@ -132,13 +138,16 @@ def _labelled(items: Sequence[LabelledResponse], dimension: str, labels: Sequenc
 def select_and_fit(rows: np.ndarray, items: Sequence[LabelledResponse], settings: TrainSettings,
                    say: Callable[[str], None] = lambda _: None) -> dict[str, tuple[Head, float, dict[str, float]]]:
     """Every dimension's head on raw training ``rows``: L2 by dialogue-grouped CV, then refit on all rows.
-    Returns dimension -> (head, chosen L2, CV score per L2)."""
+    Returns dimension -> (head, chosen L2, {"cv": score per L2, "offsets": label offsets added to the
+    bias (``tune_offsets``), "cv_offsets_nested": the CV score with offsets tuned on other folds})."""
     import torch
 
     targets = {dim: np.array([labels.index(item.labels[dim]) if item.labels.get(dim) in labels else -1
                               for item in items]) for dim, (_, labels) in DIMENSIONS.items()}
     folds = np.array([_bucket(item.conversation, "fold", settings.folds) for item in items])
-    guesses = {dim: {l2: np.full(len(items), -1) for l2 in settings.l2_grid} for dim in DIMENSIONS}
+    # Out-of-fold logits per dimension and L2 (NaN: not predicted), for the L2 and the label offsets.
+    logits = {dim: {l2: np.full((len(items), len(labels)), np.nan) for l2 in settings.l2_grid}
+              for dim, (_, labels) in DIMENSIONS.items()}
     for fold in range(settings.folds):
         train, test = folds != fold, folds == fold
         if not test.any() or not train.any():
@@ -152,21 +161,65 @@ def select_and_fit(rows: np.ndarray, items: Sequence[LabelledResponse], settings
                 continue
             for l2, (w, b) in fit_path(x[known], targets[dim][train][known], len(labels), settings.l2_grid,
                                        settings.max_iter).items():
-                guesses[dim][l2][test] = (x_test @ w + b).argmax(dim=1).numpy()
+                logits[dim][l2][test] = (x_test @ w + b).numpy()
     mean, std, x, basis = _span(rows)
     out = {}
     for dim, (_, labels) in DIMENSIONS.items():
-        cv = {}
-        for l2 in settings.l2_grid:
-            scored = (targets[dim] >= 0) & (guesses[dim][l2] >= 0)
-            cv[str(l2)] = round(_score(dim, [labels[t] for t in targets[dim][scored]],
-                                       [labels[p] for p in guesses[dim][l2][scored]], labels), 4)
+        scored = (targets[dim] >= 0) & ~np.isnan(logits[dim][settings.l2_grid[0]][:, 0])
+        gold = targets[dim][scored]
+        cv = {str(l2): round(_score(dim, [labels[t] for t in gold],
+                                    [labels[p] for p in logits[dim][l2][scored].argmax(axis=1)], labels), 4)
+              for l2 in settings.l2_grid}
         best = max(settings.l2_grid, key=lambda l2: (cv[str(l2)], l2))  # ties: the stronger L2
+        oof, group = logits[dim][best][scored], folds[scored]
+        nested = round(nested_offset_score(dim, oof, gold, group, labels), 4)
+        # Kept only where offsets chosen on other folds beat none on the held-back fold: elsewhere they fit noise.
+        offsets = tune_offsets(dim, oof, gold, labels) if nested > cv[str(best)] else np.zeros(len(labels))
+        selection = {"cv": cv, "offsets": [round(float(o), 4) for o in offsets], "cv_offsets_nested": nested}
         known = targets[dim] >= 0
         w, b = fit_path(x[known], targets[dim][known], len(labels), [l2 for l2 in settings.l2_grid if l2 >= best],
                         settings.max_iter)[best]
-        out[dim] = (Head(labels, (basis.T @ w).numpy().T.astype(np.float32), b.numpy().astype(np.float32)), best, cv)
+        bias = (b.numpy() + offsets).astype(np.float32)
+        out[dim] = (Head(labels, (basis.T @ w).numpy().T.astype(np.float32), bias), best, selection)
     return out
+
+
+def tune_offsets(dimension: str, logits: np.ndarray, gold: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+    """Per-label additions to the logits that maximize the dimension's score on out-of-fold ``logits``.
+
+    Balanced weights aim at macro-F1 only roughly: a rare middle label ("To some extent") is still
+    under- or over-predicted. Coordinate ascent over a fixed grid, the first label's offset fixed at 0
+    (only differences matter); ties keep the smaller offset, so the search is the same on every run."""
+    offsets = np.zeros(len(labels))
+    names = [labels[t] for t in gold]
+
+    def score(trial: np.ndarray) -> float:
+        return _score(dimension, names, [labels[p] for p in (logits + trial).argmax(axis=1)], labels)
+
+    current = score(offsets)
+    for _ in range(OFFSET_ROUNDS):
+        before = current
+        for k in range(1, len(labels)):
+            for value in sorted(OFFSET_GRID, key=abs):
+                trial = offsets.copy()
+                trial[k] = value
+                if (value_score := score(trial)) > current + 1e-9:
+                    offsets, current = trial, value_score
+        if current <= before:
+            break
+    return offsets
+
+
+def nested_offset_score(dimension: str, logits: np.ndarray, gold: np.ndarray, folds: np.ndarray,
+                        labels: Sequence[str]) -> float:
+    """The score of offset tuning itself, honestly: offsets tuned on the other folds' out-of-fold logits
+    are applied to each fold's, so no reply is judged with offsets chosen on its own label."""
+    guesses = np.zeros(len(gold), dtype=np.int64)
+    for fold in np.unique(folds):
+        inside = folds == fold
+        offsets = tune_offsets(dimension, logits[~inside], gold[~inside], labels)
+        guesses[inside] = (logits[inside] + offsets).argmax(axis=1)
+    return _score(dimension, [labels[t] for t in gold], [labels[p] for p in guesses], labels)
 
 
 def train_judges(path: str | Path, out_dir: str | Path | None = None, settings: TrainSettings | None = None,
@@ -199,9 +252,10 @@ def train_judges(path: str | Path, out_dir: str | Path | None = None, settings: 
         chosen: dict[str, dict[str, Any]] = {}
         for feature_set in FEATURE_SETS:
             say(f"{feature_set}: choosing each head's L2 by {settings.folds}-fold cross-validation over dialogues")
-            for dimension, (head, l2, cv) in select_and_fit(rows[feature_set][is_train], train, settings, say).items():
+            for dimension, (head, l2, selection) in select_and_fit(rows[feature_set][is_train], train, settings,
+                                                                   say).items():
                 heads.setdefault(feature_set, {})[dimension] = head
-                chosen.setdefault(feature_set, {})[dimension] = {"l2": l2, "cv": cv}
+                chosen.setdefault(feature_set, {})[dimension] = {"l2": l2, **selection}
     finally:
         torch.set_num_threads(threads)
     scaling = {s: tuple(np.asarray(a, dtype=np.float32) for a in _scaling(rows[s][is_train])) for s in FEATURE_SETS}
@@ -220,7 +274,7 @@ def train_judges(path: str | Path, out_dir: str | Path | None = None, settings: 
     judges.save(out / WEIGHTS.name)
     from .card import model_card
 
-    (out / CARD).write_text(model_card(judges.info), encoding="utf-8")
+    atomic_write_text(out / CARD, model_card(judges.info))
     return report
 
 
