@@ -89,6 +89,10 @@ def test_sft_continues_the_adapter_from_its_weights_with_its_previous_data(deplo
     assert start.keys() == end.keys() and any(not start[k].equal(end[k]) for k in start)
     assert el.Tutor.load(run.run_dir).ask("What is 3 times 4?").tokens >= 0
 
+    # Next week continues this run: its previous data is this week's records and, still, the first run's.
+    later = load_data(_continue(run.run_dir, new, tmp_path / "later"))
+    assert later.info["previous"]["files"] == [str(new.resolve()), *split.info["previous"]["files"]]
+
     # Without the previous data (previous_fraction=0) only the new records train.
     assert len(load_data(_continue(deployed, new, tmp_path, "data.previous_fraction=0")).train) == 4
 
