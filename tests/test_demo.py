@@ -159,3 +159,25 @@ def test_the_verdict_covers_the_judged_dimensions():
     assert "guides more often (intervals do not overlap)" in line
     assert "no clear difference in actionability (intervals overlap)" in line
     assert "notices mistakes less often (intervals do not overlap)" in line
+
+
+def test_the_drift_line_says_what_replay_did_only_when_training_had_it():
+    from types import SimpleNamespace
+
+    from edulora.demo import drift_line
+    from edulora.evaluation.rates import rate
+    from edulora.evaluation.results import Retention
+    from edulora.evaluation.retention import drift_reading
+
+    def model(name, is_base, drift):
+        kept = Retention(drift=drift, low=drift / 2, high=drift * 2, n=40, tokens=1000, reading=drift_reading(drift),
+                         distinct_2=0.9, longest_repeat=1.0, degenerate=rate(0, 40), data="x")
+        return SimpleNamespace(name=name, is_base=is_base, retention=kept)
+
+    evaluation = SimpleNamespace(models=[model("base", True, 0.0), model("tuned", False, 0.05)])
+    replay = {"fraction": 0.1, "added": 51, "responses": "base", "base_replies": 32}
+    line = drift_line(evaluation, replay)
+    assert line.startswith("Drift from the base on 40 general prompts") and "small: " in line
+    assert "Replay: 51 of the training examples (10%) were general requests with the base model's own replies" in line
+    assert "the replies in the replay data" in drift_line(evaluation, {**replay, "base_replies": 0})
+    assert "Replay" not in drift_line(evaluation, None) and "Replay" not in drift_line(evaluation, {"added": 0})
