@@ -61,7 +61,7 @@ def test_each_long_loop_of_an_evaluation_reports_progress_to_its_total(tiny_llam
     # base and tuned: a loss each, replies to the records; the drift prompts; the three report files
     assert descs.count("eval loss") == 2
     assert descs.count("generating replies") == 2
-    assert "drift probe" in descs
+    assert "drift probe" in descs and "drift probe: KL" in descs  # the tuned adapter's KL along those replies
     assert "writing reports" in descs
     for shown in recorded:
         assert shown.total and shown.n == shown.total, (shown.desc, shown.n, shown.total)

@@ -302,9 +302,9 @@ def test_the_base_continuations_are_decoded_in_one_batch_and_replies_in_batch_si
 
     real, rows = generation.generate, []
 
-    def counting(model, tokenizer, prompts, sampling=None, batch_size=8):
+    def counting(model, tokenizer, prompts, sampling=None, batch_size=8, desc="generating replies"):
         rows.append((len(prompts), batch_size))
-        return real(model, tokenizer, prompts, sampling, batch_size)
+        return real(model, tokenizer, prompts, sampling, batch_size, desc)
 
     monkeypatch.setattr(generation, "generate", counting)
     probe = RetentionProbe(retention_records(limit=5), fresh_adapter.format, max_new_tokens=4, batch_size=2)
