@@ -84,7 +84,8 @@ def test_the_recipe_fills_only_what_the_user_left_unset():
 def test_a_presets_small_model_learning_rate_is_flagged_on_a_large_model():
     preset = load_config("configs/bridge.yaml")  # 1e-3, tuned on the 135M model
     assert learning_rate_note(preset, 135_000_000) == ""
-    assert learning_rate_note(preset, 1_540_000_000).startswith("warning: training.learning_rate=0.001 is 5x the 0.0002")
+    note = learning_rate_note(preset, 1_540_000_000)
+    assert note.startswith("warning: training.learning_rate=0.001 is 5x the 0.0002")
 
 
 def test_sized_reads_the_loaded_model_and_says_what_it_picked(capsys):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -312,7 +313,8 @@ MOVED = {**{k: ("preference", k) for k in PreferenceSettings.model_fields},
          "memory_budget_gb": ("memory", "budget_gb"), "gradient_checkpointing": ("memory", "gradient_checkpointing")}
 
 
-def _move_old_keys(values: dict[str, Any], lines: dict[tuple[str, ...], str], notice) -> None:
+def _move_old_keys(values: dict[str, Any], lines: dict[tuple[str, ...], str],
+                   notice: Callable[[str], None] | None) -> None:
     """Move flat ``training.select_by``-style keys into their sub-sections, in place."""
     training = values.get("training")
     if not isinstance(training, dict):
@@ -380,7 +382,8 @@ def _problem(error: dict[str, Any], lines: dict[tuple[str, ...], str]) -> str:
     if kind == "literal_error":
         return f"{where}: {key}={value!r} is not allowed; choose {error['ctx']['expected']}"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short"):
-        allowed = "at least one item" if kind == "too_short" else f"a value in {value_range(getattr(_field(error['loc']), 'metadata', []))}"
+        bounds = value_range(getattr(_field(error["loc"]), "metadata", []))
+        allowed = "at least one item" if kind == "too_short" else f"a value in {bounds}"
         return f"{where}: {key}={value!r} is out of range; allowed: {allowed}"
     if kind == "value_error":
         return f"{where}: {key + ': ' if key else ''}{error['msg'].removeprefix('Value error, ')}"
@@ -399,7 +402,8 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None, notice=_stderr) -> RunConfig:
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                notice: Callable[[str], None] | None = _stderr) -> RunConfig:
     """Defaults, then the YAML file, then each ``--set`` override, in that order. An error names the file
     and line (or ``--set``) and the key; an old flat ``training`` key is read with one ``notice`` line."""
     values: dict[str, Any] = {}

@@ -243,11 +243,11 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), settings
             # memory; a class of 30 got 1.5x the tokens/s and half the p95 wait for a first token with 32 slots
             # than with 8 (benchmarks/history/benchmarks-2026-12.md).
             options["max_batch"] = o.max_batch or LLAMACPP_MAX_BATCH
-            engine = load_llamacpp_engine(pairs, base=o.base, gguf=o.gguf, allow_pickle=o.allow_pickle, resolved=resolved,
-                                          **options)
+            engine = load_llamacpp_engine(pairs, base=o.base, gguf=o.gguf, allow_pickle=o.allow_pickle,
+                                          resolved=resolved, **options)
         else:
-            engine = load_engine(pairs, base=o.base, precision=o.precision, allow_pickle=o.allow_pickle, resolved=resolved,
-                                 **options)
+            engine = load_engine(pairs, base=o.base, precision=o.precision, allow_pickle=o.allow_pickle,
+                                 resolved=resolved, **options)
     if o.fallback_adapter and o.fallback_adapter not in engine.adapters:
         raise EduloraError(f"fallback adapter {o.fallback_adapter!r} is not one of the served adapters")
     router = Router(list(engine.adapters.values()), o.route_threshold, o.fallback_adapter)
