@@ -1,11 +1,12 @@
 # make demo: create .venv on first use and run the main job on the packaged model.
 # make check: the fast test tier (what `pytest` alone runs). make test: both tiers, as CI runs them.
+# make screenshots RUN=runs/…: docs/img's two workbench screenshots from that trained run (Debian's chromium).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo check test install clean
+.PHONY: demo check test screenshots install clean
 
 install: $(STAMP)
 
@@ -32,6 +33,10 @@ check: $(STAMP)
 # -m "slow or not slow" overrides the fast-tier default in pyproject.toml (docs/testing.md).
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q -m "slow or not slow"
+
+screenshots: $(STAMP)
+	@test -n "$(RUN)" || { echo "make screenshots: name a trained run, e.g. RUN=runs/demo-…" >&2; exit 2; }
+	$(BIN)/python docs/img/make_screenshots.py "$(RUN)"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
