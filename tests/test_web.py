@@ -133,8 +133,6 @@ def test_teacher_chats_rates_and_the_rating_is_stored(page_server):
 
 TEACHER, TOKEN = "ms-lee", "token-of-ms-lee-0001"
 QUESTION = "A rectangle is 4 cm wide and 7 cm long. How do I find its area?"
-#: Where the run saves the screenshots docs/serving.md shows (EDULORA_SCREENSHOTS=docs/img); unset: none.
-SCREENSHOTS = os.environ.get("EDULORA_SCREENSHOTS")
 needs_browser = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing")
 
 
@@ -200,14 +198,6 @@ def lesson(browser, server, question: str, answer: str = "28", **viewport):
     return page, errors, ask(page, question)
 
 
-def shot(page, name: str) -> None:
-    """Save the whole page as SCREENSHOTS/name (for docs/serving.md), with the settings panels folded away."""
-    if SCREENSHOTS:
-        os.makedirs(SCREENSHOTS, exist_ok=True)
-        page.evaluate("() => { for (const d of document.querySelectorAll('#settings, #key-box')) d.open = false; }")
-        page.screenshot(path=os.path.join(SCREENSHOTS, name), full_page=True)
-
-
 @needs_browser
 def test_workbench_from_question_to_an_exported_training_record(workbench, browser, tmp_path):
     from edulora.cli import main
@@ -243,7 +233,6 @@ def test_workbench_from_question_to_an_exported_training_record(workbench, brows
     first.locator(".better").fill("What is 4 times 7? Count the squares in 4 rows of 7.")
     first.locator(".save").click()
     first.locator(".status", has_text="Saved ✓").wait_for()
-    shot(page, "workbench-chat.png")
     page.click("#reset")
     second = ask(page, "What is a prime number?")
     second.get_by_role("button", name="Good reply").click()
@@ -281,7 +270,6 @@ def test_workbench_from_question_to_an_exported_training_record(workbench, brows
     other = review.locator(f".item[data-id='{praised.id}']")
     other.get_by_role("button", name="Reject").click()
     other.locator(".state", has_text=f"rejected by {TEACHER}").wait_for()
-    shot(review, "workbench-review.png")
     assert not errors, errors
 
     # Export: the approved item (as edited) and not the rejected one; valid, scrubbed, with the loser's flags.

@@ -117,6 +117,18 @@ def shoot(page, path: Path) -> None:
     os.replace(partial, path)
 
 
+def rate(card) -> None:
+    """As a teacher would, whatever this run's tutor said: a flagged reply is rated bad with the first flag's
+    label as the comment, an unflagged one good (the trained tutor's replies differ from run to run)."""
+    flags = card.locator(".flags li[data-code]")  # an unflagged reply lists "no pedagogy flags", without a code
+    if flags.count():
+        card.get_by_role("button", name="Bad reply").click()
+        card.locator(".comment").fill(f"{flags.first.locator('strong').inner_text()}: ask one step at a time")
+    else:
+        card.get_by_role("button", name="Good reply").click()
+        card.locator(".comment").fill("Good: it leaves the working to the student")
+
+
 def chat_and_review(browser, url: str, out: Path) -> str:
     """The lesson, rated and corrected, then the review; saves both screenshots, returns the first reply."""
     page, errors = open_page(browser, url)
@@ -129,14 +141,7 @@ def chat_and_review(browser, url: str, out: Path) -> str:
     page.fill("#solution", SOLUTION)
     first = ask(page, QUESTION)
     reply = first.locator(".text").inner_text()
-    # A flagged reply is rated bad, naming its first flag; an unflagged one good. Either gets a better reply.
-    flags = first.locator(".flags li")
-    if flags.count():
-        first.get_by_role("button", name="Bad reply").click()
-        first.locator(".comment").fill(f"{flags.first.get_attribute('data-code')}: let the student work it out")
-    else:
-        first.get_by_role("button", name="Good reply").click()
-        first.locator(".comment").fill("Good start; one question at a time is easier to follow")
+    rate(first)
     first.locator(".better-box summary").click()
     first.locator(".better").fill(BETTER)
     first.locator(".save").click()
@@ -144,7 +149,8 @@ def chat_and_review(browser, url: str, out: Path) -> str:
     shoot(page, out / "workbench-chat.png")
     page.click("#reset")
     second = ask(page, SECOND)
-    second.get_by_role("button", name="Good reply").click()
+    rate(second)
+    second.locator(".save").click()
     second.locator(".status", has_text="Saved ✓").wait_for()
 
     review, _ = open_page(browser, url, "/review")
