@@ -142,7 +142,7 @@ def test_serve_refuses_a_batch_budget_below_the_request_budget(capsys):
     assert "--max-request-tokens" in capsys.readouterr().err
     assert main(["serve", "--max-request-tokens", "4096", "--max-batch-tokens", "1000"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("edulora: error: max_batch_tokens (1000) must be at least max_request_tokens (4096)")
+    assert err.startswith("edulora: error: --max-batch-tokens (1000) must be at least --max-request-tokens (4096)")
     assert len(err.splitlines()) == 1
 
 
