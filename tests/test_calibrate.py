@@ -104,7 +104,7 @@ def test_predictions_file_has_one_line_per_labelled_response(tmp_path: Path, cap
     assert set(rules["providing_guidance"]) == {"label", "score"}
     assert rows[3]["dialogue"] == 1 and rows[3]["predicted"]["rules"]["answer_correctness"] is None
     # --dialogues keeps the file's own dialogue indexes
-    assert main(["calibrate", str(path), "--rules-only", "--dialogues", "1:", "--predictions", str(out)]) == 0
+    assert main(["calibrate", str(path), "--rules-only", "--dialogues", "1:", "--predictions", str(out), "--overwrite"]) == 0
     assert {json.loads(line)["dialogue"] for line in out.read_text(encoding="utf-8").splitlines()} == {1}
 
 

@@ -275,9 +275,18 @@ def test_a_device_input_is_refused_in_one_line(capsys):
 
 @pytest.mark.parametrize("option", ["--html", "--json", "--markdown"])
 def test_eval_report_onto_its_records_leaves_them_byte_identical(tmp_path, capsys, option):
-    """``edulora eval`` rewrites its reports on every run, but never onto the records it evaluates."""
+    """``edulora eval`` never writes a report onto the records it evaluates."""
     data = jsonl(tmp_path / "eval.jsonl", guide_rows(4))
     before = data.read_bytes()
     assert main(["eval", "--data", str(data), option, str(tmp_path / "." / data.name)]) == 2
     assert "is the input file --data" in capsys.readouterr().err
     assert data.read_bytes() == before
+
+
+@pytest.mark.parametrize("option", ["--html", "--json", "--markdown"])
+def test_eval_keeps_an_existing_report_without_overwrite(tmp_path, capsys, option):
+    """An earlier report is kept unless ``--overwrite`` says it may go, checked before any model loads."""
+    data, old = jsonl(tmp_path / "eval.jsonl", guide_rows(4)), tmp_path / "old-report"
+    old.write_text("last week's report")
+    assert main(["eval", "--data", str(data), option, str(old)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and old.read_text() == "last week's report"

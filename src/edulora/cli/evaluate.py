@@ -9,7 +9,7 @@ import typer
 
 import edulora as el
 
-from .options import AllowPickle, Backend, Base, MaxNewTokens, Precision
+from .options import AllowPickle, Backend, Base, MaxNewTokens, Overwrite, Precision
 
 Turns = typing.Literal["auto", "last", "open"]
 app = typer.Typer()
@@ -31,7 +31,8 @@ def evaluate(models: list[str] | None = typer.Argument(None, metavar="RUN...", h
              judge_key: str | None = typer.Option(None, help="default: $EDULORA_JUDGE_KEY or $OPENAI_API_KEY"),
              judge_cache: str | None = None, judge_max_tokens: int = typer.Option(400, min=1),
              blind_sheet: str | None = typer.Option(None, help="also write a blinded CSV of two models' replies to rate"),
-             ratings: str | None = typer.Option(None, help="a filled --blind-sheet: add its human preference")) -> None:
+             ratings: str | None = typer.Option(None, help="a filled --blind-sheet: add its human preference"),
+             overwrite: Overwrite = False) -> None:
     """Evaluate adapters (and the base model) on held-out records."""
     from ..evaluation.judge import Judge
     from ..evaluation.report import to_text
@@ -43,7 +44,7 @@ def evaluate(models: list[str] | None = typer.Argument(None, metavar="RUN...", h
                                retention=retention_prompts != 0, retention_limit=retention_prompts, backend=backend)
     result = evaluate_sources(models or [], data, settings, include_base=with_base, base_model=base,
                               precision=precision, allow_pickle=allow_pickle, judge=scorer, ratings=ratings,
-                              reports={"--html": html, "--json": json_out, "--markdown": markdown}, blind_sheet=blind_sheet,
+                              reports={"--html": html, "--json": json_out, "--markdown": markdown}, blind_sheet=blind_sheet, overwrite=overwrite,
                               progress=lambda text: print(text, file=sys.stderr, flush=True))
     written = result.write_reports(html_path=html, json_path=json_out, markdown_path=markdown)
     print("\n".join(map(str, [to_text(result), *written.values()])))

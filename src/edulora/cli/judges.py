@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from .options import Overwrite
+
 app, judges = typer.Typer(), typer.Typer(help="The learned judges of MRBench's dimensions.", no_args_is_help=True)
 app.add_typer(judges, name="judges")
 Mrbench = typer.Argument(..., metavar="MRBENCH.json", help="MRBench V2 file", show_default=False)
@@ -21,11 +23,13 @@ def calibrate(path: Path = Mrbench, dialogues: str | None = Dialogues,
               predictions: Path | None = typer.Option(None, metavar="OUT.jsonl", help="write every response's verdicts"),
               weights: Path | None = typer.Option(None, "--judges", help="judge weights (default: the shipped ones)"),
               rules_only: bool = typer.Option(False, "--rules-only", help="skip the learned judges"),
-              json_out: str | None = typer.Option(None, "--json", metavar="FILE", help="also write it as JSON ('-': print JSON only)")) -> None:
+              json_out: str | None = typer.Option(None, "--json", metavar="FILE", help="also write it as JSON ('-': print JSON only)"),
+              overwrite: Overwrite = False) -> None:
     """Agreement of the rules, learned and combined judges with MRBench's human labels."""
     from ..evaluation.calibrate import calibrate_file, to_text
 
-    result = calibrate_file(path, dialogues, split, unseen, predictions, weights, not rules_only, None if json_out == "-" else json_out)
+    result = calibrate_file(path, dialogues, split, unseen, predictions, weights, not rules_only, None if json_out == "-" else json_out,
+                            overwrite)
     print(json.dumps(result, indent=2) if json_out == "-" else to_text(result))
 
 

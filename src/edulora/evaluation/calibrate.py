@@ -135,12 +135,12 @@ def calibrate(dialogues: Sequence[dict[str, Any]], offset: int = 0, judges: Judg
 
 def calibrate_file(path: str | Path, span: str | None = None, split: str | None = None, unseen: bool = False,
                    predictions_path: str | Path | None = None, weights: str | Path | None = None,
-                   learned: bool = True, json_path: str | Path | None = None) -> dict[str, Any]:
+                   learned: bool = True, json_path: str | Path | None = None, overwrite: bool = False) -> dict[str, Any]:
     """``edulora calibrate``: the agreement on the chosen dialogues of an MRBench file (see ``select``),
     with one line per labelled response written to ``predictions_path`` and the agreement to ``json_path``
-    when given (both replaced if they exist, never written onto an input)."""
+    when given (never written onto an input; an existing one replaced only with ``overwrite``)."""
     check_outputs({"MRBENCH": path, "--judges": weights}, {"--predictions": predictions_path, "--json": json_path},
-                  overwrite=True)
+                  overwrite=overwrite)
     judges = load_judges(weights) if learned else None
     chosen, offset = select(load_mrbench(path), span, split, judges if unseen else None)
     predicted = predictions(chosen, offset, judges, learned=learned)

@@ -413,10 +413,11 @@ def evaluate_sources(sources: Sequence[str | Path], data: str | Path | None = No
                      base_model: str | None = None, precision: str = "auto", allow_pickle: bool = False,
                      judge: Any = None, progress: Callable[[str], None] | None = None,
                      reports: Mapping[str, str | Path | None] | None = None, ratings: str | Path | None = None,
-                     blind_sheet: str | Path | None = None) -> EvalResult:
+                     blind_sheet: str | Path | None = None, overwrite: bool = False) -> EvalResult:
     """``edulora eval``'s whole job: runs or adapter folders (and the base) on ``data`` or the first run's
     held-out records, with the run's truncation and training curves. ``reports``: the report files that
-    will be written, by option name, checked before any work (replaced, but never onto an input);
+    will be written, by option name, checked before any work (never onto an input; an existing one replaced only
+    with ``overwrite``);
     ``ratings``: a filled blind sheet, read first, whose preferences join the result (``blind.read_ratings``);
     ``blind_sheet``: where to write a new one for a person to rate (``blind.write_blind_sheet``)."""
     from ..data.formats import load_records
@@ -425,7 +426,7 @@ def evaluate_sources(sources: Sequence[str | Path], data: str | Path | None = No
 
     settings = settings or EvalSettings()
     check_outputs({"--data": data, "--retention-data": settings.retention_file, "--ratings": ratings},
-                  {**(reports or {}), "--blind-sheet": blind_sheet}, overwrite=True)
+                  {**(reports or {}), "--blind-sheet": blind_sheet}, overwrite=overwrite)
     if blind_sheet is not None:
         check_sheet_outputs(blind_sheet)  # a sheet may hold a rater's work: never replaced
     human = read_ratings(ratings, confidence=settings.confidence) if ratings is not None else []
