@@ -181,8 +181,7 @@ def mine_run_pairs(run: str, data: str | None, out: str, *, samples: int = 4, se
     from ..errors import EduloraError
     from ..rundir import RunDir
     from ..tutor import Tutor
-    from . import embeddings
-    from .judges import load_judges
+    from .judges import ready_judges
 
     run_dir = RunDir.open(run)
     source = data or run_dir.read_data_info().get("train_file")
@@ -191,7 +190,7 @@ def mine_run_pairs(run: str, data: str | None, out: str, *, samples: int = 4, se
     check_outputs({"--data": source, "the run's eval set": run_dir.eval_file}, {"--out": out}, overwrite=overwrite)
     records = load_records(source)[:limit]
     tutor = Tutor.load(run)
-    judges = load_judges() if judged or (judged is None and embeddings.installed()) else None
+    judges = ready_judges(required=bool(judged)) if judged is not False else None
     result = mine_pairs(tutor, records, samples=samples, seed=seed, temperature=temperature,
                         max_new_tokens=max_new_tokens, held_out=run_dir.eval_records(), progress=progress,
                         judges=judges)

@@ -75,18 +75,6 @@ def reply_flags(reply: str, messages: Sequence[Message], meta: Metadata | None =
     return flags + (judged_flags(reply, history, solution or answer, judges) if judges is not None else [])
 
 
-def installed_judges() -> Judges | None:
-    """The shipped judges with MiniLM loaded (so the first reply does not wait for it), or None when the
-    sentence-embedding model they read is not installed: then the flags are the rules' alone."""
-    from ..evaluation import embeddings
-    from ..evaluation.judges import load_judges
-
-    if not embeddings.installed():
-        return None
-    embeddings.embed([""])
-    return load_judges()
-
-
 def judged_flags(reply: str, history: Sequence[Message], key: str | None, judges: Judges) -> list[Flag]:
     """The judges' flags on ``reply`` after ``history`` (``key``: the teacher's solution or answer): each
     dimension whose verdict is the one ``JUDGED_FLAGS`` names, with the judge's probability of it."""

@@ -224,7 +224,7 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), settings
     from .llamacpp_engine import load_llamacpp_engine
     from .vllm_engine import load_vllm_engine
     from .feedback import FeedbackStore, default_feedback_db
-    from .flags import installed_judges
+    from ..evaluation.judges import ready_judges
     from .router import Router
 
     o = settings
@@ -253,7 +253,7 @@ def serve(adapters: Sequence[str | tuple[str | None, str | Path]] = (), settings
     router = Router(list(engine.adapters.values()), o.route_threshold, o.fallback_adapter)
     router.prepare()
     store = FeedbackStore(o.feedback_db or default_feedback_db()) if o.feedback else None
-    judges = installed_judges()
+    judges = ready_judges()
     try:
         server = TutorServer(TutorService(engine, router, store, o.api_key, roles.teachers, reviewers=roles.reviewers,
                                             students=roles.students, judges=judges), o.host, o.port,

@@ -105,6 +105,7 @@ class PedagogyProbe:
     def __init__(self, records: Sequence[Record], fmt: PromptFormat, size: int, max_new_tokens: int, seed: int = 0,
                  select_by: str = "eval_loss", tolerance: int = 0, judged: bool | None = None):
         from ..evaluation.cuts import open_turns
+        from ..evaluation.judges import ready_judges  # here: the judges bring numpy
 
         pool = [r for r in open_turns(records) if applies(select_by, r)]
         if not pool:
@@ -117,7 +118,8 @@ class PedagogyProbe:
         self.sampling = Sampling(max_new_tokens=max_new_tokens)
         #: ``tolerance`` replies as a rate: measures this close to the best count as equal when choosing.
         self.tolerance = tolerance / len(self.records)
-        self.judges = _judges(select_by in JUDGED or bool(judged), judged is None)
+        required = select_by in JUDGED or bool(judged)
+        self.judges = ready_judges(required) if required or judged is None else None
 
     def replies(self, model) -> list[str]:
         was_training = model.training
@@ -138,15 +140,3 @@ class PedagogyProbe:
 
     def measure(self, model) -> dict[str, float]:
         return self.score(self.replies(model))
-
-
-def _judges(required: bool, if_installed: bool):
-    """The learned judges, with MiniLM loaded now (so no evaluation pays for it), when ``required`` or when
-    ``if_installed`` and MiniLM is installed; else None. Required without MiniLM: ``EduloraError`` naming it."""
-    from ..evaluation import embeddings
-    from ..evaluation.judges import load_judges
-
-    if not (required or (if_installed and embeddings.installed())):
-        return None
-    embeddings.embed([""])
-    return load_judges()

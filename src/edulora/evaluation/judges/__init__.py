@@ -190,6 +190,18 @@ def load_judges(path: str | Path | None = None) -> Judges:
     return _load(str(path or WEIGHTS))
 
 
+def ready_judges(required: bool = False) -> Judges | None:
+    """The shipped judges with MiniLM loaded now (so the first reply scored does not wait for it), when
+    ``required`` or when MiniLM is installed; else None, and the rules alone score. Required without
+    MiniLM: the embedding model's own one-line error naming it."""
+    from .. import embeddings
+
+    if not (required or embeddings.installed()):
+        return None
+    embeddings.embed([""])
+    return load_judges()
+
+
 @lru_cache(maxsize=4)
 def _load(path: str) -> Judges:
     if not Path(path).is_file():
