@@ -186,7 +186,7 @@ def test_cli_uses_the_runs_eval_split(trained_run, tmp_path, monkeypatch):
         assert all(m in figures for m in METRICS)
     assert summary["run"]["drift"] is not None
     # 0 skips the drift: the judge-and-metrics path alone, as the e2e test and quick checks want it
-    assert main(argv[:-1] + ["0"]) == 0
+    assert main(argv[:-1] + ["0", "--overwrite"]) == 0  # the same --json again: replaced only when asked
     assert json.loads(out.read_text())["summary"]["run"]["drift"] is None
 
 
