@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 #: Failure kinds, most serious first: the rejected reply is the one whose worst failure ranks first.
 FAILURES = ("leak", "incorrect_answer", "judged_reveals_answer", "off_style", "no_guidance", "judged_no_guidance",
             "judged_not_actionable")
-#: The judges' failures: kind -> (dimension, the label that fails).
+#: The judges' failures: kind -> (dimension, the label that fails); the server's judged flags are these too.
 JUDGED_FAILURES = {"judged_reveals_answer": ("revealing_of_the_answer", "Yes"),
                    "judged_no_guidance": ("providing_guidance", "No"),
                    "judged_not_actionable": ("actionability", "No")}

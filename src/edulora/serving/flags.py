@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..data.schema import Metadata, TeachingStyle
 from ..evaluation.metrics import answer_metrics, asks_question
+from ..evaluation.mining import JUDGED_FAILURES
 from ..formatting import Message
 
 if TYPE_CHECKING:
@@ -40,10 +41,10 @@ LABELS = {
     "judged_little_guidance": "little guidance",
     "judged_not_actionable": "leaves the student nothing to do",
 }
-#: The judges' flags: code -> (dimension, the verdict that raises it), as ``edulora eval`` counts them.
-JUDGED_FLAGS = {"judged_reveals_answer": ("revealing_of_the_answer", "Yes"),
-                "judged_little_guidance": ("providing_guidance", "No"),
-                "judged_not_actionable": ("actionability", "No")}
+#: The judges' flags: code -> (dimension, the verdict that raises it), the verdicts pair mining fails a reply
+#: for (``mining.JUDGED_FAILURES``). One code is not mining's name for it: feedback databases already store it.
+JUDGED_FLAGS = {{"judged_no_guidance": "judged_little_guidance"}.get(kind, kind): failing
+                for kind, failing in JUDGED_FAILURES.items()}
 
 
 def _flag(code: str, evidence: str | None = None) -> Flag:
