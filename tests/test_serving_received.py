@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from test_serving_support import tiny_engine, tiny_runs  # noqa: F401  (fixtures)
 
+from edulora.errors import EduloraError
 from edulora.serving.app import create_app
 from edulora.serving.feedback import FeedbackStore, export_feedback
 from edulora.serving.guard import OriginGuard, served_hosts
@@ -143,3 +144,13 @@ def test_only_the_newest_replies_are_kept(tmp_path):
                               [{"role": "user", "content": f"q{i}"}], f"r{i}", []))
     assert [r.completion_id for r in log.replies()] == ["c2", "c1"]
     assert log.replies("ben") == [] and "feedback_token" not in log.get("c2").info
+
+
+def test_both_handles_on_the_database_refuse_a_file_that_is_not_one_in_one_line(tmp_path):
+    """``FeedbackStore`` and ``ReceivedLog`` open the file the same way (``serving.database``)."""
+    bad = tmp_path / "feedback.sqlite3"
+    bad.write_bytes(b"a teacher's notes, not SQLite\n" * 200)
+    for handle in (FeedbackStore, ReceivedLog):
+        with pytest.raises(EduloraError, match=rf"^{bad}: not a usable feedback database \(file is not a database\)$"):
+            handle(bad)
+    assert bad.read_bytes() == b"a teacher's notes, not SQLite\n" * 200  # never written over

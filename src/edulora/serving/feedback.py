@@ -34,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from ..data.pairs import PreferencePair
 from ..data.privacy import Scrubber, intro_names
 from ..data.schema import Dialogue, Example, Turn, parse_metadata
 from ..errors import EduloraError
+from .database import Database
 
 SCHEMA_VERSION = 4
 
@@ -175,25 +175,20 @@ def _migrate_3(db: sqlite3.Connection) -> None:
         raise
 
 
-class FeedbackStore:
+class FeedbackStore(Database):
     """A thread-safe handle on the feedback database (one connection, serialized by a lock)."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise EduloraError(f"{self.path}: written by a newer edulora (schema {version}); upgrade edulora")
-            self._db.executescript(_SCHEMA)
-            _migrate(self._db)
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except sqlite3.DatabaseError as err:
-            raise EduloraError(f"{self.path}: not a usable feedback database ({err})") from None
-        self._lock = threading.Lock()
+        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(path, self._setup)
+
+    def _setup(self, db: sqlite3.Connection) -> None:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise EduloraError(f"{self.path}: written by a newer edulora (schema {version}); upgrade edulora")
+        db.executescript(_SCHEMA)
+        _migrate(db)
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def record(self, item: FeedbackItem) -> int:
         """Insert or update one teacher's feedback on one reply; returns its row id.
@@ -269,10 +264,6 @@ class FeedbackStore:
     def count(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
 
 def sft_record(item: FeedbackItem, response: str) -> dict[str, Any]:

@@ -14,17 +14,14 @@ SQLite in WAL mode, as the feedback store, on a connection of its own to the sam
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import EduloraError
+from .database import Database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS received (
@@ -66,31 +63,19 @@ class ReceivedReply:
                 "answer": self.answer, "solution": self.solution}
 
 
-class ReceivedLog:
+def _setup(db: sqlite3.Connection) -> None:
+    # WAL with NORMAL stays consistent on a crash and loses at most the last replies on a power cut;
+    # FULL would sync the disk once per reply a student receives.
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(_SCHEMA)
+
+
+class ReceivedLog(Database):
     """The ``received`` table of the feedback database at ``path`` (one connection, serialized by a lock)."""
 
     def __init__(self, path: str | Path, limit: int = 100_000):
-        self.path, self.limit = Path(path).expanduser(), limit
-        self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            # WAL with NORMAL stays consistent on a crash and loses at most the last replies on a power cut;
-            # FULL would sync the disk once per reply a student receives.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as err:
-            raise EduloraError(f"{self.path}: not a usable feedback database ({err})") from None
-
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            yield self._db
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        super().__init__(path, _setup)
+        self.limit = limit
 
     def add(self, reply: ReceivedReply) -> None:
         """Keep ``reply``; the oldest beyond ``limit`` go."""
