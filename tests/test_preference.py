@@ -98,6 +98,7 @@ def test_dpo_from_an_sft_adapter_lowers_the_loss_and_never_updates_the_reference
     assert "Preference tuning" in (adapter / "README.md").read_text()
     assert el.Tutor.load(run.run_dir).ask("What is 2 times 3?").tokens >= 0
     assert list(run.run_dir.eval_records())  # held-out conversations, as records `edulora eval` can read
+    assert run.run_dir.read_config().training.method == "dpo"  # the config, written once at the start
 
 
 def test_bad_pairs_are_file_line_errors_and_exit_2(tiny_llama, write_jsonl, tmp_path, capsys):

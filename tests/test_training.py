@@ -9,6 +9,7 @@ from transformers import AutoModelForCausalLM, Trainer
 
 from edulora.config import MOVED, RunConfig
 from edulora.errors import EduloraError
+from edulora.rundir import RunDir
 from edulora.training import resume, train
 
 
@@ -38,13 +39,20 @@ def tiny_config(model_dir, data_file, out_dir, **training) -> RunConfig:
     return config
 
 
+#: The configs the ``trained`` run wrote to its config.yaml, in order.
+CONFIG_WRITES: list[RunConfig] = []
+
+
 @pytest.fixture(scope="module")
 def trained(tiny_llama, tmp_path_factory):
     from conftest import write_tutoring_file
 
     folder = tmp_path_factory.mktemp("train")
     data = write_tutoring_file(folder, 32)
-    return train(tiny_config(tiny_llama, data, folder / "runs")), tiny_llama
+    write = RunDir.write_config
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RunDir, "write_config", lambda run, config: (CONFIG_WRITES.append(config), write(run, config))[1])
+        return train(tiny_config(tiny_llama, data, folder / "runs")), tiny_llama
 
 
 def test_loss_drops_on_a_small_overfit_set(trained):
@@ -69,6 +77,14 @@ def test_run_directory_is_complete(trained):
     info = json.loads((run / "adapter" / "edulora.json").read_text())
     assert info["subject"] == "mathematics" and len(info["data_fingerprint"]) == 64
     assert json.loads((run / "data.json").read_text())["train_tokens"]["trainable_tokens"] > 0
+
+
+def test_the_config_is_written_once_as_the_run_used_it(trained):
+    """Once sized for the model (the size class's recipe fills the keys left unset), not also before."""
+    result, _ = trained
+    assert len(CONFIG_WRITES) == 1
+    assert result.run_dir.read_config() == CONFIG_WRITES[0]
+    assert "r" in CONFIG_WRITES[0].lora.model_fields_set  # left unset in tiny_config: the size recipe's pick
 
 
 def test_the_final_evaluation_is_not_repeated(trained):

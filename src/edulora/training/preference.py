@@ -58,6 +58,8 @@ def run_preference(config: RunConfig, run_dir: RunDir, checkpoint: str | None) -
     from datasets import Dataset
 
     started = time.perf_counter()
+    if is_main_process() and checkpoint is None:
+        run_dir.write_config(config)  # complete as given: nothing here is sized from the model (a resume reads it)
     t = config.training
     orpo = _orpo() if t.method == "orpo" else None  # a TRL without ORPO is a config error before any work
     # 1. Data: pairs, split by conversation; the held-out conversations (with their chosen reply) are

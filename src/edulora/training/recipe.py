@@ -36,9 +36,7 @@ def train(config: RunConfig, overwrite: bool = False) -> RunResult:
     """Train one adapter and write a complete run directory."""
     _check_launcher()  # refused before anything is written
     run_dir = RunDir.create(config.output_dir, config.run_name, overwrite)
-    if is_main_process():
-        run_dir.write_config(config)
-    return _run(config, run_dir, checkpoint=None)
+    return _run(config, run_dir, checkpoint=None)  # which writes the config once it is complete
 
 
 def resume(run_dir: str | os.PathLike) -> RunResult:
