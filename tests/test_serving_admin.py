@@ -173,3 +173,25 @@ def test_admin_delete_answers_at_once_while_replies_finish(admin, tiny_runs):
     # The name can be taken again at once: the add waits for the old weights to be freed.
     assert client.post("/admin/adapters", json={"name": "bio", "path": str(tiny_runs["bio"])}).status_code == 200
     assert client.delete("/admin/adapters/bio").status_code == 200
+
+
+def test_a_decoder_with_its_own_batching_reads_an_added_adapter_folder_once(tiny_runs, tiny_llama, monkeypatch):
+    """``WorkerEngine.add_adapter`` checks the name again under its lock, on the spec it read, not a second read."""
+    from transformers import AutoTokenizer
+
+    from edulora.serving import engine as engine_module
+    from edulora.serving.workers import WorkerEngine
+
+    class Decoder(WorkerEngine):
+        def _attach(self, spec):
+            self.attached = spec
+
+    reads = []
+    find = engine_module.find_adapter
+    monkeypatch.setattr(engine_module, "find_adapter", lambda *a, **k: reads.append(a) or find(*a, **k))
+    decoder = Decoder(None, AutoTokenizer.from_pretrained(tiny_llama), "tiny", {}, context_limit=256,
+                      base_model=str(tiny_llama))
+    spec = decoder.add_adapter(tiny_runs["math"])
+    assert len(reads) == 1 and decoder.attached is spec and decoder.adapters == {spec.name: spec}
+    with pytest.raises(engine_module.AdapterConflict, match="already served"):
+        decoder.add_adapter(tiny_runs["math"])

@@ -333,7 +333,10 @@ class Engine:
 
     def adapter_spec(self, path: str | Path, name: str | None = None) -> AdapterSpec:
         """An adapter folder checked before loading: safetensors weights, a free name, this server's base model."""
-        spec = find_adapter(path, name)
+        return self.admissible(find_adapter(path, name))
+
+    def admissible(self, spec: AdapterSpec) -> AdapterSpec:
+        """``spec`` if this server can take it now: its name free (a removal of it waited for), its base this one's."""
         if not self._leaving.wait(spec.name):
             raise AdapterConflict(f"an adapter named {spec.name!r} is still being unloaded; retry shortly")
         if spec.name in self.adapters:

@@ -60,9 +60,10 @@ class WorkerEngine(Engine):
 
     def add_adapter(self, path: str | Path, name: str | None = None, timeout: float = 600.0) -> AdapterSpec:
         """Load the adapter into the decoder, then accept requests for it; replies in flight are not disturbed."""
-        self.adapter_spec(path, name)  # waits (outside the lock the removal needs) for a removal of the name to end
+        # Read once; this waits, outside the lock the removal needs, for a removal of the name to end.
+        spec = self.adapter_spec(path, name)
         with self._reload_lock:
-            spec = self.adapter_spec(path, name)
+            self.admissible(spec)  # again: another change of the adapter set may have come in between
             self._attach(spec)
             self._admit_adapter(spec)
         return spec
