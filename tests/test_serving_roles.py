@@ -125,3 +125,20 @@ def test_student_and_reviewer_tokens_must_be_well_formed():
                                [["ana=short:reviewer"], []]):
         with pytest.raises(EduloraError):
             Roles.parse(teachers, students)
+
+
+def test_who_holds_a_token_is_known_from_the_roles_read_once_at_start():
+    """``identify`` reads the callers built when the service was created: the same caller, not a new one per request."""
+    from edulora.serving.roles import API_KEY, LOCAL, Caller
+
+    roles = Roles.parse(["ana=token-of-ana-0001", "rita=token-of-rita-0003:reviewer"], ["ana=token-of-anas-class-1"],
+                        KEY)
+    service = TutorService(None, Router([]), None, KEY, roles.teachers, reviewers=roles.reviewers,
+                           students=roles.students)
+    assert service.identify(KEY) is API_KEY
+    assert service.identify(TOKENS["ana"]) == Caller("ana", "teacher")
+    assert service.identify(TOKENS["rita"]) == Caller("rita", "reviewer")
+    assert service.identify(TOKENS["ana's student"]) == Caller("ana", "student")
+    assert service.identify(TOKENS["ana"]) is service.identify(TOKENS["ana"])
+    assert all(service.identify(token) is None for token in ("token-of-ana-000", "", None))
+    assert TutorService(None, Router([])).identify(None) is LOCAL

@@ -150,10 +150,17 @@ class TutorService:
     _served_chars: int = field(default=0, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _admin_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    #: Who holds each key, with the key as bytes: built once, as the roles are fixed when the service is created.
+    _callers: list[tuple[Caller, bytes]] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.received is None and self.feedback is not None:
             self.received = ReceivedLog(self.feedback.path)
+        callers = [(API_KEY, self.api_key)]
+        callers += [(Caller(name, "reviewer" if name in self.reviewers else "teacher"), secret)
+                    for name, secret in self.teachers.items()]
+        callers += [(Caller(teacher, "student"), secret) for secret, teacher in self.students.items()]
+        self._callers = [(caller, (secret or "").encode()) for caller, secret in callers]
 
     @property
     def locked(self) -> bool:
@@ -166,13 +173,9 @@ class TutorService:
         if not self.locked:
             return LOCAL
         given, found = (token or "").encode(), None
-        callers = [(API_KEY, self.api_key)]
-        callers += [(Caller(name, "reviewer" if name in self.reviewers else "teacher"), secret)
-                    for name, secret in self.teachers.items()]
-        callers += [(Caller(teacher, "student"), secret) for secret, teacher in self.students.items()]
-        for caller, secret in callers:
+        for caller, secret in self._callers:
             # Every secret is compared, found or not: the time taken says nothing about which matched.
-            if secret and hmac.compare_digest(given, secret.encode()) and found is None:
+            if secret and hmac.compare_digest(given, secret) and found is None:
                 found = caller
         return found
 
