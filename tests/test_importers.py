@@ -23,6 +23,7 @@ from edulora.data.importers import Skipped
 from edulora.data.importers.bridge import MISTAKE_TYPES
 from edulora.data.importers.mathdial import split_ground_truth
 from edulora.data.io import Problem
+from edulora.data.jsonscan import looks_like_json
 from edulora.data.schema import Dialogue, GradeLevel
 from edulora.errors import EduloraError
 
@@ -158,6 +159,26 @@ def test_mathdial_csv_gives_the_same_dialogue(tmp_path):
     assert problems(list(iter_format_records(path, "mathdial"))) == [
         f"{path}:1: not a MathDial CSV: no column 'ground_truth', 'student_incorrect_solution', 'conversation'; "
         "columns are: question, answer"]
+
+
+def test_csv_or_json_is_told_by_one_rule_for_every_importer(tmp_path):
+    """MathDial reads a file as the transcripts importer does (``jsonscan.looks_like_json``): a .json, .jsonl,
+    .ndjson or .csv, .tsv name decides, else the first character ({ or [: JSON); an empty file is a CSV."""
+    row = {k: ("" if v is None else str(v)) for k, v in MATHDIAL.items()}
+    row["ground_truth"] = METADATA["solution"] + "\n#### 26"
+    files = {"csv.txt": write_csv(tmp_path / "csv.txt", [row]), "jsonl.txt": jsonl(tmp_path / "jsonl.txt", [MATHDIAL]),
+             "csv.json": write_csv(tmp_path / "csv.json", [row]), "empty.txt": tmp_path / "empty.txt",
+             "tsv": jsonl(tmp_path / "a.TSV", [MATHDIAL])}
+    files["empty.txt"].write_bytes(b"")
+    assert {name: looks_like_json(path) for name, path in files.items()} == {
+        "csv.txt": False, "jsonl.txt": True, "csv.json": True, "empty.txt": False, "tsv": False}
+    for name in ("csv.txt", "jsonl.txt"):
+        (_, dialogue), = iter_format_records(files[name], "mathdial")
+        assert [(t.role, t.content) for t in dialogue.turns] == TURNS
+    assert problems(list(iter_format_records(files["csv.json"], "mathdial")))[0].startswith(
+        f"{files['csv.json']}:1: invalid JSON")
+    assert problems(list(iter_format_records(files["empty.txt"], "mathdial"))) == [
+        f"{files['empty.txt']}:1: file holds no records (no CSV header)"]
 
 
 def test_mathdial_malformed_items_are_file_line_problems(tmp_path):

@@ -44,6 +44,15 @@ def read_head(path: str | Path) -> bytes:
     return head[3:] if head.startswith(codecs.BOM_UTF8) else head
 
 
+def looks_like_json(path: str | Path) -> bool:
+    """Whether a file the importers read as CSV or JSON holds JSON (lines or an array): its name says so
+    (.json, .jsonl, .ndjson against .csv, .tsv), else its first character does (``{`` or ``[``)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        return False
+    return suffix in (".json", ".jsonl", ".ndjson") or read_head(path).lstrip()[:1] in (b"{", b"[")
+
+
 def is_json_array(head: bytes) -> bool:
     """True when the file is one JSON array, False when it holds JSON lines (or anything else)."""
     return head.lstrip().startswith(b"[")
@@ -275,4 +284,4 @@ def _looks_pretty(path: str | Path, line: int) -> bool:
     return False
 
 
-__all__ = ["encoding_problem", "is_json_array", "iter_json_array", "iter_json_objects", "read_head"]
+__all__ = ["encoding_problem", "is_json_array", "iter_json_array", "iter_json_objects", "looks_like_json", "read_head"]

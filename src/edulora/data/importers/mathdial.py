@@ -29,7 +29,7 @@ from typing import Any
 
 from ..csvrows import iter_csv_rows
 from ..io import SkipItem, convert_items
-from ..jsonscan import iter_json_objects, read_head
+from ..jsonscan import iter_json_objects, looks_like_json
 from ..schema import Dialogue, Metadata, RecordError, Turn
 from .common import ImportItem, grade_from_number, number, require_object, strip_calculator_notes, text
 
@@ -171,12 +171,6 @@ def mathdial_from_dict(obj: Any, exclude_telling: bool = False) -> Dialogue:
     return Dialogue(turns=dialogue_turns, metadata=metadata)
 
 
-def _looks_like_csv(path: str | Path) -> bool:
-    if Path(path).suffix.lower() in (".csv", ".tsv"):
-        return True
-    return read_head(path).lstrip()[:1] not in (b"{", b"[", b"")
-
-
 def _check_header(columns: list[str]) -> str | None:
     missing = [name for name in REQUIRED if name not in columns]
     if missing:
@@ -187,7 +181,7 @@ def _check_header(columns: list[str]) -> str | None:
 
 def iter_mathdial(path: str | Path, exclude_telling: bool = False) -> Iterator[ImportItem]:
     """Yield ``(line, Dialogue | Problem | Skipped)`` per item of a MathDial JSONL, JSON or CSV file."""
-    items = iter_csv_rows(path, _check_header) if _looks_like_csv(path) else iter_json_objects(path)
+    items = iter_json_objects(path) if looks_like_json(path) else iter_csv_rows(path, _check_header)
     yield from convert_items(str(path), items, partial(mathdial_from_dict, exclude_telling=exclude_telling))
 
 

@@ -36,13 +36,12 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import EduloraError
 from ..csvrows import iter_csv_rows
 from ..io import Problem, Skipped, collect_items
-from ..jsonscan import iter_json_objects, read_head
+from ..jsonscan import iter_json_objects, looks_like_json
 from ..problems import DataProblems
 from ..schema import MAX_FIELD_CHARS, Dialogue, Turn, metadata_from_dict
 from .common import ImportItem
@@ -157,16 +156,9 @@ def _resolve(columns: list[str], explicit: Mapping[str, str], fields: Iterable[s
                    f"name them with --map {hint}")
 
 
-def _is_json(path: PathLike) -> bool:
-    suffix = Path(path).suffix.lower()
-    if suffix in (".csv", ".tsv"):
-        return False
-    return suffix in (".json", ".jsonl", ".ndjson") or read_head(path).lstrip()[:1] in (b"{", b"[")
-
-
 def _rows(path: PathLike) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
     """``(line, row)`` of a CSV or JSON (lines or array) file; a non-object JSON item is a problem."""
-    if not _is_json(path):
+    if not looks_like_json(path):
         yield from iter_csv_rows(path)
         return
     for line, obj in iter_json_objects(path):
@@ -292,7 +284,7 @@ def iter_transcripts(path: PathLike, column_map: Mapping[str, str] | None = None
                                         ("conversation", "role", "text"),
                                         optional=META_FIELDS if options.metadata_file else ())
             if missing:  # a CSV header is line 1; JSON has none, its first object names the keys
-                problems.append(Problem(name, line if _is_json(path) else 1, missing))
+                problems.append(Problem(name, line if looks_like_json(path) else 1, missing))
                 break
         _read_row(name, line, row, columns, roles, conversations, unknown, problems)
     side = read_metadata_file(options.metadata_file, explicit, problems) if options.metadata_file else {}
