@@ -6,17 +6,17 @@ import math
 
 import pytest
 
-from edulora.demo import EVALUATIONS, demo_config
+from edulora.demo import EVALUATIONS, PASSES, demo_config
 from edulora.training import planned_optimizer_steps
 from edulora.training.data import load_data
 
 
-def test_demo_evaluates_before_each_third_and_at_the_end(tmp_path):
+def test_demo_evaluates_before_training_half_way_and_at_the_end(tmp_path):
     config = demo_config(str(tmp_path))
     t = config.training
     # the training itself is the demo's, whatever the evaluation schedule
     assert (t.epochs, t.batch_size, t.grad_accum, t.learning_rate, t.lr_scheduler, t.warmup_ratio, t.max_steps) == \
-        (1, 4, 1, 4e-3, "linear", 0.05, -1)
+        (PASSES, 4, 1, 4e-3, "linear", 0.05, -1)
     # held-out losses only during training (the evaluation afterwards scores replies and drift); the base's
     # own replies to general requests mixed in
     s = t.selection
@@ -25,12 +25,12 @@ def test_demo_evaluates_before_each_third_and_at_the_end(tmp_path):
     assert (config.data.replay_fraction, config.data.replay_responses) == (0.1, "base")
     steps = planned_optimizer_steps(config, len(load_data(config).train))
     assert t.eval_steps == t.save_steps == math.ceil(steps / EVALUATIONS)
-    # the Trainer evaluates every eval_steps and at the last step; with the one before training, >= 4 points
+    # the Trainer evaluates every eval_steps and at the last step; with the one before training, 3 points
     points = {0, *range(t.eval_steps, steps + 1, t.eval_steps), steps}
     assert len(points) == EVALUATIONS + 1 and max(points) == steps
 
 
-@pytest.mark.parametrize(("epochs", "batch_size", "grad_accum"), [(1.5, 2, 2), (1, 4, 1)])
+@pytest.mark.parametrize(("epochs", "batch_size", "grad_accum"), [(1.5, 2, 2), (1, 4, 1), (0.85, 4, 1)])  # a part of a pass: the demo's
 def test_planned_steps_are_the_steps_training_takes(tiny_llama, tmp_path, epochs, batch_size, grad_accum):
     from conftest import write_tutoring_file
     from test_training import tiny_config
@@ -181,3 +181,15 @@ def test_the_drift_line_says_what_replay_did_only_when_training_had_it():
     assert "Replay: 51 of the training examples (10%) were general requests with the base model's own replies" in line
     assert "the replies in the replay data" in drift_line(evaluation, {**replay, "base_replies": 0})
     assert "Replay" not in drift_line(evaluation, None) and "Replay" not in drift_line(evaluation, {"added": 0})
+
+
+def test_the_demo_decodes_its_replies_in_pytorch_where_training_ran_in_bf16_on_a_cpu():
+    """Batched bf16 replies on a CPU with fast bf16 (measured twice llama.cpp's rate for 50 replies at once);
+    a CPU training in fp32, a GPU, or a backend asked for by name keeps choose_backend's answer."""
+    from edulora.demo import reply_backend
+    from edulora.inference.llamacpp import choose_backend
+
+    assert reply_backend("auto", "bfloat16", "cpu") == "transformers"
+    assert reply_backend("auto", "float32", "cpu") == choose_backend("auto")
+    assert reply_backend("llamacpp", "bfloat16", "cpu") == "llamacpp"
+    assert reply_backend("transformers", "float32", "cpu") == "transformers"

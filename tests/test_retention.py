@@ -97,6 +97,21 @@ def test_own_replies_come_from_the_speaker_and_the_drift_from_the_tutors_network
     assert alone.longest_repeat == sum(longest_repeat(t) for t in own) / len(own)
 
 
+def test_the_bases_own_replies_are_its_continuations_whatever_the_speaker(fresh_adapter, tiny_llama):
+    """The base's loop rate is read from the continuations the KL is taken along (decoded once), not
+    decoded again by a speaker."""
+    from edulora.tutor import Tutor
+
+    speaker = Tutor.load(None, base=str(tiny_llama), precision="fp32")
+    probe = RetentionProbe(retention_records(limit=3), fresh_adapter.format, max_new_tokens=10, batch_size=2)
+    base = fresh_adapter.as_base()
+    spoken = probe.measure(base, resamples=50, speaker=speaker)
+    continuations = probe.references(base)[2]
+    assert spoken.drift == 0.0
+    assert spoken.longest_repeat == sum(longest_repeat(t) for t in continuations) / len(continuations)
+    assert spoken.distinct_2 == sum(distinct_n(t) for t in continuations) / len(continuations)
+
+
 @contextlib.contextmanager
 def moved_adapter(tutor):
     """The tutor's LoRA B matrices set to random values (the adapter then changes the outputs), zeroed after."""

@@ -46,23 +46,6 @@ class Tutor:
     def is_base(self) -> bool:
         return self.adapter is None
 
-    def for_inference(self) -> Tutor:
-        """This tutor with its weights in the precision decoding runs fastest in (fp32 on a CPU).
-
-        Training on a CPU keeps bf16 weights, which pay for its large matrix products; decoding
-        one token at a time is matrix-vector work, where fp32 is faster (benchmarks/history/benchmarks-2026-12.md).
-        """
-        import torch
-
-        from .modeling import choose_dtype, inference_precision
-
-        if self.backend != "transformers":
-            return self
-        dtype = choose_dtype(inference_precision("auto"))
-        if next(self.model.parameters()).dtype != dtype and dtype == torch.float32:
-            self.model.to(dtype)
-        return self
-
     def as_base(self, name: str = BASE_NAME) -> Tutor:
         """The base model with this tutor's prompt format, sharing its network (nothing is loaded again)."""
         return Tutor(self.model, self.tokenizer, self.format, self.info, name, self.info.base_model, adapter=None,

@@ -15,7 +15,8 @@ app = typer.Typer()
 @app.command()
 def demo(output_dir: str = typer.Option("runs", help="where the run directory is created"), backend: Backend = "auto",
          quiet: bool = typer.Option(False, "--quiet", help="no progress bars (hidden off a terminal anyway)")) -> None:
-    """Train a tutor on the packaged model and sample data, show before/after."""
+    """Train a tutor on the packaged model and sample data, show before/after (--backend auto: replies in one
+    PyTorch batch where training ran in bf16 on a CPU, else llama.cpp)."""
     from ..demo import run_demo
     print(run_demo(output_dir, backend, quiet).run_dir)
 
