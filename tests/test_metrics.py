@@ -264,6 +264,15 @@ def test_operands_and_adjectives_are_no_final_answer() -> None:
         assert m.answer_correctness(reply, answer="780", history=history).score == 1.0
 
 
+def test_a_powers_base_is_no_final_answer() -> None:
+    """"= 3^6" rewrites 81 as a power of 3; it does not state x = 3 (a demo reply was counted as a leak)."""
+    history = [("student", "How do I solve the equation 3^(x + 1) = 81 for x?")]
+    for hint in ("Check your result with the original equation: 3^(x + 1) = 3^6. What does it tell you about x?",
+                 "Write 81 as 3**4 first. What must x + 1 be?"):
+        assert not m.answer_revealing(hint, answer="3", history=history).revealed
+    assert m.answer_revealing("So x + 1 = 4, which means x = 3.", answer="3", history=history).revealed
+
+
 def test_word_answers_can_be_wrong() -> None:
     assert m.answer_correctness("The answer is hexagon.", answer="pentagon").score == 0.0
     assert m.answer_correctness("The answer is a pentagon.", answer="pentagon").score == 1.0

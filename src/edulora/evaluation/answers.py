@@ -69,8 +69,8 @@ def answer_from_history(history: History) -> str | None:
 # --------------------------------------------------------------------------------------------
 
 _ARTICLES = {"a", "an", "the"}
-_OPERATOR = r"(?:[-+*/×÷]|(?<=[\d\s])x(?=[\s\d(])|\btimes\b|\bplus\b|\bminus\b|\bdivided by\b|\bmultiplied by\b|\bby\b)"
-# "15 * 84", "$15/hour x 84": the value is an operand of a calculation, not its result.
+_OPERATOR = r"(?:[-+*/×÷^]|(?<=[\d\s])x(?=[\s\d(])|\btimes\b|\bplus\b|\bminus\b|\bdivided by\b|\bmultiplied by\b|\bby\b)"
+# "15 * 84", "$15/hour x 84", "= 3^6": the value is an operand of a calculation (a power's base too), not its result.
 _OPERAND_AFTER = re.compile(r"^\s*(?:%|/?[a-z]+)?\s*" + _OPERATOR + r"\s*\(?\s*[$\d]", re.IGNORECASE)
 _OPERAND_BEFORE = re.compile(
     r"(?:" + _OPERATOR + r"|\b(?:multiply|multiplying|multiplied|add|adding|added|subtract|subtracting|subtracted|divide|"
