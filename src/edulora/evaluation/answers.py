@@ -69,8 +69,8 @@ def answer_from_history(history: History) -> str | None:
 # --------------------------------------------------------------------------------------------
 
 _ARTICLES = {"a", "an", "the"}
-_OPERATOR = r"(?:[-+*/×÷^]|(?<=[\d\s])x(?=[\s\d(])|\btimes\b|\bplus\b|\bminus\b|\bdivided by\b|\bmultiplied by\b|\bby\b)"
-# "15 * 84", "$15/hour x 84", "= 3^6": the value is an operand of a calculation (a power's base too), not its result.
+_OPERATOR = r"(?:[-+*/×÷]|(?<=[\d\s])x(?=[\s\d(])|\btimes\b|\bplus\b|\bminus\b|\bdivided by\b|\bmultiplied by\b|\bby\b)"
+# "15 * 84", "$15/hour x 84": the value is an operand of a calculation, not its result.
 _OPERAND_AFTER = re.compile(r"^\s*(?:%|/?[a-z]+)?\s*" + _OPERATOR + r"\s*\(?\s*[$\d]", re.IGNORECASE)
 _OPERAND_BEFORE = re.compile(
     r"(?:" + _OPERATOR + r"|\b(?:multiply|multiplying|multiplied|add|adding|added|subtract|subtracting|subtracted|divide|"
@@ -125,6 +125,9 @@ def states_at(sentence: str, start: int, end: int) -> bool:
     # "240 miles (from the first 4 hours) plus 540 …": an aside does not end the calculation.
     after = re.sub(r"^(\s*(?:%|/?[a-z]+)?)\s*\([^()]*\)", r"\1", after, flags=re.IGNORECASE)
     if _OPERAND_AFTER.match(after) or _OPERAND_BEFORE.search(before):
+        return False
+    # "= 3^6": a power's base or exponent, not a value; a unit's power ("80 cm^2") has the unit in between.
+    if after.startswith("^") or before.endswith("^"):
         return False
     if re.search(r"\d\s*,\s*\d+\s*,\s*$", before):  # "15, 14, 13, 12": counting aloud, not a result
         return False
