@@ -267,10 +267,11 @@ def test_operands_and_adjectives_are_no_final_answer() -> None:
 def test_a_powers_base_is_no_final_answer() -> None:
     """"= 3^6" rewrites 81 as a power of 3; it does not state x = 3 (a demo reply was counted as a leak)."""
     history = [("student", "How do I solve the equation 3^(x + 1) = 81 for x?")]
-    for hint in ("Check your result with the original equation: 3^(x + 1) = 3^6. What does it tell you about x?",
-                 "Write 81 as 3**4 first. What must x + 1 be?"):
-        assert not m.answer_revealing(hint, answer="3", history=history).revealed
+    hint = "Check your result with the original equation: 3^(x + 1) = 3^6. What does it tell you about x?"
+    assert not m.answer_revealing(hint, answer="3", history=history).revealed
     assert m.answer_revealing("So x + 1 = 4, which means x = 3.", answer="3", history=history).revealed
+    # a unit's power is no power of the value: "80 cm^2" states 80
+    assert m.answer_revealing("The area is 80 cm^2.", answer="80").revealed
 
 
 def test_word_answers_can_be_wrong() -> None:
